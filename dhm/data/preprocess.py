@@ -1,0 +1,143 @@
+"""Per-frame preprocessing, exactly as Ultralight's training and inference do it.
+
+crop box from landmarks -> crop -> resize to 168 -> inner 160 at [4:164] ->
+mask rectangle -> concat(reference, masked) / 255 -> network -> paste back.
+
+This module is the executable specification the native core mirrors; keep every
+operation here explicit (dtype, rounding, interpolation) so it can be ported bit-exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from dhm.errors import DatasetError
+from dhm.spec import AUDIO_WINDOW_AFTER, AUDIO_WINDOW_BEFORE, PREPROCESS, AudioMode, PreprocessSpec
+
+_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """Face box in frame pixels; [y0:y1, x0:x1] may be clipped by the frame's bottom/right."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def side(self) -> int:
+        return self.x1 - self.x0
+
+
+def parse_landmarks(text: str, source: str = "landmarks") -> np.ndarray:
+    """Parse a `.lms` file body: one `x y` pair per line -> int32 [P, 2].
+
+    Values are read as float32 and truncated to int32, as Ultralight does.
+    """
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise DatasetError(f"{source}:{lineno}: expected 'x y', got {line.strip()!r}")
+        try:
+            rows.append((float(parts[0]), float(parts[1])))
+        except ValueError:
+            raise DatasetError(f"{source}:{lineno}: not a number pair: {line.strip()!r}") from None
+    if not rows:
+        raise DatasetError(f"{source}: no landmarks")
+    pts = np.asarray(rows, dtype=np.float32)
+    if not np.isfinite(pts).all():
+        raise DatasetError(f"{source}: non-finite landmark values")
+    return pts.astype(np.int32)
+
+
+def crop_box(lms: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> CropBox:
+    need = max(spec.lm_left, spec.lm_right, spec.lm_top) + 1
+    if lms.shape[0] < need:
+        raise DatasetError(f"landmarks have {lms.shape[0]} points; the crop needs at least {need}")
+    x0 = int(lms[spec.lm_left][0])
+    x1 = int(lms[spec.lm_right][0])
+    y0 = int(lms[spec.lm_top][1])
+    return CropBox(x0=x0, y0=y0, x1=x1, y1=y0 + (x1 - x0))
+
+
+def check_box(box: CropBox, frame_hw: tuple[int, int], source: str) -> None:
+    h, w = frame_hw
+    if box.side <= 0:
+        raise DatasetError(f"{source}: empty crop box (x {box.x0}..{box.x1}); landmarks out of order")
+    if box.x0 < 0 or box.y0 < 0 or box.x1 > w or box.y0 >= h:
+        raise DatasetError(f"{source}: crop box {box.x0},{box.y0}..{box.x1},{box.y1} lies outside the {w}x{h} frame")
+
+
+def crop_face(frame: np.ndarray, box: CropBox, spec: PreprocessSpec = PREPROCESS) -> np.ndarray:
+    """Crop the box and resize to crop_size (uint8 BGR [168,168,3]).
+
+    Numpy slicing clips a box that runs past the bottom or right edge, as in Ultralight.
+    """
+    region = frame[box.y0 : box.y1, box.x0 : box.x1]
+    size = spec.crop_size
+    return cv2.resize(region, (size, size), interpolation=_INTERPOLATION[spec.crop_interpolation])
+
+
+def inner(crop: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> np.ndarray:
+    b = spec.border
+    return crop[b : b + spec.inner_size, b : b + spec.inner_size].copy()
+
+
+def mask(inner_img: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> np.ndarray:
+    out = inner_img.copy()
+    cv2.rectangle(out, spec.mask_rect, (0, 0, 0), -1)
+    return out
+
+
+def to_chw_float(img: np.ndarray) -> np.ndarray:
+    """uint8 HWC BGR -> float32 CHW in [0,1] (x / 255 in float32, like Ultralight)."""
+    return img.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+
+
+def face_input(reference_inner: np.ndarray, target_inner: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> np.ndarray:
+    """The 6-channel network input: concat(reference, masked target) / 255, [6,160,160]."""
+    return np.concatenate([to_chw_float(reference_inner), to_chw_float(mask(target_inner, spec))], axis=0)
+
+
+def audio_window(features: np.ndarray, index: int, mode: AudioMode) -> np.ndarray:
+    """Frames index-4 … index+3 of `features`, zero-padded at the ends, reshaped to the
+    mode's network input shape (float32)."""
+    n = features.shape[0]
+    lo, hi = index - AUDIO_WINDOW_BEFORE, index + AUDIO_WINDOW_AFTER
+    window = np.zeros((hi - lo, *features.shape[1:]), dtype=np.float32)
+    src_lo, src_hi = max(lo, 0), min(hi, n)
+    if src_hi > src_lo:
+        window[src_lo - lo : src_hi - lo] = features[src_lo:src_hi]
+    return window.reshape(mode.input_shape)
+
+
+def to_uint8_image(pred_chw: np.ndarray) -> np.ndarray:
+    """Network output [3,160,160] in [0,1] -> uint8 HWC, truncating like np.uint8(x*255)."""
+    return (pred_chw.transpose(1, 2, 0) * np.float32(255.0)).astype(np.uint8)
+
+
+def paste_back(
+    frame: np.ndarray,
+    crop: np.ndarray,
+    pred_chw: np.ndarray,
+    box: CropBox,
+    spec: PreprocessSpec = PREPROCESS,
+) -> np.ndarray:
+    """Put the prediction into crop[4:164,4:164], resize the crop back to the box, and
+    write it into a copy of the frame."""
+    out_frame = frame.copy()
+    region = out_frame[box.y0 : box.y1, box.x0 : box.x1]
+    h, w = region.shape[:2]
+    patched = crop.copy()
+    b = spec.border
+    patched[b : b + spec.inner_size, b : b + spec.inner_size] = to_uint8_image(pred_chw)
+    region[...] = cv2.resize(patched, (w, h), interpolation=_INTERPOLATION[spec.paste_interpolation])
+    return out_frame

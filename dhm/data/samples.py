@@ -1,0 +1,84 @@
+"""Network samples built from a dataset, exactly as Ultralight builds them.
+
+* Training sample (frame i, reference j): the target is frame i's inner crop; the
+  reference is frame j cropped with *frame i's* box (Ultralight's `MyDataset` does this);
+  the masked input is the target with the mouth rectangle blacked out.
+* Inference sample (frame i): the reference is frame i itself. Evaluation and
+  calibration use this form, because that is what the deployed model sees.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from dhm.data.dataset import Dataset
+from dhm.data.preprocess import CropBox, audio_window, crop_face, face_input, inner, to_chw_float
+from dhm.spec import AudioMode, audio_mode
+
+
+@dataclass(frozen=True)
+class Sample:
+    index: int
+    reference: int
+    face: np.ndarray  # float32 [6,160,160]
+    audio: np.ndarray  # float32 mode.input_shape
+    target: np.ndarray  # float32 [3,160,160], the ground-truth inner crop
+
+
+class SampleBuilder:
+    """Builds samples for one audio mode, caching decoded frames (LRU)."""
+
+    def __init__(self, dataset: Dataset, mode: str | AudioMode, cache_frames: int = 256) -> None:
+        self.dataset = dataset
+        self.mode = mode if isinstance(mode, AudioMode) else audio_mode(mode)
+        self.features = dataset.audio(self.mode)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_size = cache_frames
+
+    def __len__(self) -> int:
+        return self.dataset.n_frames
+
+    def frame(self, i: int) -> np.ndarray:
+        img = self._cache.get(i)
+        if img is None:
+            img = self.dataset.frame(i)
+            if self._cache_size:
+                self._cache[i] = img
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(i)
+        return img
+
+    def inner_crop(self, frame_index: int, box: CropBox) -> np.ndarray:
+        spec = self.dataset.spec
+        return inner(crop_face(self.frame(frame_index), box, spec), spec)
+
+    def sample(self, i: int, reference: int | None = None) -> Sample:
+        ref = i if reference is None else reference
+        box = self.dataset.boxes[i]
+        target = self.inner_crop(i, box)
+        ref_inner = target if ref == i else self.inner_crop(ref, box)
+        return Sample(
+            index=i,
+            reference=ref,
+            face=face_input(ref_inner, target, self.dataset.spec),
+            audio=audio_window(self.features, i, self.mode),
+            target=to_chw_float(target),
+        )
+
+    def inference_sample(self, i: int) -> Sample:
+        return self.sample(i, None)
+
+    def batch(self, indices: list[int] | tuple[int, ...], references: list[int] | None = None) -> dict[str, np.ndarray]:
+        """Stacked inference-style (or given-reference) samples as named arrays."""
+        refs = references if references is not None else [None] * len(indices)
+        samples = [self.sample(i, r) for i, r in zip(indices, refs)]
+        return {
+            "face": np.stack([s.face for s in samples]),
+            "audio": np.stack([s.audio for s in samples]),
+            "target": np.stack([s.target for s in samples]),
+        }

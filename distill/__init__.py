@@ -1,0 +1,1 @@
+"""dhm.distill: teacher -> smaller student, judged on held-out frames (`dhm train`, `dhm distill`)."""

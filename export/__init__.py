@@ -1,0 +1,1 @@
+"""dhm.export: torch -> ONNX (simplified, validated) -> MNN, with a manifest (`dhm export`)."""

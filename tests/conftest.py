@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))  # for `import helpers`
+
+FIXTURES = TESTS / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def synth_hubert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small built-in dataset (hubert layout), shared read-only by the session."""
+    from dhm.data.synth import write_synth_dataset
+
+    return write_synth_dataset(tmp_path_factory.mktemp("data") / "synth_hubert", frames=160, seed=7)
+
+
+@pytest.fixture(scope="session")
+def synth_wenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dhm.data.synth import write_synth_dataset
+
+    return write_synth_dataset(tmp_path_factory.mktemp("data") / "synth_wenet", frames=120, seed=8, mode="wenet")
+
+
+def run_cli(*args: str):
+    """Run the dhm CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from dhm.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)

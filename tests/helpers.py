@@ -1,0 +1,48 @@
+"""Shared helpers for dhm's tests (importable because conftest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+GOLDEN_SEED = 20261121
+
+
+def seeded_state_dict(layout: Sequence[tuple[str, Sequence[int], str]], seed: int = GOLDEN_SEED) -> dict:
+    """A deterministic state_dict for a (key, shape, dtype) layout.
+
+    The same function produced the weights the Ultralight golden outputs were computed
+    with, so any implementation with that layout must reproduce those outputs.
+    BatchNorm statistics are non-trivial so eval-mode normalisation is exercised.
+    """
+    import torch
+
+    state = {}
+    for key, shape, dtype in layout:
+        rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+        shape = tuple(shape)
+        if dtype == "int64":
+            state[key] = torch.tensor(int(rng.integers(1, 1000)), dtype=torch.int64).reshape(shape)
+            continue
+        if key.endswith("running_var"):
+            values = rng.uniform(0.5, 1.5, shape)
+        elif key.endswith("running_mean"):
+            values = rng.normal(0.0, 0.1, shape)
+        elif len(shape) == 1 and key.endswith("weight"):
+            values = 1.0 + 0.1 * rng.normal(size=shape)
+        elif len(shape) == 1:
+            values = 0.05 * rng.normal(size=shape)
+        else:
+            fan_in = int(np.prod(shape[1:]))
+            values = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
+        state[key] = torch.from_numpy(values.astype(np.float32))
+    return state
+
+
+def golden_inputs(face_shape: Sequence[int], audio_shape: Sequence[int], seed: int = GOLDEN_SEED):
+    rng = np.random.default_rng(seed)
+    face = rng.uniform(0.0, 1.0, tuple(face_shape)).astype(np.float32)
+    audio = rng.normal(0.0, 1.0, tuple(audio_shape)).astype(np.float32)
+    return face, audio
