@@ -42,6 +42,7 @@ def main() -> None:
     Pipeline:
       dhm data synth   write the built-in talking-head dataset (no download)
       dhm info         what a checkpoint is: arch, audio mode, widths, MACs, size
+      dhm export       checkpoint -> validated ONNX and MNN files + manifest.json
     """
 
 
@@ -130,6 +131,54 @@ def data_check(folder: Path, mode: str | None) -> None:
         f"{folder}: {ds.n_frames} frames of {ds.frame_hw[1]}x{ds.frame_hw[0]}, "
         f"{ds.landmarks.shape[1]} landmarks each, features: {', '.join(ds.modes)}"
     )
+
+
+# --------------------------------------------------------------------------- export
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created atomically).")
+@click.option(
+    "--target",
+    default="all",
+    show_default=True,
+    help="onnx, mnn or all (comma-separated).",
+)
+@click.option("--variants", default="fp32", show_default=True, help="Comma-separated: fp32, fp16 (int8: from a quantize output).")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder: validate on its held-out frames instead of random inputs.")
+@click.option("--frames", default=8, show_default=True, help="Validation frames.")
+@click.option("--opset", default=None, type=int, help="ONNX opset (default 17).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new export succeeded).")
+def export(model: Path, out: Path, target: str, variants: str, data: Path | None, frames: int, opset: int | None, force: bool) -> None:
+    """Export MODEL (a dhm or Ultralight checkpoint) to validated ONNX and MNN files.
+
+    \b
+    OUT/model_<variant>.onnx   torch -> ONNX (static shapes; inputs face, audio; output out),
+                               checked, simplified with onnxsim only if it still matches
+    OUT/model_<variant>.mnn    ONNX -> MNN through MNN's compiled converter in a child process
+    OUT/manifest.json          I/O, preprocessing, audio window, versions, sha256, parity
+    OUT/report.md              size and parity per artefact
+
+    Every artefact is run by its engine against the torch FP32 model and must match
+    (FP32: max abs diff <= 1e-4), or nothing is written. No network, no installs.
+    """
+    from dhm.export.pipeline import export_model
+
+    targets = "onnx,mnn" if target == "all" else target
+    result = export_model(
+        model,
+        out,
+        targets=targets,
+        variants=variants,
+        data=data,
+        frames=frames,
+        force=force,
+        opset=opset,
+        log=lambda msg: click.echo(msg, err=True),
+    )
+    click.echo(result.table())
+    click.echo(f"wrote {len(result.artifacts)} artefacts and manifest.json to {result.out_dir}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,12 +15,13 @@ from dhm.errors import OutputError
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     """Create `path` (and parents) if needed and prove that files can be written in it."""
     path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputError(f"{path}: cannot create output folder: {existing} is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{path}: cannot create output folder ({exc.strerror or exc})") from None
-    if not path.is_dir():
-        raise OutputError(f"{path}: exists and is not a folder")
     try:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".dhm-probe-"):
             pass

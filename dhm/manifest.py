@@ -1,0 +1,293 @@
+"""The export manifest: the one contract every runtime reads.
+
+`manifest.schema.json` (beside this file, shipped in the package) is the schema; this
+module builds manifests from the generator spec and preprocessing constants in
+`dhm.spec`, validates them against the schema, and checks a loaded model against the
+manifest beside it. The same header travels inside each MNN file as its bizCode, so an
+app holding only the `.mnn` can check what it was given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dhm.errors import SpecError
+from dhm.spec import (
+    AUDIO_WINDOW_AFTER,
+    AUDIO_WINDOW_BEFORE,
+    PREPROCESS,
+    GeneratorSpec,
+)
+
+if TYPE_CHECKING:
+    from dhm.runtime_py.backends import Engine
+
+SCHEMA_ID = "dhm.manifest/1"
+MANIFEST_FILE = "manifest.json"
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    text = resources.files("dhm").joinpath("manifest.schema.json").read_text()
+    return json.loads(text)
+
+
+# ----------------------------------------------------------------- validation
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, _TYPES[name])
+
+
+def _validate(value: Any, node: dict[str, Any], where: str, root: dict[str, Any], errors: list[str]) -> None:
+    """A validator for the JSON-Schema subset the manifest schema uses."""
+    if "$ref" in node:
+        target: Any = root
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target
+    if "const" in node and value != node["const"]:
+        errors.append(f"{where}: must be {node['const']!r}, got {value!r}")
+        return
+    if "enum" in node and value not in node["enum"]:
+        errors.append(f"{where}: must be one of {node['enum']}, got {value!r}")
+        return
+    if "type" in node:
+        names = node["type"] if isinstance(node["type"], list) else [node["type"]]
+        if not any(_is_type(value, n) for n in names):
+            errors.append(f"{where}: must be {' or '.join(names)}, got {type(value).__name__}")
+            return
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and "minimum" in node and value < node["minimum"]:
+        errors.append(f"{where}: must be >= {node['minimum']}, got {value}")
+    if isinstance(value, str) and "pattern" in node and not re.search(node["pattern"], value):
+        errors.append(f"{where}: {value!r} does not match {node['pattern']}")
+    if isinstance(value, dict):
+        for key in node.get("required", []):
+            if key not in value:
+                errors.append(f"{where}: missing {key!r}")
+        for key, sub in node.get("properties", {}).items():
+            if key in value:
+                _validate(value[key], sub, f"{where}.{key}", root, errors)
+    if isinstance(value, list):
+        if "minItems" in node and len(value) < node["minItems"]:
+            errors.append(f"{where}: needs at least {node['minItems']} items, has {len(value)}")
+        if "maxItems" in node and len(value) > node["maxItems"]:
+            errors.append(f"{where}: takes at most {node['maxItems']} items, has {len(value)}")
+        if "items" in node:
+            for i, item in enumerate(value):
+                _validate(item, node["items"], f"{where}[{i}]", root, errors)
+
+
+def validation_errors(manifest: dict[str, Any]) -> list[str]:
+    errors: list[str] = []
+    root = schema()
+    _validate(manifest, root, "manifest", root, errors)
+    return errors
+
+
+def validate(manifest: dict[str, Any], source: str = "manifest") -> None:
+    errors = validation_errors(manifest)
+    if errors:
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise SpecError(f"{source}: invalid manifest: {errors[0]}{more}")
+
+
+# ----------------------------------------------------------------- building
+
+
+def io_section(spec: GeneratorSpec) -> dict[str, Any]:
+    shapes = spec.input_shapes(1)
+    face_name, audio_name = list(shapes)
+    (out_name, out_shape), = spec.output_shapes(1).items()
+    return {
+        "inputs": [
+            {
+                "name": face_name,
+                "shape": list(shapes[face_name]),
+                "dtype": "float32",
+                "layout": PREPROCESS.layout,
+                "color_order": PREPROCESS.color_order,
+                "range": [0.0, 1.0],
+                "description": "channels 0-2: reference face, 3-5: mouth-masked face; uint8 / 255",
+            },
+            {
+                "name": audio_name,
+                "shape": list(shapes[audio_name]),
+                "dtype": "float32",
+                "description": f"{spec.mode} features of frames i-{AUDIO_WINDOW_BEFORE}..i+{AUDIO_WINDOW_AFTER - 1}, zero-padded, reshaped",
+            },
+        ],
+        "outputs": [
+            {
+                "name": out_name,
+                "shape": list(out_shape),
+                "dtype": "float32",
+                "layout": PREPROCESS.layout,
+                "color_order": PREPROCESS.color_order,
+                "range": [0.0, 1.0],
+                "description": "the inner 160x160 face; x*255 truncated to uint8 goes into crop[4:164,4:164]",
+            }
+        ],
+    }
+
+
+def preprocess_section() -> dict[str, Any]:
+    p = PREPROCESS
+    return {
+        "landmarks": {"left": p.lm_left, "right": p.lm_right, "top": p.lm_top},
+        "crop_size": p.crop_size,
+        "inner_size": p.inner_size,
+        "border": p.border,
+        "mask_rect": list(p.mask_rect),
+        "crop_interpolation": p.crop_interpolation,
+        "paste_interpolation": p.paste_interpolation,
+        "color_order": p.color_order,
+        "layout": p.layout,
+        "scale": p.scale,
+    }
+
+
+def audio_section(spec: GeneratorSpec, frontend: str | None = None) -> dict[str, Any]:
+    mode = spec.audio
+    section = {
+        "mode": mode.name,
+        "feature_file": mode.feature_file,
+        "per_frame_shape": list(mode.per_frame_shape),
+        "fps": mode.fps,
+        "window_before": AUDIO_WINDOW_BEFORE,
+        "window_after": AUDIO_WINDOW_AFTER,
+        "input_shape": list(mode.input_shape),
+    }
+    if frontend:
+        section["frontend"] = frontend
+    return section
+
+
+def engine_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    from dhm import __version__
+    from dhm.runtime_py.backends import native_stdout_to_stderr
+
+    with native_stdout_to_stderr():
+        import MNN
+
+        mnn_version = MNN.version()
+    return {
+        "dhm": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "mnn": str(mnn_version),
+    }
+
+
+def build_header(
+    spec: GeneratorSpec,
+    macs: int,
+    params: int,
+    source: dict[str, Any] | None,
+    versions: dict[str, str],
+    frontend: str | None = None,
+    created: str | None = None,
+) -> dict[str, Any]:
+    """Everything but the artefact list."""
+    header: dict[str, Any] = {
+        "schema": SCHEMA_ID,
+        "dhm_version": versions["dhm"],
+        "generator": {**spec.to_dict(), "macs": int(macs), "params": int(params)},
+        "io": io_section(spec),
+        "preprocess": preprocess_section(),
+        "audio": audio_section(spec, frontend),
+        "versions": versions,
+    }
+    if created:
+        header["created"] = created
+    if source:
+        header["source"] = source
+    return header
+
+
+def biz_code(header: dict[str, Any], variant: str) -> str:
+    """Compact metadata for the MNN file's bizCode: enough for an app to check the model."""
+    compact = {
+        "schema": header["schema"],
+        "variant": variant,
+        "generator": {k: header["generator"][k] for k in ("arch", "mode", "widths")},
+        "inputs": [{"name": t["name"], "shape": t["shape"]} for t in header["io"]["inputs"]],
+        "outputs": [{"name": t["name"], "shape": t["shape"]} for t in header["io"]["outputs"]],
+        "preprocess": header["preprocess"],
+        "audio": {k: header["audio"][k] for k in ("mode", "fps", "window_before", "window_after", "input_shape")},
+        "dhm_version": header["dhm_version"],
+    }
+    return json.dumps(compact, separators=(",", ":"), sort_keys=True)
+
+
+def json_number(value: float) -> float | str:
+    """JSON has no infinity: identical outputs give PSNR "inf"."""
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+# ----------------------------------------------------------------- reading
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no manifest") from None
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: manifest must be a JSON object")
+    validate(data, str(path))
+    return data
+
+
+def check_engine_against_manifest(engine: "Engine") -> None:
+    """Refuse a model whose I/O disagrees with the manifest.json beside it (if any)."""
+    manifest_path = engine.path.parent / MANIFEST_FILE
+    if not manifest_path.is_file():
+        return
+    manifest = read_manifest(manifest_path)
+    entries = [a for a in manifest["artifacts"] if a["file"] == engine.path.name]
+    if not entries and engine.backend != "torch":
+        raise SpecError(f"{engine.path}: not listed in {manifest_path}")
+    expected = {t["name"]: tuple(t["shape"]) for t in manifest["io"]["inputs"]}
+    got = {t.name: tuple(t.shape) for t in engine.inputs}
+    if set(expected) != set(got):
+        raise SpecError(
+            f"{engine.path}: inputs {sorted(got)} disagree with {manifest_path} ({sorted(expected)})"
+        )
+    for name, shape in expected.items():
+        if got[name] != shape:
+            raise SpecError(
+                f"{engine.path}: input {name!r} is {list(got[name])}, {manifest_path} says {list(shape)}"
+            )
+    if entries:
+        from dhm.models.checkpoint import file_sha256
+
+        if file_sha256(engine.path) != entries[0]["sha256"]:
+            raise SpecError(f"{engine.path}: sha256 differs from {manifest_path}: the file was changed or replaced")

@@ -1,0 +1,113 @@
+"""torch -> ONNX: static shapes, named I/O, checked, simplified only if still equal."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dhm.errors import ConversionError
+from dhm.spec import GeneratorSpec
+
+# Opset 17 is taken by onnxruntime >= 1.12 and by MNN's converter (3.x), and has the
+# Resize semantics the bilinear align_corners upsampling needs.
+DEFAULT_OPSET = 17
+
+
+@dataclass
+class OnnxExport:
+    path: Path
+    opset: int
+    simplified: bool
+    nodes: int
+    simplify_note: str
+
+
+def _torch_export(model, spec: GeneratorSpec, path: Path, opset: int) -> None:
+    import torch
+
+    shapes = spec.input_shapes(1)
+    args = tuple(torch.zeros(s) for s in shapes.values())
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # The TorchScript exporter: the dynamo one needs onnxscript, which dhm does not
+        # ship, and gains nothing for a static-shape CNN.
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                model.eval(),
+                args,
+                str(path),
+                input_names=list(shapes),
+                output_names=list(spec.output_shapes(1)),
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        except Exception as exc:
+            reason = str(exc).split("[Caused by")[0].split(" Please feel free")[0].strip().splitlines()[0]
+            raise ConversionError(f"torch.onnx.export failed (opset {opset}): {reason}") from None
+
+
+def _ort_outputs(path: Path, inputs: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    from dhm.runtime_py.backends import OrtEngine
+
+    engine = OrtEngine(path, threads=1, precision="fp32")
+    return [engine.run(x)[engine.outputs[0].name] for x in inputs]
+
+
+def export_onnx(
+    model,
+    spec: GeneratorSpec,
+    path: Path,
+    check_inputs: list[dict[str, np.ndarray]],
+    opset: int = DEFAULT_OPSET,
+    simplify: bool = True,
+    simplify_tolerance: float = 1e-5,
+) -> OnnxExport:
+    """Export, run onnx.checker, then simplify with onnxsim, keeping the simplified graph
+    only if it matches the raw export on `check_inputs`."""
+    import onnx
+
+    _torch_export(model, spec, path, opset)
+    try:
+        proto = onnx.load(str(path))
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise ConversionError(f"exported ONNX fails onnx.checker: {str(exc).splitlines()[0]}") from None
+    simplified, note = False, "not attempted"
+    if simplify:
+        simplified, note = _simplify(path, proto, check_inputs, simplify_tolerance)
+    final = onnx.load(str(path))
+    return OnnxExport(path=path, opset=opset, simplified=simplified, nodes=len(final.graph.node), simplify_note=note)
+
+
+def _simplify(path: Path, proto, check_inputs: list[dict[str, np.ndarray]], tolerance: float) -> tuple[bool, str]:
+    import onnx
+    import onnxsim
+
+    raw_out = _ort_outputs(path, check_inputs)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            simp, ok = onnxsim.simplify(proto)
+    except Exception as exc:  # onnxsim failing is not fatal: the raw graph is valid
+        return False, f"onnxsim failed ({type(exc).__name__}); kept the raw export"
+    if not ok:
+        return False, "onnxsim could not verify its result; kept the raw export"
+    candidate = path.with_suffix(".simplified.onnx")
+    onnx.save(simp, str(candidate))
+    try:
+        onnx.checker.check_model(simp)
+        simp_out = _ort_outputs(candidate, check_inputs)
+        diff = max(float(np.max(np.abs(a - b))) for a, b in zip(raw_out, simp_out))
+    except Exception as exc:
+        candidate.unlink(missing_ok=True)
+        return False, f"simplified graph did not run ({type(exc).__name__}); kept the raw export"
+    if diff > tolerance:
+        candidate.unlink(missing_ok=True)
+        return False, f"simplified graph differs by {diff:.2e} > {tolerance:.0e}; kept the raw export"
+    candidate.replace(path)
+    return True, f"{len(proto.graph.node)} -> {len(simp.graph.node)} nodes, max diff {diff:.1e}"

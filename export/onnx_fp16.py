@@ -1,0 +1,74 @@
+"""ONNX FP32 -> FP16 with float32 inputs and outputs.
+
+Weights and activations become float16; a Cast after each graph input and before each
+graph output keeps the model's interface float32, so the runtime code and the manifest
+are the same for every variant. Tensors that ONNX requires to stay float32 (Resize's
+roi and scales) are left alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dhm.errors import ConversionError
+
+# (op_type, input positions) that the ONNX spec types as float32 regardless of data type.
+_FLOAT32_ONLY_INPUTS = {"Resize": (1, 2)}
+
+
+def convert_to_fp16(src: Path, dst: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    keep = {
+        node.input[i]
+        for node in graph.node
+        for i in _FLOAT32_ONLY_INPUTS.get(node.op_type, ())
+        if i < len(node.input) and node.input[i]
+    }
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT and init.name not in keep:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] not in keep:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
+                    attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16)))
+        if node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == TensorProto.FLOAT:
+                    attr.i = TensorProto.FLOAT16
+
+    casts_in = []
+    for inp in graph.input:
+        if inp.type.tensor_type.elem_type != TensorProto.FLOAT:
+            continue
+        half = f"{inp.name}__fp16"
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                if name == inp.name:
+                    node.input[i] = half
+        casts_in.append(helper.make_node("Cast", [inp.name], [half], to=TensorProto.FLOAT16, name=f"{inp.name}_to_fp16"))
+    casts_out = []
+    for out in graph.output:
+        if out.type.tensor_type.elem_type != TensorProto.FLOAT:
+            continue
+        half = f"{out.name}__fp16"
+        for node in graph.node:
+            for i, name in enumerate(node.output):
+                if name == out.name:
+                    node.output[i] = half
+        casts_out.append(helper.make_node("Cast", [half], [out.name], to=TensorProto.FLOAT, name=f"{out.name}_to_fp32"))
+    nodes = casts_in + list(graph.node) + casts_out
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]  # stale float32 annotations; runtimes infer the rest
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise ConversionError(f"FP16 conversion produced an invalid graph: {str(exc).splitlines()[0]}") from None
+    onnx.save(model, str(dst))

@@ -1,0 +1,277 @@
+"""`dhm export`: checkpoint -> validated ONNX and MNN artefacts plus manifest.json.
+
+Every artefact is run by its own engine on the same inputs as the torch FP32 model and
+must meet its variant's tolerance, or the export fails. Everything is written into a
+temporary folder beside OUT and moved into place only when all artefacts passed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dhm.errors import ConversionError, OutputError, ParityError, SpecError
+from dhm.io import atomic_dir, ensure_writable_dir, human_size
+from dhm.manifest import MANIFEST_FILE, biz_code, build_header, engine_versions, json_number, validate
+from dhm.metrics import max_abs_diff, psnr
+
+TARGETS = ("onnx", "mnn")
+VARIANTS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What an artefact must meet against torch FP32 on the validation inputs."""
+
+    max_abs: float | None = None
+    min_psnr: float | None = None
+
+    def check(self, max_abs: float, psnr_db: float) -> bool:
+        ok = True
+        if self.max_abs is not None:
+            ok &= max_abs <= self.max_abs
+        if self.min_psnr is not None:
+            ok &= psnr_db >= self.min_psnr
+        return ok
+
+    def to_dict(self) -> dict[str, float]:
+        out = {}
+        if self.max_abs is not None:
+            out["max_abs"] = self.max_abs
+        if self.min_psnr is not None:
+            out["min_psnr_db"] = self.min_psnr
+        return out
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_abs is not None:
+            parts.append(f"max abs <= {self.max_abs:g}")
+        if self.min_psnr is not None:
+            parts.append(f"PSNR >= {self.min_psnr:g} dB")
+        return " and ".join(parts)
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs=1e-4),
+    # FP16 weights round each weight to 11 significant bits; 45 dB is far below what a
+    # correct conversion gives (about 60 dB here) and far above a broken one.
+    "fp16": Tolerance(max_abs=2e-2, min_psnr=45.0),
+}
+
+
+@dataclass
+class Artifact:
+    file: str
+    format: str
+    engine: str
+    variant: str
+    size_bytes: int
+    sha256: str
+    parity: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "format": self.format,
+            "engine": self.engine,
+            "variant": self.variant,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            **self.extra,
+            "parity": self.parity,
+        }
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    artifacts: list[Artifact]
+    notes: list[str]
+
+    def table(self) -> str:
+        rows = [
+            "| artefact | engine | variant | size | max abs diff | PSNR vs torch FP32 | tolerance |",
+            "|---|---|---|---:|---:|---:|---|",
+        ]
+        for a in self.artifacts:
+            p = a.parity
+            ps = p["psnr"] if isinstance(p["psnr"], str) else f"{p['psnr']:.1f} dB"
+            tol = TOLERANCES.get(a.variant, Tolerance()).describe() or "-"
+            rows.append(
+                f"| {a.file} | {a.engine} | {a.variant} | {human_size(a.size_bytes)} | {p['max_abs']:.2e} | {ps} | {tol} |"
+            )
+        return "\n".join(rows)
+
+
+def parse_list(text: str | Sequence[str], allowed: Sequence[str], what: str) -> list[str]:
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    if "all" in items:
+        return list(allowed)
+    bad = [t for t in items if t not in allowed]
+    if bad or not items:
+        raise SpecError(f"{what} {bad[0] if bad else '(none)'!r}: expected a comma-separated list of {', '.join(allowed)}")
+    return [a for a in allowed if a in items]
+
+
+def _parity(outputs: list[np.ndarray], reference: list[np.ndarray], source: str, tol: Tolerance, label: str) -> dict[str, Any]:
+    out = np.concatenate(outputs)
+    ref = np.concatenate(reference)
+    if not np.isfinite(out).all():
+        raise ParityError(f"{label}: produced non-finite outputs")
+    diff = max_abs_diff(out, ref)
+    db = psnr(out, ref)
+    passed = tol.check(diff, db)
+    if not passed:
+        raise ParityError(
+            f"{label}: does not match torch FP32 (max abs {diff:.2e}, PSNR {db:.1f} dB; needs {tol.describe()})"
+        )
+    return {
+        "reference": "torch-fp32",
+        "inputs": source,
+        "frames": len(outputs),
+        "max_abs": diff,
+        "psnr": json_number(db),
+        "tolerance": tol.to_dict(),
+        "passed": True,
+    }
+
+
+def _run_engine(path: Path, inputs: list[dict[str, np.ndarray]], precision: str = "fp32") -> list[np.ndarray]:
+    from dhm.runtime_py.backends import load
+
+    engine = load(path, threads=1, precision=precision, check_manifest=False)
+    name = engine.outputs[0].name
+    return [engine.run(x)[name] for x in inputs]
+
+
+def export_model(
+    model_path: str | Path,
+    out: str | Path,
+    targets: Sequence[str] = TARGETS,
+    variants: Sequence[str] = ("fp32",),
+    data: str | Path | None = None,
+    frames: int = 8,
+    force: bool = False,
+    opset: int | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> ExportResult:
+    import torch
+
+    from dhm.data.inputs import heldout_inputs, random_inputs
+    from dhm.metrics import count_macs, count_params
+    from dhm.models.checkpoint import file_sha256, load_checkpoint
+    from dhm.export.onnx_export import DEFAULT_OPSET, export_onnx
+
+    out = Path(out)
+    targets = parse_list(targets, TARGETS, "target")
+    variants = parse_list(variants, VARIANTS, "variant")
+    if "int8" in variants:
+        raise SpecError(
+            "the int8 variant is built from a `dhm quantize` output (its recipe and calibration set); "
+            "export fp32/fp16 here, or pass a quantize output folder as MODEL"
+        )
+    if out.exists() and not force:
+        raise OutputError(f"{out}: already exists (use --force to replace it)")
+    ensure_writable_dir(out.parent)
+
+    ckpt = load_checkpoint(model_path)
+    spec = ckpt.spec
+    log(f"model: {spec.describe()} ({ckpt.form})")
+    check = heldout_inputs(data, spec, "eval", frames) if data else random_inputs(spec, n=min(frames, 4))
+    log(f"validation inputs: {len(check)} frames from {check.source}")
+    with torch.inference_mode():
+        reference = [ckpt.model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in check.inputs]
+
+    shapes = spec.input_shapes(1)
+    macs = count_macs(ckpt.model, *(torch.zeros(s) for s in shapes.values()))
+    header = build_header(
+        spec,
+        macs=macs,
+        params=count_params(ckpt.model),
+        source={"file": Path(model_path).name, "sha256": file_sha256(model_path), "form": ckpt.form},
+        versions=engine_versions(),
+        frontend=ckpt.metadata.get("audio_frontend"),
+        created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+    )
+
+    artifacts: list[Artifact] = []
+    notes: list[str] = []
+    with atomic_dir(out, replace=force) as tmp:
+        onnx_fp32 = tmp / "model_fp32.onnx"
+        exported = export_onnx(ckpt.model, spec, onnx_fp32, check.inputs, opset=opset or DEFAULT_OPSET)
+        notes.append(f"onnxsim: {exported.simplify_note}")
+        log(f"onnx: opset {exported.opset}, {exported.nodes} nodes, simplified: {exported.simplified}")
+
+        def add(path: Path, fmt: str, engine: str, variant: str, outputs: list[np.ndarray], **extra: Any) -> None:
+            tol = TOLERANCES[variant]
+            parity = _parity(outputs, reference, check.source, tol, f"{path.name} ({engine} {variant})")
+            artifacts.append(
+                Artifact(
+                    file=path.name,
+                    format=fmt,
+                    engine=engine,
+                    variant=variant,
+                    size_bytes=path.stat().st_size,
+                    sha256=file_sha256(path),
+                    parity=parity,
+                    extra=extra,
+                )
+            )
+            log(f"{path.name}: max abs {parity['max_abs']:.2e}, PSNR {parity['psnr'] if isinstance(parity['psnr'], str) else round(parity['psnr'], 1)}")
+
+        if "onnx" in targets:
+            for variant in variants:
+                if variant == "fp32":
+                    add(onnx_fp32, "onnx", "onnxruntime", "fp32", _run_engine(onnx_fp32, check.inputs),
+                        opset=exported.opset, simplified=exported.simplified)
+                elif variant == "fp16":
+                    from dhm.export.onnx_fp16 import convert_to_fp16
+
+                    path = tmp / "model_fp16.onnx"
+                    convert_to_fp16(onnx_fp32, path)
+                    add(path, "onnx", "onnxruntime", "fp16", _run_engine(path, check.inputs),
+                        opset=exported.opset, simplified=exported.simplified)
+        if "mnn" in targets:
+            from dhm.export.mnn_tools import convert_onnx
+
+            for variant in variants:
+                path = tmp / f"model_{variant}.mnn"
+                convert_onnx(onnx_fp32, path, fp16=variant == "fp16", biz_code=biz_code(header, variant))
+                add(path, "mnn", "mnn", variant, _run_engine(path, check.inputs))
+        if "onnx" not in targets:
+            onnx_fp32.unlink()
+
+        manifest = {**header, "artifacts": [a.to_dict() for a in artifacts]}
+        validate(manifest, "generated manifest")
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        result = ExportResult(out_dir=out, manifest=manifest, artifacts=artifacts, notes=notes)
+        (tmp / "report.md").write_text(_report(result, spec.describe(), check.source))
+    return result
+
+
+def _report(result: ExportResult, model: str, source: str) -> str:
+    lines = [
+        "# dhm export report",
+        "",
+        f"- model: {model}",
+        f"- MACs per frame: {result.manifest['generator']['macs']:,}; parameters: {result.manifest['generator']['params']:,}",
+        f"- validation inputs: {source} ({result.artifacts[0].parity['frames'] if result.artifacts else 0} frames), "
+        "reference: the torch FP32 model",
+        "",
+        result.table(),
+        "",
+        *[f"- {n}" for n in result.notes],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["ConversionError", "ExportResult", "TOLERANCES", "export_model"]
