@@ -42,6 +42,8 @@ def main() -> None:
     Pipeline:
       dhm data synth   write the built-in talking-head dataset (no download)
       dhm info         what a checkpoint is: arch, audio mode, widths, MACs, size
+      dhm train        train a generator on a dataset folder
+      dhm distill      teacher -> smaller student, judged on held-out frames
       dhm export       checkpoint -> validated ONNX and MNN files + manifest.json
     """
 
@@ -131,6 +133,133 @@ def data_check(folder: Path, mode: str | None) -> None:
         f"{folder}: {ds.n_frames} frames of {ds.frame_hw[1]}x{ds.frame_hw[0]}, "
         f"{ds.landmarks.shape[1]} landmarks each, features: {', '.join(ds.modes)}"
     )
+
+
+# ------------------------------------------------------------------- train, distill
+
+
+def _training_options(default_steps: int) -> Any:
+    def wrap(f: Any) -> Any:
+        options = [
+            click.option("--steps", default=default_steps, show_default=True, help="Optimizer steps."),
+            click.option("--batch-size", default=8, show_default=True, help="Samples per step (per process under torchrun)."),
+            click.option("--lr", default=2e-3, show_default=True, help="Peak learning rate (warm-up, then cosine decay)."),
+            click.option("--seed", default=0, show_default=True, help="Seed: the same seed gives the same result on the same machine."),
+            click.option("--eval-every", default=0, help="Held-out evaluation interval in steps (default: steps/6)."),
+            click.option("--eval-frames", default=16, show_default=True, help="Held-out frames per evaluation."),
+            click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (CUDA trains in bf16 autocast)."),
+            click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice)."),
+            click.option("--resume", is_flag=True, help="Continue the run saved in OUT (bit-for-bit, same settings)."),
+            click.option("--force", is_flag=True, help="Overwrite a different run in OUT."),
+            click.option("--quiet", is_flag=True, help="No progress line."),
+        ]
+        for opt in reversed(options):
+            f = opt(f)
+        return f
+
+    return wrap
+
+
+def _settings(kw: dict[str, Any]) -> Any:
+    from dhm.distill import TrainingSettings
+
+    return TrainingSettings(
+        steps=kw["steps"],
+        batch_size=kw["batch_size"],
+        lr=kw["lr"],
+        seed=kw["seed"],
+        eval_every=kw["eval_every"],
+        eval_frames=kw["eval_frames"],
+        device=kw["device"],
+        threads=kw["threads"],
+    )
+
+
+def _summary(report: dict[str, Any]) -> None:
+    best = report.get("best", {})
+    for key, label in (("vs_teacher", "vs teacher"), ("vs_gt", "vs ground truth")):
+        if key in best:
+            q = best[key]
+            click.echo(f"held-out {label}: PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}, mouth-PSNR {q['mouth_psnr']:.2f} dB")
+    if "ratios" in report:
+        r = report["ratios"]
+        click.echo(f"teacher/student: {r['macs']:.1f}x MACs, {r['params']:.1f}x parameters, {r['file_size']:.1f}x file size")
+    t = report.get("training", {})
+    if t:
+        click.echo(f"training: {t['steps_run']} steps in {t['seconds']:.0f} s ({t['samples_per_second']} samples/s)")
+
+
+@main.command()
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder (Ultralight layout).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--arch", default="ultralight", show_default=True, type=click.Choice(["ultralight"]))
+@click.option("--mode", default="hubert", show_default=True, type=click.Choice(["hubert", "wenet"]))
+@click.option("--widths", default="mobile", show_default=True, help="full, mobile, or w0,w1,w2,w3,w4.")
+@click.option("--w-ssim", default=0.2, show_default=True, help="Weight of the 1-SSIM term (L1 has weight 1).")
+@click.option("--w-mouth", default=2.0, show_default=True, help="Extra L1 weight inside the mouth rectangle.")
+@_training_options(default_steps=600)
+def train(data: Path, out: Path, arch: str, mode: str, widths: str, w_ssim: float, w_mouth: float, **kw: Any) -> None:
+    """Train a generator from scratch on a dataset folder.
+
+    Loss: L1 (extra weight in the mouth rectangle) + SSIM, on training frames with a
+    random reference, as Ultralight trains. Held-out frames are evaluated
+    inference-style (reference = current frame) and the best step is kept.
+
+    \b
+    OUT/model.pt        best checkpoint (dhm format; `dhm info` reads it)
+    OUT/report.json|md  cost, held-out PSNR/SSIM/mouth-PSNR per evaluation
+    OUT/curves.png      held-out PSNR by step
+    OUT/strip.png       held-out frames: model | ground truth
+    OUT/resume.pt       resumable state (Ctrl-C saves it; --resume continues)
+    """
+    from dhm.distill import LossWeights, train_generator
+    from dhm.spec import GeneratorSpec
+
+    spec = GeneratorSpec(arch=arch, mode=mode, widths=widths)
+    weights = LossWeights(pixel=1.0, ssim=w_ssim, mouth=w_mouth, feature=0.0, gt=0.0)
+    report = train_generator(data, out, spec, _settings(kw), weights, resume=kw["resume"], force=kw["force"], progress=not kw["quiet"])
+    _summary(report)
+    click.echo(f"wrote {out / 'model.pt'} and report.md")
+
+
+@main.command()
+@click.option("--teacher", required=True, type=click.Path(path_type=Path), help="Teacher checkpoint (Ultralight or dhm).")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder (Ultralight layout).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--student", default="x10", show_default=True, help="Preset x4, x10, x20, x30 (1/N of the teacher's MACs) or w0,w1,w2,w3,w4.")
+@click.option("--init", "init", default="teacher", show_default=True, type=click.Choice(["teacher", "random"]), help="Start from the teacher's most important channels, or from scratch.")
+@click.option("--w-pixel", default=1.0, show_default=True, help="L1 to the teacher's output.")
+@click.option("--w-ssim", default=0.2, show_default=True, help="1-SSIM to the teacher's output.")
+@click.option("--w-mouth", default=2.0, show_default=True, help="Extra weight inside the mouth rectangle.")
+@click.option("--w-feature", default=0.5, show_default=True, help="Feature matching through 1x1 adapters (0 disables).")
+@click.option("--w-gt", default=0.0, show_default=True, help="L1 to the ground truth (0 disables).")
+@_training_options(default_steps=600)
+def distill(teacher: Path, data: Path, out: Path, student: str, init: str, w_pixel: float, w_ssim: float, w_mouth: float, w_feature: float, w_gt: float, **kw: Any) -> None:
+    """Distil a trained generator into a phone-sized student.
+
+    The teacher is frozen; the student (same family, smaller widths) learns the
+    teacher's outputs (L1 + SSIM, extra mouth weight) and intermediate features (1x1
+    adapters), optionally the ground truth. Held-out frames, never trained on, are
+    evaluated at regular steps against the teacher and the ground truth; the best step
+    is kept. Under torchrun it trains with DistributedDataParallel.
+
+    \b
+    OUT/student.pt      best student (dhm format, with teacher and data hashes)
+    OUT/report.json|md  MACs, parameters, file sizes and their ratios; held-out metrics
+    OUT/curves.png      held-out PSNR by step
+    OUT/strip.png       held-out frames: teacher | student | ground truth
+    OUT/resume.pt       resumable state (Ctrl-C saves it; --resume continues)
+    """
+    from dhm.distill import LossWeights, distill_student
+
+    weights = LossWeights(pixel=w_pixel, ssim=w_ssim, mouth=w_mouth, feature=w_feature, gt=w_gt)
+    report = distill_student(
+        teacher, data, out, student=student, settings=_settings(kw), weights=weights, init=init,
+        resume=kw["resume"], force=kw["force"], progress=not kw["quiet"],
+    )
+    if report:
+        _summary(report)
+        click.echo(f"wrote {out / 'student.pt'} and report.md")
 
 
 # --------------------------------------------------------------------------- export

@@ -8,6 +8,7 @@ inputs are detected by a leading axis of 3 when the last axis is not.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -165,6 +166,7 @@ def count_params(model: "torch.nn.Module") -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@lru_cache(maxsize=64)
 def generator_cost(spec: "GeneratorSpec") -> tuple[int, int]:
     """(MACs per frame, parameters) of a generator spec, measured on a batch of one."""
     import torch

@@ -1,0 +1,298 @@
+"""`dhm train` and `dhm distill`: one library call each."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dhm.data import SampleBuilder, open_dataset
+from dhm.data.audio import FRONTEND_ID
+from dhm.errors import SpecError
+from dhm.io import atomic_path, human_size
+from dhm.metrics import generator_cost
+from dhm.models import LoadedCheckpoint, file_sha256, load_checkpoint
+from dhm.plots import image_strip, line_chart
+from dhm.spec import GeneratorSpec
+from dhm.distill.loop import RunConfig, RunResult, dataset_hash, run_training
+from dhm.distill.losses import LossWeights
+from dhm.distill.presets import DEFAULT_PRESET, resolve_student
+
+
+@dataclass
+class TrainingSettings:
+    steps: int = 600
+    batch_size: int = 8
+    lr: float = 2e-3
+    seed: int = 0
+    eval_every: int = 0  # 0: steps // 6
+    eval_frames: int = 16
+    device: str = "cpu"
+    threads: int | None = None
+
+    def check(self) -> None:
+        if self.steps < 1:
+            raise SpecError("--steps must be at least 1")
+        if self.batch_size < 1:
+            raise SpecError("--batch-size must be at least 1")
+        if self.lr <= 0:
+            raise SpecError("--lr must be positive")
+
+    @property
+    def resolved_eval_every(self) -> int:
+        return self.eval_every or max(1, self.steps // 6)
+
+
+def _frontend(data: Path) -> str | None:
+    meta = data / "synth.json"
+    if meta.is_file():
+        try:
+            return json.loads(meta.read_text()).get("audio_frontend")
+        except ValueError:
+            return None
+    return None
+
+
+def train_generator(
+    data: str | Path,
+    out: str | Path,
+    spec: GeneratorSpec,
+    settings: TrainingSettings,
+    weights: LossWeights | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a generator from scratch on a dataset folder (-> OUT/model.pt)."""
+    settings.check()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    data, out = Path(data).resolve(), Path(out)
+    ds = open_dataset(data, mode=spec.mode)
+    w = weights or LossWeights(pixel=1.0, ssim=0.2, mouth=2.0, feature=0.0, gt=0.0)
+    config = RunConfig(
+        kind="train",
+        data=str(data),
+        data_hash=dataset_hash(ds),
+        student=spec.to_dict(),
+        teacher_sha256=None,
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=settings.seed,
+        weights=w.to_dict(),
+        eval_every=settings.resolved_eval_every,
+        eval_frames=settings.eval_frames,
+        init="random",
+    )
+    result = run_training(
+        config,
+        out,
+        student_spec=spec,
+        teacher=None,
+        resume=resume,
+        force=force,
+        device=settings.device,
+        checkpoint_name="model.pt",
+        progress=progress,
+        metadata={"audio_frontend": _frontend(data)} if _frontend(data) else None,
+    )
+    return _write_reports(result, config, spec, None, ds, data)
+
+
+def distill_student(
+    teacher_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    student: str = DEFAULT_PRESET,
+    settings: TrainingSettings | None = None,
+    weights: LossWeights | None = None,
+    init: str = "teacher",
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Distil `teacher_path` into a smaller student (-> OUT/student.pt + reports)."""
+    settings = settings or TrainingSettings()
+    settings.check()
+    if init not in ("teacher", "random"):
+        raise SpecError(f"--init {init!r}: expected teacher or random")
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    teacher = load_checkpoint(teacher_path)
+    student_spec = resolve_student(teacher.spec, student)
+    data, out = Path(data).resolve(), Path(out)
+    ds = open_dataset(data, mode=teacher.spec.mode)
+    w = weights or LossWeights()
+    config = RunConfig(
+        kind="distill",
+        data=str(data),
+        data_hash=dataset_hash(ds),
+        student=student_spec.to_dict(),
+        teacher_sha256=file_sha256(teacher_path),
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=settings.seed,
+        weights=w.to_dict(),
+        eval_every=settings.resolved_eval_every,
+        eval_frames=settings.eval_frames,
+        init=init,
+    )
+    frontend = teacher.metadata.get("audio_frontend") or _frontend(data)
+    result = run_training(
+        config,
+        out,
+        student_spec=student_spec,
+        teacher=teacher,
+        resume=resume,
+        force=force,
+        device=settings.device,
+        checkpoint_name="student.pt",
+        progress=progress,
+        metadata={"teacher_spec": teacher.spec.to_dict(), **({"audio_frontend": frontend} if frontend else {})},
+    )
+    return _write_reports(result, config, student_spec, teacher, ds, data)
+
+
+def _cost(spec: GeneratorSpec, path: Path | None) -> dict[str, Any]:
+    macs, params = generator_cost(spec)
+    return {
+        "spec": spec.to_dict(),
+        "macs": macs,
+        "params": params,
+        "file_size": path.stat().st_size if path and path.exists() else None,
+    }
+
+
+def _write_reports(
+    result: RunResult,
+    config: RunConfig,
+    spec: GeneratorSpec,
+    teacher: LoadedCheckpoint | None,
+    ds,
+    data: Path,
+) -> dict[str, Any]:
+    import os
+
+    out = result.out_dir
+    if int(os.environ.get("RANK", "0")) != 0:
+        return {}
+    model_cost = _cost(spec, result.checkpoint)
+    report: dict[str, Any] = {
+        "kind": config.kind,
+        "checkpoint": str(result.checkpoint),
+        "config": config.to_dict(),
+        "model": model_cost,
+        "best": result.best,
+        "history": result.history,
+        "training": {
+            "seconds": round(result.seconds, 1),
+            "steps_run": result.steps_done,
+            "resumed_from_step": result.resumed_from,
+            "samples_per_second": round(result.steps_done * config.batch_size / max(result.seconds, 1e-9), 2),
+            "torch_threads": torch.get_num_threads(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "init": result.extra["init"],
+        },
+        "split": {
+            "train_frames": result.extra["train_frames"],
+            "heldout_frames": result.extra["heldout_frames"],
+            "eval_frames": result.extra["eval_frames"],
+        },
+    }
+    if teacher is not None:
+        t_cost = _cost(teacher.spec, teacher.path)
+        report["teacher"] = {**t_cost, "path": str(teacher.path), "sha256": config.teacher_sha256}
+        report["ratios"] = {
+            "macs": t_cost["macs"] / model_cost["macs"],
+            "params": t_cost["params"] / model_cost["params"],
+            "file_size": (t_cost["file_size"] or 0) / max(1, model_cost["file_size"] or 1),
+        }
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(_markdown(report))
+    _curves(out / "curves.png", result.history, teacher is not None)
+    _strip(out / "strip.png", result, ds, spec, teacher)
+    return report
+
+
+def _fmt_q(q: dict[str, float] | None) -> str:
+    if not q:
+        return "-"
+    return f"{q['psnr']:.2f} dB / {q['ssim']:.4f} / {q['mouth_psnr']:.2f} dB"
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    m = r["model"]
+    lines = [f"# dhm {r['kind']} report", ""]
+    lines.append("| | widths | MACs/frame | parameters | file size |")
+    lines.append("|---|---|---:|---:|---:|")
+    if "teacher" in r:
+        t = r["teacher"]
+        lines.append(
+            f"| teacher | {','.join(map(str, t['spec']['widths']))} | {t['macs']:,} | {t['params']:,} | {human_size(t['file_size'] or 0)} |"
+        )
+    name = "student" if r["kind"] == "distill" else "model"
+    lines.append(f"| {name} | {','.join(map(str, m['spec']['widths']))} | {m['macs']:,} | {m['params']:,} | {human_size(m['file_size'] or 0)} |")
+    if "ratios" in r:
+        ra = r["ratios"]
+        lines.append(f"| teacher / student | | {ra['macs']:.1f}x | {ra['params']:.1f}x | {ra['file_size']:.1f}x |")
+    lines += ["", f"Held-out frames ({len(r['split']['eval_frames'])} inference-style, never trained on), best step {r['best'].get('step')}:", ""]
+    lines.append("| against | PSNR / SSIM / mouth-PSNR |")
+    lines.append("|---|---|")
+    if "vs_teacher" in r["best"]:
+        lines.append(f"| teacher | {_fmt_q(r['best']['vs_teacher'])} |")
+    lines.append(f"| ground truth | {_fmt_q(r['best'].get('vs_gt'))} |")
+    tr = r["training"]
+    lines += [
+        "",
+        f"Training: {tr['steps_run']} steps (resumed from {tr['resumed_from_step']}) in {tr['seconds']:.0f} s, "
+        f"{tr['samples_per_second']} samples/s, {tr['torch_threads']} torch threads on {tr['machine']}; init: {tr['init']}.",
+        "",
+        "| step | loss | PSNR vs teacher | PSNR vs GT |",
+        "|---:|---:|---:|---:|",
+    ]
+    for h in r["history"]:
+        vt = f"{h['vs_teacher']['psnr']:.2f}" if "vs_teacher" in h else "-"
+        lines.append(f"| {h['step']} | {h['loss']:.4f} | {vt} | {h['vs_gt']['psnr']:.2f} |")
+    lines += ["", "![curves](curves.png)", "", "![held-out frames](strip.png)", ""]
+    return "\n".join(lines)
+
+
+def _curves(path: Path, history: list[dict[str, Any]], distill: bool) -> None:
+    if not history:
+        return
+    steps = [h["step"] for h in history]
+    series = {"PSNR vs ground truth": (steps, [h["vs_gt"]["psnr"] for h in history])}
+    if distill:
+        series = {"PSNR vs teacher": (steps, [h["vs_teacher"]["psnr"] for h in history]), **series}
+    line_chart(path, "held-out PSNR during training", "step", "dB", series)
+
+
+def _strip(path: Path, result: RunResult, ds, spec: GeneratorSpec, teacher: LoadedCheckpoint | None) -> None:
+    from dhm.models import load_checkpoint as _load
+
+    frames = result.extra["eval_frames"][:: max(1, len(result.extra["eval_frames"]) // 4)][:4]
+    builder = SampleBuilder(ds, spec.mode)
+    batch = builder.batch(frames)
+    model = _load(result.checkpoint).model
+    with torch.inference_mode():
+        pred = model(torch.from_numpy(batch["face"]), torch.from_numpy(batch["audio"])).numpy()
+        tout = teacher.model(torch.from_numpy(batch["face"]), torch.from_numpy(batch["audio"])).numpy() if teacher else None
+
+    def tile(x: np.ndarray) -> np.ndarray:
+        return (x.transpose(1, 2, 0) * 255).astype(np.uint8)
+
+    rows = []
+    for i in range(len(frames)):
+        row = ([tile(tout[i])] if tout is not None else []) + [tile(pred[i]), tile(batch["target"][i])]
+        rows.append(row)
+    labels = (["teacher"] if teacher else []) + [("student" if teacher else "model"), "ground truth"]
+    image_strip(path, rows, labels)

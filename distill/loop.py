@@ -1,0 +1,458 @@
+"""The training loop behind `dhm train` and `dhm distill`.
+
+One loop serves both: `train` fits a generator to ground truth; `distill` fits a
+student to a frozen teacher (outputs, structure and intermediate features), optionally
+with a ground-truth term. What makes it safe to run for hours:
+
+* settings are checked (dataset split, widths, output folder) before any training;
+* batches depend only on (seed, step[, rank]) and the learning rate is a function of the
+  step, so `--resume` from the saved state continues bit-for-bit;
+* Ctrl-C saves a resumable state; a NaN loss stops the run naming the step and keeps the
+  last good checkpoint;
+* held-out evaluation at regular steps keeps the best checkpoint;
+* under `torchrun` it trains with DistributedDataParallel (rank 0 evaluates and writes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dhm.data import SampleBuilder, open_dataset, split_frames
+from dhm.data.inputs import evenly_spaced
+from dhm.errors import DhmError, OutputError, SpecError
+from dhm.io import atomic_path, ensure_writable_dir
+from dhm.metrics import image_quality
+from dhm.models import LoadedCheckpoint, Model, save_checkpoint
+from dhm.spec import GeneratorSpec
+from dhm.distill.losses import FeatureAdapters, LossWeights, feature_channels, mouth_weight_map, ssim, weighted_l1
+
+STATE_FILE = "resume.pt"
+RUN_FILE = "run.json"
+
+
+class TrainingError(DhmError):
+    """Training had to stop (NaN loss, bad settings for a resume)."""
+
+
+class Interrupted(DhmError):
+    exit_code = 130
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's result (compared on --resume)."""
+
+    kind: str  # "train" or "distill"
+    data: str
+    data_hash: str
+    student: dict[str, Any]
+    teacher_sha256: str | None
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int
+    weights: dict[str, float]
+    eval_every: int
+    eval_frames: int
+    init: str
+    world_size: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def first_difference(self, other: dict[str, Any]) -> str | None:
+        mine = self.to_dict()
+        for key in mine:
+            if mine[key] != other.get(key):
+                return f"{key}: this run {mine[key]!r}, saved run {other.get(key)!r}"
+        return None
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    checkpoint: Path
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+    seconds: float
+    steps_done: int
+    resumed_from: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_hash(ds) -> str:
+    """Content hash of what training reads: features, landmarks, and each image's bytes."""
+    h = hashlib.sha256()
+    for mode in ds.modes:
+        h.update(mode.encode())
+        h.update(np.ascontiguousarray(ds.features[mode]).tobytes())
+    h.update(np.ascontiguousarray(ds.landmarks).tobytes())
+    for i in range(ds.n_frames):
+        h.update(ds.image_path(i).read_bytes())
+    return h.hexdigest()
+
+
+def lr_at(step: int, total: int, base: float) -> float:
+    """Linear warm-up over 5% of the steps, then cosine decay to 5% of base."""
+    warm = max(1, int(0.05 * total))
+    if step < warm:
+        return base * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class _Trainable(nn.Module):
+    """Student plus feature adapters in one module (what DDP wraps)."""
+
+    def __init__(self, student: Model, adapters: FeatureAdapters | None) -> None:
+        super().__init__()
+        self.student = student
+        self.adapters = adapters
+
+    def forward(self, face: torch.Tensor, audio: torch.Tensor):
+        logits, feats = self.student.features(face, audio)
+        adapted = {k: self.adapters.maps[k](feats[k]) for k in self.adapters.maps} if self.adapters else {}
+        return logits, adapted
+
+
+class Progress:
+    """A progress line on stderr: step, loss, speed and ETA."""
+
+    def __init__(self, total: int, start: int, label: str, enabled: bool = True) -> None:
+        self.total, self.start, self.label, self.enabled = total, start, label, enabled
+        self.t0 = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.last_print = 0.0
+
+    def update(self, step: int, loss: float, extra: str = "") -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        done = step + 1 - self.start
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (self.total - step - 1) / max(rate, 1e-9)
+        line = (
+            f"{self.label} step {step + 1}/{self.total} loss {loss:.4f} "
+            f"{rate:.2f} it/s ETA {int(eta // 60)}:{int(eta % 60):02d}{extra}"
+        )
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(100))
+            if step + 1 == self.total:
+                sys.stderr.write("\n")
+        elif now - self.last_print > 5 or step + 1 == self.total or done == 1:
+            sys.stderr.write(line + "\n")
+            self.last_print = now
+        sys.stderr.flush()
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            sys.stderr.write(("\n" if self.tty else "") + text + "\n")
+            sys.stderr.flush()
+
+
+def _dist_env() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return world, rank
+
+
+def prepare_output(out: Path, config: RunConfig, resume: bool, force: bool) -> dict[str, Any] | None:
+    """Check OUT before training: returns the saved state to resume from, if any."""
+    ensure_writable_dir(out.parent if out.parent != Path("") else Path("."))
+    run_file = out / RUN_FILE
+    state_file = out / STATE_FILE
+    if resume:
+        if not state_file.is_file():
+            raise TrainingError(f"{out}: nothing to resume (no {STATE_FILE})")
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        diff = config.first_difference(state["config"])
+        if diff:
+            raise TrainingError(f"--resume from a run with other settings ({diff})")
+        return state
+    if out.exists() and any(out.iterdir()) and not force:
+        if run_file.is_file():
+            saved = json.loads(run_file.read_text())
+            diff = config.first_difference(saved.get("config", {}))
+            if diff:
+                raise OutputError(f"{out}: holds a different run ({diff}); use --force to overwrite it")
+            raise OutputError(f"{out}: holds this run already; use --resume to continue it or --force to start over")
+        raise OutputError(f"{out}: exists and is not empty; use --force to overwrite it")
+    ensure_writable_dir(out)
+    if force:
+        for name in (STATE_FILE, RUN_FILE):
+            (out / name).unlink(missing_ok=True)
+    return None
+
+
+def run_training(
+    config: RunConfig,
+    out: Path,
+    *,
+    student_spec: GeneratorSpec,
+    teacher: LoadedCheckpoint | None,
+    resume: bool = False,
+    force: bool = False,
+    device: str = "cpu",
+    save_every: int = 50,
+    checkpoint_name: str = "student.pt",
+    progress: bool = True,
+    metadata: dict[str, Any] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> RunResult:
+    world, rank = _dist_env()
+    is_main = rank == 0
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SpecError("--device cuda: no CUDA device is available here")
+    dev = torch.device(device)
+
+    ds = open_dataset(config.data, mode=student_spec.mode)
+    split = split_frames(ds.n_frames, min_train=max(config.batch_size, 16), min_heldout=4)
+    state = prepare_output(out, config, resume, force) if is_main else None
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if not is_main and resume:
+            state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+
+    builder = SampleBuilder(ds, student_spec.mode, cache_frames=ds.n_frames)
+    train_frames = np.asarray(split.train)
+    eval_frames = evenly_spaced(split.eval, config.eval_frames)
+    eval_batch = builder.batch(eval_frames)
+
+    torch.manual_seed(config.seed)
+    student = Model(student_spec)
+    init_note = "random"
+    if teacher is not None and config.init == "teacher":
+        from dhm.distill.init import init_from_teacher
+
+        sd, init_note = init_from_teacher(teacher.model.state_dict(), teacher.spec, student_spec, student.state_dict())
+        student.load_state_dict(sd)
+    w = LossWeights(**config.weights)
+    adapters = None
+    if teacher is not None and w.feature > 0:
+        adapters = FeatureAdapters(feature_channels(student, student_spec), feature_channels(teacher.model, teacher.spec))
+    trainable = _Trainable(student, adapters).to(dev)
+    optimizer = torch.optim.Adam(trainable.parameters(), lr=config.lr)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+    start = 0
+    if state is not None:
+        trainable.load_state_dict(state["trainable"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = json.loads(state["history"])
+        best = json.loads(state["best"])
+        start = int(state["step"])
+    teacher_model = teacher.model.to(dev).eval() if teacher is not None else None
+    if teacher_model is not None:
+        for p in teacher_model.parameters():
+            p.requires_grad_(False)
+    model = trainable
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(trainable, device_ids=[dev.index] if dev.type == "cuda" else None)
+    use_amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+
+    mouth_w = mouth_weight_map(student_spec.image_size, w.mouth, dev)
+    eval_teacher = None
+    if teacher_model is not None:
+        eval_teacher = _predict(teacher_model, eval_batch, dev)
+
+    if is_main:
+        _write_json(out / RUN_FILE, {"config": config.to_dict(), "student": student_spec.to_dict(), "init": init_note})
+
+    def save_state(step_done: int) -> None:
+        if not is_main:
+            return
+        payload = {
+            "config": config.to_dict(),
+            "step": step_done,
+            "trainable": {k: v.detach().cpu() for k, v in trainable.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "history": json.dumps(history),
+            "best": json.dumps(best),
+        }
+        with atomic_path(out / STATE_FILE) as tmp:
+            torch.save(payload, tmp)
+
+    def evaluate(step_done: int, loss_value: float) -> None:
+        pred = _predict(student, eval_batch, dev)
+        row: dict[str, Any] = {"step": step_done, "loss": loss_value}
+        gt = eval_batch["target"]
+        row["vs_gt"] = image_quality(pred, gt).to_dict()
+        if eval_teacher is not None:
+            row["vs_teacher"] = image_quality(pred, eval_teacher).to_dict()
+        history.append(row)
+        key = "vs_teacher" if eval_teacher is not None else "vs_gt"
+        if not best or row[key]["psnr"] > best[key]["psnr"]:
+            best.clear()
+            best.update(row)
+            save_checkpoint(
+                out / checkpoint_name,
+                student,
+                student_spec,
+                kind=config.kind,
+                step=step_done,
+                teacher_sha256=config.teacher_sha256,
+                data_hash=config.data_hash,
+                heldout=row,
+                **(metadata or {}),
+            )
+
+    bar = Progress(config.steps, start, config.kind, enabled=progress and is_main)
+    stop = _StopFlag()
+    t0 = time.perf_counter()
+    last_loss = float("nan")
+    try:
+        stop.install()
+        trainable.train()
+        for step in range(start, config.steps):
+            rng = np.random.default_rng([config.seed, step, rank])
+            idx = rng.choice(train_frames, size=config.batch_size).tolist()
+            refs = rng.choice(train_frames, size=config.batch_size).tolist()
+            batch = builder.batch(idx, refs)
+            face = torch.from_numpy(batch["face"]).to(dev)
+            audio = torch.from_numpy(batch["audio"]).to(dev)
+            target = torch.from_numpy(batch["target"]).to(dev)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config.steps, config.lr)
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits, adapted = model(face, audio)
+                pred = torch.sigmoid(logits.float())
+                if teacher_model is not None:
+                    with torch.no_grad():
+                        t_logits, t_feats = teacher_model.features(face, audio)
+                        t_out = torch.sigmoid(t_logits.float())
+                    loss = w.pixel * weighted_l1(pred, t_out, mouth_w) + w.ssim * (1 - ssim(pred, t_out))
+                    if adapted:
+                        loss = loss + w.feature * torch.stack(
+                            [torch.nn.functional.mse_loss(adapted[k].float(), t_feats[k].float()) for k in adapted]
+                        ).mean()
+                    if w.gt > 0:
+                        loss = loss + w.gt * weighted_l1(pred, target, mouth_w)
+                else:
+                    loss = weighted_l1(pred, target, mouth_w) + w.ssim * (1 - ssim(pred, target))
+            if not torch.isfinite(loss):
+                kept = out / checkpoint_name
+                note = f"; the last good checkpoint is kept: {kept}" if kept.exists() else "; no checkpoint was saved yet"
+                raise TrainingError(f"loss became {float(loss)} at step {step + 1}; training stopped{note}")
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            last_loss = float(loss.detach())
+            done = step + 1
+            if is_main and (done % config.eval_every == 0 or done == config.steps):
+                trainable.eval()
+                evaluate(done, last_loss)
+                trainable.train()
+                key = "vs_teacher" if eval_teacher is not None else "vs_gt"
+                bar.message(
+                    f"  eval @ {done}: PSNR {history[-1][key]['psnr']:.2f} dB, "
+                    f"SSIM {history[-1][key]['ssim']:.4f} ({key.replace('_', ' ')})"
+                )
+            interrupted = stop.requested(world, dev)
+            if done % save_every == 0 or done == config.steps or interrupted:
+                save_state(done)
+            bar.update(step, last_loss)
+            if on_step:
+                on_step(done)
+            if interrupted:
+                raise Interrupted(f"interrupted: state saved after step {done} in {out / STATE_FILE} (continue with --resume)")
+    finally:
+        stop.uninstall()
+        if world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    seconds = time.perf_counter() - t0
+    return RunResult(
+        out_dir=out,
+        checkpoint=out / checkpoint_name,
+        history=history,
+        best=best,
+        seconds=seconds,
+        steps_done=config.steps - start,
+        resumed_from=start,
+        extra={"init": init_note, "train_frames": len(split.train), "eval_frames": eval_frames, "heldout_frames": len(split.heldout)},
+    )
+
+
+class _StopFlag:
+    """Ctrl-C asks the loop to stop after the step in flight (so the saved state is a
+    complete step and --resume stays bit-for-bit); a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._old: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def install(self) -> None:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+
+    def uninstall(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+    def requested(self, world: int, dev: torch.device) -> bool:
+        if world > 1:  # every rank must stop at the same step
+            import torch.distributed as dist
+
+            t = torch.tensor([1.0 if self.flag else 0.0], device=dev)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            return bool(t.item())
+        return self.flag
+
+
+def _predict(model: nn.Module, batch: dict[str, np.ndarray], dev: torch.device, chunk: int = 8) -> np.ndarray:
+    was_training = model.training
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(batch["face"]), chunk):
+            f = torch.from_numpy(batch["face"][i : i + chunk]).to(dev)
+            a = torch.from_numpy(batch["audio"][i : i + chunk]).to(dev)
+            outs.append(model(f, a).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(outs)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")

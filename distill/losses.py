@@ -1,0 +1,82 @@
+"""Training and distillation objectives (torch)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dhm.spec import MOUTH_SLICE
+
+FEATURES = ("fuse", "up1", "up2", "up3", "up4")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the objective's terms. `mouth` multiplies the pixel and GT terms inside
+    the mouth rectangle (the masked region the generator paints)."""
+
+    pixel: float = 1.0  # L1 student vs teacher output
+    ssim: float = 0.2  # 1 - SSIM student vs teacher (structure)
+    mouth: float = 2.0  # extra weight inside the mouth rectangle
+    feature: float = 0.5  # MSE of adapted student features vs teacher features
+    gt: float = 0.0  # L1 student vs ground truth
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def mouth_weight_map(size: int, mouth: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    y0, y1, x0, x1 = MOUTH_SLICE
+    w = torch.ones(1, 1, size, size, device=device)
+    w[..., y0:y1, x0:x1] += mouth
+    return w / w.mean()
+
+
+def weighted_l1(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return ((a - b).abs() * weight).mean()
+
+
+def _gaussian_window(channels: int, device: torch.device, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32, device=device) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM over a batch in [0,1] (same window and constants as dhm.metrics.ssim)."""
+    c = a.shape[1]
+    win = _gaussian_window(c, a.device).to(a.dtype)
+    mu_a = F.conv2d(a, win, groups=c)
+    mu_b = F.conv2d(b, win, groups=c)
+    saa = F.conv2d(a * a, win, groups=c) - mu_a**2
+    sbb = F.conv2d(b * b, win, groups=c) - mu_b**2
+    sab = F.conv2d(a * b, win, groups=c) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    num = (2 * mu_a * mu_b + c1) * (2 * sab + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2)
+    return (num / den).mean()
+
+
+class FeatureAdapters(nn.Module):
+    """1x1 convs mapping student feature maps to the teacher's channel counts."""
+
+    def __init__(self, student_channels: dict[str, int], teacher_channels: dict[str, int]) -> None:
+        super().__init__()
+        self.maps = nn.ModuleDict(
+            {k: nn.Conv2d(student_channels[k], teacher_channels[k], 1, bias=False) for k in FEATURES}
+        )
+
+    def loss(self, student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> torch.Tensor:
+        terms = [F.mse_loss(self.maps[k](student[k]), teacher[k]) for k in FEATURES]
+        return torch.stack(terms).mean()
+
+
+def feature_channels(model: nn.Module, spec) -> dict[str, int]:
+    shapes = spec.input_shapes(1)
+    with torch.no_grad():
+        _, feats = model.features(*(torch.zeros(s) for s in shapes.values()))
+    return {k: int(v.shape[1]) for k, v in feats.items()}

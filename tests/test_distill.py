@@ -1,0 +1,204 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+
+from dhm.distill import TrainingSettings, distill_student, train_generator
+from dhm.distill.init import init_from_teacher
+from dhm.distill.presets import STUDENT_PRESETS, resolve_student, widths_for_ratio
+from dhm.errors import SpecError
+from dhm.metrics import generator_cost
+from dhm.models import Model, load_checkpoint
+from dhm.spec import WIDTH_PRESETS, GeneratorSpec
+
+TEACHER_W = (8, 16, 32, 64, 128)
+STUDENT_W = "4,8,12,16,32"
+DHM = str(Path(sys.executable).with_name("dhm"))
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, synth_hubert):
+    """A tiny teacher, trained for real on the built-in set."""
+    out = tmp_path_factory.mktemp("teacher")
+    settings = TrainingSettings(steps=40, batch_size=4, lr=3e-3, eval_every=40, eval_frames=8, threads=2)
+    report = train_generator(synth_hubert, out, GeneratorSpec(widths=TEACHER_W), settings, progress=False)
+    assert report["best"]["vs_gt"]["psnr"] > 12
+    return out / "model.pt"
+
+
+def _distill(teacher, data, out, init="teacher", steps=24, **kw):
+    settings = TrainingSettings(steps=steps, batch_size=4, lr=3e-3, eval_every=steps, eval_frames=8, threads=2, **kw)
+    return distill_student(teacher, data, out, student=STUDENT_W, settings=settings, init=init, progress=False)
+
+
+def test_presets_span_a_quarter_to_a_thirtieth_of_the_teacher():
+    teacher = GeneratorSpec(widths="full")
+    t_macs = generator_cost(teacher)[0]
+    for name, ratio in STUDENT_PRESETS.items():
+        s = resolve_student(teacher, name)
+        got = t_macs / generator_cost(s)[0]
+        assert ratio * 0.95 <= got <= ratio * 1.6, (name, got)
+    assert resolve_student(teacher, "8,16,32,64,128").widths == (8, 16, 32, 64, 128)
+
+
+@pytest.mark.parametrize("mode", ["hubert", "wenet"])
+def test_channel_transfer_is_exact_at_equal_widths_and_close_when_narrower(mode):
+    torch.manual_seed(0)
+    spec = GeneratorSpec(mode=mode, widths="mobile")
+    teacher = Model(spec).eval()
+    for m in teacher.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 1.5)
+    same, note = init_from_teacher(teacher.state_dict(), spec, spec, Model(spec).state_dict())
+    assert "L1-norm" in note
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(same[k], v), k
+    narrow = GeneratorSpec(mode=mode, widths=widths_for_ratio(spec, 4))
+    student = Model(narrow)
+    student.load_state_dict(init_from_teacher(teacher.state_dict(), spec, narrow, student.state_dict())[0])
+    f, a = torch.rand(2, 6, 160, 160), torch.randn(2, *spec.audio.input_shape)
+    with torch.no_grad():
+        transferred = (teacher(f, a) - student.eval()(f, a)).abs().mean()
+        fresh = (teacher(f, a) - Model(narrow).eval()(f, a)).abs().mean()
+    assert transferred < fresh / 3
+
+
+def test_distillation_beats_a_random_student_of_the_same_size(tmp_path, teacher, synth_hubert):
+    distilled = _distill(teacher, synth_hubert, tmp_path / "kd")
+    scratch = _distill(teacher, synth_hubert, tmp_path / "rand", init="random")
+    kd = distilled["best"]["vs_teacher"]["psnr"]
+    rnd = scratch["best"]["vs_teacher"]["psnr"]
+    assert kd > rnd + 3, (kd, rnd)
+    out = tmp_path / "kd"
+    student = load_checkpoint(out / "student.pt")
+    assert student.spec.widths == (4, 8, 12, 16, 32)
+    meta = student.metadata
+    assert meta["teacher_sha256"] and meta["data_hash"] and meta["kind"] == "distill"
+    report = json.loads((out / "report.json").read_text())
+    assert report["ratios"]["macs"] > 5 and report["teacher"]["macs"] > report["model"]["macs"]
+    assert set(report["best"]["vs_teacher"]) == {"psnr", "ssim", "mouth_psnr", "max_abs"}
+    assert set(report["best"]["vs_gt"]) == {"psnr", "ssim", "mouth_psnr", "max_abs"}
+    md = (out / "report.md").read_text()
+    assert "teacher / student" in md and "PSNR" in md
+    for png in ("curves.png", "strip.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # held-out frames are never trained on
+    split = report["split"]
+    assert split["train_frames"] + split["heldout_frames"] < 160
+
+
+def test_same_seed_same_result(tmp_path, teacher, synth_hubert):
+    a = _distill(teacher, synth_hubert, tmp_path / "a", steps=6)
+    b = _distill(teacher, synth_hubert, tmp_path / "b", steps=6)
+    assert a["history"] == b["history"]
+    sa = load_checkpoint(tmp_path / "a" / "student.pt").model.state_dict()
+    sb = load_checkpoint(tmp_path / "b" / "student.pt").model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth_hubert):
+    args = ["distill", "--teacher", str(teacher), "--data", str(synth_hubert), "--student", STUDENT_W,
+            "--steps", "40", "--batch-size", "4", "--lr", "0.003", "--eval-every", "10", "--eval-frames", "8", "--threads", "2"]
+    whole = tmp_path / "whole"
+    r = subprocess.run([DHM, *args, "-o", str(whole)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([DHM, *args, "-o", str(cut)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "distill step" in line:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "interrupted: state saved after step" in err and "--resume" in err
+    saved_step = torch.load(cut / "resume.pt", weights_only=True)["step"]
+    assert 0 < saved_step < 40
+
+    r = subprocess.run([DHM, *args, "-o", str(cut), "--resume"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    a = torch.load(whole / "resume.pt", weights_only=True)
+    b = torch.load(cut / "resume.pt", weights_only=True)
+    assert a["step"] == b["step"] == 40
+    for k in a["trainable"]:
+        assert torch.equal(a["trainable"][k], b["trainable"][k]), k
+    assert a["history"] == b["history"]
+    ra = json.loads((whole / "report.json").read_text())
+    rb = json.loads((cut / "report.json").read_text())
+    assert rb["training"]["resumed_from_step"] == saved_step
+    assert ra["best"] == rb["best"]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _fails_before_training(r, needle):
+    assert r.exit_code != 0, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("dhm: error:")]
+    assert len(lines) == 1 and needle in lines[0], r.output
+    assert "distill step" not in r.output and "train step" not in r.output
+
+
+def test_teacher_that_does_not_load(tmp_path, synth_hubert):
+    bad = tmp_path / "t.pth"
+    bad.write_bytes(b"nope" * 50)
+    r = run_cli("distill", "--teacher", bad, "--data", synth_hubert, "-o", tmp_path / "o", "--quiet")
+    _fails_before_training(r, "not a readable PyTorch checkpoint")
+
+
+def test_student_widths_that_do_not_fit(tmp_path, teacher, synth_hubert):
+    r = run_cli("distill", "--teacher", teacher, "--data", synth_hubert, "-o", tmp_path / "o", "--student", "8,16,1,4,4", "--quiet")
+    _fails_before_training(r, "--student '8,16,1,4,4'")
+    r = run_cli("distill", "--teacher", teacher, "--data", synth_hubert, "-o", tmp_path / "o", "--student", "tiny", "--quiet")
+    _fails_before_training(r, "presets: x4, x10, x20, x30")
+
+
+def test_dataset_too_small_for_the_split(tmp_path, teacher):
+    from dhm.data.synth import write_synth_dataset
+
+    small = write_synth_dataset(tmp_path / "small", frames=40, seed=1)
+    r = run_cli("distill", "--teacher", teacher, "--data", small, "-o", tmp_path / "o", "--quiet")
+    _fails_before_training(r, "too small for a held-out split")
+
+
+def test_resume_with_other_settings_and_overwrite_protection(tmp_path, teacher, synth_hubert):
+    out = tmp_path / "run"
+    base = ["distill", "--teacher", teacher, "--data", synth_hubert, "-o", out, "--student", STUDENT_W,
+            "--steps", "2", "--batch-size", "2", "--eval-frames", "4", "--quiet"]
+    assert run_cli(*base).exit_code == 0
+    r = run_cli(*base, "--lr", "0.01", "--resume")
+    _fails_before_training(r, "--resume from a run with other settings (lr")
+    r = run_cli(*base, "--lr", "0.01")
+    _fails_before_training(r, "holds a different run")
+    r = run_cli(*base)
+    _fails_before_training(r, "use --resume to continue it or --force")
+    assert run_cli(*base, "--lr", "0.01", "--force").exit_code == 0
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, teacher, synth_hubert):
+    out = tmp_path / "nan"
+    r = run_cli("distill", "--teacher", teacher, "--data", synth_hubert, "-o", out, "--student", STUDENT_W,
+                "--steps", "30", "--batch-size", "2", "--eval-every", "1", "--eval-frames", "2", "--lr", "1e12", "--quiet")
+    assert r.exit_code != 0
+    line = [ln for ln in r.output.splitlines() if ln.startswith("dhm: error:")][0]
+    assert "loss became nan at step" in line and "last good checkpoint is kept" in line
+    ckpt = load_checkpoint(out / "student.pt")  # finite, loadable
+    assert ckpt.metadata["step"] >= 1
+
+
+def test_train_writes_a_model_dhm_info_reads(tmp_path, synth_wenet):
+    out = tmp_path / "t"
+    r = run_cli("train", "--data", synth_wenet, "-o", out, "--mode", "wenet", "--widths", "4,8,12,16,32",
+                "--steps", "3", "--batch-size", "2", "--eval-frames", "4", "--quiet")
+    assert r.exit_code == 0, r.output
+    info = json.loads(run_cli("info", out / "model.pt", "--json").output)
+    assert info["mode"] == "wenet" and info["widths"] == [4, 8, 12, 16, 32] and info["form"] == "dhm"
+    assert info["metadata"]["audio_frontend"] == "dhm-logmel-v1"
