@@ -44,6 +44,7 @@ def main() -> None:
       dhm info         what a checkpoint is: arch, audio mode, widths, MACs, size
       dhm train        train a generator on a dataset folder
       dhm distill      teacher -> smaller student, judged on held-out frames
+      dhm quantize     FP16 and INT8 variants calibrated on held-out frames
       dhm export       checkpoint -> validated ONNX and MNN files + manifest.json
     """
 
@@ -262,6 +263,52 @@ def distill(teacher: Path, data: Path, out: Path, student: str, init: str, w_pix
         click.echo(f"wrote {out / 'student.pt'} and report.md")
 
 
+# ------------------------------------------------------------------------- quantize
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: calibration and evaluation use its held-out frames.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created atomically).")
+@click.option("--fp16/--no-fp16", default=True, show_default=True, help="ONNX FP16 (float32 I/O) and MNN FP16 weights.")
+@click.option("--int8/--no-int8", default=True, show_default=True, help="ONNX QDQ INT8 and MNN full INT8.")
+@click.option("--calib-frames", default=24, show_default=True, help="Calibration frames (held-out calibration blocks).")
+@click.option("--eval-frames", default=16, show_default=True, help="Evaluation frames (other held-out blocks).")
+@click.option("--method", default="minmax", show_default=True, type=click.Choice(["minmax", "entropy", "percentile"]), help="onnxruntime calibration method.")
+@click.option("--mnn-method", default="auto", show_default=True, type=click.Choice(["auto", "KL", "ADMM", "EMA"]), help="MNN feature calibration; auto tries all three and keeps the best held-out PSNR.")
+@click.option("--target-psnr", default=35.0, show_default=True, help="INT8 target, dB against FP32; layers are kept in float until it holds.")
+@click.option("--calib", "calib_file", type=click.Path(path_type=Path), default=None, help="A calib.npz from an earlier run to calibrate on instead.")
+@click.option("--inc", "use_inc", is_flag=True, help="Let neural-compressor autotune choose the ONNX activation calibration and symmetry (by held-out PSNR).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new run succeeded).")
+def quantize(model: Path, data: Path, out: Path, fp16: bool, int8: bool, calib_frames: int, eval_frames: int, method: str, mnn_method: str, target_psnr: float, calib_file: Path | None, use_inc: bool, force: bool) -> None:
+    """FP16 and INT8 variants of MODEL, calibrated on held-out frames.
+
+    Calibration frames come from the dataset's held-out calibration blocks, built as
+    inference builds them; every variant is judged against the FP32 model on other
+    held-out frames. INT8 variants are checked structurally (int8 weights stored and
+    integer kernels run). If full INT8 misses --target-psnr, the layers whose
+    quantization adds the most error are kept in float, a few more each round, until
+    the target holds or a round gains nothing.
+
+    \b
+    OUT/model_{fp32,fp16,int8}.{onnx,mnn}   the variants
+    OUT/recipe.json     methods, layers kept in float, calibration frame ids
+    OUT/calib.npz       the calibration set; OUT/model.pt the source checkpoint
+    OUT/report.md|json  size, PSNR, SSIM, mouth-PSNR, max abs diff per variant and engine
+
+    `dhm export OUT --variants int8` rebuilds the INT8 files from the recipe.
+    """
+    from dhm.quantize.api import quantize_model, variant_table
+
+    report = quantize_model(
+        model, out, data, fp16=fp16, int8=int8, calib_frames=calib_frames, eval_frames=eval_frames,
+        ort_method=method, mnn_method=mnn_method, target_psnr=target_psnr, calib_file=calib_file, use_inc=use_inc, force=force,
+        log=lambda m: click.echo(m, err=True),
+    )
+    click.echo(variant_table(report))
+    click.echo(f"wrote {len(report['variants'])} variants, recipe.json and report.md to {out}")
+
+
 # --------------------------------------------------------------------------- export
 
 
@@ -274,13 +321,14 @@ def distill(teacher: Path, data: Path, out: Path, student: str, init: str, w_pix
     show_default=True,
     help="onnx, mnn or all (comma-separated).",
 )
-@click.option("--variants", default="fp32", show_default=True, help="Comma-separated: fp32, fp16 (int8: from a quantize output).")
+@click.option("--variants", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, int8 (int8 needs a quantize output as MODEL).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder: validate on its held-out frames instead of random inputs.")
 @click.option("--frames", default=8, show_default=True, help="Validation frames.")
 @click.option("--opset", default=None, type=int, help="ONNX opset (default 17).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new export succeeded).")
 def export(model: Path, out: Path, target: str, variants: str, data: Path | None, frames: int, opset: int | None, force: bool) -> None:
-    """Export MODEL (a dhm or Ultralight checkpoint) to validated ONNX and MNN files.
+    """Export MODEL (a dhm or Ultralight checkpoint, or a `dhm quantize` output folder)
+    to validated ONNX and MNN files.
 
     \b
     OUT/model_<variant>.onnx   torch -> ONNX (static shapes; inputs face, audio; output out),

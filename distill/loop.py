@@ -358,7 +358,7 @@ def run_training(
             if not torch.isfinite(loss):
                 kept = out / checkpoint_name
                 note = f"; the last good checkpoint is kept: {kept}" if kept.exists() else "; no checkpoint was saved yet"
-                raise TrainingError(f"loss became {float(loss)} at step {step + 1}; training stopped{note}")
+                raise TrainingError(f"loss became {float(loss.detach())} at step {step + 1}; training stopped{note}")
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()

@@ -71,13 +71,22 @@ def run_tool(tool: str, args: list[str], what: str, timeout_s: int = DEFAULT_TIM
     return ToolRun(tool=tool, args=args, output=output, returncode=proc.returncode)
 
 
-def convert_onnx(onnx_path: Path, mnn_path: Path, *, fp16: bool = False, biz_code: str = "", timeout_s: int = DEFAULT_TIMEOUT_S) -> ToolRun:
+def convert_onnx(
+    onnx_path: Path,
+    mnn_path: Path,
+    *,
+    fp16: bool = False,
+    biz_code: str = "",
+    extra_args: list[str] | None = None,
+    timeout_s: int = DEFAULT_TIMEOUT_S,
+) -> ToolRun:
     """ONNX -> MNN. `fp16` stores conv weights as float16 (the converter's --fp16)."""
     args = ["mnnconvert", "-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(mnn_path)]
     if biz_code:
         args += ["--bizCode", biz_code]
     if fp16:
         args.append("--fp16")
+    args += list(extra_args or [])
     run = run_tool("mnnconvert", args, f"converting {onnx_path.name}", timeout_s)
     errors = [ln.strip() for ln in run.output.splitlines() if ln.strip().startswith("[ERROR]")]
     if errors or "Converted Success" not in run.output:

@@ -53,7 +53,7 @@ class Tolerance:
         if self.max_abs is not None:
             parts.append(f"max abs <= {self.max_abs:g}")
         if self.min_psnr is not None:
-            parts.append(f"PSNR >= {self.min_psnr:g} dB")
+            parts.append(f"PSNR >= {self.min_psnr:.1f} dB")
         return " and ".join(parts)
 
 
@@ -104,7 +104,7 @@ class ExportResult:
         for a in self.artifacts:
             p = a.parity
             ps = p["psnr"] if isinstance(p["psnr"], str) else f"{p['psnr']:.1f} dB"
-            tol = TOLERANCES.get(a.variant, Tolerance()).describe() or "-"
+            tol = Tolerance(**{k.replace("min_psnr_db", "min_psnr"): v for k, v in p["tolerance"].items()}).describe() or "-"
             rows.append(
                 f"| {a.file} | {a.engine} | {a.variant} | {human_size(a.size_bytes)} | {p['max_abs']:.2e} | {ps} | {tol} |"
             )
@@ -173,7 +173,8 @@ def export_model(
     out = Path(out)
     targets = parse_list(targets, TARGETS, "target")
     variants = parse_list(variants, VARIANTS, "variant")
-    if "int8" in variants:
+    recipe = read_recipe(model_path) if Path(model_path).is_dir() else None
+    if "int8" in variants and recipe is None:
         raise SpecError(
             "the int8 variant is built from a `dhm quantize` output (its recipe and calibration set); "
             "export fp32/fp16 here, or pass a quantize output folder as MODEL"
@@ -182,10 +183,22 @@ def export_model(
         raise OutputError(f"{out}: already exists (use --force to replace it)")
     ensure_writable_dir(out.parent)
 
+    quant_dir = Path(model_path) if recipe is not None else None
+    if quant_dir is not None:
+        model_path = quant_dir / recipe["source"]["file"]
+        if file_sha256(model_path) != recipe["source"]["sha256"]:
+            raise SpecError(f"{model_path}: differs from the checkpoint the recipe in {quant_dir} was made for")
     ckpt = load_checkpoint(model_path)
     spec = ckpt.spec
-    log(f"model: {spec.describe()} ({ckpt.form})")
-    check = heldout_inputs(data, spec, "eval", frames) if data else random_inputs(spec, n=min(frames, 4))
+    log(f"model: {spec.describe()} ({ckpt.form})" + (f", quantize recipe from {quant_dir}" if quant_dir else ""))
+    if data:
+        check = heldout_inputs(data, spec, "eval", frames)
+    elif quant_dir is not None:
+        from dhm.quantize.calib import load_inputs
+
+        check = load_inputs(quant_dir / recipe["evaluation"]["file"])
+    else:
+        check = random_inputs(spec, n=min(frames, 4))
     log(f"validation inputs: {len(check)} frames from {check.source}")
     with torch.inference_mode():
         reference = [ckpt.model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in check.inputs]
@@ -211,7 +224,7 @@ def export_model(
         log(f"onnx: opset {exported.opset}, {exported.nodes} nodes, simplified: {exported.simplified}")
 
         def add(path: Path, fmt: str, engine: str, variant: str, outputs: list[np.ndarray], **extra: Any) -> None:
-            tol = TOLERANCES[variant]
+            tol = TOLERANCES[variant] if variant in TOLERANCES else int8_tolerance(recipe, engine)
             parity = _parity(outputs, reference, check.source, tol, f"{path.name} ({engine} {variant})")
             artifacts.append(
                 Artifact(
@@ -239,11 +252,23 @@ def export_model(
                     convert_to_fp16(onnx_fp32, path)
                     add(path, "onnx", "onnxruntime", "fp16", _run_engine(path, check.inputs),
                         opset=exported.opset, simplified=exported.simplified)
+                elif variant == "int8":
+                    path = tmp / "model_int8.onnx"
+                    structure = rebuild_onnx_int8(quant_dir, recipe, onnx_fp32, path)
+                    add(path, "onnx", "onnxruntime", "int8", _run_engine(path, check.inputs), structure=structure)
         if "mnn" in targets:
             from dhm.export.mnn_tools import convert_onnx
 
             for variant in variants:
                 path = tmp / f"model_{variant}.mnn"
+                if variant == "int8":
+                    # the quantizer keeps its source's bizCode: give it the int8 one
+                    source = tmp / ".int8-source.mnn"
+                    convert_onnx(onnx_fp32, source, biz_code=biz_code(header, "int8"))
+                    structure = rebuild_mnn_int8(quant_dir, recipe, source, path, spec)
+                    source.unlink()
+                    add(path, "mnn", "mnn", "int8", _run_engine(path, check.inputs), structure=structure)
+                    continue
                 convert_onnx(onnx_fp32, path, fp16=variant == "fp16", biz_code=biz_code(header, variant))
                 add(path, "mnn", "mnn", variant, _run_engine(path, check.inputs))
         if "onnx" not in targets:
@@ -255,6 +280,62 @@ def export_model(
         result = ExportResult(out_dir=out, manifest=manifest, artifacts=artifacts, notes=notes)
         (tmp / "report.md").write_text(_report(result, spec.describe(), check.source))
     return result
+
+
+def read_recipe(folder: str | Path) -> dict[str, Any]:
+    from dhm.quantize.api import RECIPE_FILE, RECIPE_SCHEMA
+
+    path = Path(folder) / RECIPE_FILE
+    if not path.is_file():
+        raise SpecError(f"{folder}: a folder, but not a `dhm quantize` output (no {RECIPE_FILE})")
+    try:
+        recipe = json.loads(path.read_text())
+    except ValueError as exc:
+        raise SpecError(f"{path}: unreadable recipe ({exc})") from None
+    if recipe.get("schema") != RECIPE_SCHEMA:
+        raise SpecError(f"{path}: recipe schema {recipe.get('schema')!r}, expected {RECIPE_SCHEMA!r}")
+    return recipe
+
+
+def int8_tolerance(recipe: dict[str, Any] | None, engine: str) -> Tolerance:
+    """A rebuilt INT8 file must come within 1 dB of what `dhm quantize` measured."""
+    key = "onnx_int8" if engine == "onnxruntime" else "mnn_int8"
+    steps = (recipe or {}).get(key, {}).get("fallback", [])
+    kept = [s for s in steps if s.get("gain_db") is None or s["gain_db"] >= 0.1]
+    measured = kept[-1]["psnr"] if kept else 30.0
+    measured = 99.0 if measured == "inf" else float(measured)
+    return Tolerance(min_psnr=min(measured, 60.0) - 1.0)
+
+
+def rebuild_onnx_int8(quant_dir: Path, recipe: dict[str, Any], fp32_onnx: Path, dst: Path) -> dict[str, Any]:
+    from dhm.quantize import ort_int8
+    from dhm.quantize.calib import load_inputs
+
+    q = recipe["onnx_int8"]
+    calib = load_inputs(quant_dir / recipe["calibration"]["file"])
+    ort_int8.quantize_qdq(fp32_onnx, dst, calib, q["method"], q["nodes_to_exclude"], q.get("act_symmetric", False))
+    st = ort_int8.structure(dst)
+    if st.label != "int8":
+        raise ConversionError(f"{dst.name}: not really INT8 ({st.label})")
+    return st.to_dict()
+
+
+def rebuild_mnn_int8(quant_dir: Path, recipe: dict[str, Any], fp32_mnn: Path, dst: Path, spec) -> dict[str, Any]:
+    import tempfile
+
+    from dhm.quantize import mnn_int8
+    from dhm.quantize.calib import load_inputs
+
+    q = recipe["mnn_int8"]
+    calib = load_inputs(quant_dir / recipe["calibration"]["file"])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "calib"
+        mnn_int8.write_calibration_folder(calib, folder, list(spec.output_shapes(1)))
+        mnn_int8.quantize(fp32_mnn, dst, folder, len(calib), q["method"], q["skip_quant_op_names"])
+    st = mnn_int8.structure(dst)
+    if st.label != "int8":
+        raise ConversionError(f"{dst.name}: not really INT8 ({st.label})")
+    return st.to_dict()
 
 
 def _report(result: ExportResult, model: str, source: str) -> str:

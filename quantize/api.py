@@ -1,0 +1,345 @@
+"""`dhm quantize`: FP16 and INT8 variants, calibrated on held-out frames, with an
+accuracy-aware fallback that keeps the most sensitive layers in float.
+
+OUT/ holds every variant, the calibration set (`calib.npz`), the source checkpoint
+(`model.pt`) and `recipe.json` (methods, kept-float layers, calibration frame ids), so
+`dhm export OUT` can rebuild the INT8 files; `report.json`/`report.md` say what each
+variant kept and lost against FP32 on evaluation frames it was not calibrated on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dhm.data.inputs import InputSet
+from dhm.errors import ConversionError, OutputError, SpecError
+from dhm.io import atomic_dir, ensure_writable_dir, human_size
+from dhm.manifest import json_number
+from dhm.metrics import image_quality
+
+RECIPE_FILE = "recipe.json"
+RECIPE_SCHEMA = "dhm.quantize-recipe/1"
+SOURCE_FILE = "model.pt"
+CALIB_FILE = "calib.npz"
+EVAL_FILE = "eval.npz"
+DEFAULT_TARGET_PSNR = 35.0
+MAX_FALLBACK_ROUNDS = 6
+
+
+@dataclass
+class Variant:
+    file: str
+    engine: str
+    precision: str  # fp32, fp16, int8, int8-weight-only
+    quality: dict[str, Any]
+    size_bytes: int
+    structure: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _quality(outputs: list[np.ndarray], reference: list[np.ndarray]) -> dict[str, Any]:
+    q = image_quality(np.concatenate(outputs), np.concatenate(reference)).to_dict()
+    return {k: json_number(v) for k, v in q.items()}
+
+
+def _run(path: Path, inputs: InputSet) -> list[np.ndarray]:
+    from dhm.runtime_py.backends import load
+
+    engine = load(path, threads=2, check_manifest=False)
+    name = engine.outputs[0].name
+    return [engine.run(x)[name] for x in inputs.inputs]
+
+
+def _psnr(q: dict[str, Any]) -> float:
+    return float("inf") if q["psnr"] == "inf" else float(q["psnr"])
+
+
+def _fallback(
+    build: Callable[[list[str]], Path],
+    evaluate: Callable[[Path], dict[str, Any]],
+    ranking: list[str],
+    target: float,
+    log: Callable[[str], None],
+    engine: str,
+) -> tuple[Path, list[str], list[dict[str, Any]]]:
+    """Quantize everything; while below target, keep the next most sensitive layers in
+    float (1, 2, 4, 8, … more each round) until the target holds or a round gains < 0.1 dB."""
+    excluded: list[str] = []
+    path = build(excluded)
+    q = evaluate(path)
+    steps = [{"kept_float": [], "psnr": q["psnr"], "size_bytes": path.stat().st_size, "gain_db": None}]
+    log(f"{engine} int8: full quantization: PSNR {_psnr(q):.2f} dB vs FP32")
+    best = (path, [], q)
+    add = 1
+    for _ in range(MAX_FALLBACK_ROUNDS):
+        if _psnr(best[2]) >= target or len(excluded) >= len(ranking):
+            break
+        candidate = ranking[: len(excluded) + add]
+        path = build(candidate)
+        q = evaluate(path)
+        gain = _psnr(q) - _psnr(best[2])
+        steps.append(
+            {"kept_float": candidate[len(excluded):], "psnr": q["psnr"], "size_bytes": path.stat().st_size, "gain_db": round(gain, 3)}
+        )
+        log(f"{engine} int8: +{add} layer(s) in float ({len(candidate)} total): PSNR {_psnr(q):.2f} dB ({gain:+.2f})")
+        if gain < 0.1:
+            break
+        excluded = candidate
+        best = (path, list(candidate), q)
+        add *= 2
+    final_path, kept, _ = best
+    return final_path, kept, steps
+
+
+def quantize_model(
+    model_path: str | Path,
+    out: str | Path,
+    data: str | Path,
+    fp16: bool = True,
+    int8: bool = True,
+    calib_frames: int = 24,
+    eval_frames: int = 16,
+    ort_method: str = "minmax",
+    mnn_method: str = "auto",
+    target_psnr: float = DEFAULT_TARGET_PSNR,
+    calib_file: str | Path | None = None,
+    use_inc: bool = False,
+    force: bool = False,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    import torch
+
+    from dhm.export.mnn_tools import convert_onnx
+    from dhm.export.onnx_export import export_onnx
+    from dhm.export.onnx_fp16 import convert_to_fp16
+    from dhm.manifest import biz_code, build_header, engine_versions
+    from dhm.metrics import count_macs, count_params
+    from dhm.models import file_sha256, load_checkpoint
+    from dhm.quantize import mnn_int8, ort_int8
+    from dhm.quantize.calib import build_sets, check_finite_activations, check_shapes, load_inputs, save_inputs
+
+    if not (fp16 or int8):
+        raise SpecError("nothing to do: pass --fp16 and/or --int8")
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputError(f"{out}: already exists (use --force to replace it)")
+    ensure_writable_dir(out.parent)
+    ckpt = load_checkpoint(model_path)
+    spec = ckpt.spec
+    sets = build_sets(data, spec, calib_frames, eval_frames)
+    calib = load_inputs(Path(calib_file)) if calib_file else sets.calib
+    check_shapes(calib, spec, "calibration set")
+    check_finite_activations(ckpt.model, calib, "calibration set")
+    check_finite_activations(ckpt.model, sets.eval, "evaluation set")
+    log(f"model: {spec.describe()}; calibration: {len(calib)} frames ({calib.source}); evaluation: {len(sets.eval)} frames")
+
+    with torch.inference_mode():
+        reference = [ckpt.model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in sets.eval.inputs]
+
+    shapes = spec.input_shapes(1)
+    header = build_header(
+        spec,
+        macs=count_macs(ckpt.model, *(torch.zeros(s) for s in shapes.values())),
+        params=count_params(ckpt.model),
+        source={"file": Path(model_path).name, "sha256": file_sha256(model_path), "form": ckpt.form},
+        versions=engine_versions(),
+    )
+    variants: list[Variant] = []
+    recipe: dict[str, Any] = {
+        "schema": RECIPE_SCHEMA,
+        "source": {"file": SOURCE_FILE, "sha256": file_sha256(model_path), "original": str(model_path)},
+        "spec": spec.to_dict(),
+        "calibration": {"file": CALIB_FILE, "source": calib.source, "frames": calib.frames},
+        "evaluation": {"file": EVAL_FILE, "source": sets.eval.source, "frames": sets.eval.frames},
+        "target_psnr_db": target_psnr,
+    }
+
+    def evaluate(path: Path) -> dict[str, Any]:
+        return _quality(_run(path, sets.eval), reference)
+
+    def add(path: Path, engine: str, precision: str, structure: dict[str, Any] | None = None) -> Variant:
+        v = Variant(path.name, engine, precision, evaluate(path), path.stat().st_size, structure or {})
+        variants.append(v)
+        return v
+
+    with atomic_dir(out, replace=force) as tmp:
+        shutil.copyfile(model_path, tmp / SOURCE_FILE)
+        save_inputs(tmp / CALIB_FILE, calib)
+        save_inputs(tmp / EVAL_FILE, sets.eval)
+        fp32_onnx = tmp / "model_fp32.onnx"
+        export_onnx(ckpt.model, spec, fp32_onnx, sets.eval.inputs[:2])
+        add(fp32_onnx, "onnxruntime", "fp32")
+        fp32_mnn = tmp / "model_fp32.mnn"
+        convert_onnx(fp32_onnx, fp32_mnn, biz_code=biz_code(header, "fp32"))
+        add(fp32_mnn, "mnn", "fp32")
+
+        if fp16:
+            path = tmp / "model_fp16.onnx"
+            convert_to_fp16(fp32_onnx, path)
+            add(path, "onnxruntime", "fp16")
+            path = tmp / "model_fp16.mnn"
+            convert_onnx(fp32_onnx, path, fp16=True, biz_code=biz_code(header, "fp16"))
+            add(path, "mnn", "fp16")
+            log("fp16: " + ", ".join(f"{v.file} {_psnr(v.quality):.1f} dB" for v in variants if v.precision == "fp16"))
+
+        if int8:
+            work = tmp / ".work"
+            work.mkdir()
+            # Rank layers once (torch, held-out PSNR per lone quantized layer); both
+            # engines' fallbacks keep the same layers in float, in that order.
+            from dhm.quantize.sensitivity import layer_sensitivity, onnx_conv_name
+
+            probe_eval = InputSet(sets.eval.inputs[:4], sets.eval.source, sets.eval.frames[:4])
+            scores = layer_sensitivity(ckpt.model, calib, probe_eval)
+            ranking = [onnx_conv_name(s.module) for s in scores]
+            recipe["sensitivity"] = {
+                "metric": "output PSNR vs FP32 with only this layer quantized (4 evaluation frames)",
+                "layers": [s.to_dict() for s in scores[:16]],
+            }
+            log("most sensitive layers: " + ", ".join(f"{s.module} ({s.to_dict()['psnr_db']} dB)" for s in scores[:3]))
+            counter = iter(range(1000))
+            act_symmetric = False
+            if use_inc:
+                from dhm.quantize.inc import search_activation_config
+
+                found = search_activation_config(ckpt.model, calib, probe_eval)
+                ort_method, act_symmetric = found.ort_method, found.act_sym
+                recipe["neural_compressor"] = {
+                    "role": "autotune of activation calibration and symmetry on the torch model (PT2E), "
+                    "scored by held-out PSNR; the winner sets the ONNX recipe",
+                    **found.to_dict(),
+                }
+                log("neural-compressor: " + ", ".join(
+                    f"{'sym' if t['act_sym'] else 'asym'}/{t['act_algo']} {t['psnr_db']} dB" for t in found.trials
+                ) + f" -> {ort_method}, {'symmetric' if act_symmetric else 'asymmetric'} activations")
+
+            def build_onnx(excluded: list[str]) -> Path:
+                path = work / f"onnx_int8_{next(counter)}.onnx"
+                ort_int8.quantize_qdq(fp32_onnx, path, calib, ort_method, excluded, act_symmetric)
+                return path
+
+            best, kept, steps = _fallback(build_onnx, evaluate, ranking, target_psnr, log, "onnxruntime")
+            final = tmp / "model_int8.onnx"
+            best.replace(final)
+            st = ort_int8.structure(final)
+            if st.label != "int8":
+                raise ConversionError(f"{final.name}: not really INT8 ({st.label}: {st.to_dict()})")
+            add(final, "onnxruntime", "int8", st.to_dict())
+            recipe["onnx_int8"] = {
+                "method": ort_method,
+                "per_channel": True,
+                "weights": "int8 symmetric",
+                "activations": "int8 symmetric" if act_symmetric else "uint8 asymmetric",
+                "act_symmetric": act_symmetric,
+                "nodes_to_exclude": kept,
+                "fallback": steps,
+            }
+
+            int8_source = work / "int8-source.mnn"  # the quantizer keeps its source's bizCode
+            convert_onnx(fp32_onnx, int8_source, biz_code=biz_code(header, "int8"))
+            calib_dir = work / "mnn_calib"
+            mnn_int8.write_calibration_folder(calib, calib_dir, [o for o in spec.output_shapes(1)])
+            to_mnn = ort_int8.conv_output_names(fp32_onnx)
+            mnn_ranking = [to_mnn[n] for n in ranking if n in to_mnn]
+            used_method = {"value": mnn_method}
+
+            def build_mnn(skip: list[str], method: str | None = None) -> Path:
+                path = work / f"mnn_int8_{next(counter)}.mnn"
+                used_method["value"] = mnn_int8.quantize(int8_source, path, calib_dir, len(calib), method or used_method["value"], skip)
+                return path
+
+            if mnn_method == "auto":
+                tried = {}
+                for m in mnn_int8.MNN_METHODS:
+                    path = build_mnn([], m)
+                    tried[used_method["value"]] = _psnr(evaluate(path))
+                used_method["value"] = max(tried, key=lambda k: tried[k])
+                reason = "best held-out PSNR of " + ", ".join(f"{k} {v:.1f} dB" for k, v in tried.items())
+                log(f"mnn int8 method: {reason} -> {used_method['value']}")
+            else:
+                reason = "chosen by the user (--mnn-method)"
+
+            best, kept_mnn, steps_mnn = _fallback(build_mnn, evaluate, mnn_ranking, target_psnr, log, "mnn")
+            final = tmp / "model_int8.mnn"
+            best.replace(final)
+            st = mnn_int8.structure(final)
+            if st.label != "int8":
+                raise ConversionError(f"{final.name}: not really INT8 ({st.label}: {st.to_dict()})")
+            add(final, "mnn", "int8", st.to_dict())
+            recipe["mnn_int8"] = {
+                "method": used_method["value"],
+                "reason": reason if used_method["value"] == mnn_method or mnn_method == "auto" else
+                "EMA: MNN requires it when the graph holds BatchNorm",
+                "weight_method": "MAX_ABS",
+                "skip_quant_op_names": kept_mnn,
+                "fallback": steps_mnn,
+            }
+            shutil.rmtree(work)
+
+        fp32_sizes = {v.engine: v.size_bytes for v in variants if v.precision == "fp32"}
+        report = {
+            "model": spec.to_dict(),
+            "reference": "torch FP32 on evaluation frames (never used for calibration)",
+            "target_psnr_db": target_psnr,
+            "variants": [
+                {**v.to_dict(), "size_vs_fp32": round(v.size_bytes / fp32_sizes[v.engine], 3)} for v in variants
+            ],
+            "recipe": recipe,
+        }
+        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "report.md").write_text(_markdown(report))
+    return report
+
+
+def _fmt_db(v: Any) -> str:
+    return "inf" if v == "inf" else f"{float(v):.2f}"
+
+
+def variant_table(report: dict[str, Any]) -> str:
+    rows = [
+        "| file | engine | precision | size | vs FP32 size | PSNR | SSIM | mouth-PSNR | max abs |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for v in report["variants"]:
+        q = v["quality"]
+        rows.append(
+            f"| {v['file']} | {v['engine']} | {v['precision']} | {human_size(v['size_bytes'])} | {v['size_vs_fp32']:.2f}x | "
+            f"{_fmt_db(q['psnr'])} dB | {float(q['ssim']):.4f} | {_fmt_db(q['mouth_psnr'])} dB | {float(q['max_abs']):.2e} |"
+        )
+    return "\n".join(rows)
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    r = report["recipe"]
+    lines = [
+        "# dhm quantize report",
+        "",
+        f"Against {report['reference']}; calibration on held-out frames {r['calibration']['frames'][:3]}… "
+        f"({len(r['calibration']['frames'])} frames), evaluation on {len(r['evaluation']['frames'])} other held-out frames.",
+        "",
+        variant_table(report),
+        "",
+    ]
+    for key, title in (("onnx_int8", "ONNX INT8 (onnxruntime QDQ)"), ("mnn_int8", "MNN INT8")):
+        if key not in r:
+            continue
+        q = r[key]
+        kept = q.get("nodes_to_exclude", q.get("skip_quant_op_names", []))
+        lines += [f"## {title}", "", f"- method: {q['method']}" + (f" ({q['reason']})" if "reason" in q else ""),
+                  f"- layers kept in float: {len(kept)}" + (f": {', '.join(kept)}" if kept else ""), "",
+                  "| step | layers kept in float | PSNR | size | gain |", "|---:|---|---:|---:|---:|"]
+        for i, s in enumerate(q["fallback"]):
+            gain = "-" if s["gain_db"] is None else f"{s['gain_db']:+.2f} dB"
+            lines.append(f"| {i} | +{len(s['kept_float'])} | {_fmt_db(s['psnr'])} dB | {human_size(s['size_bytes'])} | {gain} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,177 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+from dhm.errors import ConversionError, DatasetError, SpecError
+from dhm.manifest import read_manifest
+from dhm.quantize import mnn_int8, ort_int8
+from dhm.quantize.api import quantize_model
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory, teacher, synth_hubert):
+    out = tmp_path_factory.mktemp("quant") / "q"
+    r = run_cli("quantize", teacher, "--data", synth_hubert, "-o", out, "--calib-frames", "12", "--eval-frames", "8")
+    assert r.exit_code == 0, r.output
+    return out, json.loads((out / "report.json").read_text())
+
+
+def _variant(report, engine, precision):
+    return next(v for v in report["variants"] if v["engine"] == engine and v["precision"] == precision)
+
+
+def _db(v):
+    return float("inf") if v == "inf" else float(v)
+
+
+def test_variants_keep_the_face(quantized):
+    out, report = quantized
+    for engine in ("onnxruntime", "mnn"):
+        fp16 = _variant(report, engine, "fp16")
+        int8 = _variant(report, engine, "int8")
+        assert _db(fp16["quality"]["psnr"]) >= 50, fp16
+        # a broken quantizer (wrong scales, garbage calibration) lands far below this
+        assert _db(int8["quality"]["psnr"]) >= 30, int8
+        assert _db(int8["quality"]["mouth_psnr"]) >= 30
+        assert int8["quality"]["ssim"] > 0.97
+        assert fp16["size_vs_fp32"] < 0.55
+        assert int8["size_vs_fp32"] < 0.4
+    for f in ("model_fp32.onnx", "model_fp16.onnx", "model_int8.onnx", "model_fp32.mnn", "model_fp16.mnn",
+              "model_int8.mnn", "recipe.json", "calib.npz", "model.pt", "report.md"):
+        assert (out / f).is_file(), f
+    assert not (out / ".work").exists()
+    md = (out / "report.md").read_text()
+    assert "| model_int8.mnn | mnn | int8 |" in md and "layers kept in float" in md
+
+
+def test_int8_is_really_int8(quantized):
+    out, _ = quantized
+    o = ort_int8.structure(out / "model_int8.onnx")
+    assert o.label == "int8" and o.int8_weight_convs == o.convs > 0 and o.qlinear_convs > 0 and o.quantized_activations > 0
+    assert ort_int8.structure(out / "model_fp32.onnx").label == "float"
+    m = mnn_int8.structure(out / "model_int8.mnn")
+    assert m.label == "int8" and m.int8_convs > 0 and m.int8_tensors > 0
+    assert mnn_int8.structure(out / "model_fp32.mnn").label == "float"
+
+
+def test_weight_only_int8_is_not_called_int8(quantized, tmp_path):
+    out, _ = quantized
+    mnn_int8.weight_only(out / "model_fp32.onnx", tmp_path / "wo.mnn")
+    st = mnn_int8.structure(tmp_path / "wo.mnn")
+    assert st.label == "int8-weight-only" and st.weight_only_convs > 0 and st.int8_convs == 0
+
+
+def test_calibration_and_evaluation_frames_are_disjoint_held_out_frames(quantized, synth_hubert):
+    from dhm.data import open_dataset, split_frames
+
+    out, report = quantized
+    recipe = json.loads((out / "recipe.json").read_text())
+    calib, evaluation = set(recipe["calibration"]["frames"]), set(recipe["evaluation"]["frames"])
+    split = split_frames(open_dataset(synth_hubert).n_frames)
+    assert calib and evaluation and not calib & evaluation
+    assert calib <= set(split.heldout) and evaluation <= set(split.heldout)
+    assert not calib & set(split.train)
+    reason = recipe["mnn_int8"]["reason"]
+    assert reason.startswith("best held-out PSNR of KL") and "ADMM" in reason and "EMA" in reason
+    assert recipe["mnn_int8"]["method"] in reason
+
+
+def test_export_rebuilds_int8_from_the_recipe(quantized, tmp_path):
+    out, report = quantized
+    r = run_cli("export", out, "-o", tmp_path / "e", "--variants", "fp32,int8")
+    assert r.exit_code == 0, r.output
+    manifest = read_manifest(tmp_path / "e")
+    int8 = {a["engine"]: a for a in manifest["artifacts"] if a["variant"] == "int8"}
+    assert set(int8) == {"onnxruntime", "mnn"}
+    for engine, a in int8.items():
+        assert a["structure"]["label"] == "int8"
+        measured = _db(_variant(report, engine, "int8")["quality"]["psnr"])
+        assert _db(a["parity"]["psnr"]) >= min(measured, 60) - 1.0
+
+
+def test_fallback_improves_psnr_when_triggered(teacher, synth_hubert, tmp_path):
+    report = quantize_model(teacher, tmp_path / "fb", synth_hubert, fp16=False, calib_frames=8, eval_frames=6,
+                            target_psnr=200.0)
+    recipe = report["recipe"]
+    for key in ("onnx_int8", "mnn_int8"):
+        steps = recipe[key]["fallback"]
+        assert len(steps) >= 2, steps  # the target was missed, so the fallback ran
+        first, best = _db(steps[0]["psnr"]), max(_db(s["psnr"]) for s in steps)
+        kept = recipe[key].get("nodes_to_exclude", recipe[key].get("skip_quant_op_names"))
+        if kept:  # a kept layer is only kept when it gained
+            assert best > first
+    assert len(recipe["sensitivity"]["layers"]) > 0
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _one_error(r, needle):
+    assert r.exit_code != 0
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("dhm: error:")]
+    assert len(lines) == 1 and needle in lines[0], r.output
+
+
+def test_too_few_calibration_frames_says_how_many(teacher, synth_hubert, tmp_path):
+    r = run_cli("quantize", teacher, "--data", synth_hubert, "-o", tmp_path / "q", "--calib-frames", "40")
+    _one_error(r, "too few calibration frames: 40 needed")
+    assert "hold 13" in r.output and "--calib-frames 13" in r.output
+    assert not (tmp_path / "q").exists()
+    r = run_cli("quantize", teacher, "--data", synth_hubert, "-o", tmp_path / "q", "--calib-frames", "3")
+    _one_error(r, "at least 8 calibration frames")
+
+
+def test_calibration_set_of_the_wrong_shape(quantized, teacher, synth_hubert, tmp_path):
+    out, _ = quantized
+    data = dict(np.load(out / "calib.npz"))
+    data["audio"] = np.zeros((len(data["face"]), 1, 128, 16, 32), np.float32)
+    np.savez(tmp_path / "bad.npz", **data)
+    r = run_cli("quantize", teacher, "--data", synth_hubert, "-o", tmp_path / "q", "--calib", tmp_path / "bad.npz", "--calib-frames", "12")
+    _one_error(r, "'audio' of frame")
+    assert "takes [1, 16, 32, 32]" in r.output and not (tmp_path / "q").exists()
+
+
+def test_non_finite_activations_name_the_frame(quantized, teacher, synth_hubert, tmp_path):
+    out, _ = quantized
+    data = dict(np.load(out / "calib.npz"))
+    data["audio"] = data["audio"].copy()
+    data["audio"][2] = 3e38
+    np.savez(tmp_path / "hot.npz", **data)
+    r = run_cli("quantize", teacher, "--data", synth_hubert, "-o", tmp_path / "q", "--calib", tmp_path / "hot.npz", "--calib-frames", "12")
+    _one_error(r, f"activations become non-finite on frame {int(data['frames'][2])}")
+    assert not (tmp_path / "q").exists()
+
+
+def test_quantizer_crash_is_a_clear_error(tmp_path, quantized):
+    out, _ = quantized
+    bad = tmp_path / "bad.mnn"
+    bad.write_bytes(b"\x00" * 64 + b"not an mnn model" * 100)
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    with pytest.raises(ConversionError, match="MNN mnnquant|MNN quantizer|MNN converter|MNN mnnconvert"):
+        mnn_int8.quantize(bad, tmp_path / "q.mnn", folder, 1)
+    assert not (tmp_path / "q.mnn").exists()
+
+
+def test_failed_quantize_leaves_nothing(teacher, synth_hubert, tmp_path):
+    from dhm.data.synth import write_synth_dataset
+
+    wenet = write_synth_dataset(tmp_path / "w", frames=60, seed=2, mode="wenet")
+    r = run_cli("quantize", teacher, "--data", wenet, "-o", tmp_path / "q")
+    _one_error(r, "aud_hu.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+
+
+def test_neural_compressor_chooses_the_onnx_activation_settings(teacher, synth_hubert, tmp_path):
+    pytest.importorskip("neural_compressor")
+    report = quantize_model(teacher, tmp_path / "inc", synth_hubert, fp16=False, calib_frames=8, eval_frames=4, use_inc=True)
+    inc = report["recipe"]["neural_compressor"]
+    assert len(inc["trials"]) == 4 and all(t["psnr_db"] > 10 for t in inc["trials"])
+    best = max(inc["trials"], key=lambda t: t["psnr_db"])
+    onnx = report["recipe"]["onnx_int8"]
+    assert onnx["act_symmetric"] == best["act_sym"]
+    assert onnx["method"] == ("entropy" if best["act_algo"] == "kl" else "minmax")
