@@ -301,7 +301,7 @@ def int8_tolerance(recipe: dict[str, Any] | None, engine: str) -> Tolerance:
     """A rebuilt INT8 file must come within 1 dB of what `dhm quantize` measured."""
     key = "onnx_int8" if engine == "onnxruntime" else "mnn_int8"
     steps = (recipe or {}).get(key, {}).get("fallback", [])
-    kept = [s for s in steps if s.get("gain_db") is None or s["gain_db"] >= 0.1]
+    kept = [s for s in steps if s.get("gain_db") is None or s["gain_db"] >= 0.1]  # the rounds that became "best"
     measured = kept[-1]["psnr"] if kept else 30.0
     measured = 99.0 if measured == "inf" else float(measured)
     return Tolerance(min_psnr=min(measured, 60.0) - 1.0)

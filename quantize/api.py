@@ -10,6 +10,7 @@ variant kept and lost against FP32 on evaluation frames it was not calibrated on
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,10 @@ SOURCE_FILE = "model.pt"
 CALIB_FILE = "calib.npz"
 EVAL_FILE = "eval.npz"
 DEFAULT_TARGET_PSNR = 35.0
-MAX_FALLBACK_ROUNDS = 6
+# Fallback rounds keep these fractions of the ranked layers in float. Quantization error
+# is usually spread over many layers, so single layers rarely help on their own; past
+# 60% in float the file is no longer an INT8 model worth the name.
+FALLBACK_FRACTIONS = (0.05, 0.1, 0.2, 0.4, 0.6)
 
 
 @dataclass
@@ -71,31 +75,36 @@ def _fallback(
     log: Callable[[str], None],
     engine: str,
 ) -> tuple[Path, list[str], list[dict[str, Any]]]:
-    """Quantize everything; while below target, keep the next most sensitive layers in
-    float (1, 2, 4, 8, … more each round) until the target holds or a round gains < 0.1 dB."""
-    excluded: list[str] = []
-    path = build(excluded)
+    """Quantize everything; while below target, keep the most sensitive 5%, 10%, 20%, 40%
+    and 60% of the layers in float. Stops when the target holds, or when two rounds in a
+    row gain less than 0.1 dB over the best so far (no gain left). Returns the best round."""
+    path = build([])
     q = evaluate(path)
     steps = [{"kept_float": [], "psnr": q["psnr"], "size_bytes": path.stat().st_size, "gain_db": None}]
     log(f"{engine} int8: full quantization: PSNR {_psnr(q):.2f} dB vs FP32")
     best = (path, [], q)
-    add = 1
-    for _ in range(MAX_FALLBACK_ROUNDS):
-        if _psnr(best[2]) >= target or len(excluded) >= len(ranking):
+    stale = 0
+    for fraction in FALLBACK_FRACTIONS:
+        if _psnr(best[2]) >= target:
             break
-        candidate = ranking[: len(excluded) + add]
+        candidate = ranking[: max(1, math.ceil(fraction * len(ranking)))]
         path = build(candidate)
         q = evaluate(path)
         gain = _psnr(q) - _psnr(best[2])
-        steps.append(
-            {"kept_float": candidate[len(excluded):], "psnr": q["psnr"], "size_bytes": path.stat().st_size, "gain_db": round(gain, 3)}
-        )
-        log(f"{engine} int8: +{add} layer(s) in float ({len(candidate)} total): PSNR {_psnr(q):.2f} dB ({gain:+.2f})")
-        if gain < 0.1:
-            break
-        excluded = candidate
-        best = (path, list(candidate), q)
-        add *= 2
+        steps.append({
+            "kept_float": candidate[len(best[1]):] if gain >= 0.1 else candidate,
+            "layers_in_float": len(candidate),
+            "psnr": q["psnr"],
+            "size_bytes": path.stat().st_size,
+            "gain_db": round(gain, 3),
+        })
+        log(f"{engine} int8: {len(candidate)} layer(s) in float: PSNR {_psnr(q):.2f} dB ({gain:+.2f} vs best)")
+        if gain >= 0.1:
+            best, stale = (path, list(candidate), q), 0
+        else:
+            stale += 1
+            if stale >= 2:
+                break
     final_path, kept, _ = best
     return final_path, kept, steps
 
@@ -250,25 +259,34 @@ def quantize_model(
             mnn_int8.write_calibration_folder(calib, calib_dir, [o for o in spec.output_shapes(1)])
             to_mnn = ort_int8.conv_output_names(fp32_onnx)
             mnn_ranking = [to_mnn[n] for n in ranking if n in to_mnn]
-            used_method = {"value": mnn_method}
+            method_of: dict[Path, str] = {}
 
-            def build_mnn(skip: list[str], method: str | None = None) -> Path:
+            def build_with(method: str, skip: list[str]) -> Path:
                 path = work / f"mnn_int8_{next(counter)}.mnn"
-                used_method["value"] = mnn_int8.quantize(int8_source, path, calib_dir, len(calib), method or used_method["value"], skip)
+                method_of[path] = mnn_int8.quantize(int8_source, path, calib_dir, len(calib), method, skip)
                 return path
 
             if mnn_method == "auto":
                 tried = {}
                 for m in mnn_int8.MNN_METHODS:
-                    path = build_mnn([], m)
-                    tried[used_method["value"]] = _psnr(evaluate(path))
-                used_method["value"] = max(tried, key=lambda k: tried[k])
+                    path = build_with(m, [])
+                    tried[method_of[path]] = _psnr(evaluate(path))
+                full_method = max(tried, key=lambda k: tried[k])
                 reason = "best held-out PSNR of " + ", ".join(f"{k} {v:.1f} dB" for k, v in tried.items())
-                log(f"mnn int8 method: {reason} -> {used_method['value']}")
+                # MNN 3.6.1's EMA path quantizes every layer whatever skip_quant_op_names
+                # says (checked structurally), so layers can only be kept in float with
+                # the best of the methods that honour the list.
+                honouring = [m for m in mnn_int8.SKIP_HONOURING if m in tried]
+                skip_method = max(honouring, key=lambda k: tried[k]) if honouring else full_method
+                log(f"mnn int8 method: {reason} -> {full_method}" + (f" (fallback rounds: {skip_method})" if skip_method != full_method else ""))
             else:
+                full_method = skip_method = mnn_method
                 reason = "chosen by the user (--mnn-method)"
 
-            best, kept_mnn, steps_mnn = _fallback(build_mnn, evaluate, mnn_ranking, target_psnr, log, "mnn")
+            best, kept_mnn, steps_mnn = _fallback(
+                lambda skip: build_with(skip_method if skip else full_method, skip), evaluate, mnn_ranking, target_psnr, log, "mnn"
+            )
+            final_method = method_of[best]
             final = tmp / "model_int8.mnn"
             best.replace(final)
             st = mnn_int8.structure(final)
@@ -276,11 +294,11 @@ def quantize_model(
                 raise ConversionError(f"{final.name}: not really INT8 ({st.label}: {st.to_dict()})")
             add(final, "mnn", "int8", st.to_dict())
             recipe["mnn_int8"] = {
-                "method": used_method["value"],
-                "reason": reason if used_method["value"] == mnn_method or mnn_method == "auto" else
-                "EMA: MNN requires it when the graph holds BatchNorm",
+                "method": final_method,
+                "reason": reason if final_method == full_method else f"{reason}; layers kept in float need {final_method}",
                 "weight_method": "MAX_ABS",
                 "skip_quant_op_names": kept_mnn,
+                "fallback_method": skip_method,
                 "fallback": steps_mnn,
             }
             shutil.rmtree(work)
@@ -337,9 +355,9 @@ def _markdown(report: dict[str, Any]) -> str:
         kept = q.get("nodes_to_exclude", q.get("skip_quant_op_names", []))
         lines += [f"## {title}", "", f"- method: {q['method']}" + (f" ({q['reason']})" if "reason" in q else ""),
                   f"- layers kept in float: {len(kept)}" + (f": {', '.join(kept)}" if kept else ""), "",
-                  "| step | layers kept in float | PSNR | size | gain |", "|---:|---|---:|---:|---:|"]
+                  "| round | layers in float | PSNR vs FP32 | size | gain vs best |", "|---:|---:|---:|---:|---:|"]
         for i, s in enumerate(q["fallback"]):
             gain = "-" if s["gain_db"] is None else f"{s['gain_db']:+.2f} dB"
-            lines.append(f"| {i} | +{len(s['kept_float'])} | {_fmt_db(s['psnr'])} dB | {human_size(s['size_bytes'])} | {gain} |")
+            lines.append(f"| {i} | {s.get('layers_in_float', 0)} | {_fmt_db(s['psnr'])} dB | {human_size(s['size_bytes'])} | {gain} |")
         lines.append("")
     return "\n".join(lines)

@@ -27,6 +27,8 @@ from dhm.errors import ConversionError
 from dhm.export.mnn_tools import quantize_mnn, run_tool
 
 MNN_METHODS = ("KL", "ADMM", "EMA")
+# Methods whose quantizer honours skip_quant_op_names (MNN 3.6.1's EMA path ignores it).
+SKIP_HONOURING = ("KL", "ADMM")
 
 
 def write_calibration_folder(inputs: InputSet, folder: Path, output_names: list[str]) -> None:
