@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from dhm.data import SampleBuilder, open_dataset
-from dhm.data.audio import FRONTEND_ID
 from dhm.errors import SpecError
 from dhm.io import atomic_path, human_size
 from dhm.metrics import generator_cost
@@ -58,6 +57,53 @@ def _frontend(data: Path) -> str | None:
     return None
 
 
+def _run(
+    kind: str,
+    data: Path,
+    out: Path,
+    spec: GeneratorSpec,
+    settings: TrainingSettings,
+    weights: LossWeights,
+    teacher: LoadedCheckpoint | None,
+    init: str,
+    resume: bool,
+    force: bool,
+    progress: bool,
+    checkpoint_name: str,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """Settings -> RunConfig -> training loop -> reports (shared by train and distill)."""
+    ds = open_dataset(data, mode=spec.mode)
+    config = RunConfig(
+        kind=kind,
+        data=str(data),
+        data_hash=dataset_hash(ds),
+        student=spec.to_dict(),
+        teacher_sha256=file_sha256(teacher.path) if teacher is not None and teacher.path else None,
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=settings.seed,
+        weights=weights.to_dict(),
+        eval_every=settings.resolved_eval_every,
+        eval_frames=settings.eval_frames,
+        init=init,
+    )
+    result = run_training(
+        config,
+        out,
+        student_spec=spec,
+        teacher=teacher,
+        resume=resume,
+        force=force,
+        device=settings.device,
+        checkpoint_name=checkpoint_name,
+        progress=progress,
+        metadata=metadata,
+    )
+    return _write_reports(result, config, spec, teacher, ds, data)
+
+
 def train_generator(
     data: str | Path,
     out: str | Path,
@@ -72,37 +118,14 @@ def train_generator(
     settings.check()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    data, out = Path(data).resolve(), Path(out)
-    ds = open_dataset(data, mode=spec.mode)
-    w = weights or LossWeights(pixel=1.0, ssim=0.2, mouth=2.0, feature=0.0, gt=0.0)
-    config = RunConfig(
-        kind="train",
-        data=str(data),
-        data_hash=dataset_hash(ds),
-        student=spec.to_dict(),
-        teacher_sha256=None,
-        steps=settings.steps,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        seed=settings.seed,
-        weights=w.to_dict(),
-        eval_every=settings.resolved_eval_every,
-        eval_frames=settings.eval_frames,
-        init="random",
+    data = Path(data).resolve()
+    frontend = _frontend(data)
+    return _run(
+        "train", data, Path(out), spec, settings,
+        weights or LossWeights(pixel=1.0, ssim=0.2, mouth=2.0, feature=0.0, gt=0.0),
+        teacher=None, init="random", resume=resume, force=force, progress=progress, checkpoint_name="model.pt",
+        metadata={"audio_frontend": frontend} if frontend else {},
     )
-    result = run_training(
-        config,
-        out,
-        student_spec=spec,
-        teacher=None,
-        resume=resume,
-        force=force,
-        device=settings.device,
-        checkpoint_name="model.pt",
-        progress=progress,
-        metadata={"audio_frontend": _frontend(data)} if _frontend(data) else None,
-    )
-    return _write_reports(result, config, spec, None, ds, data)
 
 
 def distill_student(
@@ -126,38 +149,13 @@ def distill_student(
         torch.set_num_threads(settings.threads)
     teacher = load_checkpoint(teacher_path)
     student_spec = resolve_student(teacher.spec, student)
-    data, out = Path(data).resolve(), Path(out)
-    ds = open_dataset(data, mode=teacher.spec.mode)
-    w = weights or LossWeights()
-    config = RunConfig(
-        kind="distill",
-        data=str(data),
-        data_hash=dataset_hash(ds),
-        student=student_spec.to_dict(),
-        teacher_sha256=file_sha256(teacher_path),
-        steps=settings.steps,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        seed=settings.seed,
-        weights=w.to_dict(),
-        eval_every=settings.resolved_eval_every,
-        eval_frames=settings.eval_frames,
-        init=init,
-    )
+    data = Path(data).resolve()
     frontend = teacher.metadata.get("audio_frontend") or _frontend(data)
-    result = run_training(
-        config,
-        out,
-        student_spec=student_spec,
-        teacher=teacher,
-        resume=resume,
-        force=force,
-        device=settings.device,
-        checkpoint_name="student.pt",
-        progress=progress,
+    return _run(
+        "distill", data, Path(out), student_spec, settings, weights or LossWeights(),
+        teacher=teacher, init=init, resume=resume, force=force, progress=progress, checkpoint_name="student.pt",
         metadata={"teacher_spec": teacher.spec.to_dict(), **({"audio_frontend": frontend} if frontend else {})},
     )
-    return _write_reports(result, config, student_spec, teacher, ds, data)
 
 
 def _cost(spec: GeneratorSpec, path: Path | None) -> dict[str, Any]:

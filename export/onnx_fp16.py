@@ -43,26 +43,24 @@ def convert_to_fp16(src: Path, dst: Path) -> None:
                 if attr.name == "to" and attr.i == TensorProto.FLOAT:
                     attr.i = TensorProto.FLOAT16
 
-    casts_in = []
-    for inp in graph.input:
-        if inp.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        half = f"{inp.name}__fp16"
-        for node in graph.node:
-            for i, name in enumerate(node.input):
-                if name == inp.name:
-                    node.input[i] = half
-        casts_in.append(helper.make_node("Cast", [inp.name], [half], to=TensorProto.FLOAT16, name=f"{inp.name}_to_fp16"))
-    casts_out = []
-    for out in graph.output:
-        if out.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        half = f"{out.name}__fp16"
-        for node in graph.node:
-            for i, name in enumerate(node.output):
-                if name == out.name:
-                    node.output[i] = half
-        casts_out.append(helper.make_node("Cast", [half], [out.name], to=TensorProto.FLOAT, name=f"{out.name}_to_fp32"))
+    def retype(values, rename_inputs: bool, to: int, suffix: str) -> list:
+        """Route each float32 graph input (or output) through a Cast."""
+        casts = []
+        for v in values:
+            if v.type.tensor_type.elem_type != TensorProto.FLOAT:
+                continue
+            half = f"{v.name}__fp16"
+            for node in graph.node:
+                names = node.input if rename_inputs else node.output
+                for i, name in enumerate(names):
+                    if name == v.name:
+                        names[i] = half
+            src, dst = (v.name, half) if rename_inputs else (half, v.name)
+            casts.append(helper.make_node("Cast", [src], [dst], to=to, name=f"{v.name}_{suffix}"))
+        return casts
+
+    casts_in = retype(graph.input, True, TensorProto.FLOAT16, "to_fp16")
+    casts_out = retype(graph.output, False, TensorProto.FLOAT, "to_fp32")
     nodes = casts_in + list(graph.node) + casts_out
     del graph.node[:]
     graph.node.extend(nodes)

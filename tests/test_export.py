@@ -220,3 +220,16 @@ def test_int8_without_a_quantize_output_is_explained(tmp_path, exported):
     ckpt, _, _ = exported
     msg = _one_line_error(run_cli("export", ckpt, "-o", tmp_path / "o", "--variants", "int8"))
     assert "dhm quantize" in msg
+
+
+def test_runtime_checks_input_names_and_shapes(exported):
+    from dhm.runtime_py.backends import run_checked
+
+    _, out, _ = exported
+    engine = load(out / "model_fp32.mnn")
+    good = {"face": np.zeros((1, 6, 160, 160), np.float32), "audio": np.zeros((1, 16, 32, 32), np.float32)}
+    assert run_checked(engine, good)["out"].shape == (1, 3, 160, 160)
+    with pytest.raises(SpecError, match="input 'audio' has shape \\[1, 128, 16, 32\\]"):
+        run_checked(engine, {**good, "audio": np.zeros((1, 128, 16, 32), np.float32)})
+    with pytest.raises(SpecError, match="missing input 'face'"):
+        run_checked(engine, {"audio": good["audio"]})
