@@ -231,8 +231,8 @@ def train(data: Path, out: Path, arch: str, mode: str, widths: str, w_ssim: floa
 @click.option("--init", "init", default="teacher", show_default=True, type=click.Choice(["teacher", "random"]), help="Start from the teacher's most important channels, or from scratch.")
 @click.option("--w-pixel", default=1.0, show_default=True, help="L1 to the teacher's output.")
 @click.option("--w-ssim", default=0.2, show_default=True, help="1-SSIM to the teacher's output.")
-@click.option("--w-mouth", default=2.0, show_default=True, help="Extra weight inside the mouth rectangle.")
-@click.option("--w-feature", default=0.5, show_default=True, help="Feature matching through 1x1 adapters (0 disables).")
+@click.option("--w-mouth", default=0.5, show_default=True, help="Extra weight inside the mouth rectangle.")
+@click.option("--w-feature", default=0.1, show_default=True, help="Feature matching through 1x1 adapters (0 disables).")
 @click.option("--w-gt", default=0.0, show_default=True, help="L1 to the ground truth (0 disables).")
 @_training_options(default_steps=600)
 def distill(teacher: Path, data: Path, out: Path, student: str, init: str, w_pixel: float, w_ssim: float, w_mouth: float, w_feature: float, w_gt: float, **kw: Any) -> None:

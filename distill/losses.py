@@ -18,10 +18,15 @@ class LossWeights:
     """Weights of the objective's terms. `mouth` multiplies the pixel and GT terms inside
     the mouth rectangle (the masked region the generator paints)."""
 
+    # Defaults measured on the built-in set (mobile teacher -> x10 student, 300 steps):
+    # mouth 2.0 / feature 0.5 reached 26.2 dB against the teacher, mouth 0.5 / feature 0.1
+    # reached 32.9 dB. Strong feature matching fights the output terms early on, and the
+    # mouth rectangle already covers most of the crop, so a large extra weight mostly
+    # starves the border.
     pixel: float = 1.0  # L1 student vs teacher output
     ssim: float = 0.2  # 1 - SSIM student vs teacher (structure)
-    mouth: float = 2.0  # extra weight inside the mouth rectangle
-    feature: float = 0.5  # MSE of adapted student features vs teacher features
+    mouth: float = 0.5  # extra weight inside the mouth rectangle
+    feature: float = 0.1  # MSE of adapted student features vs teacher features
     gt: float = 0.0  # L1 student vs ground truth
 
     def to_dict(self) -> dict[str, float]:
