@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,7 @@ def _run(
         eval_every=settings.resolved_eval_every,
         eval_frames=settings.eval_frames,
         init=init,
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
     )
     result = run_training(
         config,
@@ -176,8 +178,6 @@ def _write_reports(
     ds,
     data: Path,
 ) -> dict[str, Any]:
-    import os
-
     out = result.out_dir
     if int(os.environ.get("RANK", "0")) != 0:
         return {}
@@ -193,7 +193,10 @@ def _write_reports(
             "seconds": round(result.seconds, 1),
             "steps_run": result.steps_done,
             "resumed_from_step": result.resumed_from,
-            "samples_per_second": round(result.steps_done * config.batch_size / max(result.seconds, 1e-9), 2),
+            "samples_per_second": round(
+                result.steps_done * config.batch_size * config.world_size / max(result.seconds, 1e-9), 2
+            ),
+            "processes": config.world_size,
             "torch_threads": torch.get_num_threads(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "init": result.extra["init"],

@@ -197,3 +197,18 @@ def test_train_writes_a_model_dhm_info_reads(tmp_path, synth_wenet):
     info = json.loads(run_cli("info", out / "model.pt", "--json").output)
     assert info["mode"] == "wenet" and info["widths"] == [4, 8, 12, 16, 32] and info["form"] == "dhm"
     assert info["metadata"]["audio_frontend"] == "dhm-logmel-v1"
+
+
+def test_torchrun_trains_with_distributed_data_parallel(tmp_path, teacher, synth_hubert):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp"
+    r = subprocess.run(
+        [str(torchrun), "--nproc_per_node=2", "--master_port=29533", DHM, "distill", "--teacher", str(teacher),
+         "--data", str(synth_hubert), "-o", str(out), "--student", STUDENT_W, "--steps", "4", "--batch-size", "2",
+         "--eval-frames", "4", "--threads", "1", "--quiet"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["world_size"] == 2 and report["training"]["processes"] == 2
+    assert load_checkpoint(out / "student.pt").spec.widths == (4, 8, 12, 16, 32)
