@@ -358,5 +358,35 @@ def export(model: Path, out: Path, target: str, variants: str, data: Path | None
     click.echo(f"wrote {len(result.artifacts)} artefacts and manifest.json to {result.out_dir}")
 
 
+# ------------------------------------------------------------------------------ run
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: the speaker's frames and landmarks.")
+@click.option("--audio-features", type=click.Path(path_type=Path), default=None, help="Precomputed features (.npy, [N,2,1024] hubert or [N,16,512] wenet).")
+@click.option("--wav", type=click.Path(path_type=Path), default=None, help="A WAV file, featurised by dhm's own front end (for models trained on it).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output .mp4.")
+@click.option("--side-by-side", type=click.Path(path_type=Path), default=None, help="A second model rendered next to the first.")
+@click.option("--threads", default=2, show_default=True, help="Inference threads.")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]), help="Engine precision (MNN: high/low).")
+def run(model: Path, data: Path, audio_features: Path | None, wav: Path | None, out: Path, side_by_side: Path | None, threads: int, precision: str) -> None:
+    """Render a lip-synced video of the dataset's speaker with MODEL (.pt/.pth, .onnx or .mnn).
+
+    Reference frames run in Ultralight's ping-pong order; each frame is cropped, masked,
+    inferred and pasted back exactly as in training. Audio is muxed with ffmpeg when it
+    exists on the machine; otherwise the video is silent and dhm says so.
+    """
+    from dhm.runtime_py.video import render_video
+
+    r = render_video(model, data, out, audio_features=audio_features, wav=wav, side_by_side=side_by_side,
+                     threads=threads, precision=precision, log=lambda m: click.echo(m, err=True))
+    ms = r["stage_ms"]
+    click.echo(
+        f"wrote {r['frames']} frames at {r['fps']} fps to {r['out']} ({'with' if r['audio'] else 'without'} audio); "
+        f"per frame: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()) + f" = {r['pipeline_fps']:.1f} fps"
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -30,6 +30,19 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _umask_mode(base: int = 0o666) -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
+def publish(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Rename a finished temp file into place with normal permissions (mkstemp makes
+    0600 files, which would surprise users sharing their outputs)."""
+    os.chmod(tmp, _umask_mode())
+    os.replace(tmp, final)
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it into place only on success."""
@@ -40,7 +53,7 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.replace(tmp, final)
+        publish(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -58,6 +71,7 @@ def atomic_dir(final: str | os.PathLike[str], *, replace: bool = False) -> Itera
     if final.exists() and not replace:
         raise OutputError(f"{final}: already exists")
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    os.chmod(tmp, _umask_mode(0o777))
     try:
         yield tmp
         if final.exists():

@@ -125,8 +125,11 @@ def _load_features(root: Path, mode: AudioMode) -> np.ndarray | None:
     return arr.astype(np.float32, copy=False)
 
 
-def open_dataset(root: str | Path, mode: str | None = None, spec: PreprocessSpec = PREPROCESS) -> Dataset:
-    """Open and check an Ultralight dataset folder. With `mode`, its features must exist."""
+def open_dataset(
+    root: str | Path, mode: str | None = None, spec: PreprocessSpec = PREPROCESS, need_features: bool = True
+) -> Dataset:
+    """Open and check an Ultralight dataset folder. With `mode`, its features must exist;
+    with need_features=False (rendering from separate features) none are required."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset folder")
@@ -152,7 +155,7 @@ def open_dataset(root: str | Path, mode: str | None = None, spec: PreprocessSpec
     features = {m.name: a for m in AUDIO_MODES.values() if (a := _load_features(root, m)) is not None}
     if mode is not None and mode not in features:
         raise DatasetError(f"{root}: missing {AUDIO_MODES[mode].feature_file} ({mode} features)")
-    if not features:
+    if not features and need_features:
         raise DatasetError(f"{root}: no audio features (expected aud_hu.npy or aud_wenet.npy)")
 
     n = n_images

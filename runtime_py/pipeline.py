@@ -1,0 +1,168 @@
+"""The avatar pipeline: the per-frame loop the Android and iOS demos mirror step by step.
+
+    reference frame (ping-pong schedule) -> crop box from its landmarks -> crop/resize ->
+    inner 160 -> mask -> pack face tensor; audio window i-4 … i+3 -> infer -> paste back
+
+Every step is `dhm.data.preprocess`, the same code training used, so what the model sees
+at run time is what it saw in training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dhm.data.dataset import Dataset
+from dhm.data.preprocess import audio_window, crop_face, face_input, inner, paste_back
+from dhm.errors import SpecError
+from dhm.runtime_py.backends import Engine
+from dhm.spec import AUDIO_INPUT, AUDIO_WINDOW_AFTER, FACE_INPUT, OUTPUT, AudioMode, audio_mode
+
+STAGES = ("load", "crop", "pack", "infer", "paste")
+
+
+def pingpong(n_images: int, count: int) -> list[int]:
+    """The reference frame for each output frame, in Ultralight's inference order.
+
+    Ultralight starts at frame 0, steps first and then uses the frame, and turns round at
+    the ends: 1, 2, …, n-1, n-2, …, 0, 1, … (its `len_img` is the folder size minus 1).
+    """
+    if n_images < 2:
+        return [0] * count
+    last = n_images - 1
+    out, idx, step = [], 0, 0
+    for _ in range(count):
+        if idx >= last:
+            step = -1
+        elif idx < 1:
+            step = 1
+        idx += step
+        out.append(idx)
+    return out
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage, summed over frames."""
+
+    totals: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    frames: int = 0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.totals[stage] += seconds
+
+    def per_frame_ms(self) -> dict[str, float]:
+        n = max(1, self.frames)
+        return {k: 1000.0 * v / n for k, v in self.totals.items()}
+
+    def fps(self) -> float:
+        total = sum(self.totals.values())
+        return self.frames / total if total > 0 else float("inf")
+
+
+class AvatarPipeline:
+    """Renders frames of a dataset's speaker from audio features with one engine."""
+
+    def __init__(self, engine: Engine, dataset: Dataset, mode: str | AudioMode) -> None:
+        self.engine = engine
+        self.dataset = dataset
+        self.mode = mode if isinstance(mode, AudioMode) else audio_mode(mode)
+        names = {t.name: tuple(t.shape) for t in engine.inputs}
+        if names.get(AUDIO_INPUT, (None,))[1:] != self.mode.input_shape:
+            raise SpecError(
+                f"{engine.path.name} takes audio {list(names.get(AUDIO_INPUT, ()))}; "
+                f"{self.mode.name} windows are {[1, *self.mode.input_shape]}"
+            )
+        self.times = StageTimes()
+
+    def check_features(self, features: np.ndarray) -> None:
+        if features.ndim != 1 + len(self.mode.per_frame_shape) or tuple(features.shape[1:]) != self.mode.per_frame_shape:
+            raise SpecError(
+                f"audio features {list(features.shape)} do not fit the model's {self.mode.name} mode: "
+                f"expected [N,{','.join(map(str, self.mode.per_frame_shape))}]"
+            )
+
+    def render(self, reference: int, window: np.ndarray) -> np.ndarray:
+        """One output frame: the reference frame with its lower face painted for `window`."""
+        t = time.perf_counter
+        t0 = t()
+        frame = self.dataset.frame(reference)
+        box = self.dataset.boxes[reference]
+        t1 = t()
+        crop = crop_face(frame, box, self.dataset.spec)
+        face = inner(crop, self.dataset.spec)
+        t2 = t()
+        inputs = {FACE_INPUT: face_input(face, face, self.dataset.spec)[None], AUDIO_INPUT: window[None]}
+        t3 = t()
+        pred = self.engine.run(inputs)[OUTPUT][0]
+        t4 = t()
+        out = paste_back(frame, crop, pred, box, self.dataset.spec)
+        t5 = t()
+        for stage, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            self.times.add(stage, dt)
+        self.times.frames += 1
+        return out
+
+    def frames(self, features: np.ndarray) -> Iterator[np.ndarray]:
+        """Offline rendering: one frame per feature frame, references in ping-pong order."""
+        self.check_features(features)
+        refs = pingpong(self.dataset.n_frames, len(features))
+        for i, ref in enumerate(refs):
+            yield self.render(ref, audio_window(features, i, self.mode))
+
+
+class StreamSession:
+    """Streaming: feed audio-feature chunks as they arrive, get frames at the video's fps.
+
+    Frame i needs feature frames i-4 … i+3, so it can be rendered once frame i+3 has
+    arrived: the lookahead is `LOOKAHEAD` = 3 feature frames (120 ms at 25 fps, 150 ms at
+    20 fps) plus the time to render. `finish()` renders the last frames with the window
+    zero-padded past the end, exactly as offline rendering pads it, so a stream's frames
+    equal the offline frames bit for bit.
+    """
+
+    LOOKAHEAD = AUDIO_WINDOW_AFTER - 1
+
+    def __init__(self, pipeline: AvatarPipeline, expected_frames: int | None = None) -> None:
+        self.pipeline = pipeline
+        self.features: list[np.ndarray] = []
+        self.next_frame = 0
+        self._expected = expected_frames
+        self._refs: list[int] = []
+
+    @property
+    def fps(self) -> int:
+        return self.pipeline.mode.fps
+
+    def _reference(self, i: int) -> int:
+        while len(self._refs) <= i:
+            self._refs = pingpong(self.pipeline.dataset.n_frames, max(2 * len(self._refs), i + 1, 64))
+        return self._refs[i]
+
+    def push(self, chunk: np.ndarray) -> list[np.ndarray]:
+        """Add feature frames; return every frame that can now be rendered."""
+        chunk = np.asarray(chunk, dtype=np.float32)
+        self.pipeline.check_features(chunk)
+        self.features.extend(chunk)
+        ready = len(self.features) - self.LOOKAHEAD
+        return self._render_until(ready)
+
+    def finish(self) -> list[np.ndarray]:
+        """The stream has ended: render the remaining frames."""
+        return self._render_until(len(self.features))
+
+    def _render_until(self, stop: int) -> list[np.ndarray]:
+        out = []
+        if not self.features:
+            return out
+        feats = np.stack(self.features)
+        while self.next_frame < stop:
+            i = self.next_frame
+            # Only frames < len(features) exist yet; audio_window zero-pads past the end,
+            # which is exact for a finished stream and never reached before finish().
+            out.append(self.pipeline.render(self._reference(i), audio_window(feats, i, self.pipeline.mode)))
+            self.next_frame += 1
+        return out

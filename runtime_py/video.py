@@ -1,0 +1,125 @@
+"""`dhm run`: render a lip-synced video of the dataset's speaker with any model file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dhm.errors import DatasetError, OutputError, SpecError
+from dhm.io import publish
+from dhm.spec import AUDIO_INPUT, AUDIO_MODES, AudioMode
+
+
+def mode_of(engine) -> AudioMode:
+    shape = next((tuple(t.shape[1:]) for t in engine.inputs if t.name == AUDIO_INPUT), None)
+    for mode in AUDIO_MODES.values():
+        if mode.input_shape == shape:
+            return mode
+    raise SpecError(f"{engine.path.name}: audio input {shape} matches no audio mode")
+
+
+def load_features(mode: AudioMode, features: str | Path | None, wav: str | Path | None) -> np.ndarray:
+    if (features is None) == (wav is None):
+        raise SpecError("give exactly one of --audio-features FILE.npy and --wav FILE.wav")
+    if wav is not None:
+        from dhm.data.audio import features_from_wav
+
+        return features_from_wav(wav, mode.name)
+    try:
+        arr = np.load(features, allow_pickle=False)
+    except Exception as exc:
+        raise DatasetError(f"{features}: not a readable .npy array ({type(exc).__name__})") from None
+    if arr.ndim != 1 + len(mode.per_frame_shape) or tuple(arr.shape[1:]) != mode.per_frame_shape:
+        raise SpecError(
+            f"{features}: audio features {list(arr.shape)} do not fit the model's {mode.name} mode "
+            f"(expected [N,{','.join(map(str, mode.per_frame_shape))}])"
+        )
+    return arr.astype(np.float32)
+
+
+def _temp_beside(out: Path) -> Path:
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".mp4")
+    os.close(fd)
+    return Path(name)
+
+
+def render_video(
+    model: str | Path,
+    data: str | Path,
+    out: str | Path,
+    audio_features: str | Path | None = None,
+    wav: str | Path | None = None,
+    side_by_side: str | Path | None = None,
+    threads: int = 2,
+    precision: str = "fp32",
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    from dhm.data.dataset import open_dataset
+    from dhm.runtime_py.backends import load
+    from dhm.runtime_py.pipeline import AvatarPipeline
+
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise OutputError(f"{out}: folder {out.parent} does not exist")
+    engine = load(model, threads=threads, precision=precision)
+    mode = mode_of(engine)
+    ds = open_dataset(data, need_features=False)
+    feats = load_features(mode, audio_features, wav)
+    pipelines = [AvatarPipeline(engine, ds, mode)]
+    if side_by_side is not None:
+        other = load(side_by_side, threads=threads, precision=precision)
+        if mode_of(other) != mode:
+            raise SpecError(f"{side_by_side}: is a {mode_of(other).name} model; {model} is {mode.name}")
+        pipelines.append(AvatarPipeline(other, ds, mode))
+    h, w = ds.frame_hw
+    size = (w * len(pipelines), h)
+    streams = [p.frames(feats) for p in pipelines]
+    audio = Path(wav) if wav else ds.wav_path
+    ffmpeg = shutil.which("ffmpeg")
+    muxed = False
+    # Temp files beside OUT with an .mp4 suffix (OpenCV picks the container from it);
+    # OUT appears only when complete.
+    video = _temp_beside(out)
+    final = video
+    try:
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), float(mode.fps), size)
+        if not writer.isOpened():
+            raise OutputError(f"{out}: OpenCV cannot write mp4 here")
+        try:
+            for frames in zip(*streams):
+                writer.write(np.concatenate(frames, axis=1) if len(frames) > 1 else frames[0])
+        finally:
+            writer.release()
+        if ffmpeg and audio is not None:
+            mux = _temp_beside(out)
+            cmd = [ffmpeg, "-y", "-loglevel", "error", "-i", str(video), "-i", str(audio), "-c:v", "copy",
+                   "-c:a", "aac", "-shortest", str(mux)]
+            muxed = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL).returncode == 0
+            final = mux if muxed else video
+            if not muxed:
+                mux.unlink(missing_ok=True)
+        publish(final, out)
+    finally:
+        for p in (video, final):
+            if p != out and p.exists():
+                p.unlink()
+    if not muxed:
+        log("no ffmpeg on this machine: wrote a silent video" if not ffmpeg else "audio not muxed (no aud.wav, or ffmpeg failed): silent video")
+    times = pipelines[0].times
+    return {
+        "out": str(out),
+        "frames": len(feats),
+        "fps": mode.fps,
+        "audio": muxed,
+        "stage_ms": times.per_frame_ms(),
+        "pipeline_fps": times.fps(),
+        "models": [str(model)] + ([str(side_by_side)] if side_by_side else []),
+    }

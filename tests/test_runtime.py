@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+from dhm.data import open_dataset
+from dhm.errors import SpecError
+from dhm.runtime_py.backends import load
+from dhm.runtime_py.pipeline import AvatarPipeline, StreamSession, pingpong
+
+
+def test_pingpong_follows_ultralight_inference():
+    # Ultralight: idx starts at 0, steps before use, turns at len_img-1 and at 0
+    assert pingpong(4, 10) == [1, 2, 3, 2, 1, 0, 1, 2, 3, 2]
+    assert pingpong(1, 3) == [0, 0, 0]
+
+
+@pytest.fixture(scope="module")
+def pipeline(teacher, synth_hubert):
+    return AvatarPipeline(load(teacher, threads=1), open_dataset(synth_hubert), "hubert")
+
+
+def test_stream_equals_offline_bit_for_bit(pipeline, synth_hubert):
+    feats = np.load(synth_hubert / "aud_hu.npy")[:23]
+    offline = list(pipeline.frames(feats))
+    session = StreamSession(pipeline)
+    streamed, sizes = [], []
+    for chunk in (feats[:1], feats[1:6], feats[6:7], feats[7:19], feats[19:]):
+        got = session.push(chunk)
+        sizes.append(len(got))
+        streamed += got
+    assert sizes[0] == 0  # frame 0 needs frames up to 3: nothing before the lookahead arrives
+    streamed += session.finish()
+    assert len(streamed) == len(offline) == 23
+    for a, b in zip(streamed, offline):
+        assert np.array_equal(a, b)
+    assert session.LOOKAHEAD == 3
+    assert pipeline.times.frames == 46 and set(pipeline.times.per_frame_ms()) == {"load", "crop", "pack", "infer", "paste"}
+
+
+def test_offline_frames_change_only_inside_the_face_box(pipeline, synth_hubert):
+    ds = open_dataset(synth_hubert)
+    feats = np.load(synth_hubert / "aud_hu.npy")[:2]
+    frame = next(pipeline.frames(feats))
+    ref = ds.frame(1)  # the ping-pong schedule's first reference
+    box = ds.boxes[1]
+    outside = np.ones(ref.shape[:2], bool)
+    outside[box.y0 : box.y1, box.x0 : box.x1] = False
+    assert np.array_equal(frame[outside], ref[outside])
+    assert not np.array_equal(frame[~outside], ref[~outside])
+
+
+def test_run_writes_a_side_by_side_video(tmp_path, teacher, synth_hubert):
+    import cv2
+
+    feats = tmp_path / "f.npy"
+    np.save(feats, np.load(synth_hubert / "aud_hu.npy")[:12])
+    out = tmp_path / "v.mp4"
+    r = run_cli("run", teacher, "--data", synth_hubert, "--audio-features", feats, "-o", out, "--side-by-side", teacher)
+    assert r.exit_code == 0, r.output
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and cap.get(cv2.CAP_PROP_FPS) == 25
+    ok, frame = cap.read()
+    assert ok and frame.shape == (320, 512, 3)
+    assert "per frame:" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npy", "v.mp4"]
+
+
+def test_run_from_wav(tmp_path, teacher, synth_hubert):
+    r = run_cli("run", teacher, "--data", synth_hubert, "--wav", synth_hubert / "aud.wav", "-o", tmp_path / "w.mp4")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "w.mp4").stat().st_size > 0
+
+
+def _error(r, needle):
+    assert r.exit_code != 0
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("dhm: error:")]
+    assert len(lines) == 1 and needle in lines[0], r.output
+
+
+def test_run_bad_input(tmp_path, teacher, synth_hubert):
+    wrong = tmp_path / "wenet.npy"
+    np.save(wrong, np.zeros((10, 16, 512), np.float32))
+    _error(run_cli("run", teacher, "--data", synth_hubert, "--audio-features", wrong, "-o", tmp_path / "v.mp4"),
+           "do not fit the model's hubert mode")
+    _error(run_cli("run", teacher, "--data", synth_hubert, "--audio-features", wrong, "-o", tmp_path / "nope" / "v.mp4"),
+           "does not exist")
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(synth_hubert / "full_body_img", bare / "full_body_img")
+    _error(run_cli("run", teacher, "--data", bare, "--wav", synth_hubert / "aud.wav", "-o", tmp_path / "v.mp4"),
+           "missing landmarks/")
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_pipeline_refuses_a_model_of_the_other_mode(teacher, synth_wenet):
+    with pytest.raises(SpecError, match="wenet windows are"):
+        AvatarPipeline(load(teacher), open_dataset(synth_wenet), "wenet")
