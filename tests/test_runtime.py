@@ -97,3 +97,30 @@ def test_run_bad_input(tmp_path, teacher, synth_hubert):
 def test_pipeline_refuses_a_model_of_the_other_mode(teacher, synth_wenet):
     with pytest.raises(SpecError, match="wenet windows are"):
         AvatarPipeline(load(teacher), open_dataset(synth_wenet), "wenet")
+
+
+def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
+    import torch
+
+    from dhm.models import load_checkpoint, save_checkpoint
+    from dhm.runtime_py.demo import run_demo
+
+    work = tmp_path / "demo"
+    first = run_demo(work, quick=True, log=lambda m: None)
+    assert first["ran"] == ["data", "teacher", "student", "quant", "export", "video"]
+    variants = {(r["engine"], r["variant"]) for r in first["rows"]}
+    assert variants >= {("torch", "fp32"), ("onnxruntime", "int8"), ("mnn", "int8"), ("mnn", "fp16")}
+    assert all(r["latency_ms"] > 0 for r in first["rows"])
+    assert "| student | mnn | int8 |" in first["table"] and (work / "video" / "teacher_vs_int8.mp4").stat().st_size > 0
+
+    again = run_demo(work, quick=True, log=lambda m: None)
+    assert again["ran"] == [] and len(again["skipped"]) == 6
+
+    ckpt = load_checkpoint(work / "student" / "student.pt")
+    with torch.no_grad():
+        ckpt.model.outc.conv.bias.add_(0.01)
+    meta = {k: v for k, v in ckpt.metadata.items() if k not in ("spec", "format")}
+    save_checkpoint(work / "student" / "student.pt", ckpt.model, ckpt.spec, **meta)
+    third = run_demo(work, quick=True, log=lambda m: None)
+    assert third["ran"] == ["quant", "export", "video"]
+    assert third["skipped"] == ["data", "teacher", "student"]

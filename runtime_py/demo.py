@@ -1,0 +1,194 @@
+"""`dhm demo`: the whole pipeline on the built-in data, with cached stages.
+
+synth data -> train a teacher -> distil a student -> quantize (FP16, INT8) -> export
+ONNX and MNN -> render a side-by-side video (teacher | INT8 student) -> one summary table.
+
+Each stage records a fingerprint of its settings and of its inputs' outputs in
+`<stage>/.stage.json`; a second run skips stages whose fingerprint is unchanged, and a
+changed input re-runs it and everything downstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STAGE_FILE = ".stage.json"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    frames: int
+    teacher_widths: str
+    teacher_steps: int
+    student: str
+    student_steps: int
+    calib_frames: int
+    eval_frames: int
+    video_frames: int
+
+
+DEFAULT = DemoConfig(frames=500, teacher_widths="mobile", teacher_steps=300, student="x10", student_steps=400,
+                     calib_frames=24, eval_frames=16, video_frames=250)
+QUICK = DemoConfig(frames=160, teacher_widths="8,16,32,64,128", teacher_steps=20, student="4,8,12,16,32",
+                   student_steps=10, calib_frames=8, eval_frames=6, video_frames=20)
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, Path):
+            h.update(p.read_bytes() if p.is_file() else str(p).encode())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+class _Stages:
+    def __init__(self, workdir: Path, log: Callable[[str], None]) -> None:
+        self.workdir = workdir
+        self.log = log
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+
+    def run(self, name: str, fingerprint: str, fn: Callable[[Path], None], product: str) -> str:
+        """Run `fn(folder)` unless its fingerprint matches; returns the product's digest."""
+        folder = self.workdir / name
+        record = folder / STAGE_FILE
+        if record.is_file():
+            saved = json.loads(record.read_text())
+            if saved.get("fingerprint") == fingerprint and (folder / product).exists():
+                self.skipped.append(name)
+                self.log(f"[{name}] up to date, skipped")
+                # the product's current digest: if someone replaced it, dependants re-run
+                return _digest(folder / product)
+        self.log(f"[{name}] running")
+        t0 = time.perf_counter()
+        fn(folder)
+        digest = _digest(folder / product)
+        record.write_text(json.dumps({"fingerprint": fingerprint, "product": digest, "seconds": round(time.perf_counter() - t0, 1)}))
+        self.ran.append(name)
+        return digest
+
+
+def _latency_ms(engine, x: dict[str, np.ndarray], runs: int) -> float:
+    for _ in range(3):
+        engine.run(x)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        engine.run(x)
+        times.append(1000.0 * (time.perf_counter() - t))
+    return float(np.median(times))
+
+
+def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from dhm.data.synth import write_synth_dataset
+    from dhm.distill import TrainingSettings, distill_student, train_generator
+    from dhm.export.pipeline import export_model
+    from dhm.io import ensure_writable_dir, human_size
+    from dhm.metrics import generator_cost, psnr
+    from dhm.models import load_checkpoint
+    from dhm.quantize.api import quantize_model
+    from dhm.quantize.calib import load_inputs
+    from dhm.runtime_py.backends import load
+    from dhm.runtime_py.video import render_video
+    from dhm.spec import GeneratorSpec
+
+    cfg = QUICK if quick else DEFAULT
+    workdir = ensure_writable_dir(workdir)
+    st = _Stages(workdir, log)
+    t0 = time.perf_counter()
+
+    data_fp = _digest("synth", cfg.frames, 0)
+    data_digest = st.run("data", data_fp, lambda d: write_synth_dataset(d, frames=cfg.frames, seed=0, force=True), "aud_hu.npy")
+    data = workdir / "data"
+
+    teacher_fp = _digest("teacher", data_digest, cfg.teacher_widths, cfg.teacher_steps)
+    teacher_digest = st.run(
+        "teacher", teacher_fp,
+        lambda d: train_generator(data, d, GeneratorSpec(widths=cfg.teacher_widths),
+                                  TrainingSettings(steps=cfg.teacher_steps, eval_frames=cfg.eval_frames), force=True),
+        "model.pt",
+    )
+    teacher = workdir / "teacher" / "model.pt"
+
+    student_fp = _digest("student", teacher_digest, cfg.student, cfg.student_steps)
+    student_digest = st.run(
+        "student", student_fp,
+        lambda d: distill_student(teacher, data, d, student=cfg.student,
+                                  settings=TrainingSettings(steps=cfg.student_steps, eval_frames=cfg.eval_frames), force=True),
+        "student.pt",
+    )
+    student = workdir / "student" / "student.pt"
+
+    quant_fp = _digest("quant", student_digest, cfg.calib_frames, cfg.eval_frames)
+    quant_digest = st.run(
+        "quant", quant_fp,
+        lambda d: quantize_model(student, d, data, calib_frames=cfg.calib_frames, eval_frames=cfg.eval_frames, force=True),
+        "recipe.json",
+    )
+    quant = workdir / "quant"
+
+    export_fp = _digest("export", quant_digest)
+    st.run("export", export_fp, lambda d: export_model(quant, d, variants=["fp32", "fp16", "int8"], force=True), "manifest.json")
+    export = workdir / "export"
+
+    video_fp = _digest("video", export_fp, teacher_digest, cfg.video_frames)
+
+    def video(d: Path) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        feats = np.load(data / "aud_hu.npy")[: cfg.video_frames]
+        np.save(d / "features.npy", feats)
+        render_video(teacher, data, d / "teacher_vs_int8.mp4", audio_features=d / "features.npy",
+                     side_by_side=export / "model_int8.mnn", log=log)
+
+    st.run("video", video_fp, video, "teacher_vs_int8.mp4")
+
+    # The summary: every variant against the teacher, on held-out evaluation frames.
+    evaluation = load_inputs(quant / "eval.npz")
+    t_model = load_checkpoint(teacher)
+    import torch
+
+    with torch.inference_mode():
+        reference = np.concatenate([t_model.model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in evaluation.inputs])
+    runs = 5 if quick else 30
+    teacher_macs = generator_cost(t_model.spec)[0]
+    student_macs = generator_cost(load_checkpoint(student).spec)[0]
+    rows = []
+    candidates = [("teacher", "torch", "fp32", teacher, teacher_macs)]
+    manifest = json.loads((export / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        candidates.append(("student", a["engine"], a["variant"], export / a["file"], student_macs))
+    for who, engine_name, variant, path, macs in candidates:
+        engine = load(path, threads=2)
+        out = np.concatenate([engine.run(x)["out"] for x in evaluation.inputs])
+        rows.append({
+            "model": who, "engine": engine_name, "variant": variant, "file": Path(path).name,
+            "macs": macs, "size_bytes": Path(path).stat().st_size,
+            "latency_ms": _latency_ms(engine, evaluation.inputs[0], runs),
+            "psnr_vs_teacher": psnr(out, reference),
+        })
+    table = [
+        "| model | engine | variant | MACs/frame | size | host latency p50 (2 threads) | PSNR vs teacher |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ps = "inf" if not np.isfinite(r["psnr_vs_teacher"]) else f"{r['psnr_vs_teacher']:.2f} dB"
+        table.append(f"| {r['model']} | {r['engine']} | {r['variant']} | {r['macs'] / 1e6:.1f} M | "
+                     f"{human_size(r['size_bytes'])} | {r['latency_ms']:.2f} ms | {ps} |")
+    summary = {
+        "workdir": str(workdir), "quick": quick, "ran": st.ran, "skipped": st.skipped,
+        "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "table": "\n".join(table),
+        "video": str(workdir / "video" / "teacher_vs_int8.mp4"),
+    }
+    (workdir / "summary.md").write_text("# dhm demo\n\n" + summary["table"] + "\n")
+    (workdir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2, default=float) + "\n")
+    return summary
