@@ -32,6 +32,14 @@ class AudioMode:
     def in_channels(self) -> int:
         return self.input_shape[0]
 
+    @property
+    def layout(self) -> str:
+        return "[N," + ",".join(map(str, self.per_frame_shape)) + "]"
+
+    def fits(self, shape: tuple[int, ...]) -> bool:
+        """Whether an array of `shape` holds per-frame features of this mode."""
+        return len(shape) == 1 + len(self.per_frame_shape) and tuple(shape[1:]) == self.per_frame_shape
+
 
 AUDIO_MODES: dict[str, AudioMode] = {
     # HuBERT runs at 50 Hz: two hidden states of 1024 per 25 fps video frame.

@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from dhm.data.inputs import InputSet
 from dhm.errors import ConversionError

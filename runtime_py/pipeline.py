@@ -79,10 +79,9 @@ class AvatarPipeline:
         self.times = StageTimes()
 
     def check_features(self, features: np.ndarray) -> None:
-        if features.ndim != 1 + len(self.mode.per_frame_shape) or tuple(features.shape[1:]) != self.mode.per_frame_shape:
+        if not self.mode.fits(features.shape):
             raise SpecError(
-                f"audio features {list(features.shape)} do not fit the model's {self.mode.name} mode: "
-                f"expected [N,{','.join(map(str, self.mode.per_frame_shape))}]"
+                f"audio features {list(features.shape)} do not fit the model's {self.mode.name} mode: expected {self.mode.layout}"
             )
 
     def render(self, reference: int, window: np.ndarray) -> np.ndarray:

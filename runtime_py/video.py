@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dhm.errors import DatasetError, OutputError, SpecError
+from dhm.errors import OutputError, SpecError
 from dhm.io import publish
 from dhm.spec import AUDIO_INPUT, AUDIO_MODES, AudioMode
 
@@ -33,16 +33,9 @@ def load_features(mode: AudioMode, features: str | Path | None, wav: str | Path 
         from dhm.data.audio import features_from_wav
 
         return features_from_wav(wav, mode.name)
-    try:
-        arr = np.load(features, allow_pickle=False)
-    except Exception as exc:
-        raise DatasetError(f"{features}: not a readable .npy array ({type(exc).__name__})") from None
-    if arr.ndim != 1 + len(mode.per_frame_shape) or tuple(arr.shape[1:]) != mode.per_frame_shape:
-        raise SpecError(
-            f"{features}: audio features {list(arr.shape)} do not fit the model's {mode.name} mode "
-            f"(expected [N,{','.join(map(str, mode.per_frame_shape))}])"
-        )
-    return arr.astype(np.float32)
+    from dhm.data.dataset import read_features
+
+    return read_features(features, mode)
 
 
 def _temp_beside(out: Path) -> Path:

@@ -10,13 +10,12 @@ import torch
 
 from conftest import run_cli
 
-from dhm.distill import TrainingSettings, distill_student, train_generator
+from dhm.distill import TrainingSettings, distill_student
 from dhm.distill.init import init_from_teacher
 from dhm.distill.presets import STUDENT_PRESETS, resolve_student, widths_for_ratio
-from dhm.errors import SpecError
 from dhm.metrics import generator_cost
 from dhm.models import Model, load_checkpoint
-from dhm.spec import WIDTH_PRESETS, GeneratorSpec
+from dhm.spec import GeneratorSpec
 
 STUDENT_W = "4,8,12,16,32"
 DHM = str(Path(sys.executable).with_name("dhm"))

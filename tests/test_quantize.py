@@ -1,12 +1,11 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from conftest import run_cli
 
-from dhm.errors import ConversionError, DatasetError, SpecError
+from dhm.errors import ConversionError
 from dhm.manifest import read_manifest
 from dhm.quantize import mnn_int8, ort_int8
 from dhm.quantize.api import quantize_model

@@ -82,7 +82,7 @@ def test_run_bad_input(tmp_path, teacher, synth_hubert):
     wrong = tmp_path / "wenet.npy"
     np.save(wrong, np.zeros((10, 16, 512), np.float32))
     _error(run_cli("run", teacher, "--data", synth_hubert, "--audio-features", wrong, "-o", tmp_path / "v.mp4"),
-           "do not fit the model's hubert mode")
+           "does not fit the hubert mode")
     _error(run_cli("run", teacher, "--data", synth_hubert, "--audio-features", wrong, "-o", tmp_path / "nope" / "v.mp4"),
            "does not exist")
     import shutil

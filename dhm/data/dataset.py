@@ -107,22 +107,23 @@ class Dataset:
                 self.frame(i)
 
 
-def _load_features(root: Path, mode: AudioMode) -> np.ndarray | None:
-    path = root / mode.feature_file
-    if not path.exists():
-        return None
+def read_features(path: str | Path, mode: AudioMode) -> np.ndarray:
+    """A feature file of `mode` (.npy): readable, the right layout, finite; float32."""
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise DatasetError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
-    if arr.ndim != 1 + len(mode.per_frame_shape) or tuple(arr.shape[1:]) != mode.per_frame_shape:
-        raise DatasetError(
-            f"{path}: shape {list(arr.shape)}; {mode.name} features must be [N,{','.join(map(str, mode.per_frame_shape))}]"
-        )
+    if not mode.fits(arr.shape):
+        raise DatasetError(f"{path}: shape {list(arr.shape)} does not fit the {mode.name} mode; {mode.name} features must be {mode.layout}")
     if not np.isfinite(arr).all():
         bad = int(np.argwhere(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1))[0][0])
         raise DatasetError(f"{path}: non-finite values at frame {bad}")
     return arr.astype(np.float32, copy=False)
+
+
+def _load_features(root: Path, mode: AudioMode) -> np.ndarray | None:
+    path = root / mode.feature_file
+    return read_features(path, mode) if path.exists() else None
 
 
 def open_dataset(
