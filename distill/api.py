@@ -15,7 +15,7 @@ import torch
 from dhm.data import SampleBuilder, open_dataset
 from dhm.errors import SpecError
 from dhm.io import atomic_path, human_size
-from dhm.metrics import generator_cost
+from dhm.metrics import file_size, generator_cost
 from dhm.models import LoadedCheckpoint, file_sha256, load_checkpoint
 from dhm.plots import image_strip, line_chart
 from dhm.spec import GeneratorSpec
@@ -166,7 +166,7 @@ def _cost(spec: GeneratorSpec, path: Path | None) -> dict[str, Any]:
         "spec": spec.to_dict(),
         "macs": macs,
         "params": params,
-        "file_size": path.stat().st_size if path and path.exists() else None,
+        "file_size": file_size(path) if path and path.exists() else None,
     }
 
 

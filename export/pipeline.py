@@ -310,14 +310,12 @@ def int8_tolerance(recipe: dict[str, Any] | None, engine: str) -> Tolerance:
 def rebuild_onnx_int8(quant_dir: Path, recipe: dict[str, Any], fp32_onnx: Path, dst: Path) -> dict[str, Any]:
     from dhm.quantize import ort_int8
     from dhm.quantize.calib import load_inputs
+    from dhm.quantize.checks import require_int8
 
     q = recipe["onnx_int8"]
     calib = load_inputs(quant_dir / recipe["calibration"]["file"])
     ort_int8.quantize_qdq(fp32_onnx, dst, calib, q["method"], q["nodes_to_exclude"], q.get("act_symmetric", False))
-    st = ort_int8.structure(dst)
-    if st.label != "int8":
-        raise ConversionError(f"{dst.name}: not really INT8 ({st.label})")
-    return st.to_dict()
+    return require_int8(dst)
 
 
 def rebuild_mnn_int8(quant_dir: Path, recipe: dict[str, Any], fp32_mnn: Path, dst: Path, spec) -> dict[str, Any]:
@@ -325,6 +323,7 @@ def rebuild_mnn_int8(quant_dir: Path, recipe: dict[str, Any], fp32_mnn: Path, ds
 
     from dhm.quantize import mnn_int8
     from dhm.quantize.calib import load_inputs
+    from dhm.quantize.checks import require_int8
 
     q = recipe["mnn_int8"]
     calib = load_inputs(quant_dir / recipe["calibration"]["file"])
@@ -332,10 +331,7 @@ def rebuild_mnn_int8(quant_dir: Path, recipe: dict[str, Any], fp32_mnn: Path, ds
         folder = Path(tmp) / "calib"
         mnn_int8.write_calibration_folder(calib, folder, list(spec.output_shapes(1)))
         mnn_int8.quantize(fp32_mnn, dst, folder, len(calib), q["method"], q["skip_quant_op_names"])
-    st = mnn_int8.structure(dst)
-    if st.label != "int8":
-        raise ConversionError(f"{dst.name}: not really INT8 ({st.label})")
-    return st.to_dict()
+    return require_int8(dst)
 
 
 def _report(result: ExportResult, model: str, source: str) -> str:

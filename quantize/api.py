@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from dhm.data.inputs import InputSet
-from dhm.errors import ConversionError, OutputError, SpecError
+from dhm.errors import OutputError, SpecError
 from dhm.io import atomic_dir, ensure_writable_dir, human_size
 from dhm.manifest import json_number
 from dhm.metrics import image_quality
@@ -134,6 +134,7 @@ def quantize_model(
     from dhm.metrics import count_macs, count_params
     from dhm.models import file_sha256, load_checkpoint
     from dhm.quantize import mnn_int8, ort_int8
+    from dhm.quantize.checks import require_int8
     from dhm.quantize.calib import build_sets, check_finite_activations, check_shapes, load_inputs, save_inputs
 
     if not (fp16 or int8):
@@ -239,10 +240,7 @@ def quantize_model(
             best, kept, steps = _fallback(build_onnx, evaluate, ranking, target_psnr, log, "onnxruntime")
             final = tmp / "model_int8.onnx"
             best.replace(final)
-            st = ort_int8.structure(final)
-            if st.label != "int8":
-                raise ConversionError(f"{final.name}: not really INT8 ({st.label}: {st.to_dict()})")
-            add(final, "onnxruntime", "int8", st.to_dict())
+            add(final, "onnxruntime", "int8", require_int8(final))
             recipe["onnx_int8"] = {
                 "method": ort_method,
                 "per_channel": True,
@@ -260,11 +258,16 @@ def quantize_model(
             to_mnn = ort_int8.conv_output_names(fp32_onnx)
             mnn_ranking = [to_mnn[n] for n in ranking if n in to_mnn]
             method_of: dict[Path, str] = {}
+            built: dict[tuple[str, tuple[str, ...]], Path] = {}
 
             def build_with(method: str, skip: list[str]) -> Path:
-                path = work / f"mnn_int8_{next(counter)}.mnn"
-                method_of[path] = mnn_int8.quantize(int8_source, path, calib_dir, len(calib), method, skip)
-                return path
+                # the auto-method trials already built each full quantization: reuse them
+                key = (method, tuple(skip))
+                if key not in built:
+                    path = work / f"mnn_int8_{next(counter)}.mnn"
+                    method_of[path] = mnn_int8.quantize(int8_source, path, calib_dir, len(calib), method, skip)
+                    built[key] = path
+                return built[key]
 
             if mnn_method == "auto":
                 tried = {}
@@ -289,10 +292,7 @@ def quantize_model(
             final_method = method_of[best]
             final = tmp / "model_int8.mnn"
             best.replace(final)
-            st = mnn_int8.structure(final)
-            if st.label != "int8":
-                raise ConversionError(f"{final.name}: not really INT8 ({st.label}: {st.to_dict()})")
-            add(final, "mnn", "int8", st.to_dict())
+            add(final, "mnn", "int8", require_int8(final))
             recipe["mnn_int8"] = {
                 "method": final_method,
                 "reason": reason if final_method == full_method else f"{reason}; layers kept in float need {final_method}",

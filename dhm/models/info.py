@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from dhm.io import human_size
-from dhm.metrics import count_macs, count_params, format_count
+from dhm.metrics import file_size, format_count, generator_cost
 
 
 def checkpoint_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    import torch
-
     from dhm.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(path)
     spec = ckpt.spec
     shapes = spec.input_shapes(1)
-    macs = count_macs(ckpt.model, *(torch.zeros(s) for s in shapes.values()))
-    params = count_params(ckpt.model)
-    size = Path(path).stat().st_size
+    macs, params = generator_cost(spec)
+    size = file_size(path)
     out_shape = spec.output_shapes(1)
     return {
         "path": str(path),
