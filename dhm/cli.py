@@ -47,6 +47,7 @@ def main() -> None:
       dhm quantize     FP16 and INT8 variants calibrated on held-out frames
       dhm export       checkpoint -> validated ONNX and MNN files + manifest.json
       dhm run          render a lip-synced video with any .pt / .onnx / .mnn model
+      dhm bench        parity and latency against the full teacher, host or phone (adb)
       dhm demo         all of the above on the built-in data, one summary table
     """
 
@@ -388,6 +389,87 @@ def run(model: Path, data: Path, audio_features: Path | None, wav: Path | None, 
         f"wrote {r['frames']} frames at {r['fps']} fps to {r['out']} ({'with' if r['audio'] else 'without'} audio); "
         f"per frame: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()) + f" = {r['pipeline_fps']:.1f} fps"
     )
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise DhmError(f"{what} {text!r}: expected comma-separated integers, e.g. 1,2,4") from None
+
+
+@main.command()
+@click.argument("models", nargs=-1, type=str)
+@click.option("--reference", type=click.Path(path_type=Path), default=None, help="The full teacher checkpoint (.pt): the parity reference (torch FP32) and the speed baseline.")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder: parity and the end-to-end pipeline use its held-out frames.")
+@click.option("--backends", default="torch,onnxruntime,mnn", show_default=True, help="Engines for export folders and checkpoints (files given directly always run on their own engine).")
+@click.option("--threads", default="1,2", show_default=True, help="Thread counts to time, e.g. 1,2,4.")
+@click.option("--warmup", default=5, show_default=True, help="Untimed runs per model and thread count.")
+@click.option("--runs", default=50, show_default=True, help="Timed runs per model and thread count.")
+@click.option("--rounds", default=5, show_default=True, help="Interleaved rounds the runs are split into (noise hits every model alike).")
+@click.option("--frames", default=16, show_default=True, help="Held-out frames for parity.")
+@click.option("--e2e-frames", default=24, show_default=True, help="Frames through the end-to-end pipeline per model and thread count.")
+@click.option("--device", default="host", show_default=True, help="host, or adb[:SERIAL] for a phone.")
+@click.option("--mnn-bin", type=click.Path(path_type=Path), default=None, help="With --device adb: folder holding ModuleBasic.out and libMNN.so built for the phone.")
+@click.option("--device-backend", default="cpu", show_default=True, type=click.Choice(["cpu", "opencl", "vulkan"]), help="MNN backend on the phone.")
+@click.option("--device-timeout", default=300.0, show_default=True, help="Seconds any one adb step may take.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the full record (schema dhm.bench/1) here.")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None, help="Write the Markdown report here, with PNG plots beside it.")
+@click.option("--compare", "compare_paths", nargs=2, type=click.Path(path_type=Path), default=None, help="Compare two --json results instead of benching.")
+def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, backends: str, threads: str, warmup: int, runs: int,
+          rounds: int, frames: int, e2e_frames: int, device: str, mnn_bin: Path | None, device_backend: str, device_timeout: float,
+          json_path: Path | None, report_path: Path | None, compare_paths: tuple[Path, Path] | None) -> None:
+    """Parity and latency of MODELS against the full teacher.
+
+    \b
+    MODELS: `dhm export` folders (every artefact in them), checkpoints (torch, plus
+    onnxruntime/MNN FP32 exported for the run) or single .onnx/.mnn files; NAME=PATH
+    names one in the report.
+
+    Parity: PSNR, SSIM, mouth-PSNR and max abs against --reference in torch FP32 on the
+    dataset's held-out frames. Latency: p50/p90/p99/mean, load time and memory per
+    model x engine x variant x threads, timed in interleaved rounds with the teacher so
+    that every speed-up is a ratio from the same run; plus the end-to-end pipeline split
+    into crop, infer and paste. With --device adb the MNN models run on the phone with
+    MNN's ModuleBasic (pass --mnn-bin) and their outputs come back for parity.
+
+    \b
+    Example:
+      dhm bench student=out/export --reference teacher/model.pt --data data \\
+                --threads 1,2 --json bench.json --report bench.md
+      dhm bench --compare before.json after.json
+    """
+    if compare_paths:
+        from dhm.bench.report import compare, read_result
+
+        a, b = compare_paths
+        text = compare(read_result(a), read_result(b), a.stem, b.stem)
+        if report_path:
+            from dhm.io import atomic_path
+
+            with atomic_path(report_path) as tmp:
+                tmp.write_text(text)
+        click.echo(text)
+        return
+    if not models or reference is None or data is None:
+        raise DhmError("bench needs MODELS, --reference and --data (or --compare A.json B.json)")
+    from dhm.bench.api import BenchSettings, run_bench
+    from dhm.bench.report import markdown
+
+    settings = BenchSettings(
+        backends=tuple(b.strip() for b in backends.split(",") if b.strip()), threads=_int_list(threads, "--threads"),
+        warmup=warmup, runs=runs, rounds=rounds, frames=frames, e2e_frames=e2e_frames, device=device, mnn_bin=mnn_bin,
+        device_backend=device_backend, device_timeout_s=device_timeout,
+    )
+    result = run_bench(list(models), reference, data, settings, json_path, report_path, log=lambda m: click.echo(m, err=True))
+    text = markdown(result)
+    click.echo(text)
+    written = [str(p) for p in (json_path, report_path) if p]
+    if written:
+        click.echo(f"wrote {', '.join(written)}", err=True)
 
 
 # ----------------------------------------------------------------------------- demo

@@ -35,3 +35,7 @@ class ConversionError(DhmError):
 
 class ParityError(DhmError):
     """An artefact that does not match its reference within tolerance."""
+
+
+class DeviceError(DhmError):
+    """The phone, adb or the MNN tools on it did not do what was asked."""

@@ -41,7 +41,7 @@ def _fmt(v: float) -> str:
         return "0"
     if abs(v) >= 1000 or abs(v) < 0.01:
         return f"{v:.1e}"
-    return f"{v:g}"
+    return f"{v:.3g}"
 
 
 class _Canvas:
@@ -52,15 +52,15 @@ class _Canvas:
         cv2.putText(self.img, xlabel, ((self.left + self.right) // 2 - 4 * len(xlabel), h - 15), _FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.putText(self.img, ylabel, (5, self.top - 10), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
 
-    def axes(self, xr: tuple[float, float], yr: tuple[float, float], xlog: bool = False) -> None:
+    def axes(self, xr: tuple[float, float], yr: tuple[float, float], xlog: bool = False, xticks: bool = True) -> None:
         self.xr, self.yr, self.xlog = xr, yr, xlog
         cv2.rectangle(self.img, (self.left, self.top), (self.right, self.bottom), (0, 0, 0), 1)
         for t in _nice_ticks(*yr):
             y = self.y(t)
             cv2.line(self.img, (self.left, y), (self.right, y), (225, 225, 225), 1)
             cv2.putText(self.img, _fmt(t), (5, y + 4), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        xticks = [10**e for e in range(math.floor(xr[0]), math.ceil(xr[1]) + 1)] if xlog else _nice_ticks(*xr)
-        for t in xticks:
+        ticks = [10**e for e in range(math.floor(xr[0]), math.ceil(xr[1]) + 1)] if xlog else _nice_ticks(*xr)
+        for t in ticks if xticks else []:
             x = self.x(t)
             if self.left <= x <= self.right:
                 cv2.line(self.img, (x, self.bottom), (x, self.bottom + 5), (0, 0, 0), 1)
@@ -118,9 +118,9 @@ def line_chart(path: str | Path, title: str, xlabel: str, ylabel: str, series: d
 
 
 def bar_chart(path: str | Path, title: str, ylabel: str, labels: Sequence[str], values: Sequence[float], errors: Sequence[float] | None = None) -> Path:
-    c = _Canvas(title, "", ylabel, w=max(800, 70 * len(labels) + 120))
+    c = _Canvas(title, "", ylabel, w=max(800, 8 * max(14, max(map(len, labels), default=0)) * len(labels) // 2 + 160))
     top = max([v + (e if errors else 0) for v, e in zip(values, errors or [0] * len(values))] + [1e-9])
-    c.axes((0, len(labels)), (0, top * 1.1))
+    c.axes((0, len(labels)), (0, top * 1.1), xticks=False)
     slot = (c.right - c.left) / max(1, len(labels))
     for i, (label, v) in enumerate(zip(labels, values)):
         x0 = int(c.left + slot * i + slot * 0.15)
@@ -130,7 +130,7 @@ def bar_chart(path: str | Path, title: str, ylabel: str, labels: Sequence[str], 
             xm = (x0 + x1) // 2
             cv2.line(c.img, (xm, c.y(v - errors[i])), (xm, c.y(v + errors[i])), (0, 0, 0), 1)
         cv2.putText(c.img, _fmt(v), (x0, c.y(v) - 5), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(c.img, label[:14], (x0, c.bottom + 35 + 12 * (i % 2)), _FONT, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(c.img, label[:28], (x0, c.bottom + 35 + 12 * (i % 2)), _FONT, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
     return c.save(path)
 
 
@@ -138,10 +138,18 @@ def scatter_chart(path: str | Path, title: str, xlabel: str, ylabel: str, points
     c = _Canvas(title, xlabel, ylabel)
     xs = [math.log10(max(x, 1e-12)) if xlog else x for x, _ in points.values()]
     c.axes(_range(xs, 0.1), _range([y for _, y in points.values()], 0.15), xlog=xlog)
+    placed: list[tuple[int, int]] = []
     for i, (name, (x, y)) in enumerate(points.items()):
         p = (c.x(x), c.y(y))
         cv2.circle(c.img, p, 6, _COLORS[i % len(_COLORS)], -1, cv2.LINE_AA)
-        cv2.putText(c.img, name[:22], (p[0] + 8, p[1] - 6), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        # points of one model share their MACs: stack their labels instead of overprinting
+        ty = p[1] - 6
+        while any(abs(px - p[0]) < 40 and abs(py - ty) < 13 for px, py in placed):
+            ty += 13
+        placed.append((p[0], ty))
+        label = name[:26]
+        tx = p[0] + 8 if p[0] + 8 + 7 * len(label) < c.img.shape[1] else p[0] - 8 - 7 * len(label)
+        cv2.putText(c.img, label, (tx, ty), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return c.save(path)
 
 

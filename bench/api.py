@@ -1,0 +1,288 @@
+"""`dhm bench`: one call, one versioned JSON record, a Markdown report and two plots.
+
+    result = run_bench(["student=out/export"], reference="teacher/model.pt", data="data",
+                       settings=BenchSettings(threads=(1, 2)), json_path="bench.json",
+                       report_path="bench.md")
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dhm.bench.candidates import BACKENDS, REFERENCE, Candidate, resolve
+from dhm.bench.host import HostSettings, end_to_end_runner, latency, parity
+from dhm.bench.stats import LatencyStats, speedup
+
+from dhm.errors import DatasetError, SpecError
+
+SCHEMA_ID = "dhm.bench/1"
+MIN_FRAMES = 4  # fewer held-out frames than this make PSNR/SSIM a coin toss
+TARGET_SPEEDUP = 10.0
+TARGET_PSNR_DB = 30.0
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    backends: tuple[str, ...] = BACKENDS
+    threads: tuple[int, ...] = (1, 2)
+    warmup: int = 5
+    runs: int = 50
+    rounds: int = 5
+    frames: int = 16  # held-out frames for parity
+    e2e_frames: int = 24
+    device: str = "host"  # host | adb | adb:SERIAL
+    mnn_bin: Path | None = None
+    device_backend: str = "cpu"
+    device_timeout_s: float = 300.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def host(self) -> HostSettings:
+        return HostSettings(threads=self.threads, warmup=self.warmup, runs=self.runs, rounds=self.rounds, e2e_frames=self.e2e_frames)
+
+
+def check_settings(s: BenchSettings) -> None:
+    bad = [b for b in s.backends if b not in BACKENDS]
+    if bad or not s.backends:
+        raise SpecError(f"backend {bad[0] if bad else '(none)'!r}: expected some of {', '.join(BACKENDS)}")
+    if not s.threads or min(s.threads) < 1:
+        raise SpecError("--threads needs positive thread counts, e.g. 1,2,4")
+    if s.runs < 5:
+        raise SpecError(f"--runs {s.runs}: at least 5 timed runs are needed for percentiles")
+    if s.warmup < 0 or s.frames < MIN_FRAMES or s.e2e_frames < 1:
+        raise SpecError(f"--warmup must be >= 0, --frames >= {MIN_FRAMES} and the end-to-end frames >= 1")
+    if not (s.device == "host" or s.device == "adb" or s.device.startswith("adb:")):
+        raise SpecError(f"--device {s.device!r}: expected host, adb or adb:SERIAL")
+    if s.device != "host" and s.mnn_bin is None:
+        raise SpecError("--device adb needs --mnn-bin DIR holding ModuleBasic.out and libMNN.so from MNN's Android build")
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "host": platform.node(), "platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def _load_avg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _stats(d: dict[str, float]) -> LatencyStats:
+    keys = ("runs", "p50", "p90", "p99", "mean", "std", "min", "max", "p25", "p75")
+    return LatencyStats(**{k: d[k] for k in keys})
+
+
+def ratios(entries: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Speed-ups against the teacher measured in the same rounds: vs torch FP32, vs
+    onnxruntime FP32 (Ultralight's deployment path) and vs the teacher on the same engine."""
+    by = {(r["id"], r["threads"]): r for r in records}
+    out = []
+    for e in entries:
+        if e["role"] == "reference":
+            continue
+        for r in records:
+            if r["id"] != e["id"]:
+                continue
+            row: dict[str, Any] = {"id": e["id"], "threads": r["threads"]}
+            for key, base in (("vs_teacher_torch", "torch"), ("vs_teacher_onnxruntime", "onnxruntime"), ("vs_teacher_same_engine", e["backend"])):
+                ref = by.get((f"{REFERENCE}/{base}/fp32", r["threads"]))
+                if ref is not None:
+                    row[key] = speedup(_stats(r["latency_ms"]), _stats(ref["latency_ms"])).to_dict()
+            out.append(row)
+    return out
+
+
+def engine_ratios(entries: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """MNN latency / onnxruntime latency for the same model and variant (>1: MNN slower)."""
+    by = {(r["id"], r["threads"]): r for r in records}
+    out = []
+    for e in entries:
+        if e["backend"] != "mnn":
+            continue
+        ort_id = f"{e['model']}/onnxruntime/{e['variant']}"
+        for r in records:
+            if r["id"] == e["id"] and (ort_id, r["threads"]) in by:
+                ort = by[(ort_id, r["threads"])]
+                out.append({"model": e["model"], "variant": e["variant"], "threads": r["threads"],
+                            "mnn_p50_ms": r["latency_ms"]["p50"], "onnxruntime_p50_ms": ort["latency_ms"]["p50"],
+                            "mnn_over_onnxruntime": r["latency_ms"]["p50"] / ort["latency_ms"]["p50"]})
+    return out
+
+
+def _psnr(entry: dict[str, Any]) -> float:
+    v = entry["parity"]["psnr"]
+    return float("inf") if v == "inf" else float(v)
+
+
+def targets(entries: list[dict[str, Any]], records: list[dict[str, Any]], speedups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets, read from this run: the best student on MNN against the teacher
+    in onnxruntime FP32, and which variant and engine win at each thread count."""
+    by_id = {e["id"]: e for e in entries}
+    rat = {(s["id"], s["threads"]): s for s in speedups}
+    best_mnn, winners = [], []
+    for threads in sorted({r["threads"] for r in records}):
+        rows = [r for r in records if r["threads"] == threads and by_id[r["id"]]["role"] == "model"]
+        good = [r for r in rows if _psnr(by_id[r["id"]]) >= TARGET_PSNR_DB]
+        mnn = [r for r in good if by_id[r["id"]]["backend"] == "mnn"]
+        if mnn:
+            r = min(mnn, key=lambda r: r["latency_ms"]["p50"])
+            s = rat.get((r["id"], threads), {})
+            vs_ort = s.get("vs_teacher_onnxruntime", {}).get("value")
+            best_mnn.append({
+                "threads": threads, "id": r["id"], "p50_ms": r["latency_ms"]["p50"], "psnr": by_id[r["id"]]["parity"]["psnr"],
+                "speedup_vs_teacher_onnxruntime": vs_ort,
+                "speedup_vs_teacher_torch": s.get("vs_teacher_torch", {}).get("value"),
+                "met": bool(vs_ort is not None and vs_ort >= TARGET_SPEEDUP),
+                "end_to_end_fps": r["end_to_end"]["fps"],
+            })
+        if good:
+            r = min(good, key=lambda r: r["latency_ms"]["p50"])
+            e2e = max(good, key=lambda r: r["end_to_end"]["fps"])
+            winners.append({"threads": threads, "fastest_model": r["id"], "p50_ms": r["latency_ms"]["p50"],
+                            "fastest_end_to_end": e2e["id"], "end_to_end_fps": e2e["end_to_end"]["fps"]})
+    return {"speedup_target": TARGET_SPEEDUP, "psnr_target_db": TARGET_PSNR_DB, "best_mnn": best_mnn, "winners": winners,
+            "variant_ratios": variant_ratios(entries, records)}
+
+
+def variant_ratios(entries: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Latency of FP16 and INT8 over FP32 for the same model on the same engine (> 1: slower)."""
+    by = {(r["id"], r["threads"]): r["latency_ms"]["p50"] for r in records}
+    out = []
+    for e in entries:
+        if e["variant"] in ("fp16", "int8"):
+            base_id = f"{e['model']}/{e['backend']}/fp32"
+            for (rid, threads), p50 in by.items():
+                if rid == e["id"] and (base_id, threads) in by:
+                    out.append({"model": e["model"], "engine": e["backend"], "variant": e["variant"], "threads": threads,
+                                "over_fp32": p50 / by[(base_id, threads)]})
+    return out
+
+
+def run_bench(
+    models: Sequence[str],
+    reference: str | Path,
+    data: str | Path,
+    settings: BenchSettings = BenchSettings(),
+    json_path: str | Path | None = None,
+    report_path: str | Path | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+    transport: Any = None,
+) -> dict[str, Any]:
+    """Bench `models` against the teacher `reference` on held-out frames of `data`.
+
+    `transport` replaces the adb connection (the tests pass a local one)."""
+    from dhm.bench.report import write_outputs
+
+    from dhm.data.dataset import open_dataset
+    from dhm.data.inputs import heldout_inputs
+    from dhm.data.split import split_frames
+    from dhm.io import ensure_writable_dir
+    from dhm.manifest import engine_versions
+    from dhm.models import load_checkpoint
+
+    check_settings(settings)
+    for p in (json_path, report_path):
+        if p is not None:
+            ensure_writable_dir(Path(p).parent)
+    reference = Path(reference)
+    data = Path(data)
+    ref_spec = load_checkpoint(reference).spec if reference.is_file() else None
+    ds = open_dataset(data, mode=ref_spec.mode if ref_spec else None)
+    try:
+        split = split_frames(ds.n_frames)
+    except DatasetError:
+        split = None
+    n_eval = len(split.eval) if split else 0
+    if n_eval < MIN_FRAMES:
+        raise DatasetError(
+            f"{data}: {ds.n_frames} frames leave {n_eval} held-out evaluation frames; the bench needs at least {MIN_FRAMES} "
+            f"(a clip of 75+ frames has one held-out block of 25)"
+        )
+    load_before = _load_avg()
+    transport_obj = transport
+    if settings.device != "host" and transport_obj is None:
+        from dhm.bench.device import AdbTransport
+
+        serial = settings.device.partition(":")[2] or None
+        transport_obj = AdbTransport.connect(serial)  # fail on adb/device problems before any work
+    with tempfile.TemporaryDirectory(prefix="dhm-bench-") as work:
+        cands = resolve(reference, models, settings.backends, Path(work), data, log)
+        ref_cand = next(c for c in cands if c.role == "reference" and c.backend == "torch")
+        inputs = heldout_inputs(data, ref_cand.spec, "eval", settings.frames)
+        log(f"[bench] {len(cands)} candidates; parity on {len(inputs)} held-out frames against {REFERENCE} torch fp32")
+        from dhm.bench.host import reference_outputs
+
+        ref_out = reference_outputs(ref_cand, inputs)
+        quality = parity(cands, inputs, ref_out, log)
+        entries = [c.to_dict() | {"parity": quality[c.id]} for c in cands]
+        records: list[dict[str, Any]] = []
+        device: dict[str, Any] | None = None
+        if settings.device == "host":
+            runner = end_to_end_runner(data, ref_cand.spec.mode, list(split.eval))
+            records = latency(cands, inputs.inputs[0], settings.host(), runner, log)
+        else:
+            device = _device(cands, inputs, ref_out, settings, transport_obj, log)
+    speedups = ratios(entries, records)
+    result = {
+        "schema": SCHEMA_ID,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine() | {"load_average_start": load_before, "load_average_end": _load_avg()},
+        "versions": engine_versions(),
+        "settings": {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
+        "reference": {"file": str(reference), "generator": ref_cand.spec.to_dict(), "macs": ref_cand.macs, "params": ref_cand.params},
+        "data": {"folder": str(data), "frames": ds.n_frames, "parity_frames": inputs.frames, "source": inputs.source},
+        "entries": entries,
+        "host": records,
+        "ratios": speedups,
+        "engine_ratios": engine_ratios(entries, records),
+        "targets": targets(entries, records, speedups) if records else None,
+        "device": device,
+    }
+    write_outputs(result, json_path, report_path)
+    return result
+
+
+def _device(cands: list[Candidate], inputs: Any, ref_out: np.ndarray, settings: BenchSettings, transport: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    from dhm.bench.device import DeviceSettings, bench_on_device
+    from dhm.runtime_py.backends import load
+
+    from dhm.spec import OUTPUT
+
+    mnn = [c for c in cands if c.backend == "mnn"]
+    if not mnn:
+        raise SpecError("--device adb benches MNN models: include mnn in --backends and pass MNN models or export folders")
+    models, host_outputs = [], {}
+    for c in mnn:
+        engine = load(c.path, threads=1, precision=c.precision)
+        host_outputs[c.id] = np.concatenate([engine.run(x)[OUTPUT] for x in inputs.inputs])
+        models.append((c.id, c.path, c.precision, dict(c.spec.output_shapes(1))))
+    ds = DeviceSettings(mnn_bin=Path(settings.mnn_bin), forward=settings.device_backend, threads=settings.threads,
+                        runs=settings.runs, timeout_s=settings.device_timeout_s)
+    out = bench_on_device(transport, models, inputs.inputs, host_outputs, ref_out, ds, log)
+    # Ratios against the teacher on the phone, from the same session.
+    teacher = next((m for m in out["models"] if m["id"] == f"{REFERENCE}/mnn/fp32"), None)
+    if teacher:
+        base = {t["threads"]: t["avg_ms"] for t in teacher["timing"]}
+        for m in out["models"]:
+            for t in m["timing"]:
+                t["speedup_vs_teacher_mnn"] = base[t["threads"]] / t["avg_ms"] if t["avg_ms"] else None
+    return out

@@ -1,0 +1,216 @@
+"""What `dhm bench` measures: every model × backend × precision, and the reference teacher.
+
+A MODEL argument is one of
+- an export folder (holding `manifest.json`): every artefact in it whose engine is among
+  `--backends`;
+- a checkpoint (.pt/.pth): torch, plus onnxruntime and MNN FP32 builds made for the run
+  with `dhm export` (validated as usual) when those backends are asked for;
+- a single .onnx or .mnn file: exactly that file (its variant from the manifest beside it
+  or the MNN bizCode).
+`NAME=PATH` names the model in the report; otherwise the file or folder name does.
+
+The reference teacher always runs in torch FP32 (the parity reference and the speed
+baseline) and, for the ratios the issue asks for, in onnxruntime and MNN FP32 too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dhm.errors import SpecError
+from dhm.spec import GeneratorSpec
+
+BACKENDS = ("torch", "onnxruntime", "mnn")
+REFERENCE = "teacher"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model: str  # the name in the report: "teacher", "student", …
+    role: str  # "reference" (the teacher) or "model"
+    path: Path
+    backend: str
+    variant: str  # fp32, fp16, int8 (what the file holds)
+    spec: GeneratorSpec
+    macs: int
+    params: int
+    built_for_run: bool = False  # an export made by `dhm bench` itself (not the user's file)
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.backend}/{self.variant}"
+
+    @property
+    def precision(self) -> str:
+        """Runtime precision: fp16 files run with MNN's low precision, as a phone would."""
+        return "fp16" if self.variant == "fp16" and self.backend == "mnn" else "fp32"
+
+    def to_dict(self) -> dict[str, Any]:
+        from dhm.metrics import file_size
+
+        return {
+            "id": self.id, "model": self.model, "role": self.role, "file": str(self.path),
+            "backend": self.backend, "variant": self.variant, "precision": self.precision,
+            "size_bytes": file_size(self.path), "macs": self.macs, "params": self.params,
+            "generator": self.spec.to_dict(), "built_for_run": self.built_for_run,
+        }
+
+
+def split_name(arg: str) -> tuple[str | None, Path]:
+    if "=" in arg and not Path(arg).exists():
+        name, _, path = arg.partition("=")
+        if not name or "/" in name:
+            raise SpecError(f"{arg!r}: expected NAME=PATH with a plain name")
+        return name, Path(path)
+    return None, Path(arg)
+
+
+def _manifest_for(path: Path) -> dict[str, Any] | None:
+    from dhm.manifest import MANIFEST_FILE, read_manifest
+
+    m = path / MANIFEST_FILE if path.is_dir() else path.parent / MANIFEST_FILE
+    return read_manifest(m) if m.is_file() else None
+
+
+def _from_manifest(name: str, folder: Path, manifest: dict[str, Any], backends: Sequence[str], only: str | None) -> list[Candidate]:
+    gen = manifest["generator"]
+    spec = GeneratorSpec.from_dict(gen)
+    out = []
+    for a in manifest["artifacts"]:
+        if only is not None and a["file"] != only:
+            continue
+        if only is None and a["engine"] not in backends:
+            continue
+        path = folder / a["file"]
+        if not path.is_file():
+            raise SpecError(f"{path}: listed in {folder / 'manifest.json'} but missing")
+        out.append(Candidate(name, "model", path, a["engine"], a["variant"], spec, int(gen["macs"]), int(gen["params"])))
+    return out
+
+
+def _file_without_manifest(name: str, path: Path) -> Candidate:
+    """An .onnx/.mnn with no manifest beside it: spec from the MNN bizCode, or refuse."""
+    from dhm.runtime_py.backends import backend_for
+
+    backend = backend_for(path)
+    if backend == "mnn":
+        from dhm.runtime_py.backends import load
+
+        engine = load(path, check_manifest=False)
+        biz = getattr(engine, "biz", {})
+        if "generator" in biz:
+            spec = GeneratorSpec.from_dict(biz["generator"])
+            from dhm.metrics import generator_cost
+
+            macs, params = generator_cost(spec)
+            return Candidate(name, "model", path, backend, biz.get("variant", "fp32"), spec, macs, params)
+    raise SpecError(f"{path}: no manifest.json beside it to say what it holds; bench the `dhm export` folder, or keep the manifest with the file")
+
+
+def _exported(name: str, checkpoint: Path, backends: Sequence[str], work: Path, data: Path, role: str, log: Callable[[str], None]) -> list[Candidate]:
+    """torch for the checkpoint itself, onnxruntime/MNN FP32 through `dhm export`."""
+    from dhm.metrics import generator_cost
+    from dhm.models import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    macs, params = generator_cost(ckpt.spec)
+    out = []
+    if "torch" in backends or role == "reference":
+        out.append(Candidate(name, role, checkpoint, "torch", "fp32", ckpt.spec, macs, params))
+    targets = [t for t, b in (("onnx", "onnxruntime"), ("mnn", "mnn")) if b in backends]
+    if targets:
+        from dhm.export.pipeline import export_model
+
+        folder = work / name
+        log(f"[bench] exporting {checkpoint.name} to {'/'.join(targets)} fp32 for this run")
+        export_model(checkpoint, folder, targets=targets, variants=["fp32"], data=data, frames=4)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for c in _from_manifest(name, folder, manifest, backends, None):
+            out.append(Candidate(name, role, c.path, c.backend, c.variant, c.spec, macs, params, built_for_run=True))
+    return out
+
+
+def resolve(
+    reference: Path,
+    models: Sequence[str],
+    backends: Sequence[str],
+    work: Path,
+    data: Path,
+    log: Callable[[str], None] = lambda _m: None,
+) -> list[Candidate]:
+    """The candidates, reference first, after the checks that must come before any timing."""
+    from dhm.models import load_checkpoint
+
+    if not reference.is_file():
+        raise SpecError(f"{reference}: no such reference checkpoint")
+    if reference.suffix.lower() not in (".pt", ".pth"):
+        raise SpecError(f"{reference}: the reference is the full teacher's checkpoint (.pt/.pth), run in torch FP32")
+    ref_spec = load_checkpoint(reference).spec
+    names: set[str] = {REFERENCE}
+    plan: list[tuple[str, Path]] = []
+    for arg in models:
+        name, path = split_name(arg)
+        if not path.exists():
+            raise SpecError(f"{path}: no such model file or folder")
+        name = name or (path.name if path.is_dir() else path.stem)
+        if name in names:
+            raise SpecError(f"two models are named {name!r}; name them with NAME=PATH")
+        names.add(name)
+        plan.append((name, path))
+    # Check every model's spec against the reference before exporting or timing anything.
+    specs = [(name, path, _spec_of(path)) for name, path in plan]
+    for (n0, _, s0), (n1, _, s1) in zip(specs, specs[1:]):
+        if s0.input_shapes(1) != s1.input_shapes(1):
+            raise SpecError(
+                f"models with different input specs in one call: {n0} takes {_shapes(s0)}, {n1} takes {_shapes(s1)}; bench them separately"
+            )
+    for name, path, spec in specs:
+        check_compatible(ref_spec, spec, f"{name} ({path})")
+
+    cands = _exported(REFERENCE, reference, backends, work, data, "reference", log)
+    for name, path, _ in specs:
+        if path.is_dir():
+            manifest = _manifest_for(path)
+            if manifest is None:
+                raise SpecError(f"{path}: a folder without manifest.json; pass a `dhm export` folder or model files")
+            found = _from_manifest(name, path, manifest, backends, None)
+            if not found:
+                raise SpecError(f"{path}: none of its artefacts runs on {', '.join(backends)}")
+            cands += found
+        elif path.suffix.lower() in (".pt", ".pth"):
+            cands += _exported(name, path, backends, work, data, "model", log)
+        else:
+            manifest = _manifest_for(path)
+            cands += _from_manifest(name, path.parent, manifest, backends, path.name) if manifest else [_file_without_manifest(name, path)]
+    return cands
+
+
+def _spec_of(path: Path) -> GeneratorSpec:
+    from dhm.models import load_checkpoint
+
+    if path.is_dir() or path.suffix.lower() in (".onnx", ".mnn"):
+        manifest = _manifest_for(path)
+        if manifest is not None:
+            if not path.is_dir() and not any(a["file"] == path.name for a in manifest["artifacts"]):
+                raise SpecError(f"{path}: not listed in the manifest beside it")
+            return GeneratorSpec.from_dict(manifest["generator"])
+        if path.is_dir():
+            raise SpecError(f"{path}: a folder without manifest.json; pass a `dhm export` folder or model files")
+        return _file_without_manifest(path.stem, path).spec
+    return load_checkpoint(path).spec
+
+
+def check_compatible(reference: GeneratorSpec, spec: GeneratorSpec, what: str) -> None:
+    """Parity needs the same audio mode and the same network inputs as the reference."""
+    if spec.mode != reference.mode:
+        raise SpecError(f"{what} is a {spec.mode} model, the reference teacher is {reference.mode}: parity needs the same audio mode")
+    if spec.input_shapes(1) != reference.input_shapes(1):
+        raise SpecError(f"{what} takes {_shapes(spec)}, the reference teacher takes {_shapes(reference)}")
+
+
+def _shapes(spec: GeneratorSpec) -> str:
+    return ", ".join(f"{k} {list(v)}" for k, v in spec.input_shapes(1).items())

@@ -1,0 +1,135 @@
+"""Parity and latency on this host.
+
+Parity: every candidate's outputs on the held-out evaluation frames against the reference
+teacher in torch FP32 (PSNR, SSIM, mouth-PSNR, max abs).
+
+Latency, per thread count: every candidate is loaded (load time and the memory it added
+measured one at a time), warmed up, then timed in interleaved rounds so that a burst of
+load on this shared machine hits all candidates alike; ratios against the teacher come
+from those same rounds. Then the end-to-end avatar pipeline (read, crop, pack, infer,
+paste back) runs per candidate on held-out frames of the dataset.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from dhm.bench.candidates import Candidate
+from dhm.bench.stats import MemoryProbe, interleaved_timings, summarize
+
+from dhm.data.inputs import InputSet
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    threads: tuple[int, ...] = (1, 2)
+    warmup: int = 5
+    runs: int = 50
+    rounds: int = 5
+    e2e_frames: int = 24
+
+
+def _outputs(engine: Any, inputs: InputSet) -> np.ndarray:
+    from dhm.spec import OUTPUT
+
+    return np.concatenate([engine.run(x)[OUTPUT] for x in inputs.inputs])
+
+
+def reference_outputs(reference: Candidate, inputs: InputSet) -> np.ndarray:
+    from dhm.runtime_py.backends import load
+
+    return _outputs(load(reference.path, threads=1), inputs)
+
+
+def parity(cands: Sequence[Candidate], inputs: InputSet, reference: np.ndarray, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Quality of every candidate against the reference outputs, with the outputs kept for
+    the device comparison."""
+    from dhm.runtime_py.backends import load
+
+    from dhm.manifest import json_number
+    from dhm.metrics import image_quality
+
+    out: dict[str, dict[str, Any]] = {}
+    for c in cands:
+        engine = load(c.path, threads=1, precision=c.precision)
+        pred = _outputs(engine, inputs)
+        q = image_quality(pred, reference)
+        out[c.id] = {k: json_number(v) for k, v in q.to_dict().items()} | {"frames": len(inputs)}
+        log(f"[bench] parity {c.id}: PSNR {q.psnr:.2f} dB, SSIM {q.ssim:.4f}, max abs {q.max_abs:.2e}")
+        del engine
+    return out
+
+
+def latency(
+    cands: Sequence[Candidate],
+    sample: dict[str, np.ndarray],
+    settings: HostSettings,
+    pipeline_frames: Callable[[Any, int], dict[str, Any]],
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """One record per candidate × thread count."""
+    from dhm.runtime_py.backends import load
+
+    records = []
+    for threads in settings.threads:
+        engines, loads = {}, {}
+        for c in cands:
+            gc.collect()
+            probe = MemoryProbe()
+            t0 = time.perf_counter()
+            engine = load(c.path, threads=threads, precision=c.precision)
+            load_ms = 1000.0 * (time.perf_counter() - t0)
+            for _ in range(max(1, settings.warmup)):
+                engine.run(sample)
+            loads[c.id] = {"load_ms": load_ms, **probe.stop()}
+            engines[c.id] = engine
+        log(f"[bench] timing {len(cands)} candidates at {threads} thread(s): {settings.runs} runs in {settings.rounds} interleaved rounds")
+        calls = {cid: (lambda e=e: e.run(sample)) for cid, e in engines.items()}
+        times = interleaved_timings(calls, settings.runs, settings.rounds)
+        for c in cands:
+            stats = summarize(times[c.id])
+            e2e = pipeline_frames(engines[c.id], settings.e2e_frames)
+            records.append({
+                "id": c.id, "threads": threads, "warmup": settings.warmup, "rounds": settings.rounds,
+                "latency_ms": stats.to_dict(), "memory_mb": {k: v for k, v in loads[c.id].items() if k != "load_ms"},
+                "load_ms": loads[c.id]["load_ms"], "end_to_end": e2e,
+            })
+            log(f"[bench]   {c.id:<34} p50 {stats.p50:8.2f} ms  p90 {stats.p90:8.2f}  spread (IQR) {stats.iqr_pct:4.1f}%  "
+                f"end-to-end {e2e['fps']:.1f} fps")
+        engines.clear()
+        gc.collect()
+    return records
+
+
+def end_to_end_runner(data_dir: Any, mode: str, frames: Sequence[int]) -> Callable[[Any, int], dict[str, Any]]:
+    """The reference pipeline per frame on held-out frames: reference frame i, audio window
+    of frame i, stage times split as the phone apps report them."""
+    from dhm.runtime_py.pipeline import AvatarPipeline, StageTimes
+
+    from dhm.data.dataset import open_dataset
+    from dhm.data.preprocess import audio_window
+
+    ds = open_dataset(data_dir, mode=mode)
+    feats = ds.audio(mode)
+
+    def run(engine: Any, n: int) -> dict[str, Any]:
+        pipe = AvatarPipeline(engine, ds, mode)
+        order = [frames[i % len(frames)] for i in range(n + 2)]
+        for i in order[:2]:  # warm the file cache and the engine
+            pipe.render(i, audio_window(feats, i, pipe.mode))
+        pipe.times = StageTimes()
+        for i in order[2:]:
+            pipe.render(i, audio_window(feats, i, pipe.mode))
+        ms = pipe.times.per_frame_ms()
+        return {
+            "frames": n, "stage_ms": ms,
+            "crop_ms": ms["load"] + ms["crop"] + ms["pack"], "infer_ms": ms["infer"], "paste_ms": ms["paste"],
+            "total_ms": sum(ms.values()), "fps": pipe.times.fps(),
+        }
+
+    return run

@@ -1,0 +1,358 @@
+"""dhm bench: parsers on recorded MNN tool output, statistics, the host bench end to end,
+bad input, and the device path through a local transport (everything short of a phone)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TESTS, run_cli
+from dhm.bench.api import SCHEMA_ID, BenchSettings, run_bench
+from dhm.bench.device import LocalTransport, parse_adb_devices, pick_device
+from dhm.bench.modulebasic import (
+    check_abi,
+    elf_abi,
+    modulebasic_args,
+    parse_benchmark,
+    parse_modulebasic,
+    read_output_txt,
+)
+from dhm.bench.stats import MemoryProbe, interleaved_timings, speedup, summarize
+
+from dhm.errors import DatasetError, DeviceError, SpecError
+
+MNN_TOOLS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "mnn-tools"
+QUICK = BenchSettings(threads=(1,), warmup=1, runs=6, rounds=2, frames=4, e2e_frames=3)
+
+
+def _fixture(name: str) -> str:
+    path = MNN_TOOLS / name
+    if not path.is_file():
+        pytest.skip(f"{path} not present (shared fixtures live beside the checkout)")
+    return path.read_text()
+
+
+# ------------------------------------------------------------------ ModuleBasic output
+
+
+def test_modulebasic_ok_transcript():
+    run = parse_modulebasic(_fixture("modulebasic_ok.txt"))
+    assert (run.avg_ms, run.min_ms, run.max_ms) == (5417.043457, 5191.115234, 5849.062988)
+    assert run.load_ms == pytest.approx(98.944)
+    assert run.memory_mb == pytest.approx(25.310318)
+    assert run.check_status == "passed" and run.checks[0].name == "out" and run.checks[0].diff_max == pytest.approx(1e-6)
+    assert run.output_files == ["output/0_0.txt", "output/1_0.txt"] and not run.errors
+
+
+def test_modulebasic_failed_check_is_read_from_the_text_not_the_exit_code():
+    text = _fixture("modulebasic_bad.txt")
+    assert text.rstrip().endswith("rc=0")  # the tool exited 0 …
+    run = parse_modulebasic(text)
+    assert run.check_status == "failed"  # … but the check failed
+    assert run.checks[0].diff_max == pytest.approx(0.500001)
+
+
+def test_modulebasic_fp16_checks_nothing():
+    run = parse_modulebasic(_fixture("modulebasic_ok_fp16.txt"))
+    assert run.check_status == "skipped" and run.avg_ms == pytest.approx(14717.9375)
+
+
+def test_benchmark_out_line():
+    (line,) = parse_benchmark(_fixture("benchmark_out.txt"))
+    assert (line.model, line.max_ms, line.min_ms, line.avg_ms) == ("mob.mnn", 14548.413, 14069.394, 14231.134)
+
+
+def test_modulebasic_command_line_names_precision_and_backend_explicitly():
+    assert modulebasic_args("m.mnn", ".", "cpu", 3, 2, "fp32") == ["m.mnn", ".", "128", "0", "3", "2", "1"]
+    assert modulebasic_args("m.mnn", ".", "opencl", 10, 4, "fp16")[3:] == ["3", "10", "4", "2"]
+    assert modulebasic_args("m.mnn", ".", "vulkan", 1, 1, "fp32")[3] == "7"
+    with pytest.raises(DeviceError, match="device backend"):
+        modulebasic_args("m.mnn", ".", "npu", 1, 1, "fp32")
+
+
+def test_output_txt_value_count_is_checked():
+    assert read_output_txt("0.5\n1e-3\n-2\n", 3) == [0.5, 0.001, -2.0]
+    with pytest.raises(DeviceError, match="holds 2 values"):
+        read_output_txt("1\n2\n", 3)
+
+
+# ------------------------------------------------------------------ ELF / adb
+
+
+def test_elf_abi_of_real_binaries(tmp_path):
+    host = {"x86_64": "x86_64", "aarch64": "arm64-v8a"}.get(os.uname().machine)
+    assert elf_abi(Path(sys.executable).resolve()) == host
+    arm = tmp_path / "arm"
+    arm.write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 11 + (183).to_bytes(2, "little") + b"\0" * 40)
+    assert elf_abi(arm) == "arm64-v8a"
+    with pytest.raises(DeviceError, match=f"built for arm64-v8a, the phone runs {host}"):
+        check_abi(arm, [host])
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(DeviceError, match="not an ELF executable"):
+        elf_abi(script)
+
+
+ADB_TWO = "List of devices attached\nR58M123ABC\tdevice\nemulator-5554\tdevice\n\n"
+
+
+def test_adb_device_choice():
+    assert pick_device(parse_adb_devices("List of devices attached\nR58M\tdevice\n"), None) == "R58M"
+    with pytest.raises(DeviceError, match="no Android device connected"):
+        pick_device(parse_adb_devices("* daemon started successfully\nList of devices attached\n\n"), None)
+    with pytest.raises(DeviceError, match=r"several devices connected \(R58M123ABC, emulator-5554\).*--device adb:SERIAL"):
+        pick_device(parse_adb_devices(ADB_TWO), None)
+    assert pick_device(parse_adb_devices(ADB_TWO), "emulator-5554") == "emulator-5554"
+    with pytest.raises(DeviceError, match="device XYZ is not connected"):
+        pick_device(parse_adb_devices(ADB_TWO), "XYZ")
+    with pytest.raises(DeviceError, match="unauthorized: accept the USB debugging prompt"):
+        pick_device(parse_adb_devices("List of devices attached\nR58M\tunauthorized\n"), None)
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def test_summary_and_ratio_from_known_timings():
+    s = summarize(list(range(1, 101)))
+    assert s.p50 == pytest.approx(50.5) and s.p90 == pytest.approx(90.1) and s.p99 == pytest.approx(99.01)
+    assert s.mean == pytest.approx(50.5) and s.min == 1 and s.max == 100
+    fast = summarize([10, 10, 11, 12])
+    slow = summarize([100, 100, 110, 120])
+    r = speedup(fast, slow)
+    assert r.value == pytest.approx(slow.p50 / fast.p50) and r.low <= r.value <= r.high
+
+
+def test_interleaved_rounds_visit_every_call_in_turn():
+    order: list[str] = []
+    times = interleaved_timings({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, runs=4, rounds=2)
+    assert order == ["a", "a", "b", "b", "a", "a", "b", "b"]
+    assert [len(v) for v in times.values()] == [4, 4]
+
+
+def test_memory_probe_sees_an_allocation():
+    probe = MemoryProbe()
+    if not probe.resettable:
+        pytest.skip("peak RSS cannot be reset on this system")
+    block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    block += 1
+    mem = probe.stop()
+    assert mem["added_mb"] >= 56
+    del block
+
+
+# ------------------------------------------------------------------ the host bench
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, teacher, synth_hubert) -> Path:
+    """The teacher exported as a 'student' folder: fp32 and fp16 on onnxruntime and MNN."""
+    from dhm.export.pipeline import export_model
+
+    out = tmp_path_factory.mktemp("bench") / "export"
+    export_model(teacher, out, variants=["fp32", "fp16"], data=synth_hubert, frames=4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def host_result(tmp_path_factory, exported, teacher, synth_hubert):
+    out = tmp_path_factory.mktemp("bench_out")
+    r = run_cli("bench", f"student={exported}", "--reference", teacher, "--data", synth_hubert, "--threads", "1,2",
+                "--runs", "6", "--rounds", "2", "--warmup", "1", "--frames", "4", "--e2e-frames", "3",
+                "--json", out / "b.json", "--report", out / "b.md")
+    assert r.exit_code == 0, r.output
+    return out, json.loads((out / "b.json").read_text()), r
+
+
+def test_host_bench_record(host_result):
+    _, result, _ = host_result
+    assert result["schema"] == SCHEMA_ID
+    ids = [e["id"] for e in result["entries"]]
+    assert ids[:3] == ["teacher/torch/fp32", "teacher/onnxruntime/fp32", "teacher/mnn/fp32"]
+    assert set(ids[3:]) == {f"student/{b}/{v}" for b in ("onnxruntime", "mnn") for v in ("fp32", "fp16")}
+    by = {e["id"]: e for e in result["entries"]}
+    assert by["teacher/torch/fp32"]["parity"]["psnr"] == "inf"
+    for e in result["entries"]:
+        p = e["parity"]
+        psnr = float("inf") if p["psnr"] == "inf" else p["psnr"]
+        assert psnr >= (45.0 if e["variant"] == "fp16" else 90.0), e["id"]
+        assert p["frames"] == 4 and e["size_bytes"] > 0 and e["macs"] > 0
+    assert by["student/mnn/fp16"]["size_bytes"] < 0.6 * by["student/mnn/fp32"]["size_bytes"]
+    assert len(result["host"]) == 2 * len(ids)  # every candidate at 1 and 2 threads
+    for r in result["host"]:
+        lat = r["latency_ms"]
+        assert lat["runs"] == 6 and 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        e2e = r["end_to_end"]
+        assert e2e["frames"] == 3 and e2e["infer_ms"] > 0 and e2e["crop_ms"] > 0 and e2e["paste_ms"] > 0
+        assert e2e["total_ms"] == pytest.approx(sum(e2e["stage_ms"].values()))
+        assert r["load_ms"] > 0
+    ratios = {(x["id"], x["threads"]): x for x in result["ratios"]}
+    assert set(ratios) == {(i, t) for i in ids[3:] for t in (1, 2)}
+    for x in ratios.values():
+        for key in ("vs_teacher_torch", "vs_teacher_onnxruntime", "vs_teacher_same_engine"):
+            assert x[key]["low"] <= x[key]["value"] <= x[key]["high"]
+    assert {(x["model"], x["variant"], x["threads"]) for x in result["engine_ratios"]} >= {("student", "fp32", 1), ("teacher", "fp32", 2)}
+    assert result["targets"]["winners"] and result["versions"]["mnn"] and result["machine"]["cores"] >= 1
+
+
+def test_host_bench_report_and_plots(host_result):
+    import cv2
+
+    out, _, r = host_result
+    md = (out / "b.md").read_text()
+    for heading in ("## Parity against the teacher", "## Latency on this host", "## End-to-end pipeline per frame",
+                    "## MNN / onnxruntime latency", "## Targets", "## Plots"):
+        assert heading in md
+    assert "| student/mnn/fp16 | 2 |" in md
+    for png in ("b_latency.png", "b_pareto.png"):
+        img = cv2.imread(str(out / png))
+        assert img is not None and img.shape[0] >= 400
+    assert "## Latency on this host" in r.stdout  # the report is printed too
+
+
+def test_compare_two_runs(host_result, tmp_path):
+    out, result, _ = host_result
+    slower = json.loads(json.dumps(result))
+    for rec in slower["host"]:
+        rec["latency_ms"]["p50"] *= 2
+    slower["entries"][3]["parity"]["psnr"] = 10.0
+    (tmp_path / "after.json").write_text(json.dumps(slower))
+    r = run_cli("bench", "--compare", out / "b.json", tmp_path / "after.json")
+    assert r.exit_code == 0, r.output
+    assert "+100.0%" in r.stdout and f"| {result['entries'][3]['id']} |" in r.stdout
+    (tmp_path / "junk.json").write_text('{"schema": "other"}')
+    r = run_cli("bench", "--compare", out / "b.json", tmp_path / "junk.json")
+    assert r.exit_code == 1 and "schema 'other', expected 'dhm.bench/1'" in r.stderr
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _tiny_checkpoint(path: Path, mode: str) -> Path:
+    import torch
+
+    from dhm.models import build_model, save_checkpoint
+    from dhm.spec import GeneratorSpec
+
+    spec = GeneratorSpec(mode=mode, widths=(4, 8, 8, 16, 16))
+    torch.manual_seed(0)
+    return save_checkpoint(path, build_model(spec), spec)
+
+
+def test_reference_of_another_mode_is_refused_before_timing(tmp_path, teacher, synth_hubert):
+    wenet = _tiny_checkpoint(tmp_path / "wenet.pt", "wenet")
+    r = run_cli("bench", wenet, "--reference", teacher, "--data", synth_hubert)
+    assert r.exit_code == 1
+    assert "is a wenet model, the reference teacher is hubert" in r.stderr and "[bench] timing" not in r.stderr
+
+
+def test_models_with_different_input_specs_are_refused(tmp_path, teacher, synth_hubert):
+    wenet = _tiny_checkpoint(tmp_path / "wenet.pt", "wenet")
+    r = run_cli("bench", teacher, wenet, "--reference", teacher, "--data", synth_hubert)
+    assert r.exit_code == 1 and "models with different input specs in one call" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_dataset_too_small_to_bench(tmp_path, teacher):
+    from dhm.data.synth import write_synth_dataset
+
+    small = write_synth_dataset(tmp_path / "small", frames=40, seed=1)
+    with pytest.raises(DatasetError, match="the bench needs at least 4"):
+        run_bench([str(teacher)], teacher, small, QUICK)
+
+
+def test_bench_needs_sane_settings(teacher, synth_hubert):
+    with pytest.raises(SpecError, match="at least 5 timed runs"):
+        run_bench([str(teacher)], teacher, synth_hubert, BenchSettings(runs=2))
+    with pytest.raises(SpecError, match="--mnn-bin"):
+        run_bench([str(teacher)], teacher, synth_hubert, BenchSettings(device="adb"))
+
+
+def test_no_adb_says_how_to_install_it(tmp_path, teacher, synth_hubert, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: no adb anywhere
+    r = run_cli("bench", teacher, "--reference", teacher, "--data", synth_hubert, "--device", "adb", "--mnn-bin", tmp_path)
+    assert r.exit_code == 1 and "adb not found: install Android platform-tools" in r.stderr
+
+
+# ------------------------------------------------------------------ the device path, short of the wire
+
+
+@pytest.fixture(scope="module")
+def mnn_bin(tmp_path_factory) -> Path:
+    """A ModuleBasic.out for this machine: an ELF launcher running tests/tools/modulebasic_standin.py
+    (the real MNN engine from the wheel), and the wheel's engine library as libMNN.so."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the ModuleBasic stand-in launcher")
+    import MNN
+
+    folder = tmp_path_factory.mktemp("mnn_bin")
+    script = TESTS / "tools" / "modulebasic_standin.py"
+    subprocess.run([cc, "-O1", "-o", str(folder / "ModuleBasic.out"), str(TESTS / "tools" / "launcher.c"),
+                    f'-DPYTHON="{sys.executable}"', f'-DSCRIPT="{script}"'], check=True)
+    engine = next(Path(MNN.__file__).resolve().parents[1].glob("_mnncengine*.so"))
+    shutil.copy(engine, folder / "libMNN.so")
+    return folder
+
+
+def _device_settings(mnn_bin: Path, **kw) -> BenchSettings:
+    return BenchSettings(backends=("mnn",), threads=(1, 2), warmup=1, runs=5, rounds=1, frames=4, device="adb",
+                         mnn_bin=mnn_bin, **kw)
+
+
+def test_device_bench_through_a_local_transport(tmp_path, exported, teacher, synth_hubert, mnn_bin):
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    result = run_bench([f"student={exported}"], teacher, synth_hubert, _device_settings(mnn_bin),
+                       json_path=tmp_path / "d.json", report_path=tmp_path / "d.md", transport=LocalTransport(phone))
+    dev = result["device"]
+    assert dev["abi"] == elf_abi(mnn_bin / "ModuleBasic.out") and dev["forward"] == "cpu"
+    models = {m["id"]: m for m in dev["models"]}
+    assert set(models) == {"teacher/mnn/fp32", "student/mnn/fp32", "student/mnn/fp16"}
+    host = {e["id"]: e["parity"] for e in result["entries"]}
+    for mid, m in models.items():
+        assert [t["threads"] for t in m["timing"]] == [1, 2]
+        assert all(t["avg_ms"] > 0 and t["min_ms"] <= t["avg_ms"] <= t["max_ms"] for t in m["timing"])
+        # outputs pulled back as text (6 significant digits) match the host MNN run …
+        assert m["parity"]["psnr_vs_host_mnn"] > 80
+        # … so parity against the teacher equals the host's within text rounding
+        if host[mid]["psnr"] != "inf" and m["parity"]["psnr"] != "inf":
+            assert abs(m["parity"]["psnr"] - host[mid]["psnr"]) < 0.5 or m["parity"]["psnr"] > 80
+    assert models["student/mnn/fp32"]["modulebasic_check"] == "passed"
+    assert models["student/mnn/fp16"]["modulebasic_check"] == "skipped"  # precision 2 checks nothing
+    assert models["teacher/mnn/fp32"]["timing"][0]["speedup_vs_teacher_mnn"] == pytest.approx(1.0)
+    assert list(phone.iterdir()) == []  # nothing left behind on the "phone"
+    assert result["host"] == [] and "## On the device" in (tmp_path / "d.md").read_text()
+
+
+def test_device_failures_are_clear_and_clean_up(tmp_path, exported, teacher, synth_hubert, mnn_bin, monkeypatch):
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    model = [f"student={exported / 'model_fp32.mnn'}"]
+    monkeypatch.setenv("DHM_STANDIN_FAIL", "load")
+    with pytest.raises(DeviceError, match="ModuleBasic.out failed on model_fp32.mnn: Error: can't load module"):
+        run_bench(model, teacher, synth_hubert, _device_settings(mnn_bin), transport=LocalTransport(phone))
+    assert list(phone.iterdir()) == []
+    monkeypatch.delenv("DHM_STANDIN_FAIL")
+    monkeypatch.setenv("DHM_STANDIN_SLEEP", "3")
+    with pytest.raises(DeviceError, match="timed out after 1s"):
+        run_bench(model, teacher, synth_hubert, _device_settings(mnn_bin, device_timeout_s=1.0), transport=LocalTransport(phone))
+    assert list(phone.iterdir()) == []
+
+
+def test_device_refuses_a_binary_for_another_abi(tmp_path, exported, teacher, synth_hubert, mnn_bin):
+    class ArmPhone(LocalTransport):
+        def abis(self) -> list[str]:
+            return ["arm64-v8a", "armeabi-v7a"]
+
+    with pytest.raises(DeviceError, match="is built for x86_64, the phone runs arm64-v8a, armeabi-v7a"):
+        run_bench([str(exported / "model_fp32.mnn")], teacher, synth_hubert, _device_settings(mnn_bin), transport=ArmPhone(tmp_path))
+    empty = tmp_path / "empty_bin"
+    empty.mkdir()
+    with pytest.raises(DeviceError, match="ModuleBasic.out: missing; build MNN for Android"):
+        run_bench([str(exported / "model_fp32.mnn")], teacher, synth_hubert, _device_settings(empty), transport=LocalTransport(tmp_path))
