@@ -482,16 +482,17 @@ def demo(workdir: Path, quick: bool) -> None:
     """The whole pipeline on the built-in data, no download.
 
     synth data -> train a teacher -> distil a student -> quantize (FP16, INT8) -> export
-    ONNX and MNN -> a side-by-side video (teacher | INT8 student), then one table with
-    MACs, size, host latency and PSNR against the teacher for every variant. A second run
-    skips finished stages; a changed input re-runs what depends on it.
+    ONNX and MNN -> a side-by-side video (teacher | INT8 student) -> dhm bench, then one
+    table with MACs, size, host latency, end-to-end fps and PSNR against the teacher for
+    every variant. A second run skips finished stages; a changed input re-runs what
+    depends on it.
     """
     from dhm.runtime_py.demo import run_demo
 
     summary = run_demo(workdir, quick=quick, log=lambda m: click.echo(m, err=True))
     click.echo(summary["table"])
     click.echo(f"stages run: {', '.join(summary['ran']) or 'none'}; skipped: {', '.join(summary['skipped']) or 'none'}; "
-               f"{summary['seconds']:.0f} s; video: {summary['video']}")
+               f"{summary['seconds']:.0f} s; video: {summary['video']}; bench report: {summary['bench_report']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

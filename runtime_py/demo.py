@@ -1,7 +1,8 @@
 """`dhm demo`: the whole pipeline on the built-in data, with cached stages.
 
 synth data -> train a teacher -> distil a student -> quantize (FP16, INT8) -> export
-ONNX and MNN -> render a side-by-side video (teacher | INT8 student) -> one summary table.
+ONNX and MNN -> render a side-by-side video (teacher | INT8 student) -> `dhm bench`
+(parity and latency against the teacher) -> one summary table from the bench's figures.
 
 Each stage records a fingerprint of its settings and of its inputs' outputs in
 `<stage>/.stage.json`; a second run skips stages whose fingerprint is unchanged, and a
@@ -33,12 +34,17 @@ class DemoConfig:
     calib_frames: int
     eval_frames: int
     video_frames: int
+    bench_threads: tuple[int, ...]
+    bench_runs: int
+    bench_e2e_frames: int
 
 
 DEFAULT = DemoConfig(frames=500, teacher_widths="mobile", teacher_steps=300, student="x10", student_steps=400,
-                     calib_frames=24, eval_frames=16, video_frames=250)
+                     calib_frames=24, eval_frames=16, video_frames=250,
+                     bench_threads=(1, 2), bench_runs=50, bench_e2e_frames=24)
 QUICK = DemoConfig(frames=160, teacher_widths="8,16,32,64,128", teacher_steps=20, student="4,8,12,16,32",
-                   student_steps=10, calib_frames=8, eval_frames=6, video_frames=20)
+                   student_steps=10, calib_frames=8, eval_frames=6, video_frames=20,
+                   bench_threads=(2,), bench_runs=6, bench_e2e_frames=3)
 
 
 def _digest(*parts: Any) -> str:
@@ -78,27 +84,13 @@ class _Stages:
         return digest
 
 
-def _latency_ms(engine, x: dict[str, np.ndarray], runs: int) -> float:
-    for _ in range(3):
-        engine.run(x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        engine.run(x)
-        times.append(1000.0 * (time.perf_counter() - t))
-    return float(np.median(times))
-
-
 def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     from dhm.data.synth import write_synth_dataset
+    from dhm.bench.api import BenchSettings, run_bench
     from dhm.distill import TrainingSettings, distill_student, train_generator
     from dhm.export.pipeline import export_model
     from dhm.io import ensure_writable_dir, human_size
-    from dhm.metrics import generator_cost, psnr
-    from dhm.models import load_checkpoint
     from dhm.quantize.api import quantize_model
-    from dhm.quantize.calib import load_inputs
-    from dhm.runtime_py.backends import load
     from dhm.runtime_py.video import render_video
     from dhm.spec import GeneratorSpec
 
@@ -152,42 +144,43 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
 
     st.run("video", video_fp, video, "teacher_vs_int8.mp4")
 
-    # The summary: every variant against the teacher, on held-out evaluation frames.
-    evaluation = load_inputs(quant / "eval.npz")
-    t_model = load_checkpoint(teacher)
-    import torch
+    bench_fp = _digest("bench", export_fp, teacher_digest, cfg.bench_threads, cfg.bench_runs)
 
-    with torch.inference_mode():
-        reference = np.concatenate([t_model.model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in evaluation.inputs])
-    runs = 5 if quick else 30
-    teacher_macs = generator_cost(t_model.spec)[0]
-    student_macs = generator_cost(load_checkpoint(student).spec)[0]
+    def bench(d: Path) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        settings = BenchSettings(threads=cfg.bench_threads, runs=cfg.bench_runs, warmup=3, rounds=5 if not quick else 2,
+                                 frames=cfg.eval_frames, e2e_frames=cfg.bench_e2e_frames)
+        run_bench([f"student={export}"], teacher, data, settings, json_path=d / "bench.json", report_path=d / "bench.md", log=log)
+
+    st.run("bench", bench_fp, bench, "bench.json")
+    result = json.loads((workdir / "bench" / "bench.json").read_text())
+
+    # The summary: every variant against the teacher, from the bench's same-run figures.
+    threads = max(cfg.bench_threads)
+    latency = {r["id"]: r for r in result["host"] if r["threads"] == threads}
     rows = []
-    candidates = [("teacher", "torch", "fp32", teacher, teacher_macs)]
-    manifest = json.loads((export / "manifest.json").read_text())
-    for a in manifest["artifacts"]:
-        candidates.append(("student", a["engine"], a["variant"], export / a["file"], student_macs))
-    for who, engine_name, variant, path, macs in candidates:
-        engine = load(path, threads=2)
-        out = np.concatenate([engine.run(x)["out"] for x in evaluation.inputs])
+    for e in result["entries"]:
+        rec = latency[e["id"]]
         rows.append({
-            "model": who, "engine": engine_name, "variant": variant, "file": Path(path).name,
-            "macs": macs, "size_bytes": Path(path).stat().st_size,
-            "latency_ms": _latency_ms(engine, evaluation.inputs[0], runs),
-            "psnr_vs_teacher": psnr(out, reference),
+            "model": e["model"], "engine": e["backend"], "variant": e["variant"], "file": Path(e["file"]).name,
+            "macs": e["macs"], "size_bytes": e["size_bytes"], "latency_ms": rec["latency_ms"]["p50"],
+            "end_to_end_fps": rec["end_to_end"]["fps"], "psnr_vs_teacher": e["parity"]["psnr"],
         })
     table = [
-        "| model | engine | variant | MACs/frame | size | host latency p50 (2 threads) | PSNR vs teacher |",
-        "|---|---|---|---:|---:|---:|---:|",
+        f"| model | engine | variant | MACs/frame | size | host latency p50 ({threads} threads) | end-to-end fps | PSNR vs teacher |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        ps = "inf" if not np.isfinite(r["psnr_vs_teacher"]) else f"{r['psnr_vs_teacher']:.2f} dB"
+        ps = "inf" if r["psnr_vs_teacher"] == "inf" else f"{r['psnr_vs_teacher']:.2f} dB"
+        if rows[0] is not r and r["model"] == "teacher":
+            ps += " (export)"
         table.append(f"| {r['model']} | {r['engine']} | {r['variant']} | {r['macs'] / 1e6:.1f} M | "
-                     f"{human_size(r['size_bytes'])} | {r['latency_ms']:.2f} ms | {ps} |")
+                     f"{human_size(r['size_bytes'])} | {r['latency_ms']:.2f} ms | {r['end_to_end_fps']:.0f} | {ps} |")
     summary = {
         "workdir": str(workdir), "quick": quick, "ran": st.ran, "skipped": st.skipped,
         "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "table": "\n".join(table),
         "video": str(workdir / "video" / "teacher_vs_int8.mp4"),
+        "bench_report": str(workdir / "bench" / "bench.md"),
     }
     (workdir / "summary.md").write_text("# dhm demo\n\n" + summary["table"] + "\n")
     (workdir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2, default=float) + "\n")

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -107,14 +109,17 @@ def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
 
     work = tmp_path / "demo"
     first = run_demo(work, quick=True, log=lambda m: None)
-    assert first["ran"] == ["data", "teacher", "student", "quant", "export", "video"]
+    assert first["ran"] == ["data", "teacher", "student", "quant", "export", "video", "bench"]
     variants = {(r["engine"], r["variant"]) for r in first["rows"]}
     assert variants >= {("torch", "fp32"), ("onnxruntime", "int8"), ("mnn", "int8"), ("mnn", "fp16")}
     assert all(r["latency_ms"] > 0 for r in first["rows"])
     assert "| student | mnn | int8 |" in first["table"] and (work / "video" / "teacher_vs_int8.mp4").stat().st_size > 0
+    assert all(r["end_to_end_fps"] > 0 for r in first["rows"])
+    bench = json.loads((work / "bench" / "bench.json").read_text())
+    assert bench["schema"] == "dhm.bench/1" and (work / "bench" / "bench_pareto.png").is_file()
 
     again = run_demo(work, quick=True, log=lambda m: None)
-    assert again["ran"] == [] and len(again["skipped"]) == 6
+    assert again["ran"] == [] and len(again["skipped"]) == 7
 
     ckpt = load_checkpoint(work / "student" / "student.pt")
     with torch.no_grad():
@@ -122,5 +127,5 @@ def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     meta = {k: v for k, v in ckpt.metadata.items() if k not in ("spec", "format")}
     save_checkpoint(work / "student" / "student.pt", ckpt.model, ckpt.spec, **meta)
     third = run_demo(work, quick=True, log=lambda m: None)
-    assert third["ran"] == ["quant", "export", "video"]
+    assert third["ran"] == ["quant", "export", "video", "bench"]
     assert third["skipped"] == ["data", "teacher", "student"]
