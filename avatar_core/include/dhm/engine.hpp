@@ -1,0 +1,55 @@
+// The inference engine behind one small interface: named float tensors in and out, as in
+// dhm.runtime_py.backends. The apps use MnnEngine (mnn_engine.hpp); the core's own tests
+// use ReplayEngine, which replays outputs recorded from the real MNN Python runtime.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dhm/manifest.hpp"
+
+namespace dhm {
+
+struct Tensor {
+    std::vector<int> shape;
+    std::vector<float> data;
+};
+
+using TensorMap = std::map<std::string, Tensor>;
+
+class Engine {
+public:
+    virtual ~Engine() = default;
+    virtual std::vector<TensorInfo> inputs() const = 0;
+    virtual std::vector<TensorInfo> outputs() const = 0;
+    virtual TensorMap run(const TensorMap& inputs) = 0;
+    virtual std::string describe() const = 0;
+};
+
+// Refuse an engine whose inputs or outputs disagree with the manifest (names and shapes).
+void check_engine(const Engine& engine, const Manifest& manifest);
+
+// Replays recorded (input, output) pairs: run() finds the recorded input closest to the
+// one given and returns its output, after checking the inputs agree within `tolerance`
+// (1 LSB of an 8-bit pixel by default). For tests of everything around the engine.
+class ReplayEngine : public Engine {
+public:
+    struct Record {
+        TensorMap inputs, outputs;
+    };
+    ReplayEngine(const Manifest& manifest, std::vector<Record> records, float tolerance = 1.0f / 255.0f + 1e-6f);
+    std::vector<TensorInfo> inputs() const override { return inputs_; }
+    std::vector<TensorInfo> outputs() const override { return outputs_; }
+    TensorMap run(const TensorMap& inputs) override;
+    std::string describe() const override { return "replay of " + std::to_string(records_.size()) + " recorded MNN runs"; }
+    float last_max_abs_input_diff() const { return last_diff_; }
+
+private:
+    std::vector<TensorInfo> inputs_, outputs_;
+    std::vector<Record> records_;
+    float tolerance_;
+    float last_diff_ = 0.f;
+};
+
+}  // namespace dhm

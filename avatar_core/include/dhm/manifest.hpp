@@ -1,0 +1,66 @@
+// The export manifest (schema dhm.manifest/1, written by `dhm export`): the one source of
+// the I/O names and shapes and of every preprocessing constant. The native code reads them
+// from here and nowhere else.
+#pragma once
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "dhm/json.hpp"
+
+namespace dhm {
+
+struct TensorInfo {
+    std::string name;
+    std::vector<int> shape;
+};
+
+struct PreprocessConfig {
+    int lm_left = 0, lm_right = 0, lm_top = 0;
+    int crop_size = 0, inner_size = 0, border = 0;
+    std::array<int, 4> mask_rect{};  // x, y, w, h: fills columns x..x+w-1, rows y..y+h-1
+    std::string crop_interpolation, paste_interpolation, color_order, layout;
+};
+
+struct AudioConfig {
+    std::string mode;
+    std::vector<int> per_frame_shape;  // one video frame's slice of the feature array
+    int fps = 0;
+    int window_before = 0, window_after = 0;  // frames i-before … i+after-1
+    std::vector<int> input_shape;              // the network's audio input, without batch
+    int per_frame_size() const;
+    int window_frames() const { return window_before + window_after; }
+};
+
+struct Artifact {
+    std::string file, engine, variant, sha256;
+};
+
+struct Manifest {
+    static constexpr const char* kSchema = "dhm.manifest/1";
+
+    std::string generator_arch, generator_mode;
+    std::vector<int> widths;
+    std::vector<TensorInfo> inputs, outputs;
+    PreprocessConfig preprocess;
+    AudioConfig audio;
+    std::vector<Artifact> artifacts;
+
+    // Parse and check: unknown schema, missing fields, inconsistent shapes or constants
+    // this core cannot honour raise dhm::Error with one clear line.
+    static Manifest parse(const std::string& json_text);
+    static Manifest load(const std::string& path);
+
+    const TensorInfo& input(const std::string& name) const;
+    const TensorInfo& face_input() const { return inputs.at(0); }
+    const TensorInfo& audio_input() const { return inputs.at(1); }
+    const TensorInfo& output() const { return outputs.at(0); }
+    const Artifact* artifact(const std::string& file) const;
+};
+
+std::string read_text_file(const std::string& path);
+size_t element_count(const std::vector<int>& shape);
+std::string shape_str(const std::vector<int>& shape);
+
+}  // namespace dhm

@@ -1,0 +1,55 @@
+#include "dhm/engine.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "dhm/error.hpp"
+
+namespace dhm {
+
+void check_engine(const Engine& engine, const Manifest& m) {
+    auto check = [&](const std::vector<TensorInfo>& got, const std::vector<TensorInfo>& want, const char* what) {
+        for (const auto& w : want) {
+            bool found = false;
+            for (const auto& g : got) {
+                if (g.name != w.name) continue;
+                found = true;
+                if (g.shape != w.shape)
+                    throw Error(engine.describe() + ": " + what + " '" + w.name + "' is " + shape_str(g.shape) + ", the manifest says " + shape_str(w.shape));
+            }
+            if (!found) throw Error(engine.describe() + ": no " + what + " named '" + w.name + "' (the manifest's)");
+        }
+    };
+    check(engine.inputs(), m.inputs, "input");
+    check(engine.outputs(), m.outputs, "output");
+}
+
+ReplayEngine::ReplayEngine(const Manifest& m, std::vector<Record> records, float tolerance)
+    : inputs_(m.inputs), outputs_(m.outputs), records_(std::move(records)), tolerance_(tolerance) {
+    if (records_.empty()) throw Error("replay engine: no recorded runs");
+}
+
+TensorMap ReplayEngine::run(const TensorMap& inputs) {
+    float best = std::numeric_limits<float>::infinity();
+    const Record* match = nullptr;
+    for (const auto& r : records_) {
+        float worst = 0.f;
+        for (const auto& info : inputs_) {
+            auto a = inputs.find(info.name);
+            auto b = r.inputs.find(info.name);
+            if (a == inputs.end()) throw Error("replay engine: missing input '" + info.name + "'");
+            if (b == r.inputs.end() || a->second.data.size() != b->second.data.size()) {
+                worst = std::numeric_limits<float>::infinity();
+                break;
+            }
+            for (size_t i = 0; i < a->second.data.size(); ++i) worst = std::max(worst, std::fabs(a->second.data[i] - b->second.data[i]));
+        }
+        if (worst < best) best = worst, match = &r;
+    }
+    last_diff_ = best;
+    if (match == nullptr || best > tolerance_)
+        throw Error("replay engine: no recorded run has these inputs (closest differs by " + std::to_string(best) + ")");
+    return match->outputs;
+}
+
+}  // namespace dhm

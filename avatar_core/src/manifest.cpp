@@ -1,0 +1,133 @@
+#include "dhm/manifest.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include "dhm/error.hpp"
+
+namespace dhm {
+
+std::string read_text_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+size_t element_count(const std::vector<int>& shape) {
+    size_t n = 1;
+    for (int d : shape) n *= static_cast<size_t>(d);
+    return n;
+}
+
+std::string shape_str(const std::vector<int>& shape) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+    return s + "]";
+}
+
+int AudioConfig::per_frame_size() const { return static_cast<int>(element_count(per_frame_shape)); }
+
+static std::vector<TensorInfo> tensors(const Json& list, const char* what) {
+    std::vector<TensorInfo> out;
+    for (size_t i = 0; i < list.size(); ++i) {
+        const Json& t = list.at(i);
+        out.push_back({t.at("name").str("tensor name"), t.at("shape").int_list(what)});
+    }
+    return out;
+}
+
+Manifest Manifest::parse(const std::string& json_text) {
+    Json root = Json::parse(json_text);
+    const std::string& schema = root.at("schema").str("schema");
+    if (schema != kSchema) throw Error("manifest: schema '" + schema + "', this app reads '" + kSchema + "'");
+    Manifest m;
+    const Json& gen = root.at("generator");
+    m.generator_arch = gen.at("arch").str("generator.arch");
+    m.generator_mode = gen.at("mode").str("generator.mode");
+    m.widths = gen.at("widths").int_list("generator.widths");
+    m.inputs = tensors(root.at("io").at("inputs"), "io.inputs shape");
+    m.outputs = tensors(root.at("io").at("outputs"), "io.outputs shape");
+
+    const Json& pre = root.at("preprocess");
+    PreprocessConfig& p = m.preprocess;
+    p.lm_left = pre.at("landmarks").at("left").integer("preprocess.landmarks.left");
+    p.lm_right = pre.at("landmarks").at("right").integer("preprocess.landmarks.right");
+    p.lm_top = pre.at("landmarks").at("top").integer("preprocess.landmarks.top");
+    p.crop_size = pre.at("crop_size").integer("preprocess.crop_size");
+    p.inner_size = pre.at("inner_size").integer("preprocess.inner_size");
+    p.border = pre.at("border").integer("preprocess.border");
+    std::vector<int> rect = pre.at("mask_rect").int_list("preprocess.mask_rect");
+    if (rect.size() != 4) throw Error("manifest: preprocess.mask_rect must hold x, y, w, h");
+    for (int i = 0; i < 4; ++i) p.mask_rect[i] = rect[i];
+    p.crop_interpolation = pre.at("crop_interpolation").str("preprocess.crop_interpolation");
+    p.paste_interpolation = pre.at("paste_interpolation").str("preprocess.paste_interpolation");
+    p.color_order = pre.at("color_order").str("preprocess.color_order");
+    p.layout = pre.at("layout").str("preprocess.layout");
+
+    const Json& au = root.at("audio");
+    AudioConfig& a = m.audio;
+    a.mode = au.at("mode").str("audio.mode");
+    a.per_frame_shape = au.at("per_frame_shape").int_list("audio.per_frame_shape");
+    a.fps = au.at("fps").integer("audio.fps");
+    a.window_before = au.at("window_before").integer("audio.window_before");
+    a.window_after = au.at("window_after").integer("audio.window_after");
+    a.input_shape = au.at("input_shape").int_list("audio.input_shape");
+
+    if (root.has("artifacts")) {
+        const Json& arts = root.at("artifacts");
+        for (size_t i = 0; i < arts.size(); ++i) {
+            const Json& x = arts.at(i);
+            m.artifacts.push_back({x.at("file").str("artifact file"), x.at("engine").str("artifact engine"),
+                                   x.at("variant").str("artifact variant"), x.has("sha256") ? x.at("sha256").str("sha256") : ""});
+        }
+    }
+
+    // What this core implements; anything else is refused here, not mis-rendered later.
+    for (const std::string* interp : {&p.crop_interpolation, &p.paste_interpolation})
+        if (*interp != "linear") throw Error("manifest: interpolation '" + *interp + "' is not supported (linear only)");
+    if (p.color_order != "BGR" || p.layout != "NCHW") throw Error("manifest: only BGR NCHW models are supported");
+    if (p.border < 0 || p.inner_size + 2 * p.border != p.crop_size)
+        throw Error("manifest: crop_size must equal inner_size + 2*border");
+    if (p.mask_rect[0] < 0 || p.mask_rect[1] < 0 || p.mask_rect[0] + p.mask_rect[2] > p.inner_size ||
+        p.mask_rect[1] + p.mask_rect[3] > p.inner_size)
+        throw Error("manifest: mask_rect lies outside the inner crop");
+    if (m.inputs.size() != 2 || m.outputs.size() != 1) throw Error("manifest: expected inputs (face, audio) and one output");
+    const std::vector<int> face = {1, 6, p.inner_size, p.inner_size};
+    if (m.inputs[0].shape != face)
+        throw Error("manifest: face input " + m.inputs[0].name + " is " + shape_str(m.inputs[0].shape) + ", expected " + shape_str(face));
+    std::vector<int> audio = {1};
+    audio.insert(audio.end(), a.input_shape.begin(), a.input_shape.end());
+    if (m.inputs[1].shape != audio)
+        throw Error("manifest: audio input " + m.inputs[1].name + " is " + shape_str(m.inputs[1].shape) + ", audio.input_shape says " + shape_str(audio));
+    if (element_count(a.input_shape) != static_cast<size_t>(a.per_frame_size()) * a.window_frames())
+        throw Error("manifest: audio window of " + std::to_string(a.window_frames()) + " frames of " + shape_str(a.per_frame_shape) +
+                    " does not fill " + shape_str(a.input_shape));
+    const std::vector<int> out = {1, 3, p.inner_size, p.inner_size};
+    if (m.outputs[0].shape != out) throw Error("manifest: output is " + shape_str(m.outputs[0].shape) + ", expected " + shape_str(out));
+    if (a.mode != m.generator_mode) throw Error("manifest: audio.mode and generator.mode disagree");
+    return m;
+}
+
+Manifest Manifest::load(const std::string& path) {
+    try {
+        return parse(read_text_file(path));
+    } catch (const Error& e) {
+        throw Error(path + ": " + e.what());
+    }
+}
+
+const TensorInfo& Manifest::input(const std::string& name) const {
+    for (const auto& t : inputs)
+        if (t.name == name) return t;
+    throw Error("manifest: no input named '" + name + "'");
+}
+
+const Artifact* Manifest::artifact(const std::string& file) const {
+    for (const auto& a : artifacts)
+        if (a.file == file) return &a;
+    return nullptr;
+}
+
+}  // namespace dhm

@@ -1,0 +1,173 @@
+// The core against golden vectors from dhm.runtime_py (`dhm golden`): from the same frame,
+// landmarks and features the core must build the same network inputs and, with the
+// engine's recorded outputs replayed (ReplayEngine: outputs recorded from the real MNN
+// Python runtime), paste the same frame: bit-exact or within 1 LSB.
+//
+//   golden_test GOLDEN_DIR        exit 0 when every case holds; prints the figures
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dhm/avatar.hpp"
+#include "dhm/error.hpp"
+#include "dhm/golden.hpp"
+#include "dhm/schedule.hpp"
+
+using namespace dhm;
+
+static int failures = 0;
+#define EXPECT(cond, ...)                                  \
+    do {                                                   \
+        if (!(cond)) {                                     \
+            ++failures;                                    \
+            std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+            std::printf(__VA_ARGS__);                      \
+            std::printf("\n");                             \
+        }                                                  \
+    } while (0)
+
+template <typename F>
+static std::string error_of(F&& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+struct Compare {
+    double max_abs = 0;
+    size_t differing = 0, total = 0;
+};
+
+static Compare compare(const std::vector<float>& a, const std::vector<float>& b) {
+    Compare c;
+    c.total = a.size();
+    if (a.size() != b.size()) return {1e9, a.size(), a.size()};
+    for (size_t i = 0; i < a.size(); ++i) {
+        double d = std::fabs(static_cast<double>(a[i]) - b[i]);
+        if (d > 0) ++c.differing;
+        if (d > c.max_abs) c.max_abs = d;
+    }
+    return c;
+}
+
+static Compare compare(const Image& a, const Image& b) {
+    Compare c;
+    c.total = a.data.size();
+    if (a.width != b.width || a.height != b.height || a.data.size() != b.data.size()) return {1e9, c.total, c.total};
+    for (size_t i = 0; i < a.data.size(); ++i) {
+        int d = std::abs(static_cast<int>(a.data[i]) - b.data[i]);
+        if (d > 0) ++c.differing;
+        if (d > c.max_abs) c.max_abs = d;
+    }
+    return c;
+}
+
+static void test_manifest_checks(const std::string& text) {
+    EXPECT(error_of([&] { Manifest::parse(text); }).empty(), "the golden manifest must parse");
+    auto replaced = [&](const std::string& from, const std::string& to) {
+        std::string t = text;
+        size_t at = t.find(from);
+        if (at != std::string::npos) t.replace(at, from.size(), to);
+        return t;
+    };
+    std::string e = error_of([&] { Manifest::parse(replaced("dhm.manifest/1", "dhm.manifest/9")); });
+    EXPECT(e.find("schema 'dhm.manifest/9'") != std::string::npos, "wrong schema: got '%s'", e.c_str());
+    e = error_of([&] { Manifest::parse(replaced("\"crop_interpolation\": \"linear\"", "\"crop_interpolation\": \"area\"")); });
+    EXPECT(e.find("interpolation 'area' is not supported") != std::string::npos, "interpolation: got '%s'", e.c_str());
+    e = error_of([&] { Manifest::parse(replaced("\"crop_size\": 168", "\"crop_size\": 170")); });
+    EXPECT(e.find("crop_size must equal") != std::string::npos, "crop size: got '%s'", e.c_str());
+    e = error_of([&] { Manifest::parse(text.substr(0, text.size() / 2)); });
+    EXPECT(e.find("manifest JSON") != std::string::npos, "truncated: got '%s'", e.c_str());
+}
+
+static void test_schedule() {
+    const std::vector<int> want = {1, 2, 3, 2, 1, 0, 1, 2, 3, 2};  // Ultralight's inference order
+    EXPECT(pingpong(4, 10) == want, "ping-pong order");
+    EXPECT(pingpong(1, 3) == std::vector<int>({0, 0, 0}), "single frame");
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        std::fprintf(stderr, "usage: golden_test GOLDEN_DIR\n");
+        return 2;
+    }
+    const std::string dir = argv[1];
+    try {
+        const std::string manifest_text = read_text_file(dir + "/manifest.json");
+        Manifest m = Manifest::parse(manifest_text);
+        test_manifest_checks(manifest_text);
+        test_schedule();
+
+        Tensor features = read_f32(dir + "/features.f32");
+        const int n_feat = features.shape.at(0);
+        std::vector<std::pair<int, int>> cases;
+        {
+            std::ifstream in(dir + "/cases.txt");
+            int i, r;
+            while (in >> i >> r) cases.push_back({i, r});
+        }
+        EXPECT(!cases.empty(), "no cases");
+
+        // The replay engine gets the recorded runs; the session checks it against the manifest.
+        std::vector<ReplayEngine::Record> records;
+        for (auto [i, r] : cases) {
+            ReplayEngine::Record rec;
+            for (const auto& t : m.inputs) rec.inputs[t.name] = read_f32(dir + "/" + t.name + "_" + std::to_string(i) + ".f32");
+            for (const auto& t : m.outputs) rec.outputs[t.name] = read_f32(dir + "/" + t.name + "_" + std::to_string(i) + ".f32");
+            records.push_back(std::move(rec));
+        }
+        AvatarSession session(m, std::unique_ptr<Engine>(new ReplayEngine(m, records)));
+
+        PingPong schedule(0);
+        double worst_face = 0, worst_frame = 0;
+        size_t face_diff = 0, face_total = 0, frame_diff = 0, frame_total = 0;
+        for (auto [i, r] : cases) {
+            ReferenceFrame ref{read_u8(dir + "/ref_" + std::to_string(r) + ".u8"),
+                               parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(r) + ".lms"))};
+            TensorMap in = session.prepare(ref, features.data.data(), n_feat, i, nullptr, nullptr);
+            for (const auto& t : m.inputs) {
+                Tensor want = read_f32(dir + "/" + t.name + "_" + std::to_string(i) + ".f32");
+                Compare c = compare(in.at(t.name).data, want.data);
+                EXPECT(in.at(t.name).shape == want.shape, "case %d: %s shape", i, t.name.c_str());
+                if (t.name == m.face_input().name) {
+                    // within 1 LSB of an 8-bit pixel
+                    EXPECT(c.max_abs <= 1.0 / 255.0 + 1e-6, "case %d: face input differs by %.6f (> 1 LSB)", i, c.max_abs);
+                    worst_face = std::max(worst_face, c.max_abs);
+                    face_diff += c.differing;
+                    face_total += c.total;
+                } else {
+                    EXPECT(c.max_abs == 0, "case %d: audio window differs by %g (must be exact)", i, c.max_abs);
+                }
+            }
+            Image frame = session.render(ref, features.data.data(), n_feat, i);
+            Compare c = compare(frame, read_u8(dir + "/pasted_" + std::to_string(i) + ".u8"));
+            EXPECT(c.max_abs <= 1, "case %d: pasted frame differs by %g LSB (> 1)", i, c.max_abs);
+            worst_frame = std::max(worst_frame, c.max_abs);
+            frame_diff += c.differing;
+            frame_total += c.total;
+        }
+        const StageTimes& t = session.times();
+        std::printf("golden cases: %zu\n", cases.size());
+        std::printf("face input: max abs %.6f, %.4f%% of values differ\n", worst_face, 100.0 * face_diff / std::max<size_t>(1, face_total));
+        std::printf("pasted frame: max %g LSB, %.4f%% of bytes differ\n", worst_frame, 100.0 * frame_diff / std::max<size_t>(1, frame_total));
+        std::printf("per frame: crop %.3f ms, pack %.3f ms, paste %.3f ms\n", t.per_frame_ms(1), t.per_frame_ms(2), t.per_frame_ms(4));
+
+        // An engine that disagrees with the manifest is refused.
+        Manifest other = m;
+        other.inputs[1].shape.back() += 1;
+        std::string e = error_of([&] { AvatarSession bad(m, std::unique_ptr<Engine>(new ReplayEngine(other, records))); });
+        EXPECT(e.find("the manifest says") != std::string::npos, "engine/manifest mismatch: got '%s'", e.c_str());
+    } catch (const Error& e) {
+        std::printf("FAIL: %s\n", e.what());
+        return 1;
+    }
+    std::printf(failures ? "FAILED (%d)\n" : "OK\n", failures);
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,168 @@
+"""Golden vectors for native ports of the pipeline, and the asset bundle the demo apps ship.
+
+`write_golden` runs `AvatarPipeline` (the reference runtime) with a real engine and
+records, per output frame: the reference frame (decoded, raw BGR), its landmarks, the
+network inputs the pipeline built, the engine's outputs and the pasted frame. The C++
+core, the JNI glue and the Objective-C++ bridge must reproduce the inputs and the
+pasted frame from the same frame, landmarks and features (bit-exact or within 1 LSB).
+
+Files (little-endian): `*.u8` = int32 h, w, c + bytes; `*.f32` = int32 ndim, dims + float32.
+`cases.txt` lists "index reference" per case; `manifest.json` is the model's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import wave
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dhm.errors import DatasetError, SpecError
+
+
+def write_u8(path: Path, img: np.ndarray) -> None:
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    if img.ndim != 3:
+        raise ValueError("expected an HWC image")
+    with open(path, "wb") as f:
+        f.write(np.asarray(img.shape, dtype="<i4").tobytes())
+        f.write(img.tobytes())
+
+
+def write_f32(path: Path, arr: np.ndarray) -> None:
+    arr = np.ascontiguousarray(arr, dtype="<f4")
+    with open(path, "wb") as f:
+        f.write(np.asarray([arr.ndim, *arr.shape], dtype="<i4").tobytes())
+        f.write(arr.tobytes())
+
+
+def read_f32(path: Path) -> np.ndarray:
+    raw = Path(path).read_bytes()
+    nd = int(np.frombuffer(raw[:4], "<i4")[0])
+    shape = tuple(int(v) for v in np.frombuffer(raw[4 : 4 + 4 * nd], "<i4"))
+    return np.frombuffer(raw[4 + 4 * nd :], "<f4").reshape(shape)
+
+
+class _Recording:
+    """An engine wrapper that keeps every input and output (for the replay engine)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.calls: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.engine.run(inputs)
+        self.calls.append(({k: np.array(v) for k, v in inputs.items()}, {k: np.array(v) for k, v in out.items()}))
+        return out
+
+
+def _manifest_beside(model: Path) -> Path:
+    from dhm.manifest import MANIFEST_FILE
+
+    m = model.parent / MANIFEST_FILE
+    if not m.is_file():
+        raise SpecError(f"{model}: no {MANIFEST_FILE} beside it; pass a model from a `dhm export` folder")
+    return m
+
+
+def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: int = 6, threads: int = 1) -> dict[str, Any]:
+    from dhm.data.dataset import open_dataset
+    from dhm.data.preprocess import audio_window
+    from dhm.io import atomic_dir
+    from dhm.manifest import read_manifest
+    from dhm.runtime_py.backends import load
+    from dhm.runtime_py.pipeline import AvatarPipeline, pingpong
+
+    model = Path(model)
+    manifest_path = _manifest_beside(model)
+    manifest = read_manifest(manifest_path)
+    mode = manifest["generator"]["mode"]
+    ds = open_dataset(data, mode=mode)
+    if frames < 1 or frames > ds.n_frames:
+        raise DatasetError(f"{data}: cannot take {frames} golden frames from {ds.n_frames}")
+    feats = ds.audio(mode)[: frames + 8]
+    engine = _Recording(load(model, threads=threads))
+    pipe = AvatarPipeline(engine, ds, mode)
+    refs = pingpong(ds.n_frames, frames)
+    with atomic_dir(out, replace=True) as tmp:
+        shutil.copy(manifest_path, tmp / "manifest.json")
+        write_f32(tmp / "features.f32", feats)
+        cases = []
+        for i, ref in enumerate(refs):
+            frame = pipe.render(ref, audio_window(feats, i, pipe.mode))
+            inputs, outputs = engine.calls[-1]
+            write_u8(tmp / f"ref_{ref}.u8", ds.frame(ref))
+            shutil.copy(ds.root / "landmarks" / f"{ref}.lms", tmp / f"ref_{ref}.lms")
+            for name, value in inputs.items():
+                write_f32(tmp / f"{name}_{i}.f32", value)
+            for name, value in outputs.items():
+                write_f32(tmp / f"{name}_{i}.f32", value)
+            write_u8(tmp / f"pasted_{i}.u8", frame)
+            cases.append((i, ref))
+        (tmp / "cases.txt").write_text("".join(f"{i} {r}\n" for i, r in cases))
+        (tmp / "README.txt").write_text(
+            f"Golden vectors from dhm.runtime_py for {model.name} ({engine.engine.backend}, {mode}).\n"
+            "Per case i with reference frame r: ref_r.u8 (decoded frame, HWC BGR), ref_r.lms, "
+            "<input>_i.f32 (network inputs), <output>_i.f32 (recorded outputs), pasted_i.u8 (the output frame).\n"
+        )
+    return {"out": str(out), "cases": len(cases), "engine": engine.engine.backend}
+
+
+def write_app_assets(export_dir: str | Path, data: str | Path, out: str | Path, variant: str = "fp16", frames: int = 100) -> dict[str, Any]:
+    """Everything a demo app embeds: the model and its manifest, and a short clip (reference
+    frames as JPEG, their landmarks, the clip's features as .f32, the clip's audio as WAV)."""
+    from dhm.data.dataset import open_dataset
+    from dhm.io import atomic_dir
+    from dhm.manifest import MANIFEST_FILE, read_manifest
+
+    export_dir = Path(export_dir)
+    manifest = read_manifest(export_dir / MANIFEST_FILE)
+    arts = [a for a in manifest["artifacts"] if a["engine"] == "mnn" and a["variant"] == variant]
+    if not arts:
+        have = sorted({a["variant"] for a in manifest["artifacts"] if a["engine"] == "mnn"})
+        raise SpecError(f"{export_dir}: no MNN {variant} model (MNN variants there: {', '.join(have) or 'none'})")
+    mode = manifest["generator"]["mode"]
+    ds = open_dataset(data, mode=mode)
+    n = min(frames, ds.n_frames)
+    if n < 2:
+        raise DatasetError(f"{data}: too few frames for a clip")
+    feats = ds.audio(mode)[:n]
+    with atomic_dir(out, replace=True) as tmp:
+        shutil.copy(export_dir / arts[0]["file"], tmp / "model.mnn")
+        m = dict(manifest)
+        m["artifacts"] = [dict(arts[0], file="model.mnn")]
+        (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
+        clip = tmp / "clip"
+        clip.mkdir()
+        for i in range(n):
+            shutil.copy(ds.image_path(i), clip / f"{i}.jpg")
+            shutil.copy(ds.root / "landmarks" / f"{i}.lms", clip / f"{i}.lms")
+        write_f32(clip / "features.f32", feats)
+        wav = ds.wav_path
+        if wav is not None:
+            _cut_wav(wav, clip / "audio.wav", n / ds_fps(mode))
+        (clip / "clip.json").write_text(json.dumps({"frames": n, "fps": ds_fps(mode), "mode": mode,
+                                                    "audio": wav is not None}, indent=2) + "\n")
+    return {"out": str(out), "frames": n, "model": arts[0]["file"], "variant": variant}
+
+
+def ds_fps(mode: str) -> int:
+    from dhm.spec import audio_mode
+
+    return audio_mode(mode).fps
+
+
+def _cut_wav(src: Path, dst: Path, seconds: float) -> None:
+    with wave.open(str(src), "rb") as r:
+        params = r.getparams()
+        data = r.readframes(min(r.getnframes(), int(seconds * r.getframerate())))
+    with wave.open(str(dst), "wb") as w:
+        w.setparams(params)
+        w.writeframes(data)
