@@ -1,0 +1,118 @@
+// JNI glue between ai.dhm.demo.DhmNative (Java, called from the Kotlin UI) and the dhm
+// avatar core. Every dhm::Error becomes a Java IllegalArgumentException carrying its one
+// line; nothing here knows about MNN beyond dhm::open_engine.
+#include <jni.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dhm/avatar.hpp"
+#include "dhm/engines.hpp"
+#include "dhm/error.hpp"
+#include "dhm/schedule.hpp"
+
+namespace {
+
+struct Handle {
+    std::unique_ptr<dhm::AvatarSession> session;
+    std::vector<int> references;  // the ping-pong schedule, grown on demand
+    int n_images = 0;
+};
+
+void throw_java(JNIEnv* env, const char* message) {
+    jclass cls = env->FindClass("java/lang/IllegalArgumentException");
+    if (cls != nullptr) env->ThrowNew(cls, message);
+}
+
+std::string to_string(JNIEnv* env, jstring s) {
+    if (s == nullptr) return "";
+    const char* chars = env->GetStringUTFChars(s, nullptr);
+    std::string out(chars);
+    env->ReleaseStringUTFChars(s, chars);
+    return out;
+}
+
+Handle* handle(jlong h) { return reinterpret_cast<Handle*>(h); }
+
+}  // namespace
+
+extern "C" {
+
+JNIEXPORT jlong JNICALL Java_ai_dhm_demo_DhmNative_nativeOpen(JNIEnv* env, jclass, jstring manifest_json, jstring model_path,
+                                                               jint n_images, jint threads, jboolean fp16) {
+    try {
+        dhm::Manifest manifest = dhm::Manifest::parse(to_string(env, manifest_json));
+        dhm::EngineOptions options;
+        options.threads = threads;
+        options.fp16 = fp16 == JNI_TRUE;
+        auto engine = dhm::open_engine(to_string(env, model_path), manifest, options);
+        auto h = std::make_unique<Handle>();
+        h->session = std::make_unique<dhm::AvatarSession>(std::move(manifest), std::move(engine));
+        h->n_images = n_images;
+        return reinterpret_cast<jlong>(h.release());
+    } catch (const std::exception& e) {
+        throw_java(env, e.what());
+        return 0;
+    }
+}
+
+JNIEXPORT jint JNICALL Java_ai_dhm_demo_DhmNative_nativeReference(JNIEnv*, jclass, jlong h, jint index) {
+    Handle* s = handle(h);
+    if (static_cast<size_t>(index) >= s->references.size())
+        s->references = dhm::pingpong(s->n_images, std::max<int>(index + 1, 2 * static_cast<int>(s->references.size())));
+    return s->references[static_cast<size_t>(index)];
+}
+
+JNIEXPORT jbyteArray JNICALL Java_ai_dhm_demo_DhmNative_nativeRender(JNIEnv* env, jclass, jlong h, jbyteArray bgr, jint width,
+                                                                      jint height, jstring landmarks, jfloatArray features,
+                                                                      jint n_feature_frames, jint index, jdouble load_ms) {
+    try {
+        dhm::ReferenceFrame ref;
+        ref.image = dhm::Image(width, height, 3);
+        if (env->GetArrayLength(bgr) != static_cast<jsize>(ref.image.data.size())) throw dhm::Error("frame bytes do not match width x height x 3");
+        env->GetByteArrayRegion(bgr, 0, static_cast<jsize>(ref.image.data.size()), reinterpret_cast<jbyte*>(ref.image.data.data()));
+        ref.landmarks = dhm::parse_landmarks(to_string(env, landmarks));
+        const jsize n_values = env->GetArrayLength(features);
+        const auto& audio = handle(h)->session->manifest().audio;
+        if (n_values != static_cast<jsize>(n_feature_frames) * audio.per_frame_size())
+            throw dhm::Error("features hold " + std::to_string(n_values) + " values, not " + std::to_string(n_feature_frames) + " frames of " +
+                             dhm::shape_str(audio.per_frame_shape));
+        jfloat* f = env->GetFloatArrayElements(features, nullptr);
+        dhm::Image out;
+        try {
+            out = handle(h)->session->render(ref, f, n_feature_frames, index, load_ms);
+        } catch (...) {
+            env->ReleaseFloatArrayElements(features, f, JNI_ABORT);
+            throw;
+        }
+        env->ReleaseFloatArrayElements(features, f, JNI_ABORT);
+        jbyteArray result = env->NewByteArray(static_cast<jsize>(out.data.size()));
+        env->SetByteArrayRegion(result, 0, static_cast<jsize>(out.data.size()), reinterpret_cast<const jbyte*>(out.data.data()));
+        return result;
+    } catch (const std::exception& e) {
+        throw_java(env, e.what());
+        return nullptr;
+    }
+}
+
+// Per-frame milliseconds of load, crop, pack, infer, paste, then frames per second.
+JNIEXPORT jdoubleArray JNICALL Java_ai_dhm_demo_DhmNative_nativeStageTimes(JNIEnv* env, jclass, jlong h) {
+    const dhm::StageTimes& t = handle(h)->session->times();
+    double values[dhm::StageTimes::kStages + 1];
+    for (int i = 0; i < dhm::StageTimes::kStages; ++i) values[i] = t.per_frame_ms(i);
+    values[dhm::StageTimes::kStages] = t.fps();
+    jdoubleArray out = env->NewDoubleArray(dhm::StageTimes::kStages + 1);
+    env->SetDoubleArrayRegion(out, 0, dhm::StageTimes::kStages + 1, values);
+    return out;
+}
+
+JNIEXPORT jstring JNICALL Java_ai_dhm_demo_DhmNative_nativeDescribe(JNIEnv* env, jclass, jlong h) {
+    const dhm::Manifest& m = handle(h)->session->manifest();
+    std::string text = m.generator_arch + "/" + m.generator_mode + " " + dhm::shape_str(m.widths) + " on " + handle(h)->session->engine().describe();
+    return env->NewStringUTF(text.c_str());
+}
+
+JNIEXPORT void JNICALL Java_ai_dhm_demo_DhmNative_nativeClose(JNIEnv*, jclass, jlong h) { delete handle(h); }
+
+}  // extern "C"

@@ -1,0 +1,114 @@
+package ai.dhm.demo;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.List;
+
+/**
+ * The JNI glue on the JVM, without Android: libdhm_jni.so built for this host (core without
+ * MNN, so the model path is a golden folder whose recorded MNN outputs are replayed) driven
+ * exactly as MainActivity drives it. Usage: java -Djava.library.path=LIB ai.dhm.demo.DhmNativeHostTest GOLDEN_DIR
+ */
+public final class DhmNativeHostTest {
+    private static int failures = 0;
+
+    private static void expect(boolean ok, String what) {
+        if (!ok) {
+            failures++;
+            System.out.println("FAIL: " + what);
+        }
+    }
+
+    private static ByteBuffer read(Path p) throws IOException {
+        return ByteBuffer.wrap(Files.readAllBytes(p)).order(ByteOrder.LITTLE_ENDIAN);
+    }
+
+    /** A *.u8 file: int32 h, w, c, then bytes. Returns {h, w} and fills the bytes. */
+    private static byte[] readU8(Path p, int[] hw) throws IOException {
+        ByteBuffer b = read(p);
+        hw[0] = b.getInt();
+        hw[1] = b.getInt();
+        int c = b.getInt();
+        byte[] data = new byte[hw[0] * hw[1] * c];
+        b.get(data);
+        return data;
+    }
+
+    /** A *.f32 file: int32 ndim, dims, then floats. Returns the values; dims[0] goes to first[0]. */
+    private static float[] readF32(Path p, int[] first) throws IOException {
+        ByteBuffer b = read(p);
+        int nd = b.getInt();
+        int n = 1;
+        for (int i = 0; i < nd; i++) {
+            int d = b.getInt();
+            if (i == 0) first[0] = d;
+            n *= d;
+        }
+        float[] out = new float[n];
+        b.asFloatBuffer().get(out);
+        return out;
+    }
+
+    public static void main(String[] args) throws IOException {
+        Path dir = Paths.get(args[0]);
+        String manifest = new String(Files.readAllBytes(dir.resolve("manifest.json")), StandardCharsets.UTF_8);
+        int[] nFeat = new int[1];
+        float[] features = readF32(dir.resolve("features.f32"), nFeat);
+        List<String> cases = Files.readAllLines(dir.resolve("cases.txt"));
+        int images = Integer.parseInt(args.length > 1 ? args[1] : "0");
+
+        long h = DhmNative.nativeOpen(manifest, dir.toString(), images, 1, false);
+        expect(DhmNative.nativeDescribe(h).contains("replay"), "describe names the engine: " + DhmNative.nativeDescribe(h));
+        int worst = 0;
+        for (String line : cases) {
+            if (line.isBlank()) continue;
+            String[] f = line.trim().split("\\s+");
+            int index = Integer.parseInt(f[0]);
+            int reference = Integer.parseInt(f[1]);
+            if (images > 0) expect(DhmNative.nativeReference(h, index) == reference, "ping-pong reference of frame " + index);
+            int[] hw = new int[2];
+            byte[] bgr = readU8(dir.resolve("ref_" + reference + ".u8"), hw);
+            String lms = new String(Files.readAllBytes(dir.resolve("ref_" + reference + ".lms")), StandardCharsets.UTF_8);
+            byte[] out = DhmNative.nativeRender(h, bgr, hw[1], hw[0], lms, features, nFeat[0], index, 0.0);
+            byte[] want = readU8(dir.resolve("pasted_" + index + ".u8"), new int[2]);
+            expect(out.length == want.length, "frame size");
+            for (int i = 0; i < Math.min(out.length, want.length); i++) worst = Math.max(worst, Math.abs((out[i] & 0xff) - (want[i] & 0xff)));
+        }
+        expect(worst <= 1, "pasted frames within 1 LSB of runtime_py (worst " + worst + ")");
+        double[] t = DhmNative.nativeStageTimes(h);
+        expect(t.length == 6 && t[1] > 0 && t[5] > 0, "stage timings");
+        StringBuilder timing = new StringBuilder();
+        for (int i = 0; i < 5; i++) timing.append(String.format("%s %.3f ms  ", DhmNative.STAGES[i], t[i]));
+        System.out.println("per frame: " + timing + String.format("= %.1f fps", t[5]));
+        System.out.println("pasted frames: worst difference " + worst + " LSB over " + cases.size() + " cases");
+
+        // Errors cross the boundary as one-line exceptions.
+        try {
+            byte[] tooShort = new byte[10];
+            DhmNative.nativeRender(h, tooShort, 5, 5, "1 2\n", features, nFeat[0], 0, 0.0);
+            expect(false, "a wrong-size frame must throw");
+        } catch (IllegalArgumentException e) {
+            expect(e.getMessage().contains("frame bytes do not match width x height x 3"), "wrong input message: " + e.getMessage());
+        }
+        DhmNative.nativeClose(h);
+        try {
+            DhmNative.nativeOpen(manifest.replace("dhm.manifest/1", "dhm.manifest/7"), dir.toString(), images, 1, false);
+            expect(false, "a manifest of another schema must be refused");
+        } catch (IllegalArgumentException e) {
+            expect(e.getMessage().contains("schema 'dhm.manifest/7'"), "schema message: " + e.getMessage());
+        }
+        try {
+            DhmNative.nativeOpen(manifest, dir.resolve("model.mnn").toString(), images, 1, false);
+            expect(false, "a host build has no MNN engine");
+        } catch (IllegalArgumentException e) {
+            expect(e.getMessage().contains("no MNN engine"), "no-MNN message: " + e.getMessage());
+        }
+        System.out.println(failures == 0 ? "OK" : "FAILED (" + failures + ")");
+        System.exit(failures == 0 ? 0 : 1);
+    }
+}

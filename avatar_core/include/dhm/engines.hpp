@@ -1,0 +1,24 @@
+// Choosing the engine for a model path: MNN when the core is built with it; without MNN
+// (host builds of the JNI glue and the Objective-C++ bridge, for their tests) a folder of
+// golden vectors is replayed (ReplayEngine), and anything else is refused clearly.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "dhm/engine.hpp"
+
+namespace dhm {
+
+struct EngineOptions {
+    int threads = 2;
+    bool fp16 = false;
+    std::string backend = "cpu";
+};
+
+std::unique_ptr<Engine> open_engine(const std::string& model_path, const Manifest& manifest, const EngineOptions& options);
+
+// The recorded runs of a golden folder (`dhm golden`), for a ReplayEngine.
+std::vector<ReplayEngine::Record> read_golden_records(const std::string& dir, const Manifest& manifest);
+
+}  // namespace dhm
