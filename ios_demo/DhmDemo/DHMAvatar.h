@@ -1,0 +1,43 @@
+// Objective-C face of the dhm avatar core for Swift (through DhmDemo-Bridging-Header.h).
+// Plain Foundation types and no Objective-C literals, generics or nullability keywords, so
+// the same bridge compiles with Xcode (clang, ARC) and, for CI, with gobjc++ and GNUstep.
+// Swift imports the NSError** methods as `throws`.
+#import <Foundation/Foundation.h>
+
+extern NSString *const DHMErrorDomain;
+
+@interface DHMAvatar : NSObject {
+  @private
+    void *_state;  // the C++ session (DHMState in DHMAvatar.mm); GCC needs ivars declared here
+}
+
+/// Opens a session: the manifest `dhm export` wrote, the model (.mnn), the clip's frame count.
+/// Returns nil and sets `error` (one line: bad manifest, engine mismatch, missing MNN) on failure.
+- (id)initWithManifestPath:(NSString *)manifestPath
+                                    modelPath:(NSString *)modelPath
+                                   imageCount:(NSInteger)imageCount
+                                      threads:(NSInteger)threads
+                                         fp16:(BOOL)fp16
+                                        error:(NSError **)error;
+
+/// The reference frame for output frame `index` (Ultralight's ping-pong order).
+- (NSInteger)referenceForFrame:(NSInteger)index;
+
+/// One output frame: BGR bytes (width x height x 3) of the reference frame and its .lms text in,
+/// BGR bytes of the painted frame out. `features` holds float32 values of `featureFrames` frames.
+- (NSData *)renderFrame:(NSData *)bgr
+                           width:(NSInteger)width
+                          height:(NSInteger)height
+                       landmarks:(NSString *)landmarks
+                        features:(NSData *)features
+                   featureFrames:(NSInteger)featureFrames
+                           index:(NSInteger)index
+                          loadMs:(double)loadMs
+                           error:(NSError **)error;
+
+/// Per-frame milliseconds by stage (load, crop, pack, infer, paste) and "fps".
+- (NSDictionary *)stageTimes;
+
+- (NSString *)describe;
+
+@end

@@ -1,0 +1,119 @@
+// The Objective-C++ bridge: DHMAvatar owns a dhm::AvatarSession. Valid with and without
+// ARC: no retain/release/autorelease, and [super dealloc] only where ARC is off. The C++
+// state sits behind one plain pointer ivar, because GCC's GNU runtime does not run C++
+// constructors and destructors of ivars (clang does): new in init, delete in dealloc.
+#import "DHMAvatar.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dhm/avatar.hpp"
+#include "dhm/engines.hpp"
+#include "dhm/error.hpp"
+#include "dhm/schedule.hpp"
+
+#ifndef __has_feature
+#define __has_feature(x) 0  // GCC
+#endif
+
+NSString *const DHMErrorDomain = @"ai.dhm.avatar";
+
+struct DHMState {
+    std::unique_ptr<dhm::AvatarSession> session;
+    std::vector<int> references;  // the ping-pong schedule, grown on demand
+    int imageCount = 0;
+};
+
+static NSError *DHMError(const std::exception &e) {
+    NSString *message = [NSString stringWithUTF8String:e.what()];
+    if (message == nil) message = @"dhm core error";
+    NSDictionary *info = [NSDictionary dictionaryWithObject:message forKey:NSLocalizedDescriptionKey];
+    return [NSError errorWithDomain:DHMErrorDomain code:1 userInfo:info];
+}
+
+static DHMState *state(void *p) { return static_cast<DHMState *>(p); }
+
+@implementation DHMAvatar
+
+- (id)initWithManifestPath:(NSString *)manifestPath
+                                    modelPath:(NSString *)modelPath
+                                   imageCount:(NSInteger)imageCount
+                                      threads:(NSInteger)threads
+                                         fp16:(BOOL)fp16
+                                        error:(NSError **)error {
+    self = [super init];
+    if (self == nil) return nil;
+    try {
+        dhm::Manifest manifest = dhm::Manifest::load(manifestPath.UTF8String);
+        dhm::EngineOptions options;
+        options.threads = (int)threads;
+        options.fp16 = fp16;
+        auto engine = dhm::open_engine(modelPath.UTF8String, manifest, options);
+        DHMState *s = new DHMState();
+        s->session.reset(new dhm::AvatarSession(std::move(manifest), std::move(engine)));
+        s->imageCount = (int)imageCount;
+        _state = s;
+    } catch (const std::exception &e) {
+        if (error) *error = DHMError(e);
+        return nil;
+    }
+    return self;
+}
+
+- (void)dealloc {
+    delete state(_state);
+    _state = NULL;
+#if !__has_feature(objc_arc)
+    [super dealloc];
+#endif
+}
+
+- (NSInteger)referenceForFrame:(NSInteger)index {
+    std::vector<int> &refs = state(_state)->references;
+    if ((size_t)index >= refs.size()) refs = dhm::pingpong(state(_state)->imageCount, std::max((int)index + 1, 2 * (int)refs.size()));
+    return refs[(size_t)index];
+}
+
+- (NSData *)renderFrame:(NSData *)bgr
+                           width:(NSInteger)width
+                          height:(NSInteger)height
+                       landmarks:(NSString *)landmarks
+                        features:(NSData *)features
+                   featureFrames:(NSInteger)featureFrames
+                           index:(NSInteger)index
+                          loadMs:(double)loadMs
+                           error:(NSError **)error {
+    try {
+        dhm::ReferenceFrame ref;
+        ref.image = dhm::Image((int)width, (int)height, 3);
+        if (bgr.length != ref.image.data.size()) throw dhm::Error("frame bytes do not match width x height x 3");
+        memcpy(ref.image.data.data(), bgr.bytes, bgr.length);
+        ref.landmarks = dhm::parse_landmarks(landmarks.UTF8String);
+        const auto &audio = state(_state)->session->manifest().audio;
+        if (features.length != (NSUInteger)featureFrames * audio.per_frame_size() * sizeof(float))
+            throw dhm::Error("features do not hold " + std::to_string(featureFrames) + " frames of " + dhm::shape_str(audio.per_frame_shape));
+        dhm::Image out = state(_state)->session->render(ref, (const float *)features.bytes, (int)featureFrames, (int)index, loadMs);
+        return [NSData dataWithBytes:out.data.data() length:out.data.size()];
+    } catch (const std::exception &e) {
+        if (error) *error = DHMError(e);
+        return nil;
+    }
+}
+
+- (NSDictionary *)stageTimes {
+    const dhm::StageTimes &t = state(_state)->session->times();
+    NSMutableDictionary *d = [NSMutableDictionary dictionary];
+    for (int i = 0; i < dhm::StageTimes::kStages; ++i)
+        [d setObject:[NSNumber numberWithDouble:t.per_frame_ms(i)] forKey:[NSString stringWithUTF8String:dhm::StageTimes::name(i)]];
+    [d setObject:[NSNumber numberWithDouble:t.fps()] forKey:@"fps"];
+    return d;
+}
+
+- (NSString *)describe {
+    const dhm::Manifest &m = state(_state)->session->manifest();
+    std::string text = m.generator_arch + "/" + m.generator_mode + " " + dhm::shape_str(m.widths) + " on " + state(_state)->session->engine().describe();
+    return [NSString stringWithUTF8String:text.c_str()];
+}
+
+@end

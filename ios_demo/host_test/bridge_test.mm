@@ -1,0 +1,113 @@
+// The Objective-C++ bridge on Linux with GNUstep: DHMAvatar driven as the Swift app drives
+// it, on golden vectors from dhm.runtime_py (model path = the golden folder, whose recorded
+// MNN outputs the core replays: this host build has no MNN).
+//   bridge_test GOLDEN_DIR IMAGE_COUNT
+#import <Foundation/Foundation.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#import "DHMAvatar.h"
+
+static int failures = 0;
+static void expect(bool ok, const char *what) {
+    if (!ok) {
+        ++failures;
+        std::printf("FAIL: %s\n", what);
+    }
+}
+
+static NSData *payload(NSData *file, int *dims, int *ndims) {
+    const int32_t *h = (const int32_t *)file.bytes;
+    int nd = *ndims > 0 ? *ndims : h[0];  // .u8: fixed 3 dims, no count; .f32: count first
+    const int32_t *d = *ndims > 0 ? h : h + 1;
+    for (int i = 0; i < nd; ++i) dims[i] = d[i];
+    size_t header = (size_t)((*ndims > 0 ? 0 : 1) + nd) * 4;
+    *ndims = nd;
+    return [file subdataWithRange:NSMakeRange(header, file.length - header)];
+}
+
+static int run(int argc, char **argv) {
+    {
+        if (argc < 3) {
+            std::fprintf(stderr, "usage: bridge_test GOLDEN_DIR IMAGE_COUNT\n");
+            return 2;
+        }
+        NSString *dir = [NSString stringWithUTF8String:argv[1]];
+        NSInteger images = atoi(argv[2]);
+        NSError *error = nil;
+        DHMAvatar *avatar = [[DHMAvatar alloc] initWithManifestPath:[dir stringByAppendingPathComponent:@"manifest.json"]
+                                                          modelPath:dir
+                                                         imageCount:images
+                                                            threads:1
+                                                               fp16:NO
+                                                              error:&error];
+        if (avatar == nil) {
+            std::printf("FAIL: open: %s\n", error.localizedDescription.UTF8String);
+            return 1;
+        }
+        int fdims[8], fnd = 0;
+        NSData *features = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:@"features.f32"]], fdims, &fnd);
+        NSString *cases = [NSString stringWithContentsOfFile:[dir stringByAppendingPathComponent:@"cases.txt"]
+                                                    encoding:NSUTF8StringEncoding
+                                                       error:NULL];
+        int worst = 0, n = 0;
+        NSArray *lines = [cases componentsSeparatedByString:@"\n"];
+        for (NSUInteger k = 0; k < lines.count; ++k) {
+            NSString *line = [lines objectAtIndex:k];
+            int index, reference;
+            if (std::sscanf(line.UTF8String, "%d %d", &index, &reference) != 2) continue;
+            ++n;
+            expect([avatar referenceForFrame:index] == reference, "ping-pong reference");
+            int dims[3], nd = 3;
+            NSString *ref = [NSString stringWithFormat:@"ref_%d", reference];
+            NSData *bgr = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:[ref stringByAppendingString:@".u8"]]], dims, &nd);
+            NSString *lms = [NSString stringWithContentsOfFile:[dir stringByAppendingPathComponent:[ref stringByAppendingString:@".lms"]]
+                                                      encoding:NSUTF8StringEncoding
+                                                         error:NULL];
+            NSData *out = [avatar renderFrame:bgr width:dims[1] height:dims[0] landmarks:lms features:features featureFrames:fdims[0]
+                                        index:index loadMs:0.0 error:&error];
+            if (out == nil) {
+                std::printf("FAIL: render %d: %s\n", index, error.localizedDescription.UTF8String);
+                return 1;
+            }
+            int wd[3], wnd = 3;
+            NSString *want = [NSString stringWithFormat:@"pasted_%d.u8", index];
+            NSData *expected = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:want]], wd, &wnd);
+            expect(out.length == expected.length, "frame size");
+            const uint8_t *a = (const uint8_t *)out.bytes, *b = (const uint8_t *)expected.bytes;
+            for (NSUInteger i = 0; i < out.length && i < expected.length; ++i) worst = std::max(worst, std::abs((int)a[i] - (int)b[i]));
+        }
+        expect(n > 0, "no cases");
+        expect(worst <= 1, "pasted frames within 1 LSB of runtime_py");
+        NSDictionary *t = [avatar stageTimes];
+        expect([[t objectForKey:@"crop"] doubleValue] > 0 && [[t objectForKey:@"fps"] doubleValue] > 0, "stage timings");
+        std::printf("%s\npasted frames: worst difference %d LSB over %d cases; crop %.3f ms, paste %.3f ms per frame\n",
+                    [avatar describe].UTF8String, worst, n, [[t objectForKey:@"crop"] doubleValue], [[t objectForKey:@"paste"] doubleValue]);
+
+        // Errors come back as NSError with the core's one line.
+        NSData *shortFrame = [NSData dataWithBytes:"abc" length:3];
+        NSData *none = [avatar renderFrame:shortFrame width:5 height:5 landmarks:@"1 2\n" features:features featureFrames:fdims[0]
+                                     index:0 loadMs:0.0 error:&error];
+        expect(none == nil && [error.localizedDescription rangeOfString:@"frame bytes do not match"].location != NSNotFound,
+               "wrong-size frame error");
+        DHMAvatar *noMnn = [[DHMAvatar alloc] initWithManifestPath:[dir stringByAppendingPathComponent:@"manifest.json"]
+                                                         modelPath:[dir stringByAppendingPathComponent:@"model.mnn"]
+                                                        imageCount:images
+                                                           threads:1
+                                                              fp16:NO
+                                                             error:&error];
+        expect(noMnn == nil && [error.localizedDescription rangeOfString:@"no MNN engine"].location != NSNotFound, "no-MNN error");
+        std::printf(failures ? "FAILED (%d)\n" : "OK\n", failures);
+    }
+    return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    // GCC has no @autoreleasepool; this host-only test (not the bridge) uses the pool class.
+    NSAutoreleasePool *pool = [[NSAutoreleasePool alloc] init];
+    int rc = run(argc, argv);
+    [pool drain];
+    return rc;
+}
