@@ -9,7 +9,11 @@ STAMP := $(VENV)/.dhm-installed
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo_work
 
-.PHONY: demo test install clean
+# Debian packages for the native tests (C++ core, JNI host test, GNUstep bridge, aapt).
+NATIVE_PACKAGES := cmake g++ default-jdk-headless gobjc++ libgnustep-base-dev aapt android-framework-res
+NATIVE_TOOLS := cmake g++ javac gnustep-config aapt
+
+.PHONY: demo test install native-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +28,22 @@ install: $(STAMP)
 
 DHM := $(VENV)/bin/dhm
 
-# synth -> train -> distill -> quantize -> export -> video, then the summary table
-# (about 12 minutes on 2 cores; a second run reuses finished stages).
+# synth -> train -> distill -> quantize -> export -> video -> bench, then the summary table
+# (about 8-12 minutes on 2 cores; a second run reuses finished stages).
 demo: $(STAMP)
 	$(DHM) demo --workdir $(DEMO_DIR)
 
-test: $(STAMP)
+# Installs the Debian packages only when a tool is missing (apt-get needs root or sudo).
+native-deps:
+	@missing=""; for t in $(NATIVE_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	[ -f /usr/share/android-framework-res/framework-res.apk ] || missing="$$missing framework-res"; \
+	if [ -n "$$missing" ]; then \
+	  echo "native-deps: missing$$missing; installing $(NATIVE_PACKAGES)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(NATIVE_PACKAGES); \
+	fi
+
+test: $(STAMP) native-deps
 	$(VENV)/bin/pytest
 
 clean:

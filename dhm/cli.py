@@ -48,6 +48,8 @@ def main() -> None:
       dhm export       checkpoint -> validated ONNX and MNN files + manifest.json
       dhm run          render a lip-synced video with any .pt / .onnx / .mnn model
       dhm bench        parity and latency against the full teacher, host or phone (adb)
+      dhm app-assets   copy a model, its manifest and a clip into the Android/iOS demos
+      dhm golden       golden vectors the native core is tested against
       dhm demo         all of the above on the built-in data, one summary table
     """
 
@@ -470,6 +472,46 @@ def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, ba
     written = [str(p) for p in (json_path, report_path) if p]
     if written:
         click.echo(f"wrote {', '.join(written)}", err=True)
+
+
+# ----------------------------------------------------------------------------- native apps
+
+
+@main.command("app-assets")
+@click.argument("export_dir", type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: the clip's frames, landmarks, features and audio.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Assets folder, e.g. android_demo/app/src/main/assets/dhm or ios_demo/Resources/dhm.")
+@click.option("--variant", default="fp16", show_default=True, type=click.Choice(["fp32", "fp16", "int8"]), help="Which MNN model of the export to ship.")
+@click.option("--frames", default=250, show_default=True, help="Clip length in frames.")
+def app_assets(export_dir: Path, data: Path, out: Path, variant: str, frames: int) -> None:
+    """Copy an exported MNN model, its manifest and a short clip into a demo app.
+
+    \b
+    Android: dhm app-assets export --data data -o android_demo/app/src/main/assets/dhm
+    iOS:     dhm app-assets export --data data -o ios_demo/Resources/dhm
+    """
+    from dhm.runtime_py.golden import write_app_assets
+
+    r = write_app_assets(export_dir, data, out, variant=variant, frames=frames)
+    click.echo(f"wrote {r['out']}: {r['model']} ({r['variant']}) as model.mnn, manifest.json, {r['frames']} clip frames")
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder of golden vectors.")
+@click.option("--frames", default=6, show_default=True, help="Output frames to record.")
+def golden(model: Path, data: Path, out: Path, frames: int) -> None:
+    """Golden vectors for native ports: what runtime_py computes for a few frames.
+
+    Per frame: the reference frame, its landmarks, the network inputs, MODEL's outputs and
+    the pasted frame. The C++ core, the JNI glue and the iOS bridge are tested against
+    them (bit-exact or within 1 LSB).
+    """
+    from dhm.runtime_py.golden import write_golden
+
+    r = write_golden(model, data, out, frames=frames)
+    click.echo(f"wrote {r['cases']} golden cases ({r['engine']}) to {r['out']}")
 
 
 # ----------------------------------------------------------------------------- demo
