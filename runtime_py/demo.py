@@ -85,13 +85,14 @@ class _Stages:
 
 
 def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from dhm.data.synth import write_synth_dataset
     from dhm.bench.api import BenchSettings, run_bench
     from dhm.distill import TrainingSettings, distill_student, train_generator
     from dhm.export.pipeline import export_model
-    from dhm.io import ensure_writable_dir, human_size
     from dhm.quantize.api import quantize_model
     from dhm.runtime_py.video import render_video
+
+    from dhm.data.synth import write_synth_dataset
+    from dhm.io import ensure_writable_dir, human_size
     from dhm.spec import GeneratorSpec
 
     cfg = QUICK if quick else DEFAULT

@@ -73,12 +73,13 @@ def _manifest_beside(model: Path) -> Path:
 
 
 def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: int = 6, threads: int = 1) -> dict[str, Any]:
+    from dhm.runtime_py.backends import load
+    from dhm.runtime_py.pipeline import AvatarPipeline, pingpong
+
     from dhm.data.dataset import open_dataset
     from dhm.data.preprocess import audio_window
     from dhm.io import atomic_dir
     from dhm.manifest import read_manifest
-    from dhm.runtime_py.backends import load
-    from dhm.runtime_py.pipeline import AvatarPipeline, pingpong
 
     model = Path(model)
     manifest_path = _manifest_beside(model)

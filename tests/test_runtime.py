@@ -2,13 +2,12 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+from dhm.runtime_py.backends import load
+from dhm.runtime_py.pipeline import AvatarPipeline, StreamSession, pingpong
 
 from dhm.data import open_dataset
 from dhm.errors import SpecError
-from dhm.runtime_py.backends import load
-from dhm.runtime_py.pipeline import AvatarPipeline, StreamSession, pingpong
 
 
 def test_pingpong_follows_ultralight_inference():
@@ -103,9 +102,9 @@ def test_pipeline_refuses_a_model_of_the_other_mode(teacher, synth_wenet):
 
 def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     import torch
+    from dhm.runtime_py.demo import run_demo
 
     from dhm.models import load_checkpoint, save_checkpoint
-    from dhm.runtime_py.demo import run_demo
 
     work = tmp_path / "demo"
     first = run_demo(work, quick=True, log=lambda m: None)

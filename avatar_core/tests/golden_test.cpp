@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dhm/avatar.hpp"
+#include "dhm/engines.hpp"
 #include "dhm/error.hpp"
 #include "dhm/golden.hpp"
 #include "dhm/schedule.hpp"
@@ -116,13 +117,7 @@ int main(int argc, char** argv) {
         EXPECT(!cases.empty(), "no cases");
 
         // The replay engine gets the recorded runs; the session checks it against the manifest.
-        std::vector<ReplayEngine::Record> records;
-        for (auto [i, r] : cases) {
-            ReplayEngine::Record rec;
-            for (const auto& t : m.inputs) rec.inputs[t.name] = read_f32(dir + "/" + t.name + "_" + std::to_string(i) + ".f32");
-            for (const auto& t : m.outputs) rec.outputs[t.name] = read_f32(dir + "/" + t.name + "_" + std::to_string(i) + ".f32");
-            records.push_back(std::move(rec));
-        }
+        std::vector<ReplayEngine::Record> records = read_golden_records(dir, m);
         AvatarSession session(m, std::unique_ptr<Engine>(new ReplayEngine(m, records)));
 
         PingPong schedule(0);
