@@ -83,7 +83,7 @@ def _host_sections(result: dict[str, Any]) -> list[str]:
         ra = rat.get((r["id"], r["threads"]), {})
         lines.append(
             f"| {r['id']} | {r['threads']} | {lat['p50']:.2f} ms | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['mean']:.2f} | "
-            f"{lat['fps']:.0f} | {lat['iqr_pct']:.0f}% | {r['load_ms']:.0f} ms | {_num(mem.get('added_mb'), '.0f', ' MB')} | "
+            f"{lat['fps']:.0f} | {lat['iqr_pct']:.0f}% | {r['load_ms']:.0f} ms | {_mb(mem.get('added_mb'))} | "
             f"{_ratio(ra.get('vs_teacher_torch'))} | {_ratio(ra.get('vs_teacher_onnxruntime'))} |"
         )
     lines += [
@@ -153,6 +153,11 @@ def _why(result: dict[str, Any]) -> list[str]:
         lines += ["- An ARM host: MNN's NEON kernels, with fp16 and int8 dot-product instructions where the CPU has them, "
                   "are the ones to use; compare the MNN / onnxruntime ratios above."]
     return lines
+
+
+def _mb(v: float | None) -> str:
+    # memory released while loading shows as a small negative number: report it as 0
+    return "–" if v is None else f"{max(0.0, v):.0f} MB"
 
 
 def _ratio(r: dict[str, float] | None) -> str:
