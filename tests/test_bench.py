@@ -27,14 +27,13 @@ from dhm.bench.stats import MemoryProbe, interleaved_timings, speedup, summarize
 
 from dhm.errors import DatasetError, DeviceError, SpecError
 
-MNN_TOOLS = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "mnn-tools"
+# Real MNN 3.6.1 tool transcripts (copied from ../shared/fixtures/mnn-tools so every checkout has them).
+MNN_TOOLS = Path(__file__).resolve().parent / "fixtures" / "mnn-tools"
 QUICK = BenchSettings(threads=(1,), warmup=1, runs=6, rounds=2, frames=4, e2e_frames=3)
 
 
 def _fixture(name: str) -> str:
     path = MNN_TOOLS / name
-    if not path.is_file():
-        pytest.skip(f"{path} not present (shared fixtures live beside the checkout)")
     return path.read_text()
 
 
