@@ -12,12 +12,12 @@ import os
 import platform
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dhm.bench.candidates import BACKENDS, REFERENCE, Candidate, resolve
+from dhm.bench.candidates import BACKENDS, REFERENCE, Candidate, reference_spec, resolve
 from dhm.bench.host import HostSettings, end_to_end_runner, latency, parity
 from dhm.bench.stats import LatencyStats, speedup
 
@@ -42,7 +42,6 @@ class BenchSettings:
     mnn_bin: Path | None = None
     device_backend: str = "cpu"
     device_timeout_s: float = 300.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def host(self) -> HostSettings:
         return HostSettings(threads=self.threads, warmup=self.warmup, runs=self.runs, rounds=self.rounds, e2e_frames=self.e2e_frames)
@@ -129,8 +128,9 @@ def engine_ratios(entries: list[dict[str, Any]], records: list[dict[str, Any]]) 
 
 
 def _psnr(entry: dict[str, Any]) -> float:
-    v = entry["parity"]["psnr"]
-    return float("inf") if v == "inf" else float(v)
+    from dhm.manifest import from_json_number
+
+    return from_json_number(entry["parity"]["psnr"])
 
 
 def targets(entries: list[dict[str, Any]], records: list[dict[str, Any]], speedups: list[dict[str, Any]]) -> dict[str, Any]:
@@ -197,7 +197,6 @@ def run_bench(
     from dhm.data.split import split_frames
     from dhm.io import ensure_writable_dir
     from dhm.manifest import engine_versions
-    from dhm.models import load_checkpoint
 
     check_settings(settings)
     for p in (json_path, report_path):
@@ -205,8 +204,8 @@ def run_bench(
             ensure_writable_dir(Path(p).parent)
     reference = Path(reference)
     data = Path(data)
-    ref_spec = load_checkpoint(reference).spec if reference.is_file() else None
-    ds = open_dataset(data, mode=ref_spec.mode if ref_spec else None)
+    ref_spec = reference_spec(reference)
+    ds = open_dataset(data, mode=ref_spec.mode)
     try:
         split = split_frames(ds.n_frames)
     except DatasetError:
@@ -225,22 +224,19 @@ def run_bench(
         serial = settings.device.partition(":")[2] or None
         transport_obj = AdbTransport.connect(serial)  # fail on adb/device problems before any work
     with tempfile.TemporaryDirectory(prefix="dhm-bench-") as work:
-        cands = resolve(reference, models, settings.backends, Path(work), data, log)
+        cands = resolve(reference, ref_spec, models, settings.backends, Path(work), data, log)
         ref_cand = next(c for c in cands if c.role == "reference" and c.backend == "torch")
         inputs = heldout_inputs(data, ref_cand.spec, "eval", settings.frames)
         log(f"[bench] {len(cands)} candidates; parity on {len(inputs)} held-out frames against {REFERENCE} torch fp32")
-        from dhm.bench.host import reference_outputs
-
-        ref_out = reference_outputs(ref_cand, inputs)
-        quality = parity(cands, inputs, ref_out, log)
+        quality, outputs = parity(cands, ref_cand, inputs, log)
         entries = [c.to_dict() | {"parity": quality[c.id]} for c in cands]
         records: list[dict[str, Any]] = []
         device: dict[str, Any] | None = None
         if settings.device == "host":
-            runner = end_to_end_runner(data, ref_cand.spec.mode, list(split.eval))
+            runner = end_to_end_runner(ds, ref_cand.spec.mode, list(split.eval))
             records = latency(cands, inputs.inputs[0], settings.host(), runner, log)
         else:
-            device = _device(cands, inputs, ref_out, settings, transport_obj, log)
+            device = _device(cands, inputs, outputs, outputs[ref_cand.id], settings, transport_obj, log)
     speedups = ratios(entries, records)
     result = {
         "schema": SCHEMA_ID,
@@ -261,20 +257,18 @@ def run_bench(
     return result
 
 
-def _device(cands: list[Candidate], inputs: Any, ref_out: np.ndarray, settings: BenchSettings, transport: Any, log: Callable[[str], None]) -> dict[str, Any]:
+def _device(
+    cands: list[Candidate], inputs: Any, host_outputs: dict[str, np.ndarray], ref_out: np.ndarray, settings: BenchSettings,
+    transport: Any, log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The MNN candidates on the phone. `host_outputs` (from the parity pass) are what
+    ModuleBasic checks the phone's outputs against."""
     from dhm.bench.device import DeviceSettings, bench_on_device
-    from dhm.runtime_py.backends import load
-
-    from dhm.spec import OUTPUT
 
     mnn = [c for c in cands if c.backend == "mnn"]
     if not mnn:
         raise SpecError("--device adb benches MNN models: include mnn in --backends and pass MNN models or export folders")
-    models, host_outputs = [], {}
-    for c in mnn:
-        engine = load(c.path, threads=1, precision=c.precision)
-        host_outputs[c.id] = np.concatenate([engine.run(x)[OUTPUT] for x in inputs.inputs])
-        models.append((c.id, c.path, c.precision, dict(c.spec.output_shapes(1))))
+    models = [(c.id, c.path, c.precision, dict(c.spec.output_shapes(1))) for c in mnn]
     ds = DeviceSettings(mnn_bin=Path(settings.mnn_bin), forward=settings.device_backend, threads=settings.threads,
                         runs=settings.runs, timeout_s=settings.device_timeout_s)
     out = bench_on_device(transport, models, inputs.inputs, host_outputs, ref_out, ds, log)

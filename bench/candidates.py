@@ -111,16 +111,17 @@ def _file_without_manifest(name: str, path: Path) -> Candidate:
     raise SpecError(f"{path}: no manifest.json beside it to say what it holds; bench the `dhm export` folder, or keep the manifest with the file")
 
 
-def _exported(name: str, checkpoint: Path, backends: Sequence[str], work: Path, data: Path, role: str, log: Callable[[str], None]) -> list[Candidate]:
+def _exported(
+    name: str, checkpoint: Path, spec: GeneratorSpec, backends: Sequence[str], work: Path, data: Path, role: str,
+    log: Callable[[str], None],
+) -> list[Candidate]:
     """torch for the checkpoint itself, onnxruntime/MNN FP32 through `dhm export`."""
     from dhm.metrics import generator_cost
-    from dhm.models import load_checkpoint
 
-    ckpt = load_checkpoint(checkpoint)
-    macs, params = generator_cost(ckpt.spec)
+    macs, params = generator_cost(spec)
     out = []
     if "torch" in backends or role == "reference":
-        out.append(Candidate(name, role, checkpoint, "torch", "fp32", ckpt.spec, macs, params))
+        out.append(Candidate(name, role, checkpoint, "torch", "fp32", spec, macs, params))
     targets = [t for t, b in (("onnx", "onnxruntime"), ("mnn", "mnn")) if b in backends]
     if targets:
         from dhm.export.pipeline import export_model
@@ -134,22 +135,28 @@ def _exported(name: str, checkpoint: Path, backends: Sequence[str], work: Path, 
     return out
 
 
-def resolve(
-    reference: Path,
-    models: Sequence[str],
-    backends: Sequence[str],
-    work: Path,
-    data: Path,
-    log: Callable[[str], None] = lambda _m: None,
-) -> list[Candidate]:
-    """The candidates, reference first, after the checks that must come before any timing."""
+def reference_spec(reference: Path) -> GeneratorSpec:
+    """The teacher's spec, after checking it is a checkpoint torch can run."""
     from dhm.models import load_checkpoint
 
     if not reference.is_file():
         raise SpecError(f"{reference}: no such reference checkpoint")
     if reference.suffix.lower() not in (".pt", ".pth"):
         raise SpecError(f"{reference}: the reference is the full teacher's checkpoint (.pt/.pth), run in torch FP32")
-    ref_spec = load_checkpoint(reference).spec
+    return load_checkpoint(reference).spec
+
+
+def resolve(
+    reference: Path,
+    ref_spec: GeneratorSpec,
+    models: Sequence[str],
+    backends: Sequence[str],
+    work: Path,
+    data: Path,
+    log: Callable[[str], None] = lambda _m: None,
+) -> list[Candidate]:
+    """The candidates, reference first, after the checks that must come before any timing.
+    `ref_spec` is `reference_spec(reference)`."""
     names: set[str] = {REFERENCE}
     plan: list[tuple[str, Path]] = []
     for arg in models:
@@ -171,8 +178,8 @@ def resolve(
     for name, path, spec in specs:
         check_compatible(ref_spec, spec, f"{name} ({path})")
 
-    cands = _exported(REFERENCE, reference, backends, work, data, "reference", log)
-    for name, path, _ in specs:
+    cands = _exported(REFERENCE, reference, ref_spec, backends, work, data, "reference", log)
+    for name, path, spec in specs:
         if path.is_dir():
             manifest = _manifest_for(path)
             if manifest is None:
@@ -182,7 +189,7 @@ def resolve(
                 raise SpecError(f"{path}: none of its artefacts runs on {', '.join(backends)}")
             cands += found
         elif path.suffix.lower() in (".pt", ".pth"):
-            cands += _exported(name, path, backends, work, data, "model", log)
+            cands += _exported(name, path, spec, backends, work, data, "model", log)
         else:
             manifest = _manifest_for(path)
             cands += _from_manifest(name, path.parent, manifest, backends, path.name) if manifest else [_file_without_manifest(name, path)]

@@ -348,7 +348,7 @@ def _tail(text: str, n: int = 2) -> str:
 
 
 def _require_ran(run: Any, rc: int, text: str, model: str) -> None:
-    if rc in (126, 127) or "not found" in text and not run.output_files:
+    if rc in (126, 127) or ("not found" in text and not run.output_files):
         raise DeviceError(f"{BINARY} did not start on the device (exit {rc}): {_tail(text)}")
     if rc == 132 or "Bad system call" in text or "not executable" in text or "Exec format error" in text:
         raise DeviceError(f"{BINARY} cannot run on this device (wrong ABI?): {_tail(text)}")

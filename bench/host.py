@@ -22,6 +22,7 @@ import numpy as np
 from dhm.bench.candidates import Candidate
 from dhm.bench.stats import MemoryProbe, interleaved_timings, summarize
 
+from dhm.data.dataset import Dataset
 from dhm.data.inputs import InputSet
 
 
@@ -40,29 +41,22 @@ def _outputs(engine: Any, inputs: InputSet) -> np.ndarray:
     return np.concatenate([engine.run(x)[OUTPUT] for x in inputs.inputs])
 
 
-def reference_outputs(reference: Candidate, inputs: InputSet) -> np.ndarray:
-    from dhm.runtime_py.backends import load
-
-    return _outputs(load(reference.path, threads=1), inputs)
-
-
-def parity(cands: Sequence[Candidate], inputs: InputSet, reference: np.ndarray, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
-    """Quality of every candidate against the reference outputs, with the outputs kept for
-    the device comparison."""
-    from dhm.runtime_py.backends import load
-
+def parity(
+    cands: Sequence[Candidate], reference: Candidate, inputs: InputSet, log: Callable[[str], None]
+) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """Every candidate's outputs on `inputs` (one pass each) and its quality against the
+    reference candidate's outputs. The outputs are returned for the device comparison."""
     from dhm.manifest import json_number
     from dhm.metrics import image_quality
+    from dhm.runtime_py.backends import load
 
-    out: dict[str, dict[str, Any]] = {}
+    outputs = {c.id: _outputs(load(c.path, threads=1, precision=c.precision), inputs) for c in cands}
+    quality: dict[str, dict[str, Any]] = {}
     for c in cands:
-        engine = load(c.path, threads=1, precision=c.precision)
-        pred = _outputs(engine, inputs)
-        q = image_quality(pred, reference)
-        out[c.id] = {k: json_number(v) for k, v in q.to_dict().items()} | {"frames": len(inputs)}
+        q = image_quality(outputs[c.id], outputs[reference.id])
+        quality[c.id] = {k: json_number(v) for k, v in q.to_dict().items()} | {"frames": len(inputs)}
         log(f"[bench] parity {c.id}: PSNR {q.psnr:.2f} dB, SSIM {q.ssim:.4f}, max abs {q.max_abs:.2e}")
-        del engine
-    return out
+    return quality, outputs
 
 
 def latency(
@@ -106,15 +100,12 @@ def latency(
     return records
 
 
-def end_to_end_runner(data_dir: Any, mode: str, frames: Sequence[int]) -> Callable[[Any, int], dict[str, Any]]:
+def end_to_end_runner(ds: Dataset, mode: str, frames: Sequence[int]) -> Callable[[Any, int], dict[str, Any]]:
     """The reference pipeline per frame on held-out frames: reference frame i, audio window
     of frame i, stage times split as the phone apps report them."""
+    from dhm.data.preprocess import audio_window
     from dhm.runtime_py.pipeline import AvatarPipeline, StageTimes
 
-    from dhm.data.dataset import open_dataset
-    from dhm.data.preprocess import audio_window
-
-    ds = open_dataset(data_dir, mode=mode)
     feats = ds.audio(mode)
 
     def run(engine: Any, n: int) -> dict[str, Any]:

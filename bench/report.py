@@ -28,7 +28,9 @@ def _size(n: int) -> str:
 
 
 def _psnr_value(v: Any) -> float:
-    return float("inf") if v == "inf" else float(v)
+    from dhm.manifest import from_json_number
+
+    return from_json_number(v)
 
 
 def markdown(result: dict[str, Any], plots: dict[str, str] | None = None) -> str:

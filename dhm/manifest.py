@@ -247,6 +247,11 @@ def json_number(value: float) -> float | str:
     return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 
+def from_json_number(value: float | str) -> float:
+    """The inverse of json_number."""
+    return float(value)  # float() reads "inf" and "-inf"
+
+
 # ----------------------------------------------------------------- reading
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from dhm.data.inputs import InputSet
 from dhm.errors import OutputError, SpecError
 from dhm.io import atomic_dir, ensure_writable_dir, human_size
-from dhm.manifest import json_number
+from dhm.manifest import from_json_number, json_number
 from dhm.metrics import image_quality
 
 RECIPE_FILE = "recipe.json"
@@ -64,7 +64,7 @@ def _run(path: Path, inputs: InputSet) -> list[np.ndarray]:
 
 
 def _psnr(q: dict[str, Any]) -> float:
-    return float("inf") if q["psnr"] == "inf" else float(q["psnr"])
+    return from_json_number(q["psnr"])
 
 
 def _fallback(
