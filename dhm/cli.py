@@ -490,7 +490,7 @@ def app_assets(export_dir: Path, data: Path, out: Path, variant: str, frames: in
     Android: dhm app-assets export --data data -o android_demo/app/src/main/assets/dhm
     iOS:     dhm app-assets export --data data -o ios_demo/Resources/dhm
     """
-    from dhm.runtime_py.golden import write_app_assets
+    from dhm.runtime_py.app_assets import write_app_assets
 
     r = write_app_assets(export_dir, data, out, variant=variant, frames=frames)
     click.echo(f"wrote {r['out']}: {r['model']} ({r['variant']}) as model.mnn, manifest.json, {r['frames']} clip frames")

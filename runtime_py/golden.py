@@ -1,4 +1,4 @@
-"""Golden vectors for native ports of the pipeline, and the asset bundle the demo apps ship.
+"""Golden vectors for native ports of the pipeline (`dhm golden`).
 
 `write_golden` runs `AvatarPipeline` (the reference runtime) with a real engine and
 records, per output frame: the reference frame (decoded, raw BGR), its landmarks, the
@@ -12,9 +12,7 @@ Files (little-endian): `*.u8` = int32 h, w, c + bytes; `*.f32` = int32 ndim, dim
 
 from __future__ import annotations
 
-import json
 import shutil
-import wave
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,13 +36,6 @@ def write_f32(path: Path, arr: np.ndarray) -> None:
     with open(path, "wb") as f:
         f.write(np.asarray([arr.ndim, *arr.shape], dtype="<i4").tobytes())
         f.write(arr.tobytes())
-
-
-def read_f32(path: Path) -> np.ndarray:
-    raw = Path(path).read_bytes()
-    nd = int(np.frombuffer(raw[:4], "<i4")[0])
-    shape = tuple(int(v) for v in np.frombuffer(raw[4 : 4 + 4 * nd], "<i4"))
-    return np.frombuffer(raw[4 + 4 * nd :], "<f4").reshape(shape)
 
 
 class _Recording:
@@ -100,7 +91,7 @@ def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: i
             frame = pipe.render(ref, audio_window(feats, i, pipe.mode))
             inputs, outputs = engine.calls[-1]
             write_u8(tmp / f"ref_{ref}.u8", ds.frame(ref))
-            shutil.copy(ds.root / "landmarks" / f"{ref}.lms", tmp / f"ref_{ref}.lms")
+            shutil.copy(ds.landmark_path(ref), tmp / f"ref_{ref}.lms")
             for name, value in inputs.items():
                 write_f32(tmp / f"{name}_{i}.f32", value)
             for name, value in outputs.items():
@@ -114,56 +105,3 @@ def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: i
             "<input>_i.f32 (network inputs), <output>_i.f32 (recorded outputs), pasted_i.u8 (the output frame).\n"
         )
     return {"out": str(out), "cases": len(cases), "engine": engine.engine.backend}
-
-
-def write_app_assets(export_dir: str | Path, data: str | Path, out: str | Path, variant: str = "fp16", frames: int = 100) -> dict[str, Any]:
-    """Everything a demo app embeds: the model and its manifest, and a short clip (reference
-    frames as JPEG, their landmarks, the clip's features as .f32, the clip's audio as WAV)."""
-    from dhm.data.dataset import open_dataset
-    from dhm.io import atomic_dir
-    from dhm.manifest import MANIFEST_FILE, read_manifest
-
-    export_dir = Path(export_dir)
-    manifest = read_manifest(export_dir / MANIFEST_FILE)
-    arts = [a for a in manifest["artifacts"] if a["engine"] == "mnn" and a["variant"] == variant]
-    if not arts:
-        have = sorted({a["variant"] for a in manifest["artifacts"] if a["engine"] == "mnn"})
-        raise SpecError(f"{export_dir}: no MNN {variant} model (MNN variants there: {', '.join(have) or 'none'})")
-    mode = manifest["generator"]["mode"]
-    ds = open_dataset(data, mode=mode)
-    n = min(frames, ds.n_frames)
-    if n < 2:
-        raise DatasetError(f"{data}: too few frames for a clip")
-    feats = ds.audio(mode)[:n]
-    with atomic_dir(out, replace=True) as tmp:
-        shutil.copy(export_dir / arts[0]["file"], tmp / "model.mnn")
-        m = dict(manifest)
-        m["artifacts"] = [dict(arts[0], file="model.mnn")]
-        (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
-        clip = tmp / "clip"
-        clip.mkdir()
-        for i in range(n):
-            shutil.copy(ds.image_path(i), clip / f"{i}.jpg")
-            shutil.copy(ds.root / "landmarks" / f"{i}.lms", clip / f"{i}.lms")
-        write_f32(clip / "features.f32", feats)
-        wav = ds.wav_path
-        if wav is not None:
-            _cut_wav(wav, clip / "audio.wav", n / ds_fps(mode))
-        (clip / "clip.json").write_text(json.dumps({"frames": n, "fps": ds_fps(mode), "mode": mode,
-                                                    "audio": wav is not None}, indent=2) + "\n")
-    return {"out": str(out), "frames": n, "model": arts[0]["file"], "variant": variant}
-
-
-def ds_fps(mode: str) -> int:
-    from dhm.spec import audio_mode
-
-    return audio_mode(mode).fps
-
-
-def _cut_wav(src: Path, dst: Path, seconds: float) -> None:
-    with wave.open(str(src), "rb") as r:
-        params = r.getparams()
-        data = r.readframes(min(r.getnframes(), int(seconds * r.getframerate())))
-    with wave.open(str(dst), "wb") as w:
-        w.setparams(params)
-        w.writeframes(data)

@@ -46,7 +46,6 @@ TensorMap ReplayEngine::run(const TensorMap& inputs) {
         }
         if (worst < best) best = worst, match = &r;
     }
-    last_diff_ = best;
     if (match == nullptr || best > tolerance_)
         throw Error("replay engine: no recorded run has these inputs (closest differs by " + std::to_string(best) + ")");
     return match->outputs;

@@ -75,15 +75,6 @@ Manifest Manifest::parse(const std::string& json_text) {
     a.window_after = au.at("window_after").integer("audio.window_after");
     a.input_shape = au.at("input_shape").int_list("audio.input_shape");
 
-    if (root.has("artifacts")) {
-        const Json& arts = root.at("artifacts");
-        for (size_t i = 0; i < arts.size(); ++i) {
-            const Json& x = arts.at(i);
-            m.artifacts.push_back({x.at("file").str("artifact file"), x.at("engine").str("artifact engine"),
-                                   x.at("variant").str("artifact variant"), x.has("sha256") ? x.at("sha256").str("sha256") : ""});
-        }
-    }
-
     // What this core implements; anything else is refused here, not mis-rendered later.
     for (const std::string* interp : {&p.crop_interpolation, &p.paste_interpolation})
         if (*interp != "linear") throw Error("manifest: interpolation '" + *interp + "' is not supported (linear only)");
@@ -116,18 +107,6 @@ Manifest Manifest::load(const std::string& path) {
     } catch (const Error& e) {
         throw Error(path + ": " + e.what());
     }
-}
-
-const TensorInfo& Manifest::input(const std::string& name) const {
-    for (const auto& t : inputs)
-        if (t.name == name) return t;
-    throw Error("manifest: no input named '" + name + "'");
-}
-
-const Artifact* Manifest::artifact(const std::string& file) const {
-    for (const auto& a : artifacts)
-        if (a.file == file) return &a;
-    return nullptr;
 }
 
 }  // namespace dhm

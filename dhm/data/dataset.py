@@ -82,6 +82,9 @@ class Dataset:
     def image_path(self, i: int) -> Path:
         return self.root / IMAGE_DIR / f"{i}.jpg"
 
+    def landmark_path(self, i: int) -> Path:
+        return self.root / LANDMARK_DIR / f"{i}.lms"
+
     def frame(self, i: int) -> np.ndarray:
         if not 0 <= i < self.n_frames:
             raise IndexError(i)

@@ -43,13 +43,11 @@ public:
     std::vector<TensorInfo> outputs() const override { return outputs_; }
     TensorMap run(const TensorMap& inputs) override;
     std::string describe() const override { return "replay of " + std::to_string(records_.size()) + " recorded MNN runs"; }
-    float last_max_abs_input_diff() const { return last_diff_; }
 
 private:
     std::vector<TensorInfo> inputs_, outputs_;
     std::vector<Record> records_;
     float tolerance_;
-    float last_diff_ = 0.f;
 };
 
 }  // namespace dhm

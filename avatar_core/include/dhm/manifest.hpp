@@ -33,10 +33,6 @@ struct AudioConfig {
     int window_frames() const { return window_before + window_after; }
 };
 
-struct Artifact {
-    std::string file, engine, variant, sha256;
-};
-
 struct Manifest {
     static constexpr const char* kSchema = "dhm.manifest/1";
 
@@ -45,18 +41,15 @@ struct Manifest {
     std::vector<TensorInfo> inputs, outputs;
     PreprocessConfig preprocess;
     AudioConfig audio;
-    std::vector<Artifact> artifacts;
 
     // Parse and check: unknown schema, missing fields, inconsistent shapes or constants
     // this core cannot honour raise dhm::Error with one clear line.
     static Manifest parse(const std::string& json_text);
     static Manifest load(const std::string& path);
 
-    const TensorInfo& input(const std::string& name) const;
     const TensorInfo& face_input() const { return inputs.at(0); }
     const TensorInfo& audio_input() const { return inputs.at(1); }
     const TensorInfo& output() const { return outputs.at(0); }
-    const Artifact* artifact(const std::string& file) const;
 };
 
 std::string read_text_file(const std::string& path);
