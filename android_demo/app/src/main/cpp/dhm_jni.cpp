@@ -57,7 +57,11 @@ JNIEXPORT jlong JNICALL Java_ai_dhm_demo_DhmNative_nativeOpen(JNIEnv* env, jclas
     }
 }
 
-JNIEXPORT jint JNICALL Java_ai_dhm_demo_DhmNative_nativeReference(JNIEnv*, jclass, jlong h, jint index) {
+JNIEXPORT jint JNICALL Java_ai_dhm_demo_DhmNative_nativeReference(JNIEnv* env, jclass, jlong h, jint index) {
+    if (index < 0) {
+        throw_java(env, "frame index must be >= 0");
+        return 0;
+    }
     Handle* s = handle(h);
     if (static_cast<size_t>(index) >= s->references.size())
         s->references = dhm::pingpong(s->n_images, std::max<int>(index + 1, 2 * static_cast<int>(s->references.size())));
