@@ -28,6 +28,14 @@ Image read_u8(const std::string& path) {
     return img;
 }
 
+void write_u8(const std::string& path, const Image& img) {
+    std::ofstream out(path, std::ios::binary);
+    const int32_t header[3] = {img.height, img.width, img.channels};
+    out.write(reinterpret_cast<const char*>(header), sizeof header);
+    out.write(reinterpret_cast<const char*>(img.data.data()), static_cast<std::streamsize>(img.data.size()));
+    if (!out) throw Error(path + ": cannot write");
+}
+
 Tensor read_f32(const std::string& path) {
     std::ifstream in = open(path);
     const int nd = read_i32(in, path);

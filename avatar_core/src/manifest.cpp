@@ -61,8 +61,14 @@ Manifest Manifest::parse(const std::string& json_text) {
     std::vector<int> rect = pre.at("mask_rect").int_list("preprocess.mask_rect");
     if (rect.size() != 4) throw Error("manifest: preprocess.mask_rect must hold x, y, w, h");
     for (int i = 0; i < 4; ++i) p.mask_rect[i] = rect[i];
-    p.crop_interpolation = pre.at("crop_interpolation").str("preprocess.crop_interpolation");
-    p.paste_interpolation = pre.at("paste_interpolation").str("preprocess.paste_interpolation");
+    auto interpolation = [&](const char* key) {
+        const std::string& name = pre.at(key).str(key);
+        if (name != "linear" && name != "area")
+            throw Error(std::string("manifest: preprocess.") + key + " '" + name + "' is not supported (linear or area)");
+        return parse_interpolation(name);
+    };
+    p.crop_interpolation = interpolation("crop_interpolation");
+    p.paste_interpolation = interpolation("paste_interpolation");
     p.color_order = pre.at("color_order").str("preprocess.color_order");
     p.layout = pre.at("layout").str("preprocess.layout");
 
@@ -76,8 +82,6 @@ Manifest Manifest::parse(const std::string& json_text) {
     a.input_shape = au.at("input_shape").int_list("audio.input_shape");
 
     // What this core implements; anything else is refused here, not mis-rendered later.
-    for (const std::string* interp : {&p.crop_interpolation, &p.paste_interpolation})
-        if (*interp != "linear") throw Error("manifest: interpolation '" + *interp + "' is not supported (linear only)");
     if (p.color_order != "BGR" || p.layout != "NCHW") throw Error("manifest: only BGR NCHW models are supported");
     if (p.border < 0 || p.inner_size + 2 * p.border != p.crop_size)
         throw Error("manifest: crop_size must equal inner_size + 2*border");

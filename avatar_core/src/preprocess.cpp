@@ -42,7 +42,7 @@ void check_box(const CropBox& b, int w, int h) {
 }
 
 Image crop_face(const Image& frame, const CropBox& box, const PreprocessConfig& p) {
-    return resize_linear(crop(frame, box.x0, box.y0, box.x1, box.y1), p.crop_size, p.crop_size);
+    return resize(crop(frame, box.x0, box.y0, box.x1, box.y1), p.crop_size, p.crop_size, p.crop_interpolation);
 }
 
 Image inner(const Image& c, const PreprocessConfig& p) { return crop(c, p.border, p.border, p.border + p.inner_size, p.border + p.inner_size); }
@@ -97,7 +97,7 @@ void paste_back(Image& frame, const Image& crop_img, const float* pred, const Cr
     }
     const int w = std::min(box.x1, frame.width) - box.x0;
     const int h = std::min(box.y1, frame.height) - box.y0;
-    paste(frame, resize_linear(patched, w, h), box.x0, box.y0);
+    paste(frame, resize(patched, w, h, p.paste_interpolation), box.x0, box.y0);
 }
 
 }  // namespace dhm

@@ -72,16 +72,20 @@ static Compare compare(const Image& a, const Image& b) {
 
 static void test_manifest_checks(const std::string& text) {
     EXPECT(error_of([&] { Manifest::parse(text); }).empty(), "the golden manifest must parse");
-    auto replaced = [&](const std::string& from, const std::string& to) {
+    // Replaces the first `from` after `after` (the generator section repeats some keys).
+    auto replaced = [&](const std::string& from, const std::string& to, const std::string& after = "") {
         std::string t = text;
-        size_t at = t.find(from);
+        size_t at = t.find(from, after.empty() ? 0 : t.find(after));
         if (at != std::string::npos) t.replace(at, from.size(), to);
         return t;
     };
     std::string e = error_of([&] { Manifest::parse(replaced("dhm.manifest/1", "dhm.manifest/9")); });
     EXPECT(e.find("schema 'dhm.manifest/9'") != std::string::npos, "wrong schema: got '%s'", e.c_str());
-    e = error_of([&] { Manifest::parse(replaced("\"crop_interpolation\": \"linear\"", "\"crop_interpolation\": \"area\"")); });
-    EXPECT(e.find("interpolation 'area' is not supported") != std::string::npos, "interpolation: got '%s'", e.c_str());
+    for (const char* from : {"\"crop_interpolation\": \"linear\"", "\"crop_interpolation\": \"area\""}) {
+        if (text.find(from) == std::string::npos) continue;
+        e = error_of([&] { Manifest::parse(replaced(from, "\"crop_interpolation\": \"nearest\"", "\"preprocess\"")); });
+        EXPECT(e.find("crop_interpolation 'nearest' is not supported") != std::string::npos, "interpolation: got '%s'", e.c_str());
+    }
     e = error_of([&] { Manifest::parse(replaced("\"crop_size\": 168", "\"crop_size\": 170")); });
     EXPECT(e.find("crop_size must equal") != std::string::npos, "crop size: got '%s'", e.c_str());
     e = error_of([&] { Manifest::parse(text.substr(0, text.size() / 2)); });
@@ -120,13 +124,16 @@ int main(int argc, char** argv) {
         std::vector<ReplayEngine::Record> records = read_golden_records(dir, m);
         AvatarSession session(m, std::unique_ptr<Engine>(new ReplayEngine(m, records)));
 
-        PingPong schedule(0);
+        int min_side = 1 << 30, max_side = 0;
         double worst_face = 0, worst_frame = 0;
         size_t face_diff = 0, face_total = 0, frame_diff = 0, frame_total = 0;
         for (auto [i, r] : cases) {
             ReferenceFrame ref{read_u8(dir + "/ref_" + std::to_string(r) + ".u8"),
                                parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(r) + ".lms"))};
-            TensorMap in = session.prepare(ref, features.data.data(), n_feat, i, nullptr, nullptr);
+            CropBox box{};
+            TensorMap in = session.prepare(ref, features.data.data(), n_feat, i, nullptr, &box);
+            min_side = std::min(min_side, box.side());
+            max_side = std::max(max_side, box.side());
             for (const auto& t : m.inputs) {
                 Tensor want = read_f32(dir + "/" + t.name + "_" + std::to_string(i) + ".f32");
                 Compare c = compare(in.at(t.name).data, want.data);
@@ -150,6 +157,9 @@ int main(int argc, char** argv) {
         }
         const StageTimes& t = session.times();
         std::printf("golden cases: %zu\n", cases.size());
+        std::printf("crop filter: %s; crop boxes %d..%d px; audio window %d frames\n",
+                    m.preprocess.crop_interpolation == Interpolation::Area ? "area" : "linear", min_side, max_side,
+                    m.audio.window_frames());
         std::printf("face input: max abs %.6f, %.4f%% of values differ\n", worst_face, 100.0 * face_diff / std::max<size_t>(1, face_total));
         std::printf("pasted frame: max %g LSB, %.4f%% of bytes differ\n", worst_frame, 100.0 * frame_diff / std::max<size_t>(1, frame_total));
         std::printf("per frame: crop %.3f ms, pack %.3f ms, paste %.3f ms\n", t.per_frame_ms(1), t.per_frame_ms(2), t.per_frame_ms(4));

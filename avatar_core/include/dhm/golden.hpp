@@ -13,5 +13,6 @@ namespace dhm {
 
 Image read_u8(const std::string& path);
 Tensor read_f32(const std::string& path);
+void write_u8(const std::string& path, const Image& image);
 
 }  // namespace dhm

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "dhm/image.hpp"
 #include "dhm/json.hpp"
 
 namespace dhm {
@@ -20,7 +21,10 @@ struct PreprocessConfig {
     int lm_left = 0, lm_right = 0, lm_top = 0;
     int crop_size = 0, inner_size = 0, border = 0;
     std::array<int, 4> mask_rect{};  // x, y, w, h: fills columns x..x+w-1, rows y..y+h-1
-    std::string crop_interpolation, paste_interpolation, color_order, layout;
+    // The model's crop filter: upstream revisions before 2026-05-23 crop bilinearly, later
+    // ones (and FeatherTalk) with INTER_AREA. Paste-back is bilinear in every revision.
+    Interpolation crop_interpolation = Interpolation::Linear, paste_interpolation = Interpolation::Linear;
+    std::string color_order, layout;
 };
 
 struct AudioConfig {
