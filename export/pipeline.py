@@ -20,6 +20,7 @@ from dhm.errors import ConversionError, OutputError, ParityError, SpecError
 from dhm.io import atomic_dir, ensure_writable_dir, human_size
 from dhm.manifest import MANIFEST_FILE, biz_code, build_header, engine_versions, json_number, validate
 from dhm.metrics import max_abs_diff, psnr
+from dhm.spec import GeneratorSpec
 
 TARGETS = ("onnx", "mnn")
 VARIANTS = ("fp32", "fp16", "int8")
@@ -162,6 +163,7 @@ def export_model(
     force: bool = False,
     opset: int | None = None,
     log: Callable[[str], None] = lambda _msg: None,
+    crop_interpolation: str | None = None,
 ) -> ExportResult:
     import torch
 
@@ -188,9 +190,17 @@ def export_model(
         model_path = quant_dir / recipe["source"]["file"]
         if file_sha256(model_path) != recipe["source"]["sha256"]:
             raise SpecError(f"{model_path}: differs from the checkpoint the recipe in {quant_dir} was made for")
-    ckpt = load_checkpoint(model_path)
+        # the crop filter the model was quantized with (an override there is not in model.pt)
+        recorded = GeneratorSpec.from_dict(recipe["spec"]).crop_interpolation
+        if crop_interpolation is not None and crop_interpolation != recorded:
+            raise SpecError(f"{quant_dir}: was quantized for {recorded} crops; --crop-interpolation {crop_interpolation} contradicts it")
+        crop_interpolation = recorded
+    ckpt = load_checkpoint(model_path, crop_interpolation=crop_interpolation)
     spec = ckpt.spec
-    log(f"model: {spec.describe()} ({ckpt.form})" + (f", quantize recipe from {quant_dir}" if quant_dir else ""))
+    log(f"model: {spec.describe()} ({ckpt.form}): {spec.describe_conventions()}"
+        + (f", quantize recipe from {quant_dir}" if quant_dir else ""))
+    # MobileOne: the reparameterized form is exported, checked against the multi-branch one.
+    model = ckpt.inference_model()
     if data:
         check = heldout_inputs(data, spec, "eval", frames)
     elif quant_dir is not None:
@@ -204,11 +214,11 @@ def export_model(
         reference = [ckpt.model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in check.inputs]
 
     shapes = spec.input_shapes(1)
-    macs = count_macs(ckpt.model, *(torch.zeros(s) for s in shapes.values()))
+    macs = count_macs(model, *(torch.zeros(s) for s in shapes.values()))
     header = build_header(
         spec,
         macs=macs,
-        params=count_params(ckpt.model),
+        params=count_params(model),
         source={"file": Path(model_path).name, "sha256": file_sha256(model_path), "form": ckpt.form},
         versions=engine_versions(),
         frontend=ckpt.metadata.get("audio_frontend"),
@@ -219,7 +229,16 @@ def export_model(
     notes: list[str] = []
     with atomic_dir(out, replace=force) as tmp:
         onnx_fp32 = tmp / "model_fp32.onnx"
-        exported = export_onnx(ckpt.model, spec, onnx_fp32, check.inputs, opset=opset or DEFAULT_OPSET)
+        if model is not ckpt.model:
+            with torch.inference_mode():
+                reparam = [model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in check.inputs]
+            diff = max(float(np.abs(a - b).max()) for a, b in zip(reparam, reference))
+            if diff > TOLERANCES["fp32"].max_abs:
+                raise ParityError(f"reparameterized model differs from the multi-branch one by {diff:.2e}")
+            notes.append(f"MobileOne reparameterized ({count_params(ckpt.model):,} -> {count_params(model):,} parameters); "
+                         f"max abs vs the multi-branch model {diff:.1e}")
+            log(notes[-1])
+        exported = export_onnx(model, spec, onnx_fp32, check.inputs, opset=opset or DEFAULT_OPSET)
         notes.append(f"onnxsim: {exported.simplify_note}")
         log(f"onnx: opset {exported.opset}, {exported.nodes} nodes, simplified: {exported.simplified}")
 
@@ -314,7 +333,8 @@ def rebuild_onnx_int8(quant_dir: Path, recipe: dict[str, Any], fp32_onnx: Path, 
 
     q = recipe["onnx_int8"]
     calib = load_inputs(quant_dir / recipe["calibration"]["file"])
-    ort_int8.quantize_qdq(fp32_onnx, dst, calib, q["method"], q["nodes_to_exclude"], q.get("act_symmetric", False))
+    ort_int8.quantize_qdq(fp32_onnx, dst, calib, q["method"], q["nodes_to_exclude"], q.get("act_symmetric", False),
+                          q.get("weight_type", "int8"))
     return require_int8(dst)
 
 

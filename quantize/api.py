@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from dhm.data.inputs import InputSet
-from dhm.errors import OutputError, SpecError
+from dhm.errors import ConversionError, OutputError, SpecError
 from dhm.io import atomic_dir, ensure_writable_dir, human_size
 from dhm.manifest import from_json_number, json_number
 from dhm.metrics import image_quality
@@ -124,6 +124,7 @@ def quantize_model(
     use_inc: bool = False,
     force: bool = False,
     log: Callable[[str], None] = lambda _m: None,
+    crop_interpolation: str | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -143,23 +144,26 @@ def quantize_model(
     if out.exists() and not force:
         raise OutputError(f"{out}: already exists (use --force to replace it)")
     ensure_writable_dir(out.parent)
-    ckpt = load_checkpoint(model_path)
+    ckpt = load_checkpoint(model_path, crop_interpolation=crop_interpolation)
     spec = ckpt.spec
+    # What is quantized is what runs after export (MobileOne reparameterized).
+    model = ckpt.inference_model()
     sets = build_sets(data, spec, calib_frames, eval_frames)
     calib = load_inputs(Path(calib_file)) if calib_file else sets.calib
     check_shapes(calib, spec, "calibration set")
-    check_finite_activations(ckpt.model, calib, "calibration set")
-    check_finite_activations(ckpt.model, sets.eval, "evaluation set")
-    log(f"model: {spec.describe()}; calibration: {len(calib)} frames ({calib.source}); evaluation: {len(sets.eval)} frames")
+    check_finite_activations(model, calib, "calibration set")
+    check_finite_activations(model, sets.eval, "evaluation set")
+    log(f"model: {spec.describe()} ({spec.describe_conventions()}); calibration: {len(calib)} frames ({calib.source}); "
+        f"evaluation: {len(sets.eval)} frames")
 
     with torch.inference_mode():
-        reference = [ckpt.model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in sets.eval.inputs]
+        reference = [model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in sets.eval.inputs]
 
     shapes = spec.input_shapes(1)
     header = build_header(
         spec,
-        macs=count_macs(ckpt.model, *(torch.zeros(s) for s in shapes.values())),
-        params=count_params(ckpt.model),
+        macs=count_macs(model, *(torch.zeros(s) for s in shapes.values())),
+        params=count_params(model),
         source={"file": Path(model_path).name, "sha256": file_sha256(model_path), "form": ckpt.form},
         versions=engine_versions(),
     )
@@ -186,7 +190,7 @@ def quantize_model(
         save_inputs(tmp / CALIB_FILE, calib)
         save_inputs(tmp / EVAL_FILE, sets.eval)
         fp32_onnx = tmp / "model_fp32.onnx"
-        export_onnx(ckpt.model, spec, fp32_onnx, sets.eval.inputs[:2])
+        export_onnx(model, spec, fp32_onnx, sets.eval.inputs[:2])
         add(fp32_onnx, "onnxruntime", "fp32")
         fp32_mnn = tmp / "model_fp32.mnn"
         convert_onnx(fp32_onnx, fp32_mnn, biz_code=biz_code(header, "fp32"))
@@ -209,8 +213,12 @@ def quantize_model(
             from dhm.quantize.sensitivity import layer_sensitivity, onnx_conv_name
 
             probe_eval = InputSet(sets.eval.inputs[:4], sets.eval.source, sets.eval.frames[:4])
-            scores = layer_sensitivity(ckpt.model, calib, probe_eval)
+            scores = layer_sensitivity(model, calib, probe_eval)
             ranking = [onnx_conv_name(s.module) for s in scores]
+            to_mnn = ort_int8.conv_output_names(fp32_onnx)
+            unmapped = [n for n in ranking if n not in to_mnn]
+            if unmapped:  # a layer the fallback could not keep in float would be silently quantized
+                raise ConversionError(f"layer {unmapped[0]!r} has no Conv node in the exported ONNX graph")
             recipe["sensitivity"] = {
                 "metric": "output PSNR vs FP32 with only this layer quantized (4 evaluation frames)",
                 "layers": [s.to_dict() for s in scores[:16]],
@@ -221,7 +229,7 @@ def quantize_model(
             if use_inc:
                 from dhm.quantize.inc import search_activation_config
 
-                found = search_activation_config(ckpt.model, calib, probe_eval)
+                found = search_activation_config(model, calib, probe_eval)
                 ort_method, act_symmetric = found.ort_method, found.act_sym
                 recipe["neural_compressor"] = {
                     "role": "autotune of activation calibration and symmetry on the torch model (PT2E), "
@@ -232,19 +240,32 @@ def quantize_model(
                     f"{'sym' if t['act_sym'] else 'asym'}/{t['act_algo']} {t['psnr_db']} dB" for t in found.trials
                 ) + f" -> {ort_method}, {'symmetric' if act_symmetric else 'asymmetric'} activations")
 
-            def build_onnx(excluded: list[str]) -> Path:
+            def build_onnx(excluded: list[str], weight_type: str) -> Path:
                 path = work / f"onnx_int8_{next(counter)}.onnx"
-                ort_int8.quantize_qdq(fp32_onnx, path, calib, ort_method, excluded, act_symmetric)
+                ort_int8.quantize_qdq(fp32_onnx, path, calib, ort_method, excluded, act_symmetric, weight_type)
                 return path
 
-            best, kept, steps = _fallback(build_onnx, evaluate, ranking, target_psnr, log, "onnxruntime")
+            # The weight type by measurement (see ort_int8.WEIGHT_TYPES): full quantization
+            # with each, the better one carries on into the fallback rounds.
+            weight_trials = {w: build_onnx([], w) for w in ort_int8.WEIGHT_TYPES}
+            weight_psnr = {w: _psnr(evaluate(p)) for w, p in weight_trials.items()}
+            weight_type = max(weight_psnr, key=lambda w: weight_psnr[w])
+            weight_reason = "best held-out PSNR of " + ", ".join(f"{w} {v:.1f} dB" for w, v in weight_psnr.items())
+            log(f"onnxruntime int8 weights: {weight_reason} -> {weight_type}")
+
+            def build_onnx_weights(excluded: list[str]) -> Path:
+                return weight_trials[weight_type] if not excluded else build_onnx(excluded, weight_type)
+
+            best, kept, steps = _fallback(build_onnx_weights, evaluate, ranking, target_psnr, log, "onnxruntime")
             final = tmp / "model_int8.onnx"
             best.replace(final)
             add(final, "onnxruntime", "int8", require_int8(final))
             recipe["onnx_int8"] = {
                 "method": ort_method,
                 "per_channel": True,
-                "weights": "int8 symmetric",
+                "weights": f"{weight_type} symmetric",
+                "weight_type": weight_type,
+                "weight_reason": weight_reason,
                 "activations": "int8 symmetric" if act_symmetric else "uint8 asymmetric",
                 "act_symmetric": act_symmetric,
                 "nodes_to_exclude": kept,
@@ -255,8 +276,7 @@ def quantize_model(
             convert_onnx(fp32_onnx, int8_source, biz_code=biz_code(header, "int8"))
             calib_dir = work / "mnn_calib"
             mnn_int8.write_calibration_folder(calib, calib_dir, [o for o in spec.output_shapes(1)])
-            to_mnn = ort_int8.conv_output_names(fp32_onnx)
-            mnn_ranking = [to_mnn[n] for n in ranking if n in to_mnn]
+            mnn_ranking = [to_mnn[n] for n in ranking]
             method_of: dict[Path, str] = {}
             built: dict[tuple[str, tuple[str, ...]], Path] = {}
 
@@ -354,6 +374,7 @@ def _markdown(report: dict[str, Any]) -> str:
         q = r[key]
         kept = q.get("nodes_to_exclude", q.get("skip_quant_op_names", []))
         lines += [f"## {title}", "", f"- method: {q['method']}" + (f" ({q['reason']})" if "reason" in q else ""),
+                  *([f"- weights: {q['weight_type']} ({q['weight_reason']})"] if "weight_reason" in q else []),
                   f"- layers kept in float: {len(kept)}" + (f": {', '.join(kept)}" if kept else ""), "",
                   "| round | layers in float | PSNR vs FP32 | size | gain vs best |", "|---:|---:|---:|---:|---:|"]
         for i, s in enumerate(q["fallback"]):
