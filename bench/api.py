@@ -42,6 +42,7 @@ class BenchSettings:
     mnn_bin: Path | None = None
     device_backend: str = "cpu"
     device_timeout_s: float = 300.0
+    crop_interpolation: str | None = None  # for checkpoints whose revision default is wrong
 
     def host(self) -> HostSettings:
         return HostSettings(threads=self.threads, warmup=self.warmup, runs=self.runs, rounds=self.rounds, e2e_frames=self.e2e_frames)
@@ -204,7 +205,7 @@ def run_bench(
             ensure_writable_dir(Path(p).parent)
     reference = Path(reference)
     data = Path(data)
-    ref_spec = reference_spec(reference)
+    ref_spec = reference_spec(reference, settings.crop_interpolation)
     ds = open_dataset(data, mode=ref_spec.mode)
     try:
         split = split_frames(ds.n_frames)
@@ -224,7 +225,7 @@ def run_bench(
         serial = settings.device.partition(":")[2] or None
         transport_obj = AdbTransport.connect(serial)  # fail on adb/device problems before any work
     with tempfile.TemporaryDirectory(prefix="dhm-bench-") as work:
-        cands = resolve(reference, ref_spec, models, settings.backends, Path(work), data, log)
+        cands = resolve(reference, ref_spec, models, settings.backends, Path(work), data, log, settings.crop_interpolation)
         ref_cand = next(c for c in cands if c.role == "reference" and c.backend == "torch")
         inputs = heldout_inputs(data, ref_cand.spec, "eval", settings.frames)
         log(f"[bench] {len(cands)} candidates; parity on {len(inputs)} held-out frames against {REFERENCE} torch fp32")
@@ -233,7 +234,7 @@ def run_bench(
         records: list[dict[str, Any]] = []
         device: dict[str, Any] | None = None
         if settings.device == "host":
-            runner = end_to_end_runner(ds, ref_cand.spec.mode, list(split.eval))
+            runner = end_to_end_runner(ds, ref_cand.spec.conventions, list(split.eval))
             records = latency(cands, inputs.inputs[0], settings.host(), runner, log)
         else:
             device = _device(cands, inputs, outputs, outputs[ref_cand.id], settings, transport_obj, log)

@@ -77,8 +77,10 @@ def _manifest_for(path: Path) -> dict[str, Any] | None:
 
 
 def _from_manifest(name: str, folder: Path, manifest: dict[str, Any], backends: Sequence[str], only: str | None) -> list[Candidate]:
+    from dhm.manifest import generator_spec
+
     gen = manifest["generator"]
-    spec = GeneratorSpec.from_dict(gen)
+    spec = generator_spec(manifest)
     out = []
     for a in manifest["artifacts"]:
         if only is not None and a["file"] != only:
@@ -102,8 +104,8 @@ def _file_without_manifest(name: str, path: Path) -> Candidate:
 
         engine = load(path, check_manifest=False)
         biz = getattr(engine, "biz", {})
-        if "generator" in biz:
-            spec = GeneratorSpec.from_dict(biz["generator"])
+        if engine.spec is not None:
+            spec = engine.spec
             from dhm.metrics import generator_cost
 
             macs, params = generator_cost(spec)
@@ -113,7 +115,7 @@ def _file_without_manifest(name: str, path: Path) -> Candidate:
 
 def _exported(
     name: str, checkpoint: Path, spec: GeneratorSpec, backends: Sequence[str], work: Path, data: Path, role: str,
-    log: Callable[[str], None],
+    log: Callable[[str], None], crop_interpolation: str | None = None,
 ) -> list[Candidate]:
     """torch for the checkpoint itself, onnxruntime/MNN FP32 through `dhm export`."""
     from dhm.metrics import generator_cost
@@ -128,14 +130,15 @@ def _exported(
 
         folder = work / name
         log(f"[bench] exporting {checkpoint.name} to {'/'.join(targets)} fp32 for this run")
-        export_model(checkpoint, folder, targets=targets, variants=["fp32"], data=data, frames=4)
+        export_model(checkpoint, folder, targets=targets, variants=["fp32"], data=data, frames=4,
+                     crop_interpolation=crop_interpolation)
         manifest = json.loads((folder / "manifest.json").read_text())
         for c in _from_manifest(name, folder, manifest, backends, None):
             out.append(Candidate(name, role, c.path, c.backend, c.variant, c.spec, macs, params, built_for_run=True))
     return out
 
 
-def reference_spec(reference: Path) -> GeneratorSpec:
+def reference_spec(reference: Path, crop_interpolation: str | None = None) -> GeneratorSpec:
     """The teacher's spec, after checking it is a checkpoint torch can run."""
     from dhm.models import load_checkpoint
 
@@ -143,7 +146,7 @@ def reference_spec(reference: Path) -> GeneratorSpec:
         raise SpecError(f"{reference}: no such reference checkpoint")
     if reference.suffix.lower() not in (".pt", ".pth"):
         raise SpecError(f"{reference}: the reference is the full teacher's checkpoint (.pt/.pth), run in torch FP32")
-    return load_checkpoint(reference).spec
+    return load_checkpoint(reference, crop_interpolation=crop_interpolation).spec
 
 
 def resolve(
@@ -154,6 +157,7 @@ def resolve(
     work: Path,
     data: Path,
     log: Callable[[str], None] = lambda _m: None,
+    crop_interpolation: str | None = None,
 ) -> list[Candidate]:
     """The candidates, reference first, after the checks that must come before any timing.
     `ref_spec` is `reference_spec(reference)`."""
@@ -169,7 +173,7 @@ def resolve(
         names.add(name)
         plan.append((name, path))
     # Check every model's spec against the reference before exporting or timing anything.
-    specs = [(name, path, _spec_of(path)) for name, path in plan]
+    specs = [(name, path, _spec_of(path, crop_interpolation)) for name, path in plan]
     for (n0, _, s0), (n1, _, s1) in zip(specs, specs[1:]):
         if s0.input_shapes(1) != s1.input_shapes(1):
             raise SpecError(
@@ -178,7 +182,7 @@ def resolve(
     for name, path, spec in specs:
         check_compatible(ref_spec, spec, f"{name} ({path})")
 
-    cands = _exported(REFERENCE, reference, ref_spec, backends, work, data, "reference", log)
+    cands = _exported(REFERENCE, reference, ref_spec, backends, work, data, "reference", log, crop_interpolation)
     for name, path, spec in specs:
         if path.is_dir():
             manifest = _manifest_for(path)
@@ -189,14 +193,14 @@ def resolve(
                 raise SpecError(f"{path}: none of its artefacts runs on {', '.join(backends)}")
             cands += found
         elif path.suffix.lower() in (".pt", ".pth"):
-            cands += _exported(name, path, spec, backends, work, data, "model", log)
+            cands += _exported(name, path, spec, backends, work, data, "model", log, crop_interpolation)
         else:
             manifest = _manifest_for(path)
             cands += _from_manifest(name, path.parent, manifest, backends, path.name) if manifest else [_file_without_manifest(name, path)]
     return cands
 
 
-def _spec_of(path: Path) -> GeneratorSpec:
+def _spec_of(path: Path, crop_interpolation: str | None = None) -> GeneratorSpec:
     from dhm.models import load_checkpoint
 
     if path.is_dir() or path.suffix.lower() in (".onnx", ".mnn"):
@@ -204,17 +208,23 @@ def _spec_of(path: Path) -> GeneratorSpec:
         if manifest is not None:
             if not path.is_dir() and not any(a["file"] == path.name for a in manifest["artifacts"]):
                 raise SpecError(f"{path}: not listed in the manifest beside it")
-            return GeneratorSpec.from_dict(manifest["generator"])
+            from dhm.manifest import generator_spec
+
+            return generator_spec(manifest)
         if path.is_dir():
             raise SpecError(f"{path}: a folder without manifest.json; pass a `dhm export` folder or model files")
         return _file_without_manifest(path.stem, path).spec
-    return load_checkpoint(path).spec
+    return load_checkpoint(path, crop_interpolation=crop_interpolation).spec
 
 
 def check_compatible(reference: GeneratorSpec, spec: GeneratorSpec, what: str) -> None:
-    """Parity needs the same audio mode and the same network inputs as the reference."""
+    """Parity needs the same audio mode, window and crop filter (the same network inputs)
+    as the reference."""
     if spec.mode != reference.mode:
         raise SpecError(f"{what} is a {spec.mode} model, the reference teacher is {reference.mode}: parity needs the same audio mode")
+    if spec.conventions != reference.conventions:
+        raise SpecError(f"{what} expects {spec.conventions.describe()}, the reference teacher "
+                        f"{reference.conventions.describe()}: parity needs the same inputs")
     if spec.input_shapes(1) != reference.input_shapes(1):
         raise SpecError(f"{what} takes {_shapes(spec)}, the reference teacher takes {_shapes(reference)}")
 

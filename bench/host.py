@@ -24,6 +24,7 @@ from dhm.bench.stats import MemoryProbe, interleaved_timings, summarize
 
 from dhm.data.dataset import Dataset
 from dhm.data.inputs import InputSet
+from dhm.spec import Conventions
 
 
 @dataclass(frozen=True)
@@ -100,22 +101,22 @@ def latency(
     return records
 
 
-def end_to_end_runner(ds: Dataset, mode: str, frames: Sequence[int]) -> Callable[[Any, int], dict[str, Any]]:
+def end_to_end_runner(ds: Dataset, conventions: Conventions, frames: Sequence[int]) -> Callable[[Any, int], dict[str, Any]]:
     """The reference pipeline per frame on held-out frames: reference frame i, audio window
     of frame i, stage times split as the phone apps report them."""
     from dhm.data.preprocess import audio_window
     from dhm.runtime_py.pipeline import AvatarPipeline, StageTimes
 
-    feats = ds.audio(mode)
+    feats = ds.audio(conventions.mode)
 
     def run(engine: Any, n: int) -> dict[str, Any]:
-        pipe = AvatarPipeline(engine, ds, mode)
+        pipe = AvatarPipeline(engine, ds, conventions)
         order = [frames[i % len(frames)] for i in range(n + 2)]
         for i in order[:2]:  # warm the file cache and the engine
-            pipe.render(i, audio_window(feats, i, pipe.mode))
+            pipe.render(i, audio_window(feats, i, conventions))
         pipe.times = StageTimes()
         for i in order[2:]:
-            pipe.render(i, audio_window(feats, i, pipe.mode))
+            pipe.render(i, audio_window(feats, i, conventions))
         ms = pipe.times.per_frame_ms()
         return {
             "frames": n, "stage_ms": ms,

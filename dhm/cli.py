@@ -16,6 +16,7 @@ import click
 
 from dhm import __version__
 from dhm.errors import DhmError
+from dhm.spec import ARCHS, INTERPOLATIONS, LATEST_REVISION, REVISIONS
 
 
 class DhmGroup(click.Group):
@@ -57,25 +58,40 @@ def main() -> None:
 # ----------------------------------------------------------------------------- info
 
 
+def crop_interpolation_option(f: Any) -> Any:
+    """--crop-interpolation, for every command that reads a checkpoint."""
+    return click.option(
+        "--crop-interpolation", "crop_interpolation", type=click.Choice(list(INTERPOLATIONS)), default=None,
+        help="The crop filter the model was trained with, when you know better than its revision's default "
+             "(upstream before 2026-05-23: linear; since: area). Refused where a dhm checkpoint records another.",
+    )(f)
+
+
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
-def info(checkpoint: Path, as_json: bool) -> None:
-    """Describe a generator checkpoint (Ultralight or dhm format).
+@crop_interpolation_option
+def info(checkpoint: Path, as_json: bool, crop_interpolation: str | None) -> None:
+    """Describe a generator checkpoint (Ultralight, FeatherTalk or dhm format).
 
-    Detects the architecture, audio mode and channel widths from the tensor shapes, and
-    reports parameters, MACs per frame and file size. The file is loaded with
-    torch.load(weights_only=True): pickled code is refused, never run.
+    Detects the family, the upstream revision (key layout, audio branch), the audio mode
+    and window and the channel widths from tensor names and shapes, and reports the crop
+    filter the model expects, parameters, MACs per frame and file size. The file is
+    loaded with torch.load(weights_only=True): pickled code is refused, never run.
     """
     from dhm.models.info import checkpoint_info
 
-    facts = checkpoint_info(checkpoint)
+    facts = checkpoint_info(checkpoint, crop_interpolation=crop_interpolation)
     if as_json:
         click.echo(json.dumps(facts, indent=2))
         return
     for key, label in (
-        ("arch", "arch"),
+        ("detected", "detected"),
+        ("arch_text", "family"),
+        ("revision_text", "revision"),
         ("mode", "audio mode"),
+        ("window_text", "audio window"),
+        ("crop_text", "crop filter"),
         ("widths_text", "widths"),
         ("params_text", "parameters"),
         ("macs_text", "MACs / frame"),
@@ -106,8 +122,10 @@ def data() -> None:
     show_default=True,
     help="Feature layout to write: aud_hu.npy at 25 fps, or aud_wenet.npy at 20 fps.",
 )
+@click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.5, 8.0),
+              help="Frame and face size: 1 gives a ~138 px face box (upscaled to the 168 px crop), 1.6 a ~220 px one (downscaled).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def data_synth(out: Path, frames: int, seed: int, mode: str, force: bool) -> None:
+def data_synth(out: Path, frames: int, seed: int, mode: str, scale: float, force: bool) -> None:
     """Write the built-in talking-head dataset to OUT.
 
     A procedurally rendered speaker whose mouth follows a synthetic voice, in exactly
@@ -122,7 +140,8 @@ def data_synth(out: Path, frames: int, seed: int, mode: str, force: bool) -> Non
     if frames < 8:
         raise click.BadParameter("at least 8 frames", param_hint="--frames")
     with click.progressbar(length=frames, label="rendering", file=sys.stderr) as bar:
-        path = write_synth_dataset(out, frames=frames, seed=seed, mode=mode, force=force, progress=lambda i, n: bar.update(1))
+        path = write_synth_dataset(out, frames=frames, seed=seed, mode=mode, force=force, progress=lambda i, n: bar.update(1),
+                                   scale=scale)
     click.echo(f"wrote {frames} frames ({mode}, seed {seed}) to {path}")
 
 
@@ -198,13 +217,19 @@ def _summary(report: dict[str, Any]) -> None:
 @main.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder (Ultralight layout).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--arch", default="ultralight", show_default=True, type=click.Choice(["ultralight"]))
+@click.option("--arch", default="ultralight", show_default=True, type=click.Choice(list(ARCHS)),
+              help="ultralight (InvertedResidual U-Net) or mobileone (FeatherTalk's MobileOne U-Net).")
 @click.option("--mode", default="hubert", show_default=True, type=click.Choice(["hubert", "wenet"]))
 @click.option("--widths", default="mobile", show_default=True, help="full, mobile, or w0,w1,w2,w3,w4.")
+@click.option("--revision", default=LATEST_REVISION, show_default=True,
+              type=click.Choice(list(REVISIONS)),
+              help="Upstream revision whose layout and conventions (audio window, crop filter) the model follows.")
+@crop_interpolation_option
 @click.option("--w-ssim", default=0.2, show_default=True, help="Weight of the 1-SSIM term (L1 has weight 1).")
 @click.option("--w-mouth", default=2.0, show_default=True, help="Extra L1 weight inside the mouth rectangle.")
 @_training_options(default_steps=600)
-def train(data: Path, out: Path, arch: str, mode: str, widths: str, w_ssim: float, w_mouth: float, **kw: Any) -> None:
+def train(data: Path, out: Path, arch: str, mode: str, widths: str, revision: str, crop_interpolation: str | None,
+          w_ssim: float, w_mouth: float, **kw: Any) -> None:
     """Train a generator from scratch on a dataset folder.
 
     Loss: L1 (extra weight in the mouth rectangle) + SSIM, on training frames with a
@@ -221,7 +246,7 @@ def train(data: Path, out: Path, arch: str, mode: str, widths: str, w_ssim: floa
     from dhm.distill import LossWeights, train_generator
     from dhm.spec import GeneratorSpec
 
-    spec = GeneratorSpec(arch=arch, mode=mode, widths=widths)
+    spec = GeneratorSpec(arch=arch, mode=mode, widths=widths, revision=revision, crop_interpolation=crop_interpolation)
     weights = LossWeights(pixel=1.0, ssim=w_ssim, mouth=w_mouth, feature=0.0, gt=0.0)
     report = train_generator(data, out, spec, _settings(kw), weights, resume=kw["resume"], force=kw["force"], progress=not kw["quiet"])
     _summary(report)
@@ -233,6 +258,8 @@ def train(data: Path, out: Path, arch: str, mode: str, widths: str, w_ssim: floa
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder (Ultralight layout).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--student", default="x10", show_default=True, help="Preset x4, x10, x20, x30 (1/N of the teacher's MACs) or w0,w1,w2,w3,w4.")
+@click.option("--student-arch", default=None, type=click.Choice(list(ARCHS)), help="The student's family (default: the teacher's); it keeps the teacher's audio window and crop filter.")
+@crop_interpolation_option
 @click.option("--init", "init", default="teacher", show_default=True, type=click.Choice(["teacher", "random"]), help="Start from the teacher's most important channels, or from scratch.")
 @click.option("--w-pixel", default=1.0, show_default=True, help="L1 to the teacher's output.")
 @click.option("--w-ssim", default=0.2, show_default=True, help="1-SSIM to the teacher's output.")
@@ -240,7 +267,7 @@ def train(data: Path, out: Path, arch: str, mode: str, widths: str, w_ssim: floa
 @click.option("--w-feature", default=0.1, show_default=True, help="Feature matching through 1x1 adapters (0 disables).")
 @click.option("--w-gt", default=0.0, show_default=True, help="L1 to the ground truth (0 disables).")
 @_training_options(default_steps=600)
-def distill(teacher: Path, data: Path, out: Path, student: str, init: str, w_pixel: float, w_ssim: float, w_mouth: float, w_feature: float, w_gt: float, **kw: Any) -> None:
+def distill(teacher: Path, data: Path, out: Path, student: str, student_arch: str | None, crop_interpolation: str | None, init: str, w_pixel: float, w_ssim: float, w_mouth: float, w_feature: float, w_gt: float, **kw: Any) -> None:
     """Distil a trained generator into a phone-sized student.
 
     The teacher is frozen; the student (same family, smaller widths) learns the
@@ -261,7 +288,8 @@ def distill(teacher: Path, data: Path, out: Path, student: str, init: str, w_pix
     weights = LossWeights(pixel=w_pixel, ssim=w_ssim, mouth=w_mouth, feature=w_feature, gt=w_gt)
     report = distill_student(
         teacher, data, out, student=student, settings=_settings(kw), weights=weights, init=init,
-        resume=kw["resume"], force=kw["force"], progress=not kw["quiet"],
+        resume=kw["resume"], force=kw["force"], progress=not kw["quiet"], student_arch=student_arch,
+        crop_interpolation=crop_interpolation,
     )
     if report:
         _summary(report)
@@ -285,7 +313,8 @@ def distill(teacher: Path, data: Path, out: Path, student: str, init: str, w_pix
 @click.option("--calib", "calib_file", type=click.Path(path_type=Path), default=None, help="A calib.npz from an earlier run to calibrate on instead.")
 @click.option("--inc", "use_inc", is_flag=True, help="Let neural-compressor autotune choose the ONNX activation calibration and symmetry (by held-out PSNR).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new run succeeded).")
-def quantize(model: Path, data: Path, out: Path, fp16: bool, int8: bool, calib_frames: int, eval_frames: int, method: str, mnn_method: str, target_psnr: float, calib_file: Path | None, use_inc: bool, force: bool) -> None:
+@crop_interpolation_option
+def quantize(model: Path, data: Path, out: Path, fp16: bool, int8: bool, calib_frames: int, eval_frames: int, method: str, mnn_method: str, target_psnr: float, calib_file: Path | None, use_inc: bool, force: bool, crop_interpolation: str | None) -> None:
     """FP16 and INT8 variants of MODEL, calibrated on held-out frames.
 
     Calibration frames come from the dataset's held-out calibration blocks, built as
@@ -308,7 +337,7 @@ def quantize(model: Path, data: Path, out: Path, fp16: bool, int8: bool, calib_f
     report = quantize_model(
         model, out, data, fp16=fp16, int8=int8, calib_frames=calib_frames, eval_frames=eval_frames,
         ort_method=method, mnn_method=mnn_method, target_psnr=target_psnr, calib_file=calib_file, use_inc=use_inc, force=force,
-        log=lambda m: click.echo(m, err=True),
+        log=lambda m: click.echo(m, err=True), crop_interpolation=crop_interpolation,
     )
     click.echo(variant_table(report))
     click.echo(f"wrote {len(report['variants'])} variants, recipe.json and report.md to {out}")
@@ -331,7 +360,9 @@ def quantize(model: Path, data: Path, out: Path, fp16: bool, int8: bool, calib_f
 @click.option("--frames", default=8, show_default=True, help="Validation frames.")
 @click.option("--opset", default=None, type=int, help="ONNX opset (default 17).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new export succeeded).")
-def export(model: Path, out: Path, target: str, variants: str, data: Path | None, frames: int, opset: int | None, force: bool) -> None:
+@crop_interpolation_option
+def export(model: Path, out: Path, target: str, variants: str, data: Path | None, frames: int, opset: int | None, force: bool,
+           crop_interpolation: str | None) -> None:
     """Export MODEL (a dhm or Ultralight checkpoint, or a `dhm quantize` output folder)
     to validated ONNX and MNN files.
 
@@ -358,6 +389,7 @@ def export(model: Path, out: Path, target: str, variants: str, data: Path | None
         force=force,
         opset=opset,
         log=lambda msg: click.echo(msg, err=True),
+        crop_interpolation=crop_interpolation,
     )
     click.echo(result.table())
     click.echo(f"wrote {len(result.artifacts)} artefacts and manifest.json to {result.out_dir}")
@@ -375,7 +407,9 @@ def export(model: Path, out: Path, target: str, variants: str, data: Path | None
 @click.option("--side-by-side", type=click.Path(path_type=Path), default=None, help="A second model rendered next to the first.")
 @click.option("--threads", default=2, show_default=True, help="Inference threads.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]), help="Engine precision (MNN: high/low).")
-def run(model: Path, data: Path, audio_features: Path | None, wav: Path | None, out: Path, side_by_side: Path | None, threads: int, precision: str) -> None:
+@crop_interpolation_option
+def run(model: Path, data: Path, audio_features: Path | None, wav: Path | None, out: Path, side_by_side: Path | None, threads: int,
+        precision: str, crop_interpolation: str | None) -> None:
     """Render a lip-synced video of the dataset's speaker with MODEL (.pt/.pth, .onnx or .mnn).
 
     Reference frames run in Ultralight's ping-pong order; each frame is cropped, masked,
@@ -385,7 +419,8 @@ def run(model: Path, data: Path, audio_features: Path | None, wav: Path | None, 
     from dhm.runtime_py.video import render_video
 
     r = render_video(model, data, out, audio_features=audio_features, wav=wav, side_by_side=side_by_side,
-                     threads=threads, precision=precision, log=lambda m: click.echo(m, err=True))
+                     threads=threads, precision=precision, log=lambda m: click.echo(m, err=True),
+                     crop_interpolation=crop_interpolation)
     ms = r["stage_ms"]
     click.echo(
         f"wrote {r['frames']} frames at {r['fps']} fps to {r['out']} ({'with' if r['audio'] else 'without'} audio); "
@@ -421,9 +456,11 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the full record (schema dhm.bench/1) here.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None, help="Write the Markdown report here, with PNG plots beside it.")
 @click.option("--compare", "compare_paths", nargs=2, type=click.Path(path_type=Path), default=None, help="Compare two --json results instead of benching.")
+@crop_interpolation_option
 def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, backends: str, threads: str, warmup: int, runs: int,
           rounds: int, frames: int, e2e_frames: int, device: str, mnn_bin: Path | None, device_backend: str, device_timeout: float,
-          json_path: Path | None, report_path: Path | None, compare_paths: tuple[Path, Path] | None) -> None:
+          json_path: Path | None, report_path: Path | None, compare_paths: tuple[Path, Path] | None,
+          crop_interpolation: str | None) -> None:
     """Parity and latency of MODELS against the full teacher.
 
     \b
@@ -464,7 +501,7 @@ def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, ba
     settings = BenchSettings(
         backends=tuple(b.strip() for b in backends.split(",") if b.strip()), threads=_int_list(threads, "--threads"),
         warmup=warmup, runs=runs, rounds=rounds, frames=frames, e2e_frames=e2e_frames, device=device, mnn_bin=mnn_bin,
-        device_backend=device_backend, device_timeout_s=device_timeout,
+        device_backend=device_backend, device_timeout_s=device_timeout, crop_interpolation=crop_interpolation,
     )
     result = run_bench(list(models), reference, data, settings, json_path, report_path, log=lambda m: click.echo(m, err=True))
     text = markdown(result)

@@ -12,21 +12,20 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dhm.errors import SpecError
 from dhm.spec import (
-    AUDIO_WINDOW_AFTER,
-    AUDIO_WINDOW_BEFORE,
     PREPROCESS,
+    Conventions,
     GeneratorSpec,
+    audio_mode,
+    window_bounds,
 )
-
-if TYPE_CHECKING:
-    from dhm.runtime_py.backends import Engine
 
 SCHEMA_ID = "dhm.manifest/1"
 MANIFEST_FILE = "manifest.json"
@@ -99,6 +98,62 @@ def validation_errors(manifest: dict[str, Any]) -> list[str]:
     errors: list[str] = []
     root = schema()
     _validate(manifest, root, "manifest", root, errors)
+    if not errors:
+        errors += consistency_errors(manifest)
+    return errors
+
+
+def generator_spec(manifest: dict[str, Any]) -> GeneratorSpec:
+    """The generator a (schema-valid) manifest describes; the crop filter is the
+    preprocess section's (older manifests record it only there)."""
+    gen = dict(manifest["generator"])
+    gen.setdefault("crop_interpolation", manifest["preprocess"]["crop_interpolation"])
+    return GeneratorSpec.from_dict(gen)
+
+
+def conventions(manifest: dict[str, Any]) -> Conventions:
+    """What the manifest's model expects of its inputs, read from its preprocess and audio
+    sections (which `consistency_errors` has checked against the generator). An MNN
+    file's bizCode carries the same two sections."""
+    pre = manifest["preprocess"]
+    lm = pre["landmarks"]
+    preprocess = replace(
+        PREPROCESS,
+        lm_left=lm["left"], lm_right=lm["right"], lm_top=lm["top"],
+        crop_size=pre["crop_size"], inner_size=pre["inner_size"], border=pre["border"],
+        mask_rect=tuple(pre["mask_rect"]), crop_interpolation=pre["crop_interpolation"],
+        paste_interpolation=pre["paste_interpolation"],
+    )
+    audio = manifest["audio"]
+    return Conventions(preprocess, audio_mode(audio["mode"]), audio["window_before"] + audio["window_after"])
+
+
+def consistency_errors(manifest: dict[str, Any]) -> list[str]:
+    """What the schema cannot say: the sections must describe one model."""
+    try:
+        spec = generator_spec(manifest)
+    except SpecError as exc:
+        return [f"manifest.generator: {exc}"]
+    errors = []
+    pre, audio = manifest["preprocess"], manifest["audio"]
+    if "crop_interpolation" in manifest["generator"] and manifest["generator"]["crop_interpolation"] != pre["crop_interpolation"]:
+        errors.append("manifest.preprocess.crop_interpolation: contradicts generator.crop_interpolation")
+    before, after = window_bounds(spec.window)
+    expected_audio = {"mode": spec.mode, "per_frame_shape": list(spec.audio.per_frame_shape), "fps": spec.audio.fps,
+                      "window_before": before, "window_after": after,
+                      "input_shape": list(spec.audio.input_shape(spec.window))}
+    for key, want in expected_audio.items():
+        if audio.get(key) != want:
+            errors.append(f"manifest.audio.{key}: {audio.get(key)!r} contradicts the generator ({want!r} for "
+                          f"{spec.describe_conventions()})")
+    shapes = {name: list(shape) for name, shape in spec.input_shapes(1).items()}
+    inputs = manifest["io"]["inputs"]
+    for got, (name, shape) in zip(inputs, shapes.items()):
+        if got["shape"] != shape:
+            errors.append(f"manifest.io.inputs: {got['name']!r} is {got['shape']}, the generator takes {shape}")
+    (out_name, out_shape), = spec.output_shapes(1).items()
+    if manifest["io"]["outputs"][0]["shape"] != list(out_shape):
+        errors.append(f"manifest.io.outputs: {manifest['io']['outputs'][0]['shape']}, the generator gives {list(out_shape)}")
     return errors
 
 
@@ -116,14 +171,16 @@ def io_section(spec: GeneratorSpec) -> dict[str, Any]:
     shapes = spec.input_shapes(1)
     face_name, audio_name = list(shapes)
     (out_name, out_shape), = spec.output_shapes(1).items()
+    pre = spec.preprocess
+    before, after = window_bounds(spec.window)
     return {
         "inputs": [
             {
                 "name": face_name,
                 "shape": list(shapes[face_name]),
                 "dtype": "float32",
-                "layout": PREPROCESS.layout,
-                "color_order": PREPROCESS.color_order,
+                "layout": pre.layout,
+                "color_order": pre.color_order,
                 "range": [0.0, 1.0],
                 "description": "channels 0-2: reference face, 3-5: mouth-masked face; uint8 / 255",
             },
@@ -131,7 +188,7 @@ def io_section(spec: GeneratorSpec) -> dict[str, Any]:
                 "name": audio_name,
                 "shape": list(shapes[audio_name]),
                 "dtype": "float32",
-                "description": f"{spec.mode} features of frames i-{AUDIO_WINDOW_BEFORE}..i+{AUDIO_WINDOW_AFTER - 1}, zero-padded, reshaped",
+                "description": f"{spec.mode} features of frames i-{before}..i+{after - 1}, zero-padded, reshaped",
             },
         ],
         "outputs": [
@@ -139,8 +196,8 @@ def io_section(spec: GeneratorSpec) -> dict[str, Any]:
                 "name": out_name,
                 "shape": list(out_shape),
                 "dtype": "float32",
-                "layout": PREPROCESS.layout,
-                "color_order": PREPROCESS.color_order,
+                "layout": pre.layout,
+                "color_order": pre.color_order,
                 "range": [0.0, 1.0],
                 "description": "the inner 160x160 face; x*255 truncated to uint8 goes into crop[4:164,4:164]",
             }
@@ -148,8 +205,8 @@ def io_section(spec: GeneratorSpec) -> dict[str, Any]:
     }
 
 
-def preprocess_section() -> dict[str, Any]:
-    p = PREPROCESS
+def preprocess_section(spec: GeneratorSpec) -> dict[str, Any]:
+    p = spec.preprocess
     return {
         "landmarks": {"left": p.lm_left, "right": p.lm_right, "top": p.lm_top},
         "crop_size": p.crop_size,
@@ -166,14 +223,15 @@ def preprocess_section() -> dict[str, Any]:
 
 def audio_section(spec: GeneratorSpec, frontend: str | None = None) -> dict[str, Any]:
     mode = spec.audio
+    before, after = window_bounds(spec.window)
     section = {
         "mode": mode.name,
         "feature_file": mode.feature_file,
         "per_frame_shape": list(mode.per_frame_shape),
         "fps": mode.fps,
-        "window_before": AUDIO_WINDOW_BEFORE,
-        "window_after": AUDIO_WINDOW_AFTER,
-        "input_shape": list(mode.input_shape),
+        "window_before": before,
+        "window_after": after,
+        "input_shape": list(mode.input_shape(spec.window)),
     }
     if frontend:
         section["frontend"] = frontend
@@ -216,7 +274,7 @@ def build_header(
         "dhm_version": versions["dhm"],
         "generator": {**spec.to_dict(), "macs": int(macs), "params": int(params)},
         "io": io_section(spec),
-        "preprocess": preprocess_section(),
+        "preprocess": preprocess_section(spec),
         "audio": audio_section(spec, frontend),
         "versions": versions,
     }
@@ -232,7 +290,7 @@ def biz_code(header: dict[str, Any], variant: str) -> str:
     compact = {
         "schema": header["schema"],
         "variant": variant,
-        "generator": {k: header["generator"][k] for k in ("arch", "mode", "widths")},
+        "generator": {k: header["generator"][k] for k in ("arch", "mode", "widths", "revision", "window", "crop_interpolation")},
         "inputs": [{"name": t["name"], "shape": t["shape"]} for t in header["io"]["inputs"]],
         "outputs": [{"name": t["name"], "shape": t["shape"]} for t in header["io"]["outputs"]],
         "preprocess": header["preprocess"],
@@ -269,30 +327,3 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"{path}: manifest must be a JSON object")
     validate(data, str(path))
     return data
-
-
-def check_engine_against_manifest(engine: "Engine") -> None:
-    """Refuse a model whose I/O disagrees with the manifest.json beside it (if any)."""
-    manifest_path = engine.path.parent / MANIFEST_FILE
-    if not manifest_path.is_file():
-        return
-    manifest = read_manifest(manifest_path)
-    entries = [a for a in manifest["artifacts"] if a["file"] == engine.path.name]
-    if not entries and engine.backend != "torch":
-        raise SpecError(f"{engine.path}: not listed in {manifest_path}")
-    expected = {t["name"]: tuple(t["shape"]) for t in manifest["io"]["inputs"]}
-    got = {t.name: tuple(t.shape) for t in engine.inputs}
-    if set(expected) != set(got):
-        raise SpecError(
-            f"{engine.path}: inputs {sorted(got)} disagree with {manifest_path} ({sorted(expected)})"
-        )
-    for name, shape in expected.items():
-        if got[name] != shape:
-            raise SpecError(
-                f"{engine.path}: input {name!r} is {list(got[name])}, {manifest_path} says {list(shape)}"
-            )
-    if entries:
-        from dhm.models.checkpoint import file_sha256
-
-        if file_sha256(engine.path) != entries[0]["sha256"]:
-            raise SpecError(f"{engine.path}: sha256 differs from {manifest_path}: the file was changed or replaced")

@@ -141,16 +141,21 @@ def distill_student(
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
+    student_arch: str | None = None,
+    crop_interpolation: str | None = None,
 ) -> dict[str, Any]:
-    """Distil `teacher_path` into a smaller student (-> OUT/student.pt + reports)."""
+    """Distil `teacher_path` into a smaller student (-> OUT/student.pt + reports).
+
+    The student inherits the teacher's conventions (revision, audio window, crop filter);
+    `student_arch` picks another family (the MobileOne U-Net) with the same window."""
     settings = settings or TrainingSettings()
     settings.check()
     if init not in ("teacher", "random"):
         raise SpecError(f"--init {init!r}: expected teacher or random")
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    teacher = load_checkpoint(teacher_path)
-    student_spec = resolve_student(teacher.spec, student)
+    teacher = load_checkpoint(teacher_path, crop_interpolation=crop_interpolation)
+    student_spec = resolve_student(teacher.spec, student, student_arch)
     data = Path(data).resolve()
     frontend = teacher.metadata.get("audio_frontend") or _frontend(data)
     return _run(
@@ -281,7 +286,7 @@ def _strip(path: Path, result: RunResult, ds, spec: GeneratorSpec, teacher: Load
     from dhm.models import load_checkpoint as _load
 
     frames = result.extra["eval_frames"][:: max(1, len(result.extra["eval_frames"]) // 4)][:4]
-    builder = SampleBuilder(ds, spec.mode)
+    builder = SampleBuilder(ds, spec)
     batch = builder.batch(frames)
     model = _load(result.checkpoint).model
     with torch.inference_mode():

@@ -88,6 +88,14 @@ def _width(state: Mapping[str, torch.Tensor], key: str) -> int:
     return int(state[key].shape[0])
 
 
+def _wenet_conv1(spec: GeneratorSpec) -> tuple[int, bool]:
+    """(output width, has a skip) of the wenet branch's first block (dhm.models.ultralight)."""
+    rev = spec.rev
+    mid = spec.widths[2] if rev.wenet_branch == "narrow" else spec.widths[3]
+    c_in = spec.audio.input_shape(spec.window)[0]
+    return mid, rev.wenet_conv1_residual and c_in == mid
+
+
 def init_from_teacher(
     teacher_state: Mapping[str, torch.Tensor],
     teacher_spec: GeneratorSpec,
@@ -95,31 +103,37 @@ def init_from_teacher(
     student_state: dict[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], str]:
     """Return (student state, note). Falls back to the given state where shapes don't allow."""
-    if teacher_spec.mode != student_spec.mode or teacher_spec.arch != student_spec.arch:
-        return student_state, "random (teacher is another arch or mode)"
+    if (teacher_spec.arch, teacher_spec.mode, teacher_spec.revision) != (student_spec.arch, student_spec.mode, student_spec.revision):
+        return student_state, "random (teacher is another family, mode or revision)"
+    if teacher_spec.arch != "ultralight":
+        return student_state, "random (channel transfer is implemented for the Ultralight family)"
     wider = [i for i, (s, t) in enumerate(zip(student_spec.widths, teacher_spec.widths)) if s > t]
     if wider:
         return student_state, f"random (student wider than teacher at w{wider[0]})"
     x = _Transfer(teacher_state, dict(student_state))
     s = x.s
     w0, w1, w2, w3, w4 = student_spec.widths
-    all_in = torch.arange(s["inc.inconv.0.conv.0.weight"].shape[1])
-    x1 = x.inverted_residual("inc.inconv.0", all_in, w0, residual=False)
-    x2 = x.double("down1.maxpool_conv.0.double_conv", x1, w1)
-    x3 = x.double("down2.maxpool_conv.0.double_conv", x2, w2)
-    x4 = x.double("down3.maxpool_conv.0.double_conv", x3, w3)
-    x5 = x.double("down4.maxpool_conv.0.double_conv", x4, w4)
+    # Key prefixes of the revision's layout (an nn.Sequential around the block, or not).
+    wrap = ".0" if student_spec.rev.wrapped else ""
+    inc = f"inc.inconv{wrap}"
+    all_in = torch.arange(s[f"{inc}.conv.0.weight"].shape[1])
+    x1 = x.inverted_residual(inc, all_in, w0, residual=False)
+    x2 = x.double(f"down1.maxpool_conv{wrap}.double_conv", x1, w1)
+    x3 = x.double(f"down2.maxpool_conv{wrap}.double_conv", x2, w2)
+    x4 = x.double(f"down3.maxpool_conv{wrap}.double_conv", x3, w3)
+    x5 = x.double(f"down4.maxpool_conv{wrap}.double_conv", x4, w4)
 
     a_in = torch.arange(s["audio_model.conv1.conv.0.weight"].shape[1])
     if student_spec.mode == "hubert":
         a = x.inverted_residual("audio_model.conv1", a_in, w1, residual=False)
         a = x.inverted_residual("audio_model.conv2", a, w2, residual=False)
     else:
-        t_res = teacher_spec.widths[2] == len(a_in)
-        s_res = w2 == len(a_in)
-        forced = a_in if (t_res and s_res) else None
-        a = x.inverted_residual("audio_model.conv1", a_in, w2, residual=forced is not None)
-        a = x.inverted_residual("audio_model.conv2", a, w2, residual=True)
+        s_mid, s_res = _wenet_conv1(student_spec)
+        _, t_res = _wenet_conv1(teacher_spec)
+        # A skip keeps the input's channel order, so its output selection is all inputs.
+        forced = t_res and s_res
+        a = x.inverted_residual("audio_model.conv1", a_in, s_mid, residual=forced)
+        a = x.inverted_residual("audio_model.conv2", a, s_mid, residual=True)
     a = x.plain_conv_bn("audio_model.conv3", "audio_model.bn3", a, w3)
     a = x.inverted_residual("audio_model.conv4", a, w3, residual=True)
     a = x.plain_conv_bn("audio_model.conv5", "audio_model.bn5", a, w4)

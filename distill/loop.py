@@ -36,7 +36,7 @@ from dhm.data.inputs import evenly_spaced
 from dhm.errors import DhmError, OutputError, SpecError
 from dhm.io import atomic_path, ensure_writable_dir
 from dhm.metrics import image_quality
-from dhm.models import LoadedCheckpoint, Model, save_checkpoint
+from dhm.models import LoadedCheckpoint, build_model, save_checkpoint
 from dhm.spec import GeneratorSpec
 from dhm.distill.losses import FeatureAdapters, LossWeights, feature_channels, mouth_weight_map, ssim, weighted_l1
 
@@ -118,7 +118,7 @@ def lr_at(step: int, total: int, base: float) -> float:
 class _Trainable(nn.Module):
     """Student plus feature adapters in one module (what DDP wraps)."""
 
-    def __init__(self, student: Model, adapters: FeatureAdapters | None) -> None:
+    def __init__(self, student: nn.Module, adapters: FeatureAdapters | None) -> None:
         super().__init__()
         self.student = student
         self.adapters = adapters
@@ -236,13 +236,13 @@ def run_training(
         if not is_main and resume:
             state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
 
-    builder = SampleBuilder(ds, student_spec.mode, cache_frames=ds.n_frames)
+    builder = SampleBuilder(ds, student_spec, cache_frames=ds.n_frames)
     train_frames = np.asarray(split.train)
     eval_frames = evenly_spaced(split.eval, config.eval_frames)
     eval_batch = builder.batch(eval_frames)
 
     torch.manual_seed(config.seed)
-    student = Model(student_spec)
+    student = build_model(student_spec)
     init_note = "random"
     if teacher is not None and config.init == "teacher":
         from dhm.distill.init import init_from_teacher

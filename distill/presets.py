@@ -21,30 +21,50 @@ def _scaled(widths: tuple[int, ...], alpha: float) -> tuple[int, int, int, int, 
     return tuple(min(o, w) for o, w in zip(out, widths))  # type: ignore[return-value]
 
 
-def widths_for_ratio(teacher: GeneratorSpec, ratio: float) -> tuple[int, int, int, int, int]:
-    """The largest uniformly scaled widths whose MACs are <= teacher MACs / ratio."""
+def widths_for_ratio(teacher: GeneratorSpec, ratio: float, family: GeneratorSpec | None = None) -> tuple[int, int, int, int, int]:
+    """The largest uniformly scaled teacher widths whose MACs (in `family`, the teacher's
+    own by default) are <= teacher MACs / ratio."""
     from dhm.metrics import generator_cost
 
+    family = family or teacher
     budget = generator_cost(teacher)[0] / ratio
     lo, hi = 0.0, 1.0
     best = _scaled(teacher.widths, 0.0)
     for _ in range(18):
         mid = (lo + hi) / 2
         cand = _scaled(teacher.widths, mid)
-        if generator_cost(GeneratorSpec(arch=teacher.arch, mode=teacher.mode, widths=cand))[0] <= budget:
+        if generator_cost(family.with_widths(cand))[0] <= budget:
             best, lo = cand, mid
         else:
             hi = mid
     return best
 
 
-def resolve_student(teacher: GeneratorSpec, student: str) -> GeneratorSpec:
-    """A preset name (x4, x10, x20, x30) or five explicit widths."""
+def resolve_student(teacher: GeneratorSpec, student: str, arch: str | None = None) -> GeneratorSpec:
+    """A preset name (x4, x10, x20, x30) or five explicit widths, in the teacher's family
+    (or `arch`) and with the teacher's conventions: its revision, window and crop filter.
+
+    A student of another family keeps the teacher's audio window and crop filter; the
+    MobileOne family exists only with the 2026-05-23 conventions, so a student of an older
+    revision's teacher can be MobileOne only if the window agrees."""
+    base = teacher
+    if arch is not None and arch != teacher.arch:
+        from dataclasses import replace
+
+        from dhm.spec import MOBILEONE_REVISION, REVISIONS, LATEST_REVISION
+
+        revision = MOBILEONE_REVISION if arch == "mobileone" else LATEST_REVISION
+        if REVISIONS[revision].windows[teacher.mode] != teacher.window:
+            raise SpecError(
+                f"--student-arch {arch}: its conventions use a {REVISIONS[revision].windows[teacher.mode]}-frame window, "
+                f"the teacher ({teacher.describe_conventions()}) a {teacher.window}-frame one"
+            )
+        base = replace(teacher, arch=arch, revision=revision, crop_interpolation=teacher.crop_interpolation)
     if student in STUDENT_PRESETS:
-        widths = widths_for_ratio(teacher, STUDENT_PRESETS[student])
+        widths = widths_for_ratio(teacher, STUDENT_PRESETS[student], base)
     else:
         try:
             widths = parse_widths(student)
         except SpecError as exc:
             raise SpecError(f"--student {student!r}: {exc}; presets: {', '.join(STUDENT_PRESETS)}") from None
-    return GeneratorSpec(arch=teacher.arch, mode=teacher.mode, widths=widths)
+    return base.with_widths(widths)

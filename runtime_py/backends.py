@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dhm.errors import SpecError
+from dhm.spec import AUDIO_INPUT, AUDIO_MODES, INTERPOLATIONS, WINDOWS, Conventions, GeneratorSpec
 
 PRECISIONS = ("fp32", "fp16")
 _MNN_PRECISION = {"fp32": "high", "fp16": "low"}
@@ -38,6 +39,9 @@ class Engine(Protocol):
     path: Path
     threads: int
     precision: str
+    # What the model expects of its inputs (crop filter, audio window), when known: from
+    # the checkpoint, the manifest beside the file, or an MNN file's bizCode.
+    conventions: Conventions | None
 
     @property
     def inputs(self) -> list[TensorSpec]: ...
@@ -80,7 +84,7 @@ def _check_inputs(engine: Engine, inputs: Mapping[str, np.ndarray]) -> None:
 class TorchEngine:
     backend = "torch"
 
-    def __init__(self, path: Path, threads: int, precision: str) -> None:
+    def __init__(self, path: Path, threads: int, precision: str, crop_interpolation: str | None = None) -> None:
         import torch
 
         from dhm.models import load_checkpoint
@@ -90,9 +94,11 @@ class TorchEngine:
         self.path, self.threads, self.precision = path, threads, precision
         self._torch = torch
         torch.set_num_threads(threads)
-        ckpt = load_checkpoint(path)
-        self.spec = ckpt.spec
-        self.model = ckpt.model.eval()
+        ckpt = load_checkpoint(path, crop_interpolation=crop_interpolation)
+        self.spec: GeneratorSpec | None = ckpt.spec
+        self.conventions: Conventions | None = ckpt.spec.conventions
+        # MobileOne runs reparameterized, as after export.
+        self.model = ckpt.inference_model().eval()
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -117,6 +123,8 @@ class OrtEngine:
         import onnxruntime as ort
 
         self.path, self.threads, self.precision = path, threads, precision
+        self.spec: GeneratorSpec | None = None
+        self.conventions: Conventions | None = None
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -159,6 +167,8 @@ class MnnEngine:
             info = probe.get_info()
         self.version = MNN.version()
         self.biz = _parse_biz(info.get("bizCode", ""))
+        self.spec: GeneratorSpec | None = None
+        self.conventions: Conventions | None = None
         in_names = list(info.get("inputNames") or [])
         out_names = list(info.get("outputNames") or [])
         # Static models carry their input shapes; a dhm bizCode also names output shapes.
@@ -221,11 +231,16 @@ def load(
     precision: str = "fp32",
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     check_manifest: bool = True,
+    crop_interpolation: str | None = None,
 ) -> Engine:
     """Load a model with the backend its file type calls for.
 
-    With check_manifest, a `manifest.json` beside the model is read and the model is
-    refused if its inputs or outputs disagree with the manifest's entry for it.
+    With check_manifest, a `manifest.json` beside an .onnx/.mnn file is read first: the file
+    must be listed there with the same sha256 (checked before any engine parses it), its
+    inputs must match, and the manifest's conventions (crop filter, audio window) become
+    the engine's. An MNN file without a manifest carries them in its bizCode.
+    `crop_interpolation` overrides where nothing records the filter and is refused where
+    something does and disagrees.
     """
     path = Path(path)
     _check_precision(precision)
@@ -234,18 +249,96 @@ def load(
     if not path.is_file():
         raise SpecError(f"{path}: no such model file")
     backend = backend_for(path)
+    found = _manifest_entry(path) if check_manifest and backend != "torch" else None
     engine: Engine
     if backend == "torch":
-        engine = TorchEngine(path, threads, precision)
+        engine = TorchEngine(path, threads, precision, crop_interpolation)
     elif backend == "onnxruntime":
         engine = OrtEngine(path, threads, precision)
     else:
         engine = MnnEngine(path, threads, precision, input_shapes)
-    if check_manifest:
-        from dhm.manifest import check_engine_against_manifest
+    if found is not None:
+        from dhm.manifest import conventions, generator_spec
 
-        check_engine_against_manifest(engine)
+        manifest, manifest_path = found
+        _check_io(engine, manifest, manifest_path)
+        engine.spec, engine.conventions = generator_spec(manifest), conventions(manifest)
+    elif backend == "mnn" and {"generator", "preprocess", "audio"} <= set(getattr(engine, "biz", {})):
+        from dhm.manifest import conventions, generator_spec
+
+        biz = engine.biz  # type: ignore[attr-defined]
+        try:
+            engine.spec, engine.conventions = generator_spec(biz), conventions(biz)
+        except (SpecError, KeyError, TypeError, ValueError):
+            engine.spec, engine.conventions = None, None
+    if crop_interpolation is not None and backend != "torch":
+        _apply_crop_override(engine, crop_interpolation)
     return engine
+
+
+def _manifest_entry(path: Path) -> tuple[dict[str, Any], Path] | None:
+    """The manifest beside `path` (if any), after checking that it lists the file with
+    this file's sha256: a changed or corrupt model is named here, before a native parser
+    reads it."""
+    from dhm.manifest import MANIFEST_FILE, read_manifest
+    from dhm.models.checkpoint import file_sha256
+
+    manifest_path = path.parent / MANIFEST_FILE
+    if not manifest_path.is_file():
+        return None
+    manifest = read_manifest(manifest_path)
+    entries = [a for a in manifest["artifacts"] if a["file"] == path.name]
+    if not entries:
+        raise SpecError(f"{path}: not listed in {manifest_path}")
+    if file_sha256(path) != entries[0]["sha256"]:
+        raise SpecError(f"{path}: sha256 differs from {manifest_path}: the file was changed or replaced")
+    return manifest, manifest_path
+
+
+def _check_io(engine: Engine, manifest: dict[str, Any], manifest_path: Path) -> None:
+    """Refuse a model whose inputs disagree with its manifest."""
+    expected = {t["name"]: tuple(t["shape"]) for t in manifest["io"]["inputs"]}
+    got = {t.name: tuple(t.shape) for t in engine.inputs}
+    if set(expected) != set(got):
+        raise SpecError(f"{engine.path}: inputs {sorted(got)} disagree with {manifest_path} ({sorted(expected)})")
+    for name, shape in expected.items():
+        if got[name] != shape:
+            raise SpecError(f"{engine.path}: input {name!r} is {list(got[name])}, {manifest_path} says {list(shape)}")
+
+
+def _apply_crop_override(engine: Engine, crop_interpolation: str) -> None:
+    if crop_interpolation not in INTERPOLATIONS:
+        raise SpecError(f"--crop-interpolation {crop_interpolation!r}: expected one of {', '.join(INTERPOLATIONS)}")
+    known = engine.conventions
+    if known is not None:
+        if known.preprocess.crop_interpolation != crop_interpolation:
+            raise SpecError(f"{engine.path}: its manifest says {known.preprocess.crop_interpolation} crops; "
+                            f"--crop-interpolation {crop_interpolation} contradicts it")
+        return
+    from dataclasses import replace
+
+    from dhm.spec import PREPROCESS
+
+    mode, window = audio_of(engine)
+    engine.conventions = Conventions(replace(PREPROCESS, crop_interpolation=crop_interpolation), mode, window)
+
+
+def audio_of(engine: Engine):
+    """(audio mode, window) an engine's audio input shape implies."""
+    shape = next((tuple(t.shape[1:]) for t in engine.inputs if t.name == AUDIO_INPUT), None)
+    for mode in AUDIO_MODES.values():
+        for window in WINDOWS:
+            if mode.input_shape(window) == shape:
+                return mode, window
+    raise SpecError(f"{engine.path.name}: audio input {list(shape) if shape else None} matches no audio mode and window")
+
+
+def conventions_of(engine: Engine) -> Conventions:
+    """The engine's conventions, or one clear line saying how to supply them."""
+    if engine.conventions is None:
+        raise SpecError(f"{engine.path}: no manifest.json beside it says which crop filter the model was trained with; "
+                        "keep the file in its `dhm export` folder, or pass --crop-interpolation linear|area")
+    return engine.conventions
 
 
 def run_checked(engine: Engine, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -64,7 +64,7 @@ def _manifest_beside(model: Path) -> Path:
 
 
 def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: int = 6, threads: int = 1) -> dict[str, Any]:
-    from dhm.runtime_py.backends import load
+    from dhm.runtime_py.backends import conventions_of, load
     from dhm.runtime_py.pipeline import AvatarPipeline, pingpong
 
     from dhm.data.dataset import open_dataset
@@ -79,16 +79,19 @@ def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: i
     ds = open_dataset(data, mode=mode)
     if frames < 1 or frames > ds.n_frames:
         raise DatasetError(f"{data}: cannot take {frames} golden frames from {ds.n_frames}")
-    feats = ds.audio(mode)[: frames + 8]
-    engine = _Recording(load(model, threads=threads))
-    pipe = AvatarPipeline(engine, ds, mode)
+    loaded = load(model, threads=threads)
+    conv = conventions_of(loaded)
+    # every window of the recorded frames lies inside these features (window <= 16)
+    feats = ds.audio(mode)[: frames + conv.window_after]
+    engine = _Recording(loaded)
+    pipe = AvatarPipeline(engine, ds, conv)
     refs = pingpong(ds.n_frames, frames)
     with atomic_dir(out, replace=True) as tmp:
         shutil.copy(manifest_path, tmp / "manifest.json")
         write_f32(tmp / "features.f32", feats)
         cases = []
         for i, ref in enumerate(refs):
-            frame = pipe.render(ref, audio_window(feats, i, pipe.mode))
+            frame = pipe.render(ref, audio_window(feats, i, conv))
             inputs, outputs = engine.calls[-1]
             write_u8(tmp / f"ref_{ref}.u8", ds.frame(ref))
             shutil.copy(ds.landmark_path(ref), tmp / f"ref_{ref}.lms")
@@ -100,7 +103,7 @@ def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: i
             cases.append((i, ref))
         (tmp / "cases.txt").write_text("".join(f"{i} {r}\n" for i, r in cases))
         (tmp / "README.txt").write_text(
-            f"Golden vectors from dhm.runtime_py for {model.name} ({engine.engine.backend}, {mode}).\n"
+            f"Golden vectors from dhm.runtime_py for {model.name} ({engine.engine.backend}; {conv.describe()}).\n"
             "Per case i with reference frame r: ref_r.u8 (decoded frame, HWC BGR), ref_r.lms, "
             "<input>_i.f32 (network inputs), <output>_i.f32 (recorded outputs), pasted_i.u8 (the output frame).\n"
         )

@@ -1,10 +1,12 @@
 """The avatar pipeline: the per-frame loop the Android and iOS demos mirror step by step.
 
-    reference frame (ping-pong schedule) -> crop box from its landmarks -> crop/resize ->
-    inner 160 -> mask -> pack face tensor; audio window i-4 … i+3 -> infer -> paste back
+    reference frame (ping-pong schedule) -> crop box from its landmarks -> crop/resize
+    (the model's filter) -> inner 160 -> mask -> pack face tensor; audio window
+    (i-4 … i+3 or i-8 … i+7) -> infer -> paste back
 
-Every step is `dhm.data.preprocess`, the same code training used, so what the model sees
-at run time is what it saw in training.
+Every step is `dhm.data.preprocess`, the same code training used, with the model's own
+conventions (`dhm.spec.Conventions`), so what the model sees at run time is what it saw
+in training.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dhm.data.dataset import Dataset
 from dhm.data.preprocess import audio_window, crop_face, face_input, inner, paste_back
 from dhm.errors import SpecError
 from dhm.runtime_py.backends import Engine
-from dhm.spec import AUDIO_INPUT, AUDIO_WINDOW_AFTER, FACE_INPUT, OUTPUT, AudioMode, audio_mode
+from dhm.spec import AUDIO_INPUT, FACE_INPUT, OUTPUT, Conventions
 
 STAGES = ("load", "crop", "pack", "infer", "paste")
 
@@ -64,17 +66,19 @@ class StageTimes:
 
 
 class AvatarPipeline:
-    """Renders frames of a dataset's speaker from audio features with one engine."""
+    """Renders frames of a dataset's speaker from audio features with one engine, fed by
+    the model's conventions (crop filter, audio window)."""
 
-    def __init__(self, engine: Engine, dataset: Dataset, mode: str | AudioMode) -> None:
+    def __init__(self, engine: Engine, dataset: Dataset, conventions: Conventions) -> None:
         self.engine = engine
         self.dataset = dataset
-        self.mode = mode if isinstance(mode, AudioMode) else audio_mode(mode)
+        self.conventions = conventions
+        self.mode = conventions.mode
         names = {t.name: tuple(t.shape) for t in engine.inputs}
-        if names.get(AUDIO_INPUT, (None,))[1:] != self.mode.input_shape:
+        if names.get(AUDIO_INPUT, (None,))[1:] != conventions.audio_shape:
             raise SpecError(
                 f"{engine.path.name} takes audio {list(names.get(AUDIO_INPUT, ()))}; "
-                f"{self.mode.name} windows are {[1, *self.mode.input_shape]}"
+                f"{conventions.mode.name} {conventions.window}-frame windows are {[1, *conventions.audio_shape]}"
             )
         self.times = StageTimes()
 
@@ -91,14 +95,15 @@ class AvatarPipeline:
         frame = self.dataset.frame(reference)
         box = self.dataset.boxes[reference]
         t1 = t()
-        crop = crop_face(frame, box, self.dataset.spec)
-        face = inner(crop, self.dataset.spec)
+        pre = self.conventions.preprocess
+        crop = crop_face(frame, box, pre)
+        face = inner(crop, pre)
         t2 = t()
-        inputs = {FACE_INPUT: face_input(face, face, self.dataset.spec)[None], AUDIO_INPUT: window[None]}
+        inputs = {FACE_INPUT: face_input(face, face, pre)[None], AUDIO_INPUT: window[None]}
         t3 = t()
         pred = self.engine.run(inputs)[OUTPUT][0]
         t4 = t()
-        out = paste_back(frame, crop, pred, box, self.dataset.spec)
+        out = paste_back(frame, crop, pred, box, pre)
         t5 = t()
         for stage, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             self.times.add(stage, dt)
@@ -110,23 +115,22 @@ class AvatarPipeline:
         self.check_features(features)
         refs = pingpong(self.dataset.n_frames, len(features))
         for i, ref in enumerate(refs):
-            yield self.render(ref, audio_window(features, i, self.mode))
+            yield self.render(ref, audio_window(features, i, self.conventions))
 
 
 class StreamSession:
     """Streaming: feed audio-feature chunks as they arrive, get frames at the video's fps.
 
-    Frame i needs feature frames i-4 … i+3, so it can be rendered once frame i+3 has
-    arrived: the lookahead is `LOOKAHEAD` = 3 feature frames (120 ms at 25 fps, 150 ms at
-    20 fps) plus the time to render. `finish()` renders the last frames with the window
-    zero-padded past the end, exactly as offline rendering pads it, so a stream's frames
-    equal the offline frames bit for bit.
+    Frame i needs feature frames i-W/2 … i+W/2-1, so it can be rendered once frame
+    i+W/2-1 has arrived: the lookahead is W/2-1 feature frames (3 for an 8-frame window:
+    120 ms at 25 fps, 150 ms at 20 fps; 7 for a 16-frame window) plus the time to render.
+    `finish()` renders the last frames with the window zero-padded past the end, exactly
+    as offline rendering pads it, so a stream's frames equal the offline frames bit for bit.
     """
-
-    LOOKAHEAD = AUDIO_WINDOW_AFTER - 1
 
     def __init__(self, pipeline: AvatarPipeline, expected_frames: int | None = None) -> None:
         self.pipeline = pipeline
+        self.lookahead = pipeline.conventions.lookahead
         self.features: list[np.ndarray] = []
         self.next_frame = 0
         self._expected = expected_frames
@@ -146,7 +150,7 @@ class StreamSession:
         chunk = np.asarray(chunk, dtype=np.float32)
         self.pipeline.check_features(chunk)
         self.features.extend(chunk)
-        ready = len(self.features) - self.LOOKAHEAD
+        ready = len(self.features) - self.lookahead
         return self._render_until(ready)
 
     def finish(self) -> list[np.ndarray]:
@@ -162,6 +166,6 @@ class StreamSession:
             i = self.next_frame
             # Only frames < len(features) exist yet; audio_window zero-pads past the end,
             # which is exact for a finished stream and never reached before finish().
-            out.append(self.pipeline.render(self._reference(i), audio_window(feats, i, self.pipeline.mode)))
+            out.append(self.pipeline.render(self._reference(i), audio_window(feats, i, self.pipeline.conventions)))
             self.next_frame += 1
         return out

@@ -15,15 +15,7 @@ import numpy as np
 
 from dhm.errors import OutputError, SpecError
 from dhm.io import publish
-from dhm.spec import AUDIO_INPUT, AUDIO_MODES, AudioMode
-
-
-def mode_of(engine) -> AudioMode:
-    shape = next((tuple(t.shape[1:]) for t in engine.inputs if t.name == AUDIO_INPUT), None)
-    for mode in AUDIO_MODES.values():
-        if mode.input_shape == shape:
-            return mode
-    raise SpecError(f"{engine.path.name}: audio input {shape} matches no audio mode")
+from dhm.spec import AudioMode
 
 
 def load_features(mode: AudioMode, features: str | Path | None, wav: str | Path | None) -> np.ndarray:
@@ -54,24 +46,29 @@ def render_video(
     threads: int = 2,
     precision: str = "fp32",
     log: Callable[[str], None] = lambda _m: None,
+    crop_interpolation: str | None = None,
 ) -> dict[str, Any]:
     from dhm.data.dataset import open_dataset
-    from dhm.runtime_py.backends import load
+    from dhm.runtime_py.backends import conventions_of, load
     from dhm.runtime_py.pipeline import AvatarPipeline
 
     out = Path(out)
     if not out.parent.is_dir():
         raise OutputError(f"{out}: folder {out.parent} does not exist")
-    engine = load(model, threads=threads, precision=precision)
-    mode = mode_of(engine)
+    engine = load(model, threads=threads, precision=precision, crop_interpolation=crop_interpolation)
+    conv = conventions_of(engine)
+    mode = conv.mode
+    log(f"{Path(model).name}: {conv.describe()}")
     ds = open_dataset(data, need_features=False)
     feats = load_features(mode, audio_features, wav)
-    pipelines = [AvatarPipeline(engine, ds, mode)]
+    pipelines = [AvatarPipeline(engine, ds, conv)]
     if side_by_side is not None:
         other = load(side_by_side, threads=threads, precision=precision)
-        if mode_of(other) != mode:
-            raise SpecError(f"{side_by_side}: is a {mode_of(other).name} model; {model} is {mode.name}")
-        pipelines.append(AvatarPipeline(other, ds, mode))
+        other_conv = conventions_of(other)
+        if other_conv.mode != mode:
+            raise SpecError(f"{side_by_side}: is a {other_conv.mode.name} model; {model} is {mode.name}")
+        log(f"{Path(side_by_side).name}: {other_conv.describe()}")
+        pipelines.append(AvatarPipeline(other, ds, other_conv))
     h, w = ds.frame_hw
     size = (w * len(pipelines), h)
     streams = [p.frames(feats) for p in pipelines]

@@ -10,12 +10,14 @@ import numpy as np
 GOLDEN_SEED = 20261121
 
 
-def seeded_state_dict(layout: Sequence[tuple[str, Sequence[int], str]], seed: int = GOLDEN_SEED) -> dict:
+def seeded_state_dict(layout: Sequence[tuple[str, Sequence[int], str]], seed: int = GOLDEN_SEED, gain: float = 1.0) -> dict:
     """A deterministic state_dict for a (key, shape, dtype) layout.
 
-    The same function produced the weights the Ultralight golden outputs were computed
+    The same function produced the weights the upstream golden outputs were computed
     with, so any implementation with that layout must reproduce those outputs.
     BatchNorm statistics are non-trivial so eval-mode normalisation is exercised.
+    `gain` scales the conv weights (FeatherTalk's multi-branch blocks sum four branches,
+    so at gain 1 its activations grow until the sigmoid saturates everywhere).
     """
     import torch
 
@@ -36,7 +38,7 @@ def seeded_state_dict(layout: Sequence[tuple[str, Sequence[int], str]], seed: in
             values = 0.05 * rng.normal(size=shape)
         else:
             fan_in = int(np.prod(shape[1:]))
-            values = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
+            values = rng.normal(0.0, gain / np.sqrt(fan_in), shape)
         state[key] = torch.from_numpy(values.astype(np.float32))
     return state
 

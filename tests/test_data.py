@@ -11,7 +11,9 @@ from dhm.data import SampleBuilder, open_dataset
 from dhm.data.preprocess import audio_window, crop_box, crop_face, face_input, inner, mask, paste_back, parse_landmarks
 from dhm.data.synth import write_synth_dataset
 from dhm.errors import DatasetError
-from dhm.spec import AUDIO_MODES, PREPROCESS
+from dhm.spec import AUDIO_MODES, PREPROCESS, Conventions, GeneratorSpec
+
+LINEAR = PREPROCESS  # the crop filter of every revision before 2026-05-23
 
 
 def _tree_digest(root):
@@ -47,8 +49,8 @@ def test_crop_mask_and_input_match_ultralight_by_hand():
     lms = np.zeros((110, 2), np.int32)
     lms[1], lms[31], lms[52] = (20, 5), (170, 5), (60, 60)
     box = crop_box(lms)
-    crop = crop_face(frame, box)
-    # What Ultralight's code computes (its INTER_AREA argument lands in `dst`: linear).
+    crop = crop_face(frame, box, LINEAR)
+    # What Ultralight's code computed before 2026-05-23 (its INTER_AREA argument lands in `dst`: linear).
     expected = cv2.resize(frame[60:210, 20:170], (168, 168))
     assert np.array_equal(crop, expected)
     face = inner(crop)
@@ -63,18 +65,37 @@ def test_crop_mask_and_input_match_ultralight_by_hand():
     assert np.array_equal(x[3:], masked.transpose(2, 0, 1).astype(np.float32) / 255.0)
 
 
+def _conv(mode: str, window: int) -> Conventions:
+    return Conventions(LINEAR, AUDIO_MODES[mode], window)
+
+
 def test_audio_window_is_i_minus_4_to_i_plus_3_zero_padded():
-    mode = AUDIO_MODES["hubert"]
+    conv = _conv("hubert", 8)
     feats = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((10, 2, 1024), np.float32) + 1
-    w = audio_window(feats, 0, mode).reshape(8, 2, 1024)
+    w = audio_window(feats, 0, conv).reshape(8, 2, 1024)
     assert w[:4].max() == 0 and list(w[4:, 0, 0]) == [1, 2, 3, 4]
-    w = audio_window(feats, 5, mode).reshape(8, 2, 1024)
+    w = audio_window(feats, 5, conv).reshape(8, 2, 1024)
     assert list(w[:, 0, 0]) == [2, 3, 4, 5, 6, 7, 8, 9]
-    w = audio_window(feats, 9, mode).reshape(8, 2, 1024)
+    w = audio_window(feats, 9, conv).reshape(8, 2, 1024)
     assert list(w[:, 0, 0]) == [6, 7, 8, 9, 10, 0, 0, 0]
-    assert audio_window(feats, 3, mode).shape == (16, 32, 32)
+    assert audio_window(feats, 3, conv).shape == (16, 32, 32)
     wen = np.ones((5, 16, 512), np.float32)
-    assert audio_window(wen, 2, AUDIO_MODES["wenet"]).shape == (128, 16, 32)
+    assert audio_window(wen, 2, _conv("wenet", 8)).shape == (128, 16, 32)
+
+
+def test_sixteen_frame_window_is_i_minus_8_to_i_plus_7():
+    """Upstream 2024-10-14 … 2025-06-04 (hubert) and 2024-10-14 (wenet): get_audio_features
+    takes index-8 … index+8 (exclusive), reshaped to [32,32,32] / [256,16,32]."""
+    feats = np.arange(30, dtype=np.float32)[:, None, None] * np.ones((30, 2, 1024), np.float32) + 1
+    conv = _conv("hubert", 16)
+    w = audio_window(feats, 3, conv)
+    assert w.shape == (32, 32, 32)
+    rows = w.reshape(16, 2, 1024)[:, 0, 0]
+    assert list(rows) == [0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    rows = audio_window(feats, 25, conv).reshape(16, 2, 1024)[:, 0, 0]
+    assert list(rows) == [18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 0, 0, 0]
+    assert audio_window(np.ones((40, 16, 512), np.float32), 20, _conv("wenet", 16)).shape == (256, 16, 32)
+    assert conv.lookahead == 7 and _conv("hubert", 8).lookahead == 3
 
 
 def test_paste_back_restores_an_identity_prediction_region():
@@ -83,9 +104,9 @@ def test_paste_back_restores_an_identity_prediction_region():
     lms = np.zeros((110, 2), np.int32)
     lms[1], lms[31], lms[52] = (20, 5), (188, 5), (30, 30)
     box = crop_box(lms)
-    crop = crop_face(frame, box)
+    crop = crop_face(frame, box, LINEAR)
     pred = inner(crop).transpose(2, 0, 1).astype(np.float32) / 255.0
-    out = paste_back(frame, crop, pred, box)
+    out = paste_back(frame, crop, pred, box, LINEAR)
     # Outside the box nothing changes; inside it is Ultralight's resize of the patched crop.
     untouched = np.ones(frame.shape[:2], bool)
     untouched[30:198, 20:188] = False
@@ -111,11 +132,12 @@ def test_synth_loads_through_the_reader(synth_hubert, synth_wenet):
     assert ds.n_frames == 160 and ds.modes == ["hubert"] and ds.wav_path is not None
     assert ds.audio("hubert").shape == (160, 2, 1024)
     ds.check(decode=True)
-    s = SampleBuilder(ds, "hubert").sample(10, reference=40)
+    s = SampleBuilder(ds, GeneratorSpec(mode="hubert")).sample(10, reference=40)
     assert s.face.shape == (6, 160, 160) and s.audio.shape == (16, 32, 32) and s.target.shape == (3, 160, 160)
     dw = open_dataset(synth_wenet, mode="wenet")
     assert dw.audio("wenet").shape == (120, 16, 512)
-    assert SampleBuilder(dw, "wenet").inference_sample(0).audio.shape == (128, 16, 32)
+    assert SampleBuilder(dw, GeneratorSpec(mode="wenet")).inference_sample(0).audio.shape == (128, 16, 32)
+    assert SampleBuilder(dw, GeneratorSpec(mode="wenet", revision="2024-10-14")).inference_sample(0).audio.shape == (256, 16, 32)
 
 
 def test_synth_mouth_follows_the_audio(synth_hubert):
@@ -129,7 +151,7 @@ def test_synth_mouth_follows_the_audio(synth_hubert):
     feats = np.load(synth_hubert / "aud_hu.npy")
     energy = np.abs(feats).mean(axis=(1, 2))
     ds = open_dataset(synth_hubert)
-    sb = SampleBuilder(ds, "hubert")
+    sb = SampleBuilder(ds, GeneratorSpec(mode="hubert"))
     dark = np.array([1.0 - sb.inference_sample(i).target[:, 55:90, 55:105].mean() for i in range(ds.n_frames)])
     assert np.corrcoef(openness, dark)[0, 1] > 0.8
     assert np.corrcoef(openness, energy)[0, 1] > 0.5

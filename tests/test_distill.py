@@ -42,10 +42,13 @@ def test_presets_span_a_quarter_to_a_thirtieth_of_the_teacher():
     assert resolve_student(teacher, "8,16,32,64,128").widths == (8, 16, 32, 64, 128)
 
 
+@pytest.mark.parametrize("revision", ["2024-10-10", "2024-10-14", "2025-06-15", "2026-05-23"])
 @pytest.mark.parametrize("mode", ["hubert", "wenet"])
-def test_channel_transfer_is_exact_at_equal_widths_and_close_when_narrower(mode):
+def test_channel_transfer_is_exact_at_equal_widths_and_close_when_narrower(mode, revision):
+    """In every revision's layout (wrapped or not, narrow or wide wenet branch, 8- or
+    16-frame window)."""
     torch.manual_seed(0)
-    spec = GeneratorSpec(mode=mode, widths="mobile")
+    spec = GeneratorSpec(mode=mode, widths="mobile", revision=revision)
     teacher = Model(spec).eval()
     for m in teacher.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -54,10 +57,10 @@ def test_channel_transfer_is_exact_at_equal_widths_and_close_when_narrower(mode)
     assert "L1-norm" in note
     for k, v in teacher.state_dict().items():
         assert torch.equal(same[k], v), k
-    narrow = GeneratorSpec(mode=mode, widths=widths_for_ratio(spec, 4))
+    narrow = spec.with_widths(widths_for_ratio(spec, 4))
     student = Model(narrow)
     student.load_state_dict(init_from_teacher(teacher.state_dict(), spec, narrow, student.state_dict())[0])
-    f, a = torch.rand(2, 6, 160, 160), torch.randn(2, *spec.audio.input_shape)
+    f, a = torch.rand(2, 6, 160, 160), torch.randn(spec.input_shapes(2)["audio"])
     with torch.no_grad():
         transferred = (teacher(f, a) - student.eval()(f, a)).abs().mean()
         fresh = (teacher(f, a) - Model(narrow).eval()(f, a)).abs().mean()

@@ -44,7 +44,9 @@ def test_both_ultralight_file_forms_load(tmp_path, form):
     path = tmp_path / "ul.pth"
     torch.save(state if form == "plain" else {"model": state}, path)
     ckpt = load_checkpoint(path)
-    assert ckpt.spec == GeneratorSpec(mode="hubert", widths=WIDTH_PRESETS["mobile"])
+    # Ultralight's 3f9852e mobile hubert layout is the network of revisions 2024-10-10 and 2025-06-15.
+    assert ckpt.spec == GeneratorSpec(mode="hubert", widths=WIDTH_PRESETS["mobile"], revision="2025-06-15")
+    assert ckpt.spec.crop_interpolation == "linear" and ckpt.detected.equivalent == ("2024-10-10",)
     assert ckpt.form == ("ultralight-state-dict" if form == "plain" else "ultralight-model-dict")
     assert not ckpt.model.training
 
@@ -148,11 +150,25 @@ def test_pickled_code_is_refused(tmp_path):
     assert "only loads plain tensors" in _cli_error(path)
 
 
-def test_unknown_layout_names_first_missing_key(tmp_path):
+def test_unknown_layout_names_the_closest_revision_and_first_missing_key(tmp_path):
     path = tmp_path / "other.pth"
     torch.save({"encoder.weight": torch.zeros(3, 3)}, path)
     msg = _cli_error(path)
-    assert "does not match the Ultralight U-Net layout" in msg and "inc.inconv.0.conv.6.weight" in msg
+    assert "matches no Ultralight or FeatherTalk layout" in msg
+    assert "shares no tensor name with any of them" in msg and "ultralight 2026-05-23 layout, hubert" in msg
+    assert "'audio_model.conv1.conv.0.weight' [32, 16, 1, 1]" in msg
+
+
+def test_a_layout_of_no_revision_names_the_closest_and_its_first_difference(tmp_path):
+    """An upstream model someone edited (a conv renamed): the closest revision and the
+    first tensor that differs."""
+    state = Model(GeneratorSpec(widths="full", revision="2026-05-23")).state_dict()
+    state["inc.inconv.convs.6.weight"] = state.pop("inc.inconv.conv.6.weight")
+    path = tmp_path / "edited.pth"
+    torch.save(state, path)
+    msg = _cli_error(path)
+    assert "closest: ultralight 2026-05-23 layout, hubert, 8-frame window" in msg
+    assert "first difference: missing 'inc.inconv.conv.6.weight' [32, 12, 1, 1]" in msg
 
 
 def test_mismatched_shapes_name_the_first_key(tmp_path):
@@ -175,11 +191,11 @@ def test_missing_key_is_named(tmp_path):
 
 def test_nan_weights(tmp_path):
     state = Model(GeneratorSpec(widths="mobile")).state_dict()
-    state["down2.maxpool_conv.0.double_conv.1.conv.3.weight"][0, 0, 0, 0] = float("nan")
+    state["down2.maxpool_conv.double_conv.1.conv.3.weight"][0, 0, 0, 0] = float("nan")
     path = tmp_path / "nan.pth"
     torch.save(state, path)
     msg = _cli_error(path)
-    assert "non-finite" in msg and "down2.maxpool_conv.0.double_conv.1.conv.3.weight" in msg
+    assert "non-finite" in msg and "down2.maxpool_conv.double_conv.1.conv.3.weight" in msg
 
 
 def test_metadata_that_contradicts_tensors(tmp_path):

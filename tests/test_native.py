@@ -33,29 +33,109 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.fixture(scope="module")
-def golden(tmp_path_factory, teacher, synth_hubert) -> Path:
-    """Golden vectors: the teacher exported to MNN, run by runtime_py on 6 frames."""
+def _golden(work: Path, checkpoint: Path, data: Path) -> Path:
     from dhm.export.pipeline import export_model
 
-    work = tmp_path_factory.mktemp("native")
-    export_model(teacher, work / "export", targets=["mnn"], variants=["fp32"], data=synth_hubert, frames=4)
-    r = run_cli("golden", work / "export" / "model_fp32.mnn", "--data", synth_hubert, "-o", work / "golden", "--frames", "6")
+    export_model(checkpoint, work / "export", targets=["mnn"], variants=["fp32"], data=data, frames=4)
+    r = run_cli("golden", work / "export" / "model_fp32.mnn", "--data", data, "-o", work / "golden", "--frames", "6")
     assert r.exit_code == 0, r.output
     return work / "golden"
 
 
-def test_core_matches_runtime_py_on_golden_vectors(golden, tmp_path):
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory, teacher, synth_hubert) -> Path:
+    """Golden vectors: the teacher (2026-05-23 conventions: INTER_AREA crops, here enlarging
+    a ~138 px box) exported to MNN, run by runtime_py on 6 frames."""
+    return _golden(tmp_path_factory.mktemp("native"), teacher, synth_hubert)
+
+
+@pytest.fixture(scope="module")
+def core_build(tmp_path_factory) -> Path:
     need("cmake")
-    build = tmp_path / "build"
-    run(["cmake", "-S", CORE, "-B", build, "-DCMAKE_BUILD_TYPE=Release", f"-DDHM_GOLDEN_DIR={golden}"])
+    build = tmp_path_factory.mktemp("core") / "build"
+    run(["cmake", "-S", CORE, "-B", build, "-DCMAKE_BUILD_TYPE=Release"])
     run(["cmake", "--build", build, "-j2"])
+    return build
+
+
+@pytest.fixture(scope="module")
+def big_face(tmp_path_factory) -> Path:
+    from dhm.data.synth import write_synth_dataset
+
+    return write_synth_dataset(tmp_path_factory.mktemp("bigface") / "data", frames=80, seed=11, scale=1.6)
+
+
+def _random_model(path: Path, revision: str) -> Path:
+    """An untrained model of `revision`'s layout and conventions: the golden vectors test
+    the pipeline around the engine (its outputs are recorded and replayed)."""
+    import torch
+
+    from dhm.models import build_model, save_checkpoint
+    from dhm.spec import GeneratorSpec
+
+    spec = GeneratorSpec(widths=(4, 8, 8, 16, 16), revision=revision)
+    torch.manual_seed(0)
+    return save_checkpoint(path, build_model(spec).eval(), spec)
+
+
+def _check_golden(build: Path, golden: Path) -> str:
     out = run([build / "golden_test", golden]).stdout
     assert out.strip().endswith("OK"), out
     face = float(re.search(r"face input: max abs ([\d.]+)", out).group(1))
     lsb = float(re.search(r"pasted frame: max ([\d.]+) LSB", out).group(1))
     assert face <= 1 / 255 + 1e-6 and lsb <= 1, out
     assert "golden cases: 6" in out
+    return out
+
+
+def test_core_matches_runtime_py_on_golden_vectors(golden, core_build):
+    out = _check_golden(core_build, golden)
+    assert "crop filter: area" in out and "audio window 8 frames" in out
+    sides = re.search(r"crop boxes (\d+)\.\.(\d+) px", out)
+    assert int(sides.group(2)) < 168, out  # INTER_AREA enlarging: OpenCV's area-weighted bilinear
+
+
+@pytest.mark.parametrize("revision,crop,window", [("2026-05-23", "area", 8), ("2024-10-14", "linear", 16)])
+def test_core_on_a_face_larger_than_the_crop(tmp_path, core_build, big_face, revision, crop, window):
+    """A ~220 px face box: INTER_AREA averages (a non-integer ratio) where the 2026 layout
+    asks for it, bilinear where the older revisions crop that way; with a 16-frame window."""
+    model = _random_model(tmp_path / "m.pt", revision)
+    golden = _golden(tmp_path, model, big_face)
+    out = _check_golden(core_build, golden)
+    assert f"crop filter: {crop}" in out and f"audio window {window} frames" in out
+    assert int(re.search(r"crop boxes (\d+)\.\.", out).group(1)) > 168, out
+
+
+def test_core_resize_matches_opencv(tmp_path, core_build):
+    """The core's kernels against cv2.resize: crops larger and smaller than 168 px, integer
+    (2x, 3x) and non-integer ratios, clipped (non-square) boxes, and paste-back sizes."""
+    import cv2
+    import numpy as np
+
+    from dhm.runtime_py.golden import write_u8
+
+    rng = np.random.default_rng(3)
+    worst = {"linear": 0, "area": 0}
+    for k, (w, h) in enumerate([(138, 138), (220, 220), (336, 336), (504, 504), (227, 215), (100, 80), (167, 167),
+                                (169, 169), (341, 337)]):
+        smooth = cv2.resize(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
+        img = np.clip(smooth.astype(int) + rng.integers(-40, 40, (h, w, 3)), 0, 255).astype(np.uint8)
+        write_u8(tmp_path / f"src{k}.u8", img)
+        sizes = [(168, 168), (w, h), (w + 7, h - 3), (w // 2, h // 2), (113, 97)]
+        jobs = [(interp, dw, dh) for interp in ("linear", "area") for dw, dh in sizes]
+        outdir = tmp_path / f"out{k}"
+        outdir.mkdir()
+        subprocess.run([str(core_build / "resize_tool"), str(tmp_path / f"src{k}.u8"), str(outdir)], check=True,
+                       input="".join(f"{i} {a} {b}\n" for i, a, b in jobs), text=True, capture_output=True)
+        for n, (interp, dw, dh) in enumerate(jobs):
+            raw = (outdir / f"{n}.u8").read_bytes()
+            ours = np.frombuffer(raw[12:], np.uint8).reshape(dh, dw, 3)
+            flag = cv2.INTER_AREA if interp == "area" else cv2.INTER_LINEAR
+            diff = int(np.abs(ours.astype(int) - cv2.resize(img, (dw, dh), interpolation=flag).astype(int)).max())
+            worst[interp] = max(worst[interp], diff)
+    # (with OpenCV 5.0 here INTER_AREA was bit-exact; INTER_LINEAR differs by 1 LSB on ~0.1%
+    # of values, where OpenCV's scalar tail rounds differently from its vector loop)
+    assert worst["linear"] <= 1 and worst["area"] <= 1, worst
 
 
 def test_jni_glue_on_the_jvm(golden, tmp_path, synth_hubert):

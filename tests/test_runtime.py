@@ -18,7 +18,8 @@ def test_pingpong_follows_ultralight_inference():
 
 @pytest.fixture(scope="module")
 def pipeline(teacher, synth_hubert):
-    return AvatarPipeline(load(teacher, threads=1), open_dataset(synth_hubert), "hubert")
+    engine = load(teacher, threads=1)
+    return AvatarPipeline(engine, open_dataset(synth_hubert), engine.conventions)
 
 
 def test_stream_equals_offline_bit_for_bit(pipeline, synth_hubert):
@@ -35,7 +36,7 @@ def test_stream_equals_offline_bit_for_bit(pipeline, synth_hubert):
     assert len(streamed) == len(offline) == 23
     for a, b in zip(streamed, offline):
         assert np.array_equal(a, b)
-    assert session.LOOKAHEAD == 3
+    assert session.lookahead == 3
     assert pipeline.times.frames == 46 and set(pipeline.times.per_frame_ms()) == {"load", "crop", "pack", "infer", "paste"}
 
 
@@ -96,8 +97,31 @@ def test_run_bad_input(tmp_path, teacher, synth_hubert):
 
 
 def test_pipeline_refuses_a_model_of_the_other_mode(teacher, synth_wenet):
-    with pytest.raises(SpecError, match="wenet windows are"):
-        AvatarPipeline(load(teacher), open_dataset(synth_wenet), "wenet")
+    from dhm.spec import GeneratorSpec
+
+    with pytest.raises(SpecError, match="wenet 8-frame windows are"):
+        AvatarPipeline(load(teacher), open_dataset(synth_wenet), GeneratorSpec(mode="wenet").conventions)
+
+
+def test_stream_lookahead_follows_the_models_window(tmp_path, synth_hubert):
+    """A 16-frame model renders frame i once frame i+7 has arrived, and the stream still
+    equals offline rendering."""
+    import torch
+
+    from dhm.models import build_model, save_checkpoint
+    from dhm.spec import GeneratorSpec
+
+    spec = GeneratorSpec(widths=(4, 8, 8, 16, 16), revision="2024-10-14")
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "w16.pt", build_model(spec).eval(), spec)
+    engine = load(tmp_path / "w16.pt", threads=1)
+    pipe = AvatarPipeline(engine, open_dataset(synth_hubert), engine.conventions)
+    feats = np.load(synth_hubert / "aud_hu.npy")[:12]
+    session = StreamSession(pipe)
+    assert session.lookahead == 7 and session.push(feats[:7]) == []
+    streamed = session.push(feats[7:8]) + session.push(feats[8:]) + session.finish()
+    offline = list(pipe.frames(feats))
+    assert len(streamed) == 12 and all(np.array_equal(a, b) for a, b in zip(streamed, offline))
 
 
 def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):

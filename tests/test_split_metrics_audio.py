@@ -17,7 +17,11 @@ def test_split_blocks_guard_and_disjointness():
     # guard band: no training frame within 4 frames of a held-out block
     for f in train:
         assert all(abs(f - h) > 4 for h in (75, 99, 225, 249))
-    assert split_frames(300) == s  # deterministic
+    assert split_frames(300, guard=4) == s  # deterministic
+    # the default guard is the widest window's half (i-8 … i+7), whatever the model
+    wide = split_frames(300)
+    assert wide.eval == s.eval and wide.calib == s.calib
+    assert all(abs(f - h) > 8 for f in wide.train for h in (75, 99, 225, 249))
 
 
 def test_split_too_small():

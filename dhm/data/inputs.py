@@ -42,7 +42,7 @@ def heldout_inputs(data_dir: str | Path, spec: GeneratorSpec, part: str = "eval"
     ds = open_dataset(data_dir, mode=spec.mode)
     split = split_frames(ds.n_frames)
     frames = evenly_spaced(getattr(split, part), max_frames)
-    builder = SampleBuilder(ds, spec.mode)
+    builder = SampleBuilder(ds, spec)
     inputs = []
     for i in frames:
         s = builder.inference_sample(i)

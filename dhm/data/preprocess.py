@@ -1,6 +1,6 @@
 """Per-frame preprocessing, exactly as Ultralight's training and inference do it.
 
-crop box from landmarks -> crop -> resize to 168 -> inner 160 at [4:164] ->
+crop box from landmarks -> crop -> resize to 168 (the model's filter) -> inner 160 at [4:164] ->
 mask rectangle -> concat(reference, masked) / 255 -> network -> paste back.
 
 This module is the executable specification the native core mirrors; keep every
@@ -15,9 +15,12 @@ import cv2
 import numpy as np
 
 from dhm.errors import DatasetError
-from dhm.spec import AUDIO_WINDOW_AFTER, AUDIO_WINDOW_BEFORE, PREPROCESS, AudioMode, PreprocessSpec
+from dhm.spec import PREPROCESS, Conventions, PreprocessSpec
 
-_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
+# The filters of dhm.spec.INTERPOLATIONS. Since upstream's 2026-05-23 revision the crop is a
+# real INTER_AREA resize (averaging for boxes larger than 168 px, OpenCV's area-upscale
+# weights for smaller ones); earlier revisions' crops were bilinear (see dhm.spec.Revision).
+_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,8 @@ def check_box(box: CropBox, frame_hw: tuple[int, int], source: str) -> None:
         raise DatasetError(f"{source}: crop box {box.x0},{box.y0}..{box.x1},{box.y1} lies outside the {w}x{h} frame")
 
 
-def crop_face(frame: np.ndarray, box: CropBox, spec: PreprocessSpec = PREPROCESS) -> np.ndarray:
-    """Crop the box and resize to crop_size (uint8 BGR [168,168,3]).
+def crop_face(frame: np.ndarray, box: CropBox, spec: PreprocessSpec) -> np.ndarray:
+    """Crop the box and resize to crop_size with the model's filter (uint8 BGR [168,168,3]).
 
     Numpy slicing clips a box that runs past the bottom or right edge, as in Ultralight.
     """
@@ -107,16 +110,16 @@ def face_input(reference_inner: np.ndarray, target_inner: np.ndarray, spec: Prep
     return np.concatenate([to_chw_float(reference_inner), to_chw_float(mask(target_inner, spec))], axis=0)
 
 
-def audio_window(features: np.ndarray, index: int, mode: AudioMode) -> np.ndarray:
-    """Frames index-4 … index+3 of `features`, zero-padded at the ends, reshaped to the
-    mode's network input shape (float32)."""
+def audio_window(features: np.ndarray, index: int, conv: Conventions) -> np.ndarray:
+    """Frames index-W/2 … index+W/2-1 of `features` for the model's window W (i-4 … i+3 or
+    i-8 … i+7), zero-padded past either end, reshaped to its audio input shape (float32)."""
     n = features.shape[0]
-    lo, hi = index - AUDIO_WINDOW_BEFORE, index + AUDIO_WINDOW_AFTER
+    lo, hi = index - conv.window_before, index + conv.window_after
     window = np.zeros((hi - lo, *features.shape[1:]), dtype=np.float32)
     src_lo, src_hi = max(lo, 0), min(hi, n)
     if src_hi > src_lo:
         window[src_lo - lo : src_hi - lo] = features[src_lo:src_hi]
-    return window.reshape(mode.input_shape)
+    return window.reshape(conv.audio_shape)
 
 
 def to_uint8_image(pred_chw: np.ndarray) -> np.ndarray:

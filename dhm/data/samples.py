@@ -1,10 +1,13 @@
-"""Network samples built from a dataset, exactly as Ultralight builds them.
+"""Network samples built from a dataset, exactly as the model's upstream revision built them.
 
 * Training sample (frame i, reference j): the target is frame i's inner crop; the
-  reference is frame j cropped with *frame i's* box (Ultralight's `MyDataset` does this);
-  the masked input is the target with the mouth rectangle blacked out.
+  reference is frame j cropped with its own box (upstream from 2024-11-04) or with frame
+  i's box (the first revisions), as the spec's revision says; the masked input is the
+  target with the mouth rectangle blacked out.
 * Inference sample (frame i): the reference is frame i itself. Evaluation and
   calibration use this form, because that is what the deployed model sees.
+
+The crop filter and the audio window come from the model's spec (`GeneratorSpec`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import numpy as np
 
 from dhm.data.dataset import Dataset
 from dhm.data.preprocess import CropBox, audio_window, crop_face, face_input, inner, to_chw_float
-from dhm.spec import AudioMode, audio_mode
+from dhm.errors import DatasetError
+from dhm.spec import GeneratorSpec
 
 
 @dataclass(frozen=True)
@@ -24,17 +28,23 @@ class Sample:
     index: int
     reference: int
     face: np.ndarray  # float32 [6,160,160]
-    audio: np.ndarray  # float32 mode.input_shape
+    audio: np.ndarray  # float32, the model's audio input shape
     target: np.ndarray  # float32 [3,160,160], the ground-truth inner crop
 
 
 class SampleBuilder:
-    """Builds samples for one audio mode, caching decoded frames (LRU)."""
+    """Builds samples for one model's conventions, caching decoded frames (LRU)."""
 
-    def __init__(self, dataset: Dataset, mode: str | AudioMode, cache_frames: int = 256) -> None:
+    def __init__(self, dataset: Dataset, spec: GeneratorSpec, cache_frames: int = 256) -> None:
         self.dataset = dataset
-        self.mode = mode if isinstance(mode, AudioMode) else audio_mode(mode)
-        self.features = dataset.audio(self.mode)
+        self.spec = spec
+        self.conventions = spec.conventions
+        self.features = dataset.audio(spec.mode)
+        if len(self.features) < spec.window:
+            raise DatasetError(
+                f"{dataset.root}: {len(self.features)} {spec.mode} feature frames cannot fill the model's "
+                f"{spec.window}-frame audio window ({spec.describe_conventions()})"
+            )
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = cache_frames
 
@@ -54,19 +64,23 @@ class SampleBuilder:
         return img
 
     def inner_crop(self, frame_index: int, box: CropBox) -> np.ndarray:
-        spec = self.dataset.spec
-        return inner(crop_face(self.frame(frame_index), box, spec), spec)
+        pre = self.conventions.preprocess
+        return inner(crop_face(self.frame(frame_index), box, pre), pre)
 
     def sample(self, i: int, reference: int | None = None) -> Sample:
         ref = i if reference is None else reference
         box = self.dataset.boxes[i]
         target = self.inner_crop(i, box)
-        ref_inner = target if ref == i else self.inner_crop(ref, box)
+        if ref == i:
+            ref_inner = target
+        else:
+            ref_box = self.dataset.boxes[ref] if self.spec.reference_crop == "own" else box
+            ref_inner = self.inner_crop(ref, ref_box)
         return Sample(
             index=i,
             reference=ref,
-            face=face_input(ref_inner, target, self.dataset.spec),
-            audio=audio_window(self.features, i, self.mode),
+            face=face_input(ref_inner, target, self.conventions.preprocess),
+            audio=audio_window(self.features, i, self.conventions),
             target=to_chw_float(target),
         )
 

@@ -1,8 +1,10 @@
 """Deterministic held-out split in contiguous blocks.
 
 Frames are grouped into blocks of `block` consecutive frames and every `every`-th block
-is held out. Neighbouring frames share appearance and, through the i-4 … i+3 audio
-window, audio, so `guard` frames on each side of a held-out block belong to neither side.
+is held out. Neighbouring frames share appearance and, through the audio window (up to
+i-8 … i+7), audio, so `guard` frames on each side of a held-out block belong to neither
+side. The guard is the widest window's half whatever the model, so one dataset splits the
+same way for a teacher, its students and every variant.
 Held-out blocks alternate between evaluation and calibration, so quantization is never
 judged on the frames it was calibrated on.
 """
@@ -12,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dhm.errors import DatasetError
-from dhm.spec import AUDIO_WINDOW_AFTER, AUDIO_WINDOW_BEFORE
+from dhm.spec import MAX_HALF_WINDOW
 
 DEFAULT_BLOCK = 25
 DEFAULT_EVERY = 6
-DEFAULT_GUARD = max(AUDIO_WINDOW_BEFORE, AUDIO_WINDOW_AFTER)
+DEFAULT_GUARD = MAX_HALF_WINDOW
 
 
 @dataclass(frozen=True)

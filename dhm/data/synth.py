@@ -119,14 +119,14 @@ class Look:
     background: np.ndarray  # uint8 HxWx3
 
 
-def _look(rng: np.random.Generator) -> Look:
+def _look(rng: np.random.Generator, size: tuple[int, int] = (FRAME_W, FRAME_H)) -> Look:
     def jitter(base: tuple[float, float, float], amount: float) -> tuple[float, float, float]:
         return tuple(float(np.clip(c + rng.uniform(-amount, amount), 0, 255)) for c in base)  # type: ignore[return-value]
 
     low = rng.uniform(0, 1, (10, 8, 3))
-    tex = cv2.resize(low, (FRAME_W, FRAME_H), interpolation=cv2.INTER_CUBIC)
+    tex = cv2.resize(low, size, interpolation=cv2.INTER_CUBIC)
     base = np.array(jitter((150.0, 135.0, 120.0), 40.0))
-    ramp = np.linspace(-25, 25, FRAME_H)[:, None, None]
+    ramp = np.linspace(-25, 25, size[1])[:, None, None]
     background = np.clip(base + 40.0 * (tex - 0.5) + ramp, 0, 255).astype(np.uint8)
     return Look(
         skin=jitter((135.0, 165.0, 205.0), 20.0),
@@ -248,25 +248,33 @@ def write_synth_dataset(
     mode: str = "hubert",
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    scale: float = 1.0,
 ) -> Path:
-    """Render the built-in set into `out` (atomically) and return its path."""
+    """Render the built-in set into `out` (atomically) and return its path.
+
+    `scale` multiplies the frame and the face: at 1 the face box is about 138 px (the crop
+    is an upscale to 168), at 1.6 about 220 px (a non-integer downscale, where INTER_AREA
+    averages and differs most from bilinear), at 2.44 about 336 px (OpenCV's exact 2x path)."""
     from dhm import __version__
 
     if frames < _MIN_FRAMES:
         raise ValueError(f"at least {_MIN_FRAMES} frames are needed, got {frames}")
+    if not 0.5 <= scale <= 8.0:
+        raise ValueError(f"scale {scale}: expected 0.5 … 8")
+    size = (int(round(FRAME_W * scale)), int(round(FRAME_H * scale)))
     audio_mode = AUDIO_MODES[mode]
     fps = audio_mode.fps
     rng = np.random.default_rng(seed)
-    look = _look(rng)
+    look = _look(rng, size)
     speech = synth_speech(frames / fps, rng)
     openness = np.clip(_frame_means(speech.openness, frames, fps), 0.0, 1.0)
     width = np.clip(_frame_means(speech.width, frames, fps), 0.0, 1.0)
     blink = _blinks(frames, fps, rng)
     phases = rng.uniform(0, 2 * np.pi, 5)
     t = np.arange(frames) / fps
-    cx = FRAME_W / 2 + 6.0 * np.sin(2 * np.pi * t / 3.1 + phases[0]) + 2.5 * np.sin(2 * np.pi * t / 1.3 + phases[1])
-    cy = 150.0 + 5.0 * np.sin(2 * np.pi * t / 2.7 + phases[2])
-    scale = 1.0 + 0.03 * np.sin(2 * np.pi * t / 4.3 + phases[3])
+    cx = scale * (FRAME_W / 2 + 6.0 * np.sin(2 * np.pi * t / 3.1 + phases[0]) + 2.5 * np.sin(2 * np.pi * t / 1.3 + phases[1]))
+    cy = scale * (150.0 + 5.0 * np.sin(2 * np.pi * t / 2.7 + phases[2]))
+    face_scale = scale * (1.0 + 0.03 * np.sin(2 * np.pi * t / 4.3 + phases[3]))
     angle = np.deg2rad(2.0) * np.sin(2 * np.pi * t / 3.7 + phases[4])
     features = features_for_mode(speech.samples, mode, frames)
 
@@ -274,7 +282,7 @@ def write_synth_dataset(
         (tmp / IMAGE_DIR).mkdir()
         (tmp / LANDMARK_DIR).mkdir()
         for i in range(frames):
-            img, lms = _render(look, (cx[i], cy[i], scale[i], angle[i]), openness[i], width[i], blink[i])
+            img, lms = _render(look, (cx[i], cy[i], face_scale[i], angle[i]), openness[i], width[i], blink[i])
             cv2.imwrite(str(tmp / IMAGE_DIR / f"{i}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             (tmp / LANDMARK_DIR / f"{i}.lms").write_text("".join(f"{x:.2f} {y:.2f}\n" for x, y in lms))
             if progress:
@@ -289,7 +297,8 @@ def write_synth_dataset(
             "fps": fps,
             "mode": mode,
             "audio_frontend": FRONTEND_ID,
-            "frame_size": [FRAME_W, FRAME_H],
+            "frame_size": list(size),
+            "scale": scale,
             "mouth_openness": [round(float(v), 4) for v in openness],
             "mouth_width": [round(float(v), 4) for v in width],
         }

@@ -1,12 +1,13 @@
 """Reading, detecting and writing generator checkpoints.
 
 Accepted on input (all loaded with `torch.load(weights_only=True)`):
-  * a plain Ultralight state_dict,
-  * `{"model": state_dict}` (Ultralight's other form),
+  * a plain Ultralight or FeatherTalk state_dict, of any upstream revision,
+  * `{"model": state_dict}` (upstream's other form),
   * a dhm checkpoint: `{"model": state_dict, "dhm": {...metadata...}}`.
 
-The architecture, audio mode and widths are detected from tensor shapes alone, so a raw
-Ultralight file needs no side information. dhm metadata, when present, is cross-checked.
+Family, revision, audio mode, window and widths are detected from tensor names and shapes
+alone (`dhm.models.layouts`), so a raw upstream file needs no side information. dhm
+metadata, when present, is cross-checked, and its recorded crop filter is authoritative.
 """
 
 from __future__ import annotations
@@ -14,44 +15,46 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dhm.errors import CheckpointError
+from dhm.errors import CheckpointError, SpecError
 from dhm.io import atomic_path
-from dhm.models.ultralight import Model
-from dhm.spec import AUDIO_MODES, GeneratorSpec
+from dhm.models.layouts import Detected, detect, equivalent_revisions
+from dhm.spec import GeneratorSpec
 
-DHM_CHECKPOINT_FORMAT = 1
-
-# Where each encoder width can be read: the out-channels of each stage's projecting conv.
-_WIDTH_KEYS = (
-    "inc.inconv.0.conv.6.weight",
-    "down1.maxpool_conv.0.double_conv.0.conv.6.weight",
-    "down2.maxpool_conv.0.double_conv.0.conv.6.weight",
-    "down3.maxpool_conv.0.double_conv.0.conv.6.weight",
-    "down4.maxpool_conv.0.double_conv.0.conv.6.weight",
-)
-# The audio branch's first conv: its in-channels tell HuBERT (16) from wenet (128).
-_AUDIO_IN_KEY = "audio_model.conv1.conv.0.weight"
+# 1: spec {arch, mode, widths}; 2: adds revision, window and crop_interpolation.
+DHM_CHECKPOINT_FORMAT = 2
 
 
 @dataclass
 class LoadedCheckpoint:
     """A generator ready to run, with where it came from."""
 
-    model: Model
+    model: torch.nn.Module
     spec: GeneratorSpec
     path: Path | None
     form: str  # "ultralight-state-dict", "ultralight-model-dict" or "dhm"
     metadata: dict[str, Any] = field(default_factory=dict)
+    detected: Detected | None = None
+    crop_source: str = "revision default"  # or "recorded by dhm", "--crop-interpolation"
 
     @property
     def sha256(self) -> str | None:
         return file_sha256(self.path) if self.path else None
+
+    @property
+    def reparameterized(self) -> bool:
+        return bool(getattr(self.model, "reparameterized", False))
+
+    def inference_model(self) -> torch.nn.Module:
+        """What runs after export: MobileOne models reparameterized, others as they are."""
+        from dhm.models import inference_model
+
+        return inference_model(self.model)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -90,31 +93,15 @@ def split_checkpoint(obj: Any, source: str = "checkpoint") -> tuple[dict[str, to
         state, metadata = obj["model"], dict(meta) if isinstance(meta, Mapping) else {}
     else:
         state, form, metadata = obj, "ultralight-state-dict", {}
-    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         raise CheckpointError(f"{source}: holds no tensors")
     return tensors, form, metadata
 
 
 def detect_spec(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> GeneratorSpec:
-    """Work out arch, mode and widths from tensor shapes."""
-    missing = [k for k in (*_WIDTH_KEYS, _AUDIO_IN_KEY) if k not in state]
-    if missing:
-        sample = ", ".join(sorted(state)[:3])
-        raise CheckpointError(
-            f"{source}: does not match the Ultralight U-Net layout: missing {missing[0]!r}"
-            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-            + f"; first keys found: {sample}"
-        )
-    widths = tuple(int(state[k].shape[0]) for k in _WIDTH_KEYS)
-    audio_in = int(state[_AUDIO_IN_KEY].shape[1])
-    modes = [m.name for m in AUDIO_MODES.values() if m.in_channels == audio_in]
-    if not modes:
-        raise CheckpointError(
-            f"{source}: audio branch takes {audio_in} input channels; "
-            f"expected {' or '.join(f'{m.in_channels} ({m.name})' for m in AUDIO_MODES.values())}"
-        )
-    return GeneratorSpec(arch="ultralight", mode=modes[0], widths=widths)  # type: ignore[arg-type]
+    """Family, revision, mode and widths from tensor names and shapes."""
+    return detect(state, source).spec
 
 
 def _check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
@@ -124,9 +111,13 @@ def _check_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
             raise CheckpointError(f"{source}: {bad} non-finite value(s) (NaN/Inf) in {key!r}")
 
 
-def model_from_state(state: Mapping[str, torch.Tensor], spec: GeneratorSpec, source: str = "checkpoint") -> Model:
+def model_from_state(
+    state: Mapping[str, torch.Tensor], spec: GeneratorSpec, source: str = "checkpoint", reparameterized: bool = False
+) -> torch.nn.Module:
     """Build the generator for `spec` and load `state` strictly, explaining mismatches."""
-    model = Model(spec)
+    from dhm.models import build_model
+
+    model = build_model(spec, reparameterized=reparameterized)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -137,7 +128,8 @@ def model_from_state(state: Mapping[str, torch.Tensor], spec: GeneratorSpec, sou
     ]
     problems = []
     if missing:
-        problems.append(f"missing key {missing[0]!r}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+        problems.append(f"missing key {missing[0]!r} {list(expected[missing[0]].shape)}"
+                        + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
     if unexpected:
         problems.append(
             f"unexpected key {unexpected[0]!r}" + (f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
@@ -147,27 +139,62 @@ def model_from_state(state: Mapping[str, torch.Tensor], spec: GeneratorSpec, sou
             f"shape mismatch {mismatched[0]}" + (f" (+{len(mismatched) - 1} more)" if len(mismatched) > 1 else "")
         )
     if problems:
-        raise CheckpointError(f"{source}: does not fit {spec.describe()}: " + "; ".join(problems))
+        raise CheckpointError(f"{source}: does not fit {spec.describe()} ({spec.rev.label if spec.arch == 'ultralight' else 'FeatherTalk MobileOne'}): "
+                              + "; ".join(problems))
     model.load_state_dict(dict(state), strict=True)
     return model.eval()
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> LoadedCheckpoint:
-    """Load any accepted checkpoint file as an eval-mode generator on the CPU."""
+def _declared_spec(metadata: Mapping[str, Any], detected: GeneratorSpec, source: str) -> GeneratorSpec | None:
+    declared = metadata.get("spec")
+    if not isinstance(declared, Mapping):
+        return None
+    try:
+        spec = GeneratorSpec.from_dict(dict(declared))
+    except SpecError as exc:
+        raise CheckpointError(f"{source}: unreadable dhm metadata ({exc})") from None
+    same = (spec.arch, spec.mode, spec.widths) == (detected.arch, detected.mode, detected.widths)
+    if not same or spec.revision not in equivalent_revisions(detected):
+        raise CheckpointError(
+            f"{source}: metadata says {spec.describe()} ({spec.describe_conventions()}) "
+            f"but the tensors are {detected.describe()} ({detected.describe_conventions()})"
+        )
+    return spec
+
+
+def load_checkpoint(path: str | os.PathLike[str], crop_interpolation: str | None = None) -> LoadedCheckpoint:
+    """Load any accepted checkpoint file as an eval-mode generator on the CPU.
+
+    `crop_interpolation` overrides the revision's default crop filter for upstream files
+    (a user who knows their model was trained otherwise); a dhm checkpoint records the
+    filter it was trained with, and an override that contradicts it is refused.
+    """
     path = Path(path)
     source = str(path)
     state, form, metadata = split_checkpoint(_read(path), source)
-    spec = detect_spec(state, source)
-    declared = metadata.get("spec")
-    if isinstance(declared, Mapping):
-        declared_spec = GeneratorSpec.from_dict(dict(declared))
-        if declared_spec != spec:
+    found = detect(state, source)
+    spec = found.spec
+    crop_source = "revision default"
+    declared = _declared_spec(metadata, spec, source)
+    if declared is not None:
+        spec = declared
+        if "crop_interpolation" in dict(metadata.get("spec") or {}) or metadata.get("format", 1) == 1:
+            crop_source = "recorded by dhm"
+    if crop_interpolation is not None and crop_interpolation != spec.crop_interpolation:
+        if crop_source == "recorded by dhm":
             raise CheckpointError(
-                f"{source}: metadata says {declared_spec.describe()} but the tensors are {spec.describe()}"
+                f"{source}: was trained on {spec.crop_interpolation} crops (recorded in the dhm checkpoint); "
+                f"--crop-interpolation {crop_interpolation} contradicts it"
             )
+        try:
+            spec = replace(spec, crop_interpolation=crop_interpolation)
+        except SpecError as exc:
+            raise CheckpointError(f"--crop-interpolation: {exc}") from None
+        crop_source = "--crop-interpolation"
     _check_finite(state, source)
-    model = model_from_state(state, spec, source)
-    return LoadedCheckpoint(model=model, spec=spec, path=path, form=form, metadata=metadata)
+    model = model_from_state(state, spec, source, reparameterized=found.reparameterized)
+    return LoadedCheckpoint(model=model, spec=spec, path=path, form=form, metadata=metadata,
+                            detected=replace(found, spec=spec), crop_source=crop_source)
 
 
 def save_checkpoint(

@@ -1,11 +1,19 @@
-"""Ultralight-compatible U-Net generator.
+"""Ultralight-compatible U-Net generator, in every upstream revision's layout.
 
 Module names, nesting and parameter shapes mirror Ultralight-Digital-Human's `unet.py`
-`Model` (the variant with a 16-channel HuBERT input and the 8-frame audio window), so
-its checkpoints load with `strict=True`. Unlike the original, channel widths are a
-constructor argument, and the decoder's input widths are derived from what actually
-arrives at each concat, so any five widths build (Ultralight hard-codes widths that only
-add up for the doubling presets, and its wenet branch assumes w2 == 128).
+`Model` as the spec's revision had it (`dhm.spec.REVISIONS`), so each revision's
+checkpoints load with `strict=True`:
+
+* wrapped revisions (before 2026-05-23) hold `inc.inconv.0.*` and `downN.maxpool_conv.0.*`
+  (an nn.Sequential around one block); 2026-05-23 holds `inc.inconv.*` and
+  `downN.maxpool_conv.*`;
+* the audio branch takes 2W (hubert) or 16W (wenet) channels for a window of W frames;
+* the wenet branch is "narrow" in the first commit (conv1 -> w2, conv3 w2 -> w3) and
+  "wide" from 2024-10-14 (conv1 -> w3, conv3 w3 -> w3), with conv1's skip connection
+  only where upstream had one.
+
+Unlike the original, channel widths are a constructor argument, and the decoder's input
+widths are derived from what actually arrives at each concat, so any five widths build.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dhm.spec import AUDIO_MODES, GeneratorSpec
+from dhm.spec import GeneratorSpec
 
 
 class InvertedResidual(nn.Module):
@@ -59,23 +67,37 @@ class DoubleConvDW(nn.Module):
         return self.double_conv(x)
 
 
+def _maybe_wrapped(block: nn.Module, wrapped: bool) -> nn.Module:
+    return nn.Sequential(block) if wrapped else block
+
+
 class InConvDw(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, wrapped: bool = True) -> None:
         super().__init__()
-        self.inconv = nn.Sequential(InvertedResidual(in_channels, out_channels, stride=1, use_res_connect=False))
+        self.inconv = _maybe_wrapped(InvertedResidual(in_channels, out_channels, stride=1, use_res_connect=False), wrapped)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inconv(x)
 
 
 class Down(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, wrapped: bool = True) -> None:
         super().__init__()
         # The name says maxpool; the downsampling is the stride-2 depthwise conv.
-        self.maxpool_conv = nn.Sequential(DoubleConvDW(in_channels, out_channels, stride=2))
+        self.maxpool_conv = _maybe_wrapped(DoubleConvDW(in_channels, out_channels, stride=2), wrapped)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.maxpool_conv(x)
+
+
+def pad_concat(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    """The upsampled decoder map, padded to the skip's size (sizes always match for
+    160x160 inputs; the pad keeps odd sizes working), concatenated before the skip."""
+    dy = x2.shape[2] - x1.shape[2]
+    dx = x2.shape[3] - x1.shape[3]
+    if dy or dx:
+        x1 = F.pad(x1, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+    return torch.cat([x1, x2], dim=1)
 
 
 class Up(nn.Module):
@@ -85,13 +107,7 @@ class Up(nn.Module):
         self.conv = DoubleConvDW(in_channels, out_channels, stride=1)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        x1 = self.up(x1)
-        # Sizes always match for 160x160 inputs; the pad keeps odd sizes working.
-        dy = x2.shape[2] - x1.shape[2]
-        dx = x2.shape[3] - x1.shape[3]
-        if dy or dx:
-            x1 = F.pad(x1, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
-        return self.conv(torch.cat([x1, x2], dim=1))
+        return self.conv(pad_concat(self.up(x1), x2))
 
 
 class OutConv(nn.Module):
@@ -127,31 +143,32 @@ class _AudioConv(nn.Module):
 
 
 class AudioConvHubert(_AudioConv):
-    """[B,16,32,32] -> [B,w4,10,10]."""
+    """[B, 2W, 32, 32] -> [B, w4, 10, 10]; the same in every revision."""
 
-    def __init__(self, ch: Sequence[int]) -> None:
+    def __init__(self, ch: Sequence[int], in_channels: int) -> None:
         super().__init__()
-        c_in = AUDIO_MODES["hubert"].in_channels
-        self.conv1 = InvertedResidual(c_in, ch[1], stride=1, use_res_connect=False)
+        self.conv1 = InvertedResidual(in_channels, ch[1], stride=1, use_res_connect=False)
         self.conv2 = InvertedResidual(ch[1], ch[2], stride=1, use_res_connect=False)
         self._build_tail(ch[2], ch[3], ch[4], conv3_stride=(2, 2))
 
 
 class AudioConvWenet(_AudioConv):
-    """[B,128,16,32] -> [B,w4,10,10].
+    """[B, 16W, 16, 32] -> [B, w4, 10, 10].
 
-    Ultralight's first block is InvertedResidual(w2, w2) with a skip, which only works
-    when w2 equals the 128 wenet input channels. Here the first block maps 128 -> w2 and
-    keeps the skip exactly when the widths allow it, so full-width checkpoints keep their
-    keys and shapes and every other width still builds.
+    `branch` "narrow" (first commit): conv1 in -> w2, conv2 w2, conv3 w2 -> w3.
+    `branch` "wide" (from 2024-10-14): conv1 in -> w3, conv2 w3, conv3 w3 -> w3.
+    Upstream hard-codes conv1's skip (True until 2025-06-04, then False); a skip needs equal
+    widths, so here it is kept exactly when upstream had it and the widths allow it.
     """
 
-    def __init__(self, ch: Sequence[int]) -> None:
+    def __init__(self, ch: Sequence[int], in_channels: int, branch: str, conv1_residual: bool) -> None:
         super().__init__()
-        c_in = AUDIO_MODES["wenet"].in_channels
-        self.conv1 = InvertedResidual(c_in, ch[2], stride=1, use_res_connect=c_in == ch[2])
-        self.conv2 = InvertedResidual(ch[2], ch[2], stride=1, use_res_connect=True)
-        self._build_tail(ch[2], ch[3], ch[4], conv3_stride=(1, 2))
+        if branch not in ("narrow", "wide"):
+            raise ValueError(branch)
+        mid = ch[2] if branch == "narrow" else ch[3]
+        self.conv1 = InvertedResidual(in_channels, mid, stride=1, use_res_connect=conv1_residual and in_channels == mid)
+        self.conv2 = InvertedResidual(mid, mid, stride=1, use_res_connect=True)
+        self._build_tail(mid, ch[3], ch[4], conv3_stride=(1, 2))
 
 
 class Model(nn.Module):
@@ -160,16 +177,23 @@ class Model(nn.Module):
     def __init__(self, spec: GeneratorSpec | None = None) -> None:
         super().__init__()
         spec = spec or GeneratorSpec()
+        if spec.arch != "ultralight":
+            raise ValueError(f"{spec.arch} is not the Ultralight family")
         self.spec = spec
+        rev = spec.rev
         w0, w1, w2, w3, w4 = spec.widths
         self.n_channels = spec.face_channels
-        self.audio_model = AudioConvHubert(spec.widths) if spec.mode == "hubert" else AudioConvWenet(spec.widths)
+        audio_in = spec.audio.input_shape(spec.window)[0]
+        if spec.mode == "hubert":
+            self.audio_model: _AudioConv = AudioConvHubert(spec.widths, audio_in)
+        else:
+            self.audio_model = AudioConvWenet(spec.widths, audio_in, rev.wenet_branch, rev.wenet_conv1_residual)
         self.fuse_conv = nn.Sequential(DoubleConvDW(2 * w4, w4, stride=1), DoubleConvDW(w4, w3, stride=1))
-        self.inc = InConvDw(spec.face_channels, w0)
-        self.down1 = Down(w0, w1)
-        self.down2 = Down(w1, w2)
-        self.down3 = Down(w2, w3)
-        self.down4 = Down(w3, w4)
+        self.inc = InConvDw(spec.face_channels, w0, rev.wrapped)
+        self.down1 = Down(w0, w1, rev.wrapped)
+        self.down2 = Down(w1, w2, rev.wrapped)
+        self.down3 = Down(w2, w3, rev.wrapped)
+        self.down4 = Down(w3, w4, rev.wrapped)
         # Each Up takes (previous decoder output, encoder skip); for the doubling presets
         # these equal Ultralight's ch[4], ch[3], ch[2], ch[1].
         self.up1 = Up(w3 + w3, w3 // 2)
@@ -197,7 +221,3 @@ class Model(nn.Module):
 
     def logits(self, x: torch.Tensor, audio_feat: torch.Tensor) -> torch.Tensor:
         return self.features(x, audio_feat)[0]
-
-
-def build_model(spec: GeneratorSpec) -> Model:
-    return Model(spec)
