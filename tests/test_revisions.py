@@ -300,3 +300,12 @@ def test_mobileone_trains_and_distils_from_the_cli(tmp_path, teacher, synth_hube
     r = run_cli("train", "--data", synth_hubert, "-o", tmp_path / "bad", "--arch", "mobileone", "--revision", "2024-10-14",
                 "--steps", "1")
     assert r.exit_code == 1 and "follows the 2026-05-23 conventions" in r.stderr
+
+
+def test_the_manifest_schema_knows_every_revision():
+    from dhm.manifest import schema
+    from dhm.spec import ARCHS, INTERPOLATIONS, WINDOWS
+
+    gen = schema()["properties"]["generator"]["properties"]
+    assert gen["revision"]["enum"] == list(REVISIONS) and gen["arch"]["enum"] == list(ARCHS)
+    assert gen["window"]["enum"] == list(WINDOWS) and gen["crop_interpolation"]["enum"] == list(INTERPOLATIONS)
