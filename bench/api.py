@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dhm.bench.candidates import BACKENDS, REFERENCE, Candidate, reference_spec, resolve
+from dhm.bench.candidates import BACKENDS, REFERENCE, Candidate, reference_spec, resolve, split_name
 from dhm.bench.host import HostSettings, end_to_end_runner, latency, parity
 from dhm.bench.stats import LatencyStats, speedup
 
@@ -43,9 +43,27 @@ class BenchSettings:
     device_backend: str = "cpu"
     device_timeout_s: float = 300.0
     crop_interpolation: str | None = None  # for checkpoints whose revision default is wrong
+    force: bool = False  # replace --json/--report files that are not earlier bench outputs
 
     def host(self) -> HostSettings:
         return HostSettings(threads=self.threads, warmup=self.warmup, runs=self.runs, rounds=self.rounds, e2e_frames=self.e2e_frames)
+
+
+def check_bench_outputs(json_path: Any, report_path: Any, force: bool, inputs: Sequence[Any]) -> None:
+    """The record, the report and its plots: none over an input, none over a user's file
+    (an earlier bench record or report is replaced; anything else needs --force)."""
+    from dhm.bench.report import own_json, own_report, plot_paths
+    from dhm.io import check_output
+
+    if json_path is not None:
+        check_output(json_path, kind="file", command="bench", force=force, inputs=inputs, own_file=own_json)
+    if report_path is not None:
+        if json_path is not None and Path(report_path).absolute() == Path(json_path).absolute():
+            raise SpecError("--json and --report name the same file")
+        check_output(report_path, kind="file", command="bench", force=force, inputs=inputs, own_file=own_report)
+        mine = own_report(Path(report_path)) if Path(report_path).is_file() else True
+        for png in plot_paths(Path(report_path)):
+            check_output(png, kind="file", command="bench", force=force or mine, inputs=inputs)
 
 
 def check_settings(s: BenchSettings) -> None:
@@ -196,13 +214,10 @@ def run_bench(
     from dhm.data.dataset import open_dataset
     from dhm.data.inputs import heldout_inputs
     from dhm.data.split import split_frames
-    from dhm.io import ensure_writable_dir
     from dhm.manifest import engine_versions
 
     check_settings(settings)
-    for p in (json_path, report_path):
-        if p is not None:
-            ensure_writable_dir(Path(p).parent)
+    check_bench_outputs(json_path, report_path, settings.force, inputs=[reference, data, *(split_name(m)[1] for m in models)])
     reference = Path(reference)
     data = Path(data)
     ref_spec = reference_spec(reference, settings.crop_interpolation)

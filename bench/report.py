@@ -224,6 +224,32 @@ def plots(result: dict[str, Any], stem: Path) -> dict[str, str]:
     return made
 
 
+def own_json(path: Path) -> bool:
+    """An earlier `dhm bench --json` record (replaced without --force)."""
+    from dhm.bench.api import SCHEMA_ID
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(200).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return f'"schema": "{SCHEMA_ID}"' in head
+
+
+def own_report(path: Path) -> bool:
+    """An earlier bench report (its first line)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(64).startswith(b"# dhm bench")
+    except OSError:
+        return False
+
+
+def plot_paths(report_path: Path) -> list[Path]:
+    stem = report_path.with_suffix("")
+    return [stem.with_name(stem.name + suffix) for suffix in ("_latency.png", "_pareto.png")]
+
+
 def write_outputs(result: dict[str, Any], json_path: str | Path | None, report_path: str | Path | None) -> None:
     from dhm.io import atomic_path
 
@@ -232,7 +258,7 @@ def write_outputs(result: dict[str, Any], json_path: str | Path | None, report_p
             tmp.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
     if report_path is not None:
         report_path = Path(report_path)
-        made = plots(result, report_path.with_suffix(""))
+        made = plots(result, report_path.with_suffix(""))  # the names plot_paths() gives
         with atomic_path(report_path) as tmp:
             tmp.write_text(markdown(result, made))
 
@@ -249,13 +275,12 @@ def _json_default(v: Any) -> Any:
 def read_result(path: str | Path) -> dict[str, Any]:
     from dhm.bench.api import SCHEMA_ID
 
+    from dhm.io import read_json
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such bench result") from None
-    except (OSError, ValueError) as exc:
-        raise SpecError(f"{path}: not a bench JSON ({exc})") from None
+    if not path.is_file():
+        raise SpecError(f"{path}: no such bench result")
+    data = read_json(path, "bench JSON")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
         got = data.get("schema") if isinstance(data, dict) else None
         raise SpecError(f"{path}: schema {got!r}, expected {SCHEMA_ID!r} (a `dhm bench --json` file)")
@@ -263,6 +288,14 @@ def read_result(path: str | Path) -> dict[str, Any]:
 
 
 def compare(a: dict[str, Any], b: dict[str, Any], name_a: str = "A", name_b: str = "B") -> str:
+    """Markdown comparing two records (one clear line if either is incomplete)."""
+    try:
+        return _compare(a, b, name_a, name_b)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise SpecError(f"{name_a} or {name_b}: not a complete `dhm bench` record ({type(exc).__name__}: {exc})") from None
+
+
+def _compare(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str) -> str:
     lines = [f"# dhm bench: {name_a} → {name_b}", ""]
     ma, mb = a["machine"], b["machine"]
     if (ma["cpu"], ma["cores"]) != (mb["cpu"], mb["cores"]):

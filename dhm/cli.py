@@ -15,12 +15,58 @@ from typing import Any
 import click
 
 from dhm import __version__
-from dhm.errors import DhmError
+from dhm.errors import DhmError, Terminated
 from dhm.spec import ARCHS, INTERPOLATIONS, LATEST_REVISION, REVISIONS
 
 
+class Finite(click.ParamType):
+    """A finite float in [lo, hi] (`lo_open`: above lo). click.FloatRange lets NaN through,
+    since every comparison with NaN is false."""
+
+    name = "number"
+
+    def __init__(self, lo: float, hi: float, lo_open: bool = False) -> None:
+        self.lo, self.hi, self.lo_open = lo, hi, lo_open
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        import math
+
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        low_ok = v > self.lo if self.lo_open else v >= self.lo
+        if not math.isfinite(v) or not low_ok or v > self.hi:
+            self.fail(f"{value!r} is not a finite number in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]", param, ctx)
+        return v
+
+    def __repr__(self) -> str:
+        return f"Finite({self.lo}, {self.hi})"
+
+
+def Count(lo: int, hi: int) -> click.IntRange:  # noqa: N802 (reads like a type)
+    return click.IntRange(lo, hi)
+
+
+SEED = Count(0, 2**32 - 1)
+WEIGHT = Finite(0.0, 1000.0)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for a failed file operation: a full disk, a read-only or vanished folder."""
+    import errno
+
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        reason = f"{reason}: the disk (or the file size limit) is full"
+    where = exc.filename or ""
+    return f"{where}: {reason}" if where else reason
+
+
 class DhmGroup(click.Group):
-    """A click group that turns DhmError into one line and an exit code."""
+    """A click group that turns every expected failure into one line and an exit code:
+    DhmError (1), a bad option value (2), a failed file operation such as a full disk (1),
+    Ctrl-C (130) and SIGTERM (143). Whatever was being written has been cleaned up by then."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -28,9 +74,27 @@ class DhmGroup(click.Group):
         except DhmError as exc:
             click.echo(f"dhm: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except click.exceptions.Exit:
+            raise
+        except click.UsageError as exc:
+            click.echo(f"dhm: error: {exc.format_message()}", err=True)
+            ctx.exit(2)
+        except OSError as exc:
+            click.echo(f"dhm: error: {_os_error_line(exc)}", err=True)
+            ctx.exit(1)
+        except MemoryError:
+            click.echo("dhm: error: out of memory (the inputs or settings ask for more than this machine has)", err=True)
+            ctx.exit(1)
+        except Terminated:
+            click.echo("dhm: terminated", err=True)
+            ctx.exit(143)
         except KeyboardInterrupt:
             click.echo("dhm: interrupted", err=True)
             ctx.exit(130)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 @click.group(cls=DhmGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -52,7 +116,17 @@ def main() -> None:
       dhm app-assets   copy a model, its manifest and a clip into the Android/iOS demos
       dhm golden       golden vectors the native core is tested against
       dhm demo         all of the above on the built-in data, one summary table
+
+    \b
+    Outputs: nothing is written over an input, and an existing output that is not the
+    command's own earlier one is replaced only with --force; everything appears complete or
+    not at all (a failure, Ctrl-C or a full disk leaves the old output as it was).
     """
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 # ----------------------------------------------------------------------------- info
@@ -113,8 +187,8 @@ def data() -> None:
 
 @data.command("synth")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--frames", default=500, show_default=True, help="Number of video frames.")
-@click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same bytes.")
+@click.option("--frames", default=500, show_default=True, type=Count(8, 100_000), help="Number of video frames.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Random seed; the same seed gives the same bytes.")
 @click.option(
     "--mode",
     type=click.Choice(["hubert", "wenet"]),
@@ -122,7 +196,7 @@ def data() -> None:
     show_default=True,
     help="Feature layout to write: aud_hu.npy at 25 fps, or aud_wenet.npy at 20 fps.",
 )
-@click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.5, 8.0),
+@click.option("--scale", default=1.0, show_default=True, type=Finite(0.5, 8.0),
               help="Frame and face size: 1 gives a ~138 px face box (upscaled to the 168 px crop), 1.6 a ~220 px one (downscaled).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def data_synth(out: Path, frames: int, seed: int, mode: str, scale: float, force: bool) -> None:
@@ -133,12 +207,7 @@ def data_synth(out: Path, frames: int, seed: int, mode: str, scale: float, force
     aud_hu.npy or aud_wenet.npy, aud.wav), plus synth.json describing the clip.
     """
     from dhm.data.synth import write_synth_dataset
-    from dhm.errors import OutputError
 
-    if out.exists() and not force:
-        raise OutputError(f"{out}: already exists (use --force to replace it)")
-    if frames < 8:
-        raise click.BadParameter("at least 8 frames", param_hint="--frames")
     with click.progressbar(length=frames, label="rendering", file=sys.stderr) as bar:
         path = write_synth_dataset(out, frames=frames, seed=seed, mode=mode, force=force, progress=lambda i, n: bar.update(1),
                                    scale=scale)
@@ -166,14 +235,14 @@ def data_check(folder: Path, mode: str | None) -> None:
 def _training_options(default_steps: int) -> Any:
     def wrap(f: Any) -> Any:
         options = [
-            click.option("--steps", default=default_steps, show_default=True, help="Optimizer steps."),
-            click.option("--batch-size", default=8, show_default=True, help="Samples per step (per process under torchrun)."),
-            click.option("--lr", default=2e-3, show_default=True, help="Peak learning rate (warm-up, then cosine decay)."),
-            click.option("--seed", default=0, show_default=True, help="Seed: the same seed gives the same result on the same machine."),
-            click.option("--eval-every", default=0, help="Held-out evaluation interval in steps (default: steps/6)."),
-            click.option("--eval-frames", default=16, show_default=True, help="Held-out frames per evaluation."),
+            click.option("--steps", default=default_steps, show_default=True, type=Count(1, 10_000_000), help="Optimizer steps."),
+            click.option("--batch-size", default=8, show_default=True, type=Count(1, 4096), help="Samples per step (per process under torchrun)."),
+            click.option("--lr", default=2e-3, show_default=True, type=Finite(0.0, 1e12, lo_open=True), help="Peak learning rate (warm-up, then cosine decay; a diverging run stops naming the step)."),
+            click.option("--seed", default=0, show_default=True, type=SEED, help="Seed: the same seed gives the same result on the same machine."),
+            click.option("--eval-every", default=0, type=Count(0, 10_000_000), help="Held-out evaluation interval in steps (default: steps/6)."),
+            click.option("--eval-frames", default=16, show_default=True, type=Count(1, 10_000), help="Held-out frames per evaluation."),
             click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (CUDA trains in bf16 autocast)."),
-            click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice)."),
+            click.option("--threads", default=None, type=Count(1, 1024), help="torch CPU threads (default: torch's choice)."),
             click.option("--resume", is_flag=True, help="Continue the run saved in OUT (bit-for-bit, same settings)."),
             click.option("--force", is_flag=True, help="Overwrite a different run in OUT."),
             click.option("--quiet", is_flag=True, help="No progress line."),
@@ -225,8 +294,8 @@ def _summary(report: dict[str, Any]) -> None:
               type=click.Choice(list(REVISIONS)),
               help="Upstream revision whose layout and conventions (audio window, crop filter) the model follows.")
 @crop_interpolation_option
-@click.option("--w-ssim", default=0.2, show_default=True, help="Weight of the 1-SSIM term (L1 has weight 1).")
-@click.option("--w-mouth", default=2.0, show_default=True, help="Extra L1 weight inside the mouth rectangle.")
+@click.option("--w-ssim", default=0.2, show_default=True, type=WEIGHT, help="Weight of the 1-SSIM term (L1 has weight 1).")
+@click.option("--w-mouth", default=2.0, show_default=True, type=WEIGHT, help="Extra L1 weight inside the mouth rectangle.")
 @_training_options(default_steps=600)
 def train(data: Path, out: Path, arch: str, mode: str, widths: str, revision: str, crop_interpolation: str | None,
           w_ssim: float, w_mouth: float, **kw: Any) -> None:
@@ -261,11 +330,11 @@ def train(data: Path, out: Path, arch: str, mode: str, widths: str, revision: st
 @click.option("--student-arch", default=None, type=click.Choice(list(ARCHS)), help="The student's family (default: the teacher's); it keeps the teacher's audio window and crop filter.")
 @crop_interpolation_option
 @click.option("--init", "init", default="teacher", show_default=True, type=click.Choice(["teacher", "random"]), help="Start from the teacher's most important channels, or from scratch.")
-@click.option("--w-pixel", default=1.0, show_default=True, help="L1 to the teacher's output.")
-@click.option("--w-ssim", default=0.2, show_default=True, help="1-SSIM to the teacher's output.")
-@click.option("--w-mouth", default=0.5, show_default=True, help="Extra weight inside the mouth rectangle.")
-@click.option("--w-feature", default=0.1, show_default=True, help="Feature matching through 1x1 adapters (0 disables).")
-@click.option("--w-gt", default=0.0, show_default=True, help="L1 to the ground truth (0 disables).")
+@click.option("--w-pixel", default=1.0, show_default=True, type=WEIGHT, help="L1 to the teacher's output.")
+@click.option("--w-ssim", default=0.2, show_default=True, type=WEIGHT, help="1-SSIM to the teacher's output.")
+@click.option("--w-mouth", default=0.5, show_default=True, type=WEIGHT, help="Extra weight inside the mouth rectangle.")
+@click.option("--w-feature", default=0.1, show_default=True, type=WEIGHT, help="Feature matching through 1x1 adapters (0 disables).")
+@click.option("--w-gt", default=0.0, show_default=True, type=WEIGHT, help="L1 to the ground truth (0 disables).")
 @_training_options(default_steps=600)
 def distill(teacher: Path, data: Path, out: Path, student: str, student_arch: str | None, crop_interpolation: str | None, init: str, w_pixel: float, w_ssim: float, w_mouth: float, w_feature: float, w_gt: float, **kw: Any) -> None:
     """Distil a trained generator into a phone-sized student.
@@ -305,11 +374,11 @@ def distill(teacher: Path, data: Path, out: Path, student: str, student_arch: st
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created atomically).")
 @click.option("--fp16/--no-fp16", default=True, show_default=True, help="ONNX FP16 (float32 I/O) and MNN FP16 weights.")
 @click.option("--int8/--no-int8", default=True, show_default=True, help="ONNX QDQ INT8 and MNN full INT8.")
-@click.option("--calib-frames", default=24, show_default=True, help="Calibration frames (held-out calibration blocks).")
-@click.option("--eval-frames", default=16, show_default=True, help="Evaluation frames (other held-out blocks).")
+@click.option("--calib-frames", default=24, show_default=True, type=Count(8, 10_000), help="Calibration frames (held-out calibration blocks).")
+@click.option("--eval-frames", default=16, show_default=True, type=Count(1, 10_000), help="Evaluation frames (other held-out blocks).")
 @click.option("--method", default="minmax", show_default=True, type=click.Choice(["minmax", "entropy", "percentile"]), help="onnxruntime calibration method.")
 @click.option("--mnn-method", default="auto", show_default=True, type=click.Choice(["auto", "KL", "ADMM", "EMA"]), help="MNN feature calibration; auto tries all three and keeps the best held-out PSNR.")
-@click.option("--target-psnr", default=35.0, show_default=True, help="INT8 target, dB against FP32; layers are kept in float until it holds.")
+@click.option("--target-psnr", default=35.0, show_default=True, type=Finite(0.0, 200.0), help="INT8 target, dB against FP32; layers are kept in float until it holds.")
 @click.option("--calib", "calib_file", type=click.Path(path_type=Path), default=None, help="A calib.npz from an earlier run to calibrate on instead.")
 @click.option("--inc", "use_inc", is_flag=True, help="Let neural-compressor autotune choose the ONNX activation calibration and symmetry (by held-out PSNR).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new run succeeded).")
@@ -357,8 +426,8 @@ def quantize(model: Path, data: Path, out: Path, fp16: bool, int8: bool, calib_f
 )
 @click.option("--variants", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, int8 (int8 needs a quantize output as MODEL).")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder: validate on its held-out frames instead of random inputs.")
-@click.option("--frames", default=8, show_default=True, help="Validation frames.")
-@click.option("--opset", default=None, type=int, help="ONNX opset (default 17).")
+@click.option("--frames", default=8, show_default=True, type=Count(1, 1000), help="Validation frames.")
+@click.option("--opset", default=None, type=Count(7, 21), help="ONNX opset (default 17).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new export succeeded).")
 @crop_interpolation_option
 def export(model: Path, out: Path, target: str, variants: str, data: Path | None, frames: int, opset: int | None, force: bool,
@@ -405,11 +474,12 @@ def export(model: Path, out: Path, target: str, variants: str, data: Path | None
 @click.option("--wav", type=click.Path(path_type=Path), default=None, help="A WAV file, featurised by dhm's own front end (for models trained on it).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output .mp4.")
 @click.option("--side-by-side", type=click.Path(path_type=Path), default=None, help="A second model rendered next to the first.")
-@click.option("--threads", default=2, show_default=True, help="Inference threads.")
+@click.option("--threads", default=2, show_default=True, type=Count(1, 1024), help="Inference threads.")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]), help="Engine precision (MNN: high/low).")
 @crop_interpolation_option
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (only once the new video is complete and checked).")
 def run(model: Path, data: Path, audio_features: Path | None, wav: Path | None, out: Path, side_by_side: Path | None, threads: int,
-        precision: str, crop_interpolation: str | None) -> None:
+        precision: str, crop_interpolation: str | None, force: bool) -> None:
     """Render a lip-synced video of the dataset's speaker with MODEL (.pt/.pth, .onnx or .mnn).
 
     Reference frames run in Ultralight's ping-pong order; each frame is cropped, masked,
@@ -420,7 +490,7 @@ def run(model: Path, data: Path, audio_features: Path | None, wav: Path | None, 
 
     r = render_video(model, data, out, audio_features=audio_features, wav=wav, side_by_side=side_by_side,
                      threads=threads, precision=precision, log=lambda m: click.echo(m, err=True),
-                     crop_interpolation=crop_interpolation)
+                     crop_interpolation=crop_interpolation, force=force)
     ms = r["stage_ms"]
     click.echo(
         f"wrote {r['frames']} frames at {r['fps']} fps to {r['out']} ({'with' if r['audio'] else 'without'} audio); "
@@ -431,11 +501,14 @@ def run(model: Path, data: Path, audio_features: Path | None, wav: Path | None, 
 # ----------------------------------------------------------------------------- bench
 
 
-def _int_list(text: str, what: str) -> tuple[int, ...]:
+def _int_list(text: str, what: str, lo: int = 1, hi: int = 1024) -> tuple[int, ...]:
     try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
+        values = tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
         raise DhmError(f"{what} {text!r}: expected comma-separated integers, e.g. 1,2,4") from None
+    if not values or any(not lo <= v <= hi for v in values):
+        raise DhmError(f"{what} {text!r}: expected comma-separated integers in {lo} … {hi}")
+    return values
 
 
 @main.command()
@@ -444,23 +517,24 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder: parity and the end-to-end pipeline use its held-out frames.")
 @click.option("--backends", default="torch,onnxruntime,mnn", show_default=True, help="Engines for export folders and checkpoints (files given directly always run on their own engine).")
 @click.option("--threads", default="1,2", show_default=True, help="Thread counts to time, e.g. 1,2,4.")
-@click.option("--warmup", default=5, show_default=True, help="Untimed runs per model and thread count.")
-@click.option("--runs", default=50, show_default=True, help="Timed runs per model and thread count.")
-@click.option("--rounds", default=5, show_default=True, help="Interleaved rounds the runs are split into (noise hits every model alike).")
-@click.option("--frames", default=16, show_default=True, help="Held-out frames for parity.")
-@click.option("--e2e-frames", default=24, show_default=True, help="Frames through the end-to-end pipeline per model and thread count.")
+@click.option("--warmup", default=5, show_default=True, type=Count(0, 100_000), help="Untimed runs per model and thread count.")
+@click.option("--runs", default=50, show_default=True, type=Count(5, 1_000_000), help="Timed runs per model and thread count.")
+@click.option("--rounds", default=5, show_default=True, type=Count(1, 1000), help="Interleaved rounds the runs are split into (noise hits every model alike).")
+@click.option("--frames", default=16, show_default=True, type=Count(4, 10_000), help="Held-out frames for parity.")
+@click.option("--e2e-frames", default=24, show_default=True, type=Count(1, 100_000), help="Frames through the end-to-end pipeline per model and thread count.")
 @click.option("--device", default="host", show_default=True, help="host, or adb[:SERIAL] for a phone.")
 @click.option("--mnn-bin", type=click.Path(path_type=Path), default=None, help="With --device adb: folder holding ModuleBasic.out and libMNN.so built for the phone.")
 @click.option("--device-backend", default="cpu", show_default=True, type=click.Choice(["cpu", "opencl", "vulkan"]), help="MNN backend on the phone.")
-@click.option("--device-timeout", default=300.0, show_default=True, help="Seconds any one adb step may take.")
+@click.option("--device-timeout", default=300.0, show_default=True, type=Finite(1.0, 86400.0), help="Seconds any one adb step may take.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the full record (schema dhm.bench/1) here.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None, help="Write the Markdown report here, with PNG plots beside it.")
 @click.option("--compare", "compare_paths", nargs=2, type=click.Path(path_type=Path), default=None, help="Compare two --json results instead of benching.")
 @crop_interpolation_option
+@click.option("--force", is_flag=True, help="Replace --json/--report files that are not earlier bench outputs.")
 def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, backends: str, threads: str, warmup: int, runs: int,
           rounds: int, frames: int, e2e_frames: int, device: str, mnn_bin: Path | None, device_backend: str, device_timeout: float,
           json_path: Path | None, report_path: Path | None, compare_paths: tuple[Path, Path] | None,
-          crop_interpolation: str | None) -> None:
+          crop_interpolation: str | None, force: bool) -> None:
     """Parity and latency of MODELS against the full teacher.
 
     \b
@@ -485,6 +559,11 @@ def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, ba
         from dhm.bench.report import compare, read_result
 
         a, b = compare_paths
+        if report_path:
+            from dhm.bench.report import own_report
+            from dhm.io import check_output
+
+            check_output(report_path, kind="file", command="bench", force=force, inputs=[a, b], own_file=own_report)
         text = compare(read_result(a), read_result(b), a.stem, b.stem)
         if report_path:
             from dhm.io import atomic_path
@@ -501,7 +580,7 @@ def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, ba
     settings = BenchSettings(
         backends=tuple(b.strip() for b in backends.split(",") if b.strip()), threads=_int_list(threads, "--threads"),
         warmup=warmup, runs=runs, rounds=rounds, frames=frames, e2e_frames=e2e_frames, device=device, mnn_bin=mnn_bin,
-        device_backend=device_backend, device_timeout_s=device_timeout, crop_interpolation=crop_interpolation,
+        device_backend=device_backend, device_timeout_s=device_timeout, crop_interpolation=crop_interpolation, force=force,
     )
     result = run_bench(list(models), reference, data, settings, json_path, report_path, log=lambda m: click.echo(m, err=True))
     text = markdown(result)
@@ -519,8 +598,9 @@ def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, ba
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: the clip's frames, landmarks, features and audio.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Assets folder, e.g. android_demo/app/src/main/assets/dhm or ios_demo/Resources/dhm.")
 @click.option("--variant", default="fp16", show_default=True, type=click.Choice(["fp32", "fp16", "int8"]), help="Which MNN model of the export to ship.")
-@click.option("--frames", default=250, show_default=True, help="Clip length in frames.")
-def app_assets(export_dir: Path, data: Path, out: Path, variant: str, frames: int) -> None:
+@click.option("--frames", default=250, show_default=True, type=Count(2, 100_000), help="Clip length in frames.")
+@click.option("--force", is_flag=True, help="Replace OUT even if it is not an earlier `dhm app-assets` output.")
+def app_assets(export_dir: Path, data: Path, out: Path, variant: str, frames: int, force: bool) -> None:
     """Copy an exported MNN model, its manifest and a short clip into a demo app.
 
     \b
@@ -529,7 +609,7 @@ def app_assets(export_dir: Path, data: Path, out: Path, variant: str, frames: in
     """
     from dhm.runtime_py.app_assets import write_app_assets
 
-    r = write_app_assets(export_dir, data, out, variant=variant, frames=frames)
+    r = write_app_assets(export_dir, data, out, variant=variant, frames=frames, force=force)
     click.echo(f"wrote {r['out']}: {r['model']} ({r['variant']}) as model.mnn, manifest.json, {r['frames']} clip frames")
 
 
@@ -537,8 +617,9 @@ def app_assets(export_dir: Path, data: Path, out: Path, variant: str, frames: in
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder of golden vectors.")
-@click.option("--frames", default=6, show_default=True, help="Output frames to record.")
-def golden(model: Path, data: Path, out: Path, frames: int) -> None:
+@click.option("--frames", default=6, show_default=True, type=Count(1, 1000), help="Output frames to record.")
+@click.option("--force", is_flag=True, help="Replace OUT even if it is not an earlier `dhm golden` output.")
+def golden(model: Path, data: Path, out: Path, frames: int, force: bool) -> None:
     """Golden vectors for native ports: what runtime_py computes for a few frames.
 
     Per frame: the reference frame, its landmarks, the network inputs, MODEL's outputs and
@@ -547,7 +628,7 @@ def golden(model: Path, data: Path, out: Path, frames: int) -> None:
     """
     from dhm.runtime_py.golden import write_golden
 
-    r = write_golden(model, data, out, frames=frames)
+    r = write_golden(model, data, out, frames=frames, force=force)
     click.echo(f"wrote {r['cases']} golden cases ({r['engine']}) to {r['out']}")
 
 

@@ -39,3 +39,8 @@ class ParityError(DhmError):
 
 class DeviceError(DhmError):
     """The phone, adb or the MNN tools on it did not do what was asked."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so every temporary output is cleaned up (a
+    KeyboardInterrupt, so no `except Exception` swallows it)."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dhm.errors import SpecError
+from dhm.io import plain_file_name, read_json
 from dhm.spec import (
     PREPROCESS,
     Conventions,
@@ -99,7 +100,77 @@ def validation_errors(manifest: dict[str, Any]) -> list[str]:
     root = schema()
     _validate(manifest, root, "manifest", root, errors)
     if not errors:
+        errors += bounds_errors(manifest)
+    if not errors:
         errors += consistency_errors(manifest)
+    return errors
+
+
+# The bounds every runtime enforces, the C++ core (avatar_core/src/manifest.cpp) exactly as
+# here: a manifest one side accepts the other accepts (tests/test_manifest_bounds.py runs
+# both on the same mutated manifests). They keep indices inside arrays and sizes inside
+# memory; they are not model constants (those come from the manifest itself).
+BOUNDS = {
+    "landmark_index": (0, 1023),
+    "inner_size": (16, 1024),
+    "border": (0, 64),
+    "fps": (1, 240),
+    "window_before": (0, 32),
+    "window_after": (1, 32),
+    "dim": (1, 65536),
+    "per_frame_values": 1 << 20,
+    "tensor_values": 1 << 26,
+}
+
+
+def _count(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def bounds_errors(manifest: dict[str, Any]) -> list[str]:
+    """Sizes, indices and windows inside the limits every runtime enforces (BOUNDS)."""
+    errors: list[str] = []
+
+    def within(value: Any, key: str, where: str) -> bool:
+        lo, hi = BOUNDS[key]
+        if not (isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi):
+            errors.append(f"{where}: {value!r} is outside {lo} … {hi}")
+            return False
+        return True
+
+    pre, audio = manifest["preprocess"], manifest["audio"]
+    for key in ("left", "right", "top"):
+        within(pre["landmarks"][key], "landmark_index", f"manifest.preprocess.landmarks.{key}")
+    inner_ok = within(pre["inner_size"], "inner_size", "manifest.preprocess.inner_size")
+    border_ok = within(pre["border"], "border", "manifest.preprocess.border")
+    if inner_ok and border_ok and pre["crop_size"] != pre["inner_size"] + 2 * pre["border"]:
+        errors.append("manifest.preprocess.crop_size: must equal inner_size + 2*border")
+    x, y, w, h = pre["mask_rect"]
+    if inner_ok and not (x >= 0 and y >= 0 and w >= 1 and h >= 1 and x + w <= pre["inner_size"] and y + h <= pre["inner_size"]):
+        errors.append(f"manifest.preprocess.mask_rect: {pre['mask_rect']} lies outside the {pre['inner_size']}-pixel inner crop")
+    scale = pre["scale"]
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0 < scale <= 1):
+        errors.append(f"manifest.preprocess.scale: {scale!r} must be a finite number in (0, 1]")
+    within(audio["fps"], "fps", "manifest.audio.fps")
+    before_ok = within(audio["window_before"], "window_before", "manifest.audio.window_before")
+    after_ok = within(audio["window_after"], "window_after", "manifest.audio.window_after")
+    per_frame, input_shape = audio["per_frame_shape"], audio["input_shape"]
+    dims_ok = 1 <= len(per_frame) <= 4 and all(within(d, "dim", "manifest.audio.per_frame_shape") for d in per_frame)
+    dims_ok &= all(within(d, "dim", "manifest.audio.input_shape") for d in input_shape)
+    if dims_ok and _count(per_frame) > BOUNDS["per_frame_values"]:
+        errors.append(f"manifest.audio.per_frame_shape: more than {BOUNDS['per_frame_values']} values per frame")
+    if dims_ok and before_ok and after_ok and _count(input_shape) != _count(per_frame) * (audio["window_before"] + audio["window_after"]):
+        errors.append("manifest.audio.input_shape: does not hold the window of per-frame features")
+    for section in ("inputs", "outputs"):
+        for t in manifest["io"][section]:
+            if all(within(d, "dim", f"manifest.io.{section}") for d in t["shape"]) and _count(t["shape"]) > BOUNDS["tensor_values"]:
+                errors.append(f"manifest.io.{section}: {t['name']!r} holds more than {BOUNDS['tensor_values']} values")
+    for a in manifest["artifacts"]:
+        if not plain_file_name(a["file"]):
+            errors.append(f"manifest.artifacts: {a['file']!r} is not a plain file name in the export folder")
     return errors
 
 
@@ -317,12 +388,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no manifest") from None
-    except (OSError, ValueError) as exc:
-        raise SpecError(f"{path}: unreadable manifest ({exc})") from None
+    if not path.is_file():
+        raise SpecError(f"{path}: no manifest")
+    data = read_json(path, "manifest")
     if not isinstance(data, dict):
         raise SpecError(f"{path}: manifest must be a JSON object")
     validate(data, str(path))

@@ -36,12 +36,23 @@ class TrainingSettings:
     threads: int | None = None
 
     def check(self) -> None:
-        if self.steps < 1:
-            raise SpecError("--steps must be at least 1")
-        if self.batch_size < 1:
-            raise SpecError("--batch-size must be at least 1")
-        if self.lr <= 0:
-            raise SpecError("--lr must be positive")
+        import math
+        import re
+
+        if not 1 <= self.steps <= 10_000_000:
+            raise SpecError(f"--steps {self.steps}: expected 1 … 10,000,000")
+        if not 1 <= self.batch_size <= 4096:
+            raise SpecError(f"--batch-size {self.batch_size}: expected 1 … 4096")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1e12):
+            raise SpecError(f"--lr {self.lr}: expected a finite positive learning rate")
+        if not 1 <= self.eval_frames <= 10_000:
+            raise SpecError(f"--eval-frames {self.eval_frames}: expected 1 … 10,000")
+        if self.eval_every < 0:
+            raise SpecError(f"--eval-every {self.eval_every}: expected >= 0")
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise SpecError(f"--threads {self.threads}: expected 1 … 1024")
+        if not re.fullmatch(r"cpu|cuda(:\d{1,2})?", self.device):
+            raise SpecError(f"--device {self.device!r}: expected cpu, cuda or cuda:N")
 
     @property
     def resolved_eval_every(self) -> int:
@@ -102,6 +113,7 @@ def _run(
         checkpoint_name=checkpoint_name,
         progress=progress,
         metadata=metadata,
+        inputs=[data, teacher.path if teacher is not None else None],
     )
     return _write_reports(result, config, spec, teacher, ds, data)
 

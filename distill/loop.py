@@ -15,14 +15,16 @@ with a ground-truth term. What makes it safe to run for hours:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from torch import nn
 from dhm.data import SampleBuilder, open_dataset, split_frames
 from dhm.data.inputs import evenly_spaced
 from dhm.errors import DhmError, OutputError, SpecError
-from dhm.io import atomic_path, ensure_writable_dir
+from dhm.io import atomic_path, check_output, read_json, write_owner
 from dhm.metrics import image_quality
 from dhm.models import LoadedCheckpoint, build_model, save_checkpoint
 from dhm.spec import GeneratorSpec
@@ -170,32 +172,75 @@ def _dist_env() -> tuple[int, int]:
     return world, rank
 
 
-def prepare_output(out: Path, config: RunConfig, resume: bool, force: bool) -> dict[str, Any] | None:
-    """Check OUT before training: returns the saved state to resume from, if any."""
-    ensure_writable_dir(out.parent if out.parent != Path("") else Path("."))
+class RunFolder:
+    """The run's output folder. It is created (or, with --force, an earlier folder is set
+    aside beside it) before training; until the run has written its first checkpoint or
+    resumable state, a failure, Ctrl-C or SIGTERM removes what this run created and brings
+    the set-aside folder back. After that the folder is the run's (resumable) state and
+    the set-aside one is deleted."""
+
+    def __init__(self, out: Path, backup: Path | None, created: list[Path], fresh: bool) -> None:
+        self.out, self.backup, self.created, self.fresh = out, backup, created, fresh
+        self.committed = not fresh
+
+    def commit(self) -> None:
+        if not self.committed:
+            self.committed = True
+            if self.backup is not None:
+                shutil.rmtree(self.backup, ignore_errors=True)
+                self.backup = None
+
+    def rollback(self) -> None:
+        if self.committed:
+            return
+        shutil.rmtree(self.out, ignore_errors=True)
+        if self.backup is not None:
+            os.replace(self.backup, self.out)
+        for p in reversed(self.created):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+
+
+def prepare_output(
+    out: Path, config: RunConfig, resume: bool, force: bool, inputs: Sequence[str | Path | None] = ()
+) -> tuple[dict[str, Any] | None, RunFolder]:
+    """Check OUT before training: the saved state to resume from (if any) and the folder."""
+    check_output(out, kind="dir", command=config.kind, force=force or resume, inputs=inputs)
     run_file = out / RUN_FILE
     state_file = out / STATE_FILE
     if resume:
         if not state_file.is_file():
             raise TrainingError(f"{out}: nothing to resume (no {STATE_FILE})")
-        state = torch.load(state_file, map_location="cpu", weights_only=True)
-        diff = config.first_difference(state["config"])
+        try:
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+            saved = state["config"]
+        except Exception as exc:
+            raise TrainingError(f"{state_file}: unreadable resume state ({type(exc).__name__})") from None
+        diff = config.first_difference(saved)
         if diff:
             raise TrainingError(f"--resume from a run with other settings ({diff})")
-        return state
-    if out.exists() and any(out.iterdir()) and not force:
-        if run_file.is_file():
-            saved = json.loads(run_file.read_text())
-            diff = config.first_difference(saved.get("config", {}))
-            if diff:
-                raise OutputError(f"{out}: holds a different run ({diff}); use --force to overwrite it")
-            raise OutputError(f"{out}: holds this run already; use --resume to continue it or --force to start over")
-        raise OutputError(f"{out}: exists and is not empty; use --force to overwrite it")
-    ensure_writable_dir(out)
-    if force:
-        for name in (STATE_FILE, RUN_FILE):
-            (out / name).unlink(missing_ok=True)
-    return None
+        return state, RunFolder(out, None, [], fresh=False)
+    backup = None
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            if run_file.is_file():
+                saved = read_json(run_file, "run record")
+                diff = config.first_difference(saved.get("config", {}) if isinstance(saved, dict) else {})
+                if diff:
+                    raise OutputError(f"{out}: holds a different run ({diff}); use --force to replace it")
+                raise OutputError(f"{out}: holds this run already; use --resume to continue it or --force to start over")
+            raise OutputError(f"{out}: exists and is not empty; use --force to replace it")
+        backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, backup)
+    created = [p for p in reversed([out, *out.absolute().parents]) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if backup is not None:
+            os.replace(backup, out)
+        raise OutputError(f"{out}: cannot create output folder ({exc.strerror or exc})") from None
+    write_owner(out, config.kind)
+    return None, RunFolder(out, backup, created, fresh=True)
 
 
 def run_training(
@@ -212,7 +257,9 @@ def run_training(
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
     on_step: Callable[[int], None] | None = None,
+    inputs: Sequence[str | Path | None] = (),
 ) -> RunResult:
+    """`inputs`: the dataset and teacher, which OUT may not be, hold or lie inside."""
     world, rank = _dist_env()
     is_main = rank == 0
     if world > 1:
@@ -228,7 +275,27 @@ def run_training(
 
     ds = open_dataset(config.data, mode=student_spec.mode)
     split = split_frames(ds.n_frames, min_train=max(config.batch_size, 16), min_heldout=4)
-    state = prepare_output(out, config, resume, force) if is_main else None
+    folder: RunFolder | None = None
+    if is_main:
+        state, folder = prepare_output(out, config, resume, force, inputs=inputs)
+    else:
+        state = None
+    try:
+        return _train(config, out, student_spec, teacher, ds, split, state, folder, world, rank, dev, save_every,
+                      checkpoint_name, progress, metadata, on_step, resume)
+    except BaseException:
+        if folder is not None:
+            folder.rollback()
+        raise
+
+
+def _train(
+    config: RunConfig, out: Path, student_spec: GeneratorSpec, teacher: LoadedCheckpoint | None, ds: Any, split: Any,
+    state: dict[str, Any] | None, folder: "RunFolder | None", world: int, rank: int, dev: torch.device, save_every: int,
+    checkpoint_name: str, progress: bool, metadata: dict[str, Any] | None, on_step: Callable[[int], None] | None,
+    resume: bool,
+) -> RunResult:
+    is_main = rank == 0
     if world > 1:
         import torch.distributed as dist
 
@@ -297,6 +364,8 @@ def run_training(
         }
         with atomic_path(out / STATE_FILE) as tmp:
             torch.save(payload, tmp)
+        if folder is not None:
+            folder.commit()
 
     def evaluate(step_done: int, loss_value: float) -> None:
         pred = _predict(student, eval_batch, dev)
@@ -321,6 +390,8 @@ def run_training(
                 heldout=row,
                 **(metadata or {}),
             )
+            if folder is not None:
+                folder.commit()
 
     bar = Progress(config.steps, start, config.kind, enabled=progress and is_main)
     stop = _StopFlag()
@@ -407,8 +478,8 @@ def run_training(
 
 
 class _StopFlag:
-    """Ctrl-C asks the loop to stop after the step in flight (so the saved state is a
-    complete step and --resume stays bit-for-bit); a second Ctrl-C stops at once."""
+    """Ctrl-C (or SIGTERM) asks the loop to stop after the step in flight (so the saved
+    state is a complete step and --resume stays bit-for-bit); a second one stops at once."""
 
     def __init__(self) -> None:
         self.flag = False
@@ -423,11 +494,13 @@ class _StopFlag:
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
+            # SIGTERM (a scheduler stopping the job) saves the state like Ctrl-C does.
+            self._old = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def uninstall(self) -> None:
         if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+            for sig, old in self._old.items():
+                signal.signal(sig, old)
             self._old = None
 
     def requested(self, world: int, dev: torch.device) -> bool:

@@ -29,6 +29,15 @@ class LossWeights:
     feature: float = 0.1  # MSE of adapted student features vs teacher features
     gt: float = 0.0  # L1 student vs ground truth
 
+    def __post_init__(self) -> None:
+        import math
+
+        from dhm.errors import SpecError
+
+        for name, value in asdict(self).items():
+            if not (math.isfinite(value) and 0 <= value <= 1000):
+                raise SpecError(f"loss weight {name} = {value}: expected a finite number in [0, 1000]")
+
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from dhm.errors import ConversionError, OutputError, ParityError, SpecError
-from dhm.io import atomic_dir, ensure_writable_dir, human_size
+from dhm.errors import ConversionError, ParityError, SpecError
+from dhm.io import atomic_dir, check_output, human_size, read_json
 from dhm.manifest import MANIFEST_FILE, biz_code, build_header, engine_versions, json_number, validate
 from dhm.metrics import max_abs_diff, psnr
 from dhm.spec import GeneratorSpec
@@ -181,9 +181,9 @@ def export_model(
             "the int8 variant is built from a `dhm quantize` output (its recipe and calibration set); "
             "export fp32/fp16 here, or pass a quantize output folder as MODEL"
         )
-    if out.exists() and not force:
-        raise OutputError(f"{out}: already exists (use --force to replace it)")
-    ensure_writable_dir(out.parent)
+    if not 1 <= frames <= 1000:
+        raise SpecError(f"--frames {frames}: expected 1 … 1000 validation frames")
+    check_output(out, kind="dir", command="export", force=force, inputs=[model_path, data])
 
     quant_dir = Path(model_path) if recipe is not None else None
     if quant_dir is not None:
@@ -227,7 +227,7 @@ def export_model(
 
     artifacts: list[Artifact] = []
     notes: list[str] = []
-    with atomic_dir(out, replace=force) as tmp:
+    with atomic_dir(out, replace=True, command="export") as tmp:
         onnx_fp32 = tmp / "model_fp32.onnx"
         if model is not ckpt.model:
             with torch.inference_mode():
@@ -307,13 +307,50 @@ def read_recipe(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / RECIPE_FILE
     if not path.is_file():
         raise SpecError(f"{folder}: a folder, but not a `dhm quantize` output (no {RECIPE_FILE})")
-    try:
-        recipe = json.loads(path.read_text())
-    except ValueError as exc:
-        raise SpecError(f"{path}: unreadable recipe ({exc})") from None
-    if recipe.get("schema") != RECIPE_SCHEMA:
-        raise SpecError(f"{path}: recipe schema {recipe.get('schema')!r}, expected {RECIPE_SCHEMA!r}")
+    recipe = read_json(path, "quantize recipe")
+    if not isinstance(recipe, dict) or recipe.get("schema") != RECIPE_SCHEMA:
+        found = recipe.get("schema") if isinstance(recipe, dict) else type(recipe).__name__
+        raise SpecError(f"{path}: recipe schema {found!r}, expected {RECIPE_SCHEMA!r}")
+    problem = recipe_problem(recipe)
+    if problem:
+        raise SpecError(f"{path}: not a usable recipe ({problem})")
     return recipe
+
+
+def recipe_problem(recipe: dict[str, Any]) -> str | None:
+    """What is missing or mistyped in a recipe (the parts export reads), or None."""
+
+    def is_str_list(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    checks: list[tuple[str, Any, Any]] = [
+        ("source.file", ("source", "file"), lambda v: isinstance(v, str) and "/" not in v and v not in ("", ".", "..")),
+        ("source.sha256", ("source", "sha256"), lambda v: isinstance(v, str) and len(v) == 64),
+        ("spec", ("spec",), lambda v: isinstance(v, dict)),
+        ("calibration.file", ("calibration", "file"), lambda v: isinstance(v, str) and "/" not in v),
+        ("evaluation.file", ("evaluation", "file"), lambda v: isinstance(v, str) and "/" not in v),
+    ]
+    if "onnx_int8" in recipe:
+        checks += [("onnx_int8.method", ("onnx_int8", "method"), lambda v: isinstance(v, str)),
+                   ("onnx_int8.nodes_to_exclude", ("onnx_int8", "nodes_to_exclude"), is_str_list),
+                   ("onnx_int8.fallback", ("onnx_int8", "fallback"), lambda v: isinstance(v, list))]
+    if "mnn_int8" in recipe:
+        checks += [("mnn_int8.method", ("mnn_int8", "method"), lambda v: isinstance(v, str)),
+                   ("mnn_int8.skip_quant_op_names", ("mnn_int8", "skip_quant_op_names"), is_str_list),
+                   ("mnn_int8.fallback", ("mnn_int8", "fallback"), lambda v: isinstance(v, list))]
+    for name, keys, ok in checks:
+        value: Any = recipe
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if value is None:
+            return f"missing {name}"
+        if not ok(value):
+            return f"{name} has the wrong type or value"
+    try:
+        GeneratorSpec.from_dict(recipe["spec"])
+    except SpecError as exc:
+        return f"spec: {exc}"
+    return None
 
 
 def int8_tolerance(recipe: dict[str, Any] | None, engine: str) -> Tolerance:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from dhm.data.inputs import InputSet
-from dhm.errors import ConversionError, OutputError, SpecError
-from dhm.io import atomic_dir, ensure_writable_dir, human_size
+from dhm.errors import ConversionError, SpecError
+from dhm.io import atomic_dir, check_output, human_size
 from dhm.manifest import from_json_number, json_number
 from dhm.metrics import image_quality
 
@@ -140,10 +140,11 @@ def quantize_model(
 
     if not (fp16 or int8):
         raise SpecError("nothing to do: pass --fp16 and/or --int8")
-    out = Path(out)
-    if out.exists() and not force:
-        raise OutputError(f"{out}: already exists (use --force to replace it)")
-    ensure_writable_dir(out.parent)
+    out = check_output(out, kind="dir", command="quantize", force=force, inputs=[model_path, data, calib_file])
+    if not math.isfinite(target_psnr) or not 0 <= target_psnr <= 200:
+        raise SpecError(f"--target-psnr {target_psnr}: expected a finite number of dB in 0 … 200")
+    if not 1 <= eval_frames <= 10_000:
+        raise SpecError(f"--eval-frames {eval_frames}: expected 1 … 10,000")
     ckpt = load_checkpoint(model_path, crop_interpolation=crop_interpolation)
     spec = ckpt.spec
     # What is quantized is what runs after export (MobileOne reparameterized).
@@ -185,7 +186,7 @@ def quantize_model(
         variants.append(v)
         return v
 
-    with atomic_dir(out, replace=force) as tmp:
+    with atomic_dir(out, replace=True, command="quantize") as tmp:
         shutil.copyfile(model_path, tmp / SOURCE_FILE)
         save_inputs(tmp / CALIB_FILE, calib)
         save_inputs(tmp / EVAL_FILE, sets.eval)

@@ -85,8 +85,12 @@ def load_inputs(path: Path) -> InputSet:
         source = str(data["source"])
     except Exception as exc:
         raise SpecError(f"{path}: not a dhm calibration set ({type(exc).__name__}: {exc})") from None
-    if len(face) != len(audio) or len(face) != len(frames):
-        raise SpecError(f"{path}: face, audio and frames hold different numbers of samples")
+    if any(a.dtype.kind not in "fiu" for a in (face, audio, frames)) or min(face.ndim, audio.ndim) < 2 or frames.ndim != 1:
+        raise SpecError(f"{path}: not a dhm calibration set (arrays of numbers face [N,…], audio [N,…] and frames [N] expected)")
+    if len(face) != len(audio) or len(face) != len(frames) or len(face) == 0:
+        raise SpecError(f"{path}: face, audio and frames hold different (or no) numbers of samples")
+    if not (np.isfinite(face).all() and np.isfinite(audio).all()):
+        raise SpecError(f"{path}: holds non-finite values")
     inputs = [{FACE_INPUT: face[i : i + 1].astype(np.float32), AUDIO_INPUT: audio[i : i + 1].astype(np.float32)} for i in range(len(face))]
     return InputSet(inputs=inputs, source=source, frames=[int(f) for f in frames])
 

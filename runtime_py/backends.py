@@ -134,6 +134,10 @@ class OrtEngine:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise SpecError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+        dynamic = [i for i in self.session.get_inputs() if not all(isinstance(d, int) and d > 0 for d in i.shape)]
+        if dynamic:
+            raise SpecError(f"{path}: input {dynamic[0].name!r} has a dynamic shape {dynamic[0].shape}; "
+                            "dhm runs static-shape models (export them with `dhm export`)")
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -163,8 +167,11 @@ class MnnEngine:
             config = {"backend": "CPU", "precision": _MNN_PRECISION[precision], "numThread": threads}
             self.runtime = nn.create_runtime_manager((config,))
             # The bizCode written by `dhm export` names the I/O; fall back to the file's info.
-            probe = nn.load_module_from_file(str(path), [], [], runtime_manager=self.runtime)
-            info = probe.get_info()
+            try:
+                probe = nn.load_module_from_file(str(path), [], [], runtime_manager=self.runtime)
+                info = probe.get_info()
+            except Exception:  # MNN verifies the flatbuffer and raises SystemError on a bad one
+                raise SpecError(f"{path}: MNN cannot load it (not a valid .mnn model file)") from None
         self.version = MNN.version()
         self.biz = _parse_biz(info.get("bizCode", ""))
         self.spec: GeneratorSpec | None = None
@@ -174,14 +181,20 @@ class MnnEngine:
         # Static models carry their input shapes; a dhm bizCode also names output shapes.
         shapes = {n: tuple(int(d) for d in v.shape) for n, v in zip(in_names, info.get("inputs") or [])}
         shapes.update(input_shapes or {})
-        out_shapes = {t["name"]: tuple(t["shape"]) for t in self.biz.get("outputs", [])}
+        try:
+            out_shapes = {str(t["name"]): tuple(int(d) for d in t["shape"]) for t in self.biz.get("outputs", [])}
+        except (TypeError, KeyError, ValueError):  # a bizCode that is not dhm's
+            out_shapes = {}
         unknown = [n for n in in_names if not shapes.get(n) or min(shapes[n]) < 1]
         if unknown:
             raise SpecError(f"{path}: input {unknown[0]!r} has no fixed shape; pass input_shapes")
         self._inputs = [TensorSpec(n, shapes[n]) for n in in_names]
         self._outputs = [TensorSpec(n, out_shapes.get(n, ())) for n in out_names]
         with native_stdout_to_stderr():
-            self.module = nn.load_module_from_file(str(path), in_names, out_names, runtime_manager=self.runtime)
+            try:
+                self.module = nn.load_module_from_file(str(path), in_names, out_names, runtime_manager=self.runtime)
+            except Exception:
+                raise SpecError(f"{path}: MNN cannot load it with inputs {in_names} and outputs {out_names}") from None
 
     @property
     def inputs(self) -> list[TensorSpec]:

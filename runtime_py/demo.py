@@ -92,11 +92,14 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
     from dhm.runtime_py.video import render_video
 
     from dhm.data.synth import write_synth_dataset
-    from dhm.io import ensure_writable_dir, human_size
+    from dhm.io import check_output, ensure_writable_dir, human_size, write_owner
     from dhm.spec import GeneratorSpec
 
     cfg = QUICK if quick else DEFAULT
+    # Its stages replace their own folders: the workdir must be new, empty or an earlier demo's.
+    check_output(workdir, kind="dir", command="demo")
     workdir = ensure_writable_dir(workdir)
+    write_owner(workdir, "demo")
     st = _Stages(workdir, log)
     t0 = time.perf_counter()
 
@@ -141,7 +144,7 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
         feats = np.load(data / "aud_hu.npy")[: cfg.video_frames]
         np.save(d / "features.npy", feats)
         render_video(teacher, data, d / "teacher_vs_int8.mp4", audio_features=d / "features.npy",
-                     side_by_side=export / "model_int8.mnn", log=log)
+                     side_by_side=export / "model_int8.mnn", log=log, force=True)
 
     st.run("video", video_fp, video, "teacher_vs_int8.mp4")
 

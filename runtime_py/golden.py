@@ -63,16 +63,20 @@ def _manifest_beside(model: Path) -> Path:
     return m
 
 
-def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: int = 6, threads: int = 1) -> dict[str, Any]:
+def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: int = 6, threads: int = 1,
+                 force: bool = False) -> dict[str, Any]:
     from dhm.runtime_py.backends import conventions_of, load
     from dhm.runtime_py.pipeline import AvatarPipeline, pingpong
 
     from dhm.data.dataset import open_dataset
     from dhm.data.preprocess import audio_window
-    from dhm.io import atomic_dir
+    from dhm.io import atomic_dir, check_output
     from dhm.manifest import read_manifest
 
     model = Path(model)
+    if not 1 <= frames <= 1000:
+        raise SpecError(f"--frames {frames}: expected 1 … 1000")
+    check_output(out, kind="dir", command="golden", force=force, inputs=[model.parent, data])
     manifest_path = _manifest_beside(model)
     manifest = read_manifest(manifest_path)
     mode = manifest["generator"]["mode"]
@@ -86,7 +90,7 @@ def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: i
     engine = _Recording(loaded)
     pipe = AvatarPipeline(engine, ds, conv)
     refs = pingpong(ds.n_frames, frames)
-    with atomic_dir(out, replace=True) as tmp:
+    with atomic_dir(out, replace=True, command="golden") as tmp:
         shutil.copy(manifest_path, tmp / "manifest.json")
         write_f32(tmp / "features.f32", feats)
         cases = []

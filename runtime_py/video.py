@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from dhm.errors import OutputError, SpecError
-from dhm.io import publish
+from dhm.io import check_output, publish
 from dhm.spec import AudioMode
 
 
@@ -23,11 +23,28 @@ def load_features(mode: AudioMode, features: str | Path | None, wav: str | Path 
         raise SpecError("give exactly one of --audio-features FILE.npy and --wav FILE.wav")
     if wav is not None:
         from dhm.data.audio import features_from_wav
+        from dhm.errors import DatasetError
 
-        return features_from_wav(wav, mode.name)
+        feats = features_from_wav(wav, mode.name)
+        if len(feats) == 0:
+            raise DatasetError(f"{wav}: too short for one video frame ({1000 / mode.fps:.0f} ms at {mode.fps} fps); nothing to render")
+        return feats
     from dhm.data.dataset import read_features
 
     return read_features(features, mode)
+
+
+def check_video(path: Path, frames: int, size: tuple[int, int], out: Path) -> None:
+    """The file opens, holds `frames` frames of `size`, and its first frame decodes."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
+    finally:
+        cap.release()
+    if not ok or n != frames or frame is None or (frame.shape[1], frame.shape[0]) != size:
+        raise OutputError(f"{out}: the video did not come out whole ({n} of {frames} frames readable; is the disk full?); "
+                          "nothing was replaced")
 
 
 def _temp_beside(out: Path) -> Path:
@@ -47,12 +64,17 @@ def render_video(
     precision: str = "fp32",
     log: Callable[[str], None] = lambda _m: None,
     crop_interpolation: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     from dhm.data.dataset import open_dataset
     from dhm.runtime_py.backends import conventions_of, load
     from dhm.runtime_py.pipeline import AvatarPipeline
 
     out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise OutputError(f"{out}: the video is written as .mp4; give an output name ending in .mp4")
+    check_output(out, kind="file", command="run", force=force,
+                 inputs=[model, side_by_side, data, audio_features, wav])
     if not out.parent.is_dir():
         raise OutputError(f"{out}: folder {out.parent} does not exist")
     engine = load(model, threads=threads, precision=precision, crop_interpolation=crop_interpolation)
@@ -88,11 +110,19 @@ def render_video(
                 writer.write(np.concatenate(frames, axis=1) if len(frames) > 1 else frames[0])
         finally:
             writer.release()
+        # OpenCV's writer reports no failed write (a full disk truncates the file silently):
+        # the file must play back with every frame before it replaces anything.
+        check_video(video, len(feats), size, out)
         if ffmpeg and audio is not None:
             mux = _temp_beside(out)
             cmd = [ffmpeg, "-y", "-loglevel", "error", "-i", str(video), "-i", str(audio), "-c:v", "copy",
                    "-c:a", "aac", "-shortest", str(mux)]
             muxed = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL).returncode == 0
+            if muxed:
+                try:
+                    check_video(mux, len(feats), size, out)
+                except OutputError:
+                    muxed = False
             final = mux if muxed else video
             if not muxed:
                 mux.unlink(missing_ok=True)

@@ -42,8 +42,16 @@ def test_known_error_is_one_line_without_traceback(tmp_path):
     assert "Traceback" not in out.stderr
 
 
-def test_synth_refuses_to_overwrite(tmp_path):
+def test_synth_refuses_to_overwrite_a_users_folder(tmp_path):
     (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("mine")
     r = run_cli("data", "synth", tmp_path / "d", "--frames", "10")
     assert r.exit_code != 0
-    assert "already exists" in r.output
+    assert "exists and is not an earlier `dhm data synth` output; pass --force" in r.output
+    assert (tmp_path / "d" / "notes.txt").read_text() == "mine"
+    # an empty folder is used, and synth's own earlier output is replaced without --force
+    (tmp_path / "e").mkdir()
+    assert run_cli("data", "synth", tmp_path / "e", "--frames", "10").exit_code == 0
+    r = run_cli("data", "synth", tmp_path / "e", "--frames", "12")
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "e" / "full_body_img").iterdir())) == 12

@@ -237,3 +237,120 @@ def test_app_assets_bundle(tmp_path, teacher, synth_hubert, golden):
     assert len(list((out / "clip").glob("*.jpg"))) == 30 and (out / "clip" / "features.f32").is_file()
     r = run_cli("app-assets", export, "--data", synth_hubert, "-o", tmp_path / "x", "--variant", "int8")
     assert r.exit_code == 1 and "no MNN int8 model" in r.stderr
+
+
+# ------------------------------------------------------------------ hostile input
+
+
+@pytest.fixture(scope="module")
+def sanitized_build(tmp_path_factory) -> Path:
+    """The core and its tests with AddressSanitizer and UndefinedBehaviorSanitizer."""
+    need("cmake")
+    build = tmp_path_factory.mktemp("asan") / "build"
+    run(["cmake", "-S", CORE, "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DDHM_SANITIZE=ON"])
+    run(["cmake", "--build", build, "-j2", "--target", "fuzz_test", "golden_test"])
+    return build
+
+
+def test_sanitized_fuzz_of_manifest_landmarks_and_frame_loop(sanitized_build, golden):
+    """Seeded mutations of the manifest and the landmarks, hostile feature counts and frame
+    indices, and every crash found so far as a regression input: each must render or be
+    refused with dhm::Error; ASan/UBSan abort on anything else."""
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    proc = subprocess.run([str(sanitized_build / "fuzz_test"), str(golden), "3000", "20261122", "50"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    m = re.search(r"fuzz: (\d+) inputs in [\d.]+ s: (\d+) parsed, (\d+) rendered, (\d+) refused with dhm::Error, 0 findings",
+                  proc.stdout)
+    assert m, proc.stdout
+    inputs, parsed, rendered, refused = map(int, m.groups())
+    assert inputs >= 2000 and rendered > 100 and refused > 1000, proc.stdout
+    assert "Sanitizer" not in proc.stderr, proc.stderr[-3000:]
+    # the golden test passes under the sanitizers too
+    out = run([sanitized_build / "golden_test", golden]).stdout
+    assert out.strip().endswith("OK"), out
+
+
+def _mutations(text: str):
+    """(name, mutated manifest JSON text) on fields both runtimes bound the same way."""
+    import json
+
+    m0 = json.loads(text)
+
+    def edit(fn):
+        m = json.loads(text)
+        fn(m)
+        return json.dumps(m, indent=2)
+
+    pre = lambda k, v: edit(lambda m: m["preprocess"].__setitem__(k, v))  # noqa: E731
+    aud = lambda k, v: edit(lambda m: m["audio"].__setitem__(k, v))  # noqa: E731
+    lm = lambda k, v: edit(lambda m: m["preprocess"]["landmarks"].__setitem__(k, v))  # noqa: E731
+    inner = m0["preprocess"]["inner_size"]
+    yield "unchanged", text
+    for v in (-5, 0, 31, 1023, 1024, 2**31):
+        yield f"landmark left {v}", lm("left", v)
+    for x, y, w, h in ((5, 5, 150, 145), (-1, 5, 150, 145), (5, 5, -150, 145), (5, 5, 0, 145), (10, 10, inner - 10, 1),
+                       (11, 10, inner - 10, 1), (0, 0, inner, inner)):
+        yield f"mask {x},{y},{w},{h}", pre("mask_rect", [x, y, w, h])
+    for v in (168, 170, 1e300, 2**31):
+        yield f"crop_size {v}", pre("crop_size", v)
+    yield "inner 20000", edit(lambda m: m["preprocess"].update(inner_size=20000, crop_size=20008))
+    yield "border -1", edit(lambda m: m["preprocess"].update(border=-1, crop_size=inner - 2))
+    yield "border 65", edit(lambda m: m["preprocess"].update(border=65, crop_size=inner + 130))
+    for v in (0.5, 0.0, -1.0, 2.0):
+        yield f"scale {v}", pre("scale", v)
+    for v in ("area", "linear", "nearest"):
+        yield f"crop {v}", edit(lambda m, v=v: (m["preprocess"].__setitem__("crop_interpolation", v),
+                                               m["generator"].__setitem__("crop_interpolation", v)))
+    # (fps and window also follow from the generator, which Python checks as well: only
+    # values outside the bounds are mutations both sides judge by the same rule)
+    for v in (0, 241):
+        yield f"fps {v}", aud("fps", v)
+    for v in (-1, 0, 33):
+        yield f"window_before {v}", aud("window_before", v)
+    for v in (0, 33):
+        yield f"window_after {v}", aud("window_after", v)
+    yield "per_frame 0", aud("per_frame_shape", [0, m0["audio"]["per_frame_shape"][1]])
+    yield "input_shape 2 dims", aud("input_shape", m0["audio"]["input_shape"][:2])
+    yield "audio input 65537", edit(lambda m: m["io"]["inputs"][1].__setitem__("shape", [1, 65537, 1, 1]))
+    yield "face shape", edit(lambda m: m["io"]["inputs"][0].__setitem__("shape", [1, 6, inner, inner + 1]))
+    yield "output shape", edit(lambda m: m["io"]["outputs"][0].__setitem__("shape", [1, 3, inner, 1]))
+    yield "schema 9", edit(lambda m: m.__setitem__("schema", "dhm.manifest/9"))
+    yield "nan", text.replace('"fps": 25', '"fps": NaN')
+    yield "infinity", text.replace('"fps": 25', '"fps": Infinity')
+    yield "hex", text.replace('"fps": 25', '"fps": 0x19')
+    yield "plus", text.replace('"fps": 25', '"fps": +25')
+    yield "1e400", text.replace('"fps": 25', '"fps": 1e400')
+    yield "deep", text.replace('"fps": 25', '"fps": ' + "[" * 100 + "]" * 100)
+    yield "control char", text.replace('"mode": "hubert"', '"mode": "hub\\u0001ert"', 1).replace("\\u0001", "\x01")
+    yield "truncated", text[: len(text) // 2]
+
+
+def test_python_and_the_core_accept_and_refuse_the_same_manifests(golden, core_build, tmp_path):
+    """One set of rules: dhm.manifest (Python) and Manifest::parse (C++) agree on every
+    mutation of the fields both bound."""
+    from dhm.errors import SpecError
+    from dhm.manifest import read_manifest
+
+    text = (golden / "manifest.json").read_text()
+    cases = list(_mutations(text))
+    paths = []
+    for k, (name, body) in enumerate(cases):
+        p = tmp_path / f"m{k}.json"
+        p.write_text(body)
+        paths.append(p)
+    native = run([core_build / "manifest_tool", *paths]).stdout.splitlines()
+    assert len(native) == len(cases)
+    verdicts = []
+    for (name, _), path, line in zip(cases, paths, native):
+        try:
+            read_manifest(path)
+            python_ok = True
+        except SpecError:
+            python_ok = False
+        verdicts.append((name, python_ok, line.startswith("OK")))
+    disagree = [v for v in verdicts if v[1] != v[2]]
+    assert not disagree, disagree
+    accepted = {name for name, ok, _ in verdicts if ok}
+    assert {"unchanged", "landmark left 1023", "mask 10,10,150,1", "crop area", "crop linear", "scale 0.5"} <= accepted
+    assert len(accepted) < len(verdicts) - 30  # most mutations are refused, by both

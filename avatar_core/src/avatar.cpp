@@ -29,6 +29,11 @@ static double ms_since(std::chrono::steady_clock::time_point t0) {
 
 TensorMap AvatarSession::prepare(const ReferenceFrame& ref, const float* features, int n, int index, Image* crop_out, CropBox* box_out) {
     const PreprocessConfig& p = manifest_.preprocess;
+    const Image& img = ref.image;
+    if (img.width < 1 || img.height < 1 || img.width > 16384 || img.height > 16384 || img.channels != 3 ||
+        img.data.size() != static_cast<size_t>(img.width) * img.height * 3)
+        throw Error("reference frame: expected a BGR image of 1 … 16384 px a side");
+    if (index < 0) throw Error("frame index must be >= 0");
     auto t0 = std::chrono::steady_clock::now();
     CropBox box = crop_box(ref.landmarks, p);
     check_box(box, ref.image.width, ref.image.height);

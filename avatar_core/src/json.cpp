@@ -1,5 +1,7 @@
 #include "dhm/json.hpp"
 
+#include <cctype>
+#include <climits>
 #include <cmath>
 #include <cstdlib>
 
@@ -7,9 +9,17 @@
 
 namespace dhm {
 
+// Strict JSON (RFC 8259 numbers: no NaN, Infinity, hex or leading '+'), nested at most
+// kMaxDepth levels (a recursive reader overflows its stack on deeper input), as dhm's
+// Python reader (dhm.io.parse_json).
 class JsonParser {
 public:
-    explicit JsonParser(const std::string& text) : s_(text) {}
+    static constexpr int kMaxDepth = 64;
+    static constexpr size_t kMaxBytes = size_t(64) << 20;
+
+    explicit JsonParser(const std::string& text) : s_(text) {
+        if (s_.size() > kMaxBytes) fail("larger than 64 MiB");
+    }
 
     Json document() {
         Json v = value();
@@ -21,6 +31,43 @@ public:
 private:
     const std::string& s_;
     size_t pos_ = 0;
+    int depth_ = 0;
+
+    struct Nest {
+        JsonParser& p;
+        explicit Nest(JsonParser& parser) : p(parser) {
+            if (++p.depth_ > kMaxDepth) p.fail("nested deeper than 64 levels");
+        }
+        ~Nest() { --p.depth_; }
+    };
+
+    bool digit() const { return pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9'; }
+
+    // -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, finite
+    double number() {
+        const size_t start = pos_;
+        if (pos_ < s_.size() && s_[pos_] == '-') ++pos_;
+        if (!digit()) fail("unexpected character");
+        if (s_[pos_] == '0') {
+            ++pos_;
+        } else {
+            while (digit()) ++pos_;
+        }
+        if (pos_ < s_.size() && s_[pos_] == '.') {
+            ++pos_;
+            if (!digit()) fail("bad number");
+            while (digit()) ++pos_;
+        }
+        if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
+            ++pos_;
+            if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
+            if (!digit()) fail("bad number");
+            while (digit()) ++pos_;
+        }
+        const double d = std::strtod(s_.substr(start, pos_ - start).c_str(), nullptr);
+        if (!std::isfinite(d)) fail("number out of range");
+        return d;
+    }
 
     [[noreturn]] void fail(const std::string& what) const {
         throw Error("manifest JSON: " + what + " at byte " + std::to_string(pos_));
@@ -54,6 +101,7 @@ private:
         Json v;
         char c = s_[pos_];
         if (c == '{') {
+            Nest nest(*this);
             ++pos_;
             v.type_ = Json::Type::Object;
             if (eat('}')) return v;
@@ -67,6 +115,7 @@ private:
             } while (eat(','));
             expect('}');
         } else if (c == '[') {
+            Nest nest(*this);
             ++pos_;
             v.type_ = Json::Type::Array;
             if (eat(']')) return v;
@@ -84,13 +133,8 @@ private:
             v.type_ = Json::Type::Bool;
         } else if (literal("null")) {
         } else {
-            const char* start = s_.c_str() + pos_;
-            char* end = nullptr;
-            double d = std::strtod(start, &end);
-            if (end == start) fail("unexpected character");
-            pos_ += static_cast<size_t>(end - start);
+            v.number_ = number();
             v.type_ = Json::Type::Number;
-            v.number_ = d;
         }
         return v;
     }
@@ -101,6 +145,7 @@ private:
         std::string out;
         while (pos_ < s_.size() && s_[pos_] != '"') {
             char c = s_[pos_++];
+            if (static_cast<unsigned char>(c) < 0x20) fail("control character in a string");
             if (c != '\\') {
                 out += c;
                 continue;
@@ -115,6 +160,8 @@ private:
                 case 'f': out += '\f'; break;
                 case 'u': {
                     if (pos_ + 4 > s_.size()) fail("bad \\u escape");
+                    for (size_t k = 0; k < 4; ++k)
+                        if (!std::isxdigit(static_cast<unsigned char>(s_[pos_ + k]))) fail("bad \\u escape");
                     unsigned code = static_cast<unsigned>(std::strtoul(s_.substr(pos_, 4).c_str(), nullptr, 16));
                     pos_ += 4;
                     // UTF-8 encode (the manifest's strings are ASCII; enough for the BMP)
@@ -130,7 +177,8 @@ private:
                     }
                     break;
                 }
-                default: out += e;  // \" \\ \/
+                case '"': case '\\': case '/': out += e; break;
+                default: fail("bad escape");
             }
         }
         if (pos_ >= s_.size()) fail("unterminated string");
@@ -165,6 +213,7 @@ double Json::number(const char* what) const {
 int Json::integer(const char* what) const {
     double d = number(what);
     if (std::floor(d) != d) throw Error(std::string("manifest: ") + what + " must be an integer");
+    if (d < INT_MIN || d > INT_MAX) throw Error(std::string("manifest: ") + what + " is out of range");
     return static_cast<int>(d);
 }
 

@@ -1,5 +1,6 @@
 #include "dhm/manifest.hpp"
 
+#include <cstdint>
 #include <fstream>
 #include <sstream>
 
@@ -17,7 +18,11 @@ std::string read_text_file(const std::string& path) {
 
 size_t element_count(const std::vector<int>& shape) {
     size_t n = 1;
-    for (int d : shape) n *= static_cast<size_t>(d);
+    for (int d : shape) {
+        if (d < 0) throw Error("negative dimension in " + shape_str(shape));
+        if (d != 0 && n > SIZE_MAX / static_cast<size_t>(d)) throw Error("shape " + shape_str(shape) + " is too large");
+        n *= static_cast<size_t>(d);
+    }
     return n;
 }
 
@@ -81,13 +86,44 @@ Manifest Manifest::parse(const std::string& json_text) {
     a.window_after = au.at("window_after").integer("audio.window_after");
     a.input_shape = au.at("input_shape").int_list("audio.input_shape");
 
-    // What this core implements; anything else is refused here, not mis-rendered later.
-    if (p.color_order != "BGR" || p.layout != "NCHW") throw Error("manifest: only BGR NCHW models are supported");
-    if (p.border < 0 || p.inner_size + 2 * p.border != p.crop_size)
-        throw Error("manifest: crop_size must equal inner_size + 2*border");
-    if (p.mask_rect[0] < 0 || p.mask_rect[1] < 0 || p.mask_rect[0] + p.mask_rect[2] > p.inner_size ||
-        p.mask_rect[1] + p.mask_rect[3] > p.inner_size)
+    // The bounds every runtime enforces (dhm.manifest.BOUNDS says the same in Python): they
+    // keep indices inside arrays and sizes inside memory. Then what this core implements;
+    // anything else is refused here, not mis-rendered (or crashed on) later.
+    auto within = [](int v, int lo, int hi, const std::string& what) {
+        if (v < lo || v > hi)
+            throw Error("manifest: " + what + " " + std::to_string(v) + " is outside " + std::to_string(lo) + " … " + std::to_string(hi));
+    };
+    within(p.lm_left, 0, 1023, "preprocess.landmarks.left");
+    within(p.lm_right, 0, 1023, "preprocess.landmarks.right");
+    within(p.lm_top, 0, 1023, "preprocess.landmarks.top");
+    within(p.inner_size, 16, 1024, "preprocess.inner_size");
+    within(p.border, 0, 64, "preprocess.border");
+    if (p.inner_size + 2 * p.border != p.crop_size) throw Error("manifest: crop_size must equal inner_size + 2*border");
+    const auto& r = p.mask_rect;
+    if (r[0] < 0 || r[1] < 0 || r[2] < 1 || r[3] < 1 || r[2] > p.inner_size - r[0] || r[3] > p.inner_size - r[1])
         throw Error("manifest: mask_rect lies outside the inner crop");
+    const double scale = pre.at("scale").number("preprocess.scale");
+    if (!(scale > 0 && scale <= 1)) throw Error("manifest: preprocess.scale must be a finite number in (0, 1]");
+    within(a.fps, 1, 240, "audio.fps");
+    within(a.window_before, 0, 32, "audio.window_before");
+    within(a.window_after, 1, 32, "audio.window_after");
+    if (a.per_frame_shape.empty() || a.per_frame_shape.size() > 4) throw Error("manifest: audio.per_frame_shape must have 1 … 4 dimensions");
+    for (int d : a.per_frame_shape) within(d, 1, 65536, "audio.per_frame_shape dimension");
+    if (element_count(a.per_frame_shape) > (size_t(1) << 20)) throw Error("manifest: audio.per_frame_shape holds more than 2^20 values");
+    if (a.input_shape.size() != 3) throw Error("manifest: audio.input_shape must have 3 dimensions");
+    for (int d : a.input_shape) within(d, 1, 65536, "audio.input_shape dimension");
+    for (const auto* list : {&m.inputs, &m.outputs})
+        for (const auto& t : *list) {
+            if (t.shape.empty() || t.shape.size() > 8) throw Error("manifest: tensor " + t.name + " must have 1 … 8 dimensions");
+            for (int d : t.shape) within(d, 1, 65536, "tensor " + t.name + " dimension");
+            if (element_count(t.shape) > (size_t(1) << 26)) throw Error("manifest: tensor " + t.name + " holds more than 2^26 values");
+        }
+    if (gen.has("window") && gen.at("window").integer("generator.window") != a.window_frames())
+        throw Error("manifest: generator.window contradicts audio.window_before + window_after");
+    if (gen.has("crop_interpolation") &&
+        gen.at("crop_interpolation").str("generator.crop_interpolation") != pre.at("crop_interpolation").str("preprocess.crop_interpolation"))
+        throw Error("manifest: preprocess.crop_interpolation contradicts generator.crop_interpolation");
+    if (p.color_order != "BGR" || p.layout != "NCHW") throw Error("manifest: only BGR NCHW models are supported");
     if (m.inputs.size() != 2 || m.outputs.size() != 1) throw Error("manifest: expected inputs (face, audio) and one output");
     const std::vector<int> face = {1, 6, p.inner_size, p.inner_size};
     if (m.inputs[0].shape != face)

@@ -22,6 +22,10 @@ std::vector<Point> parse_landmarks(const std::string& text) {
         if (!(fields >> x)) continue;  // blank line
         if (!(fields >> y) || (fields >> extra) || !std::isfinite(x) || !std::isfinite(y))
             throw Error("landmarks line " + std::to_string(lineno) + ": expected 'x y'");
+        // Frames are at most 16384 px; anything far outside is a broken file, and a float
+        // beyond int's range would make the truncation undefined.
+        if (std::fabs(x) > 1e6f || std::fabs(y) > 1e6f)
+            throw Error("landmarks line " + std::to_string(lineno) + ": coordinate out of range");
         out.push_back({static_cast<int>(x), static_cast<int>(y)});
     }
     if (out.empty()) throw Error("landmarks: no points");
@@ -29,8 +33,9 @@ std::vector<Point> parse_landmarks(const std::string& text) {
 }
 
 CropBox crop_box(const std::vector<Point>& lms, const PreprocessConfig& p) {
+    if (p.lm_left < 0 || p.lm_right < 0 || p.lm_top < 0) throw Error("negative landmark index");
     const int need = std::max({p.lm_left, p.lm_right, p.lm_top}) + 1;
-    if (static_cast<int>(lms.size()) < need)
+    if (lms.size() < static_cast<size_t>(need))
         throw Error("landmarks have " + std::to_string(lms.size()) + " points; the crop needs at least " + std::to_string(need));
     const int x0 = lms[p.lm_left].x, x1 = lms[p.lm_right].x, y0 = lms[p.lm_top].y;
     return {x0, y0, x1, y0 + (x1 - x0)};
@@ -50,6 +55,8 @@ Image inner(const Image& c, const PreprocessConfig& p) { return crop(c, p.border
 Image masked(const Image& img, const PreprocessConfig& p) {
     Image out = img;
     const auto& r = p.mask_rect;
+    if (r[0] < 0 || r[1] < 0 || r[2] < 0 || r[3] < 0 || r[2] > img.width - r[0] || r[3] > img.height - r[1])
+        throw Error("mask rectangle lies outside the inner crop");
     for (int y = r[1]; y < r[1] + r[3]; ++y) std::memset(out.row(y) + static_cast<size_t>(r[0]) * out.channels, 0, static_cast<size_t>(r[2]) * out.channels);
     return out;
 }
@@ -74,6 +81,7 @@ void pack_face(const Image& reference_inner, const Image& target_inner, const Pr
 
 void audio_window(const float* features, int n, int index, const AudioConfig& a, std::vector<float>& out) {
     const size_t per = static_cast<size_t>(a.per_frame_size());
+    if (per == 0 || n < 0 || (n > 0 && features == nullptr)) throw Error("no audio features");
     const size_t base = out.size();
     out.resize(base + per * a.window_frames(), 0.0f);
     for (int k = 0; k < a.window_frames(); ++k) {

@@ -46,11 +46,14 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
         with wave.open(str(path), "rb") as w:
             n_ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             raw = w.readframes(n)
-    except (wave.Error, EOFError, OSError) as exc:
+    except (wave.Error, EOFError, OSError, ValueError) as exc:
         raise DatasetError(f"{path}: not a readable WAV file ({exc})") from None
     if width != 2:
         raise DatasetError(f"{path}: {8 * width}-bit WAV; dhm reads 16-bit PCM")
-    samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    if not 1 <= n_ch <= 32 or not 1000 <= rate <= 384_000:
+        raise DatasetError(f"{path}: {n_ch} channels at {rate} Hz is not an audio file dhm can read")
+    usable = len(raw) // (2 * n_ch) * 2 * n_ch  # a truncated last frame is dropped
+    samples = np.frombuffer(raw[:usable], dtype="<i2").astype(np.float32) / 32768.0
     if n_ch > 1:
         samples = samples.reshape(-1, n_ch).mean(axis=1)
     return samples, rate

@@ -115,12 +115,19 @@ def read_features(path: str | Path, mode: AudioMode) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise DatasetError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
+        raise DatasetError(f"{path}: not a readable .npy array ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise DatasetError(f"{path}: an .npz archive; features are one .npy array")
+    if arr.dtype.kind not in "fiu":
+        raise DatasetError(f"{path}: holds {arr.dtype} values; features must be numbers (float32)")
     if not mode.fits(arr.shape):
         raise DatasetError(f"{path}: shape {list(arr.shape)} does not fit the {mode.name} mode; {mode.name} features must be {mode.layout}")
     if not np.isfinite(arr).all():
         bad = int(np.argwhere(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1))[0][0])
         raise DatasetError(f"{path}: non-finite values at frame {bad}")
+    if arr.shape[0] == 0:
+        raise DatasetError(f"{path}: holds no feature frames")
     return arr.astype(np.float32, copy=False)
 
 

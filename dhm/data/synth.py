@@ -257,10 +257,16 @@ def write_synth_dataset(
     averages and differs most from bilinear), at 2.44 about 336 px (OpenCV's exact 2x path)."""
     from dhm import __version__
 
-    if frames < _MIN_FRAMES:
-        raise ValueError(f"at least {_MIN_FRAMES} frames are needed, got {frames}")
+    from dhm.errors import SpecError
+    from dhm.io import check_output
+
+    if not _MIN_FRAMES <= frames <= 100_000:
+        raise SpecError(f"--frames {frames}: expected {_MIN_FRAMES} … 100,000")
     if not 0.5 <= scale <= 8.0:
-        raise ValueError(f"scale {scale}: expected 0.5 … 8")
+        raise SpecError(f"--scale {scale}: expected 0.5 … 8")
+    if not 0 <= seed < 2**32:
+        raise SpecError(f"--seed {seed}: expected 0 … 2^32-1")
+    check_output(out, kind="dir", command="data synth", force=force)
     size = (int(round(FRAME_W * scale)), int(round(FRAME_H * scale)))
     audio_mode = AUDIO_MODES[mode]
     fps = audio_mode.fps
@@ -278,7 +284,7 @@ def write_synth_dataset(
     angle = np.deg2rad(2.0) * np.sin(2 * np.pi * t / 3.7 + phases[4])
     features = features_for_mode(speech.samples, mode, frames)
 
-    with atomic_dir(out, replace=force) as tmp:
+    with atomic_dir(out, replace=True, command="data synth") as tmp:
         (tmp / IMAGE_DIR).mkdir()
         (tmp / LANDMARK_DIR).mkdir()
         for i in range(frames):
