@@ -59,6 +59,8 @@ def _os_error_line(exc: OSError) -> str:
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         reason = f"{reason}: the disk (or the file size limit) is full"
+    elif exc.errno is None:  # numpy's short writes say only what they wrote
+        reason = f"a write failed ({reason}); is the disk full?"
     where = exc.filename or ""
     return f"{where}: {reason}" if where else reason
 

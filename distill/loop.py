@@ -39,6 +39,7 @@ from dhm.errors import DhmError, OutputError, SpecError
 from dhm.io import atomic_path, check_output, read_json, write_owner
 from dhm.metrics import image_quality
 from dhm.models import LoadedCheckpoint, build_model, save_checkpoint
+from dhm.models.checkpoint import write_torch
 from dhm.spec import GeneratorSpec
 from dhm.distill.losses import FeatureAdapters, LossWeights, feature_channels, mouth_weight_map, ssim, weighted_l1
 
@@ -363,7 +364,7 @@ def _train(
             "best": json.dumps(best),
         }
         with atomic_path(out / STATE_FILE) as tmp:
-            torch.save(payload, tmp)
+            write_torch(payload, tmp, out / STATE_FILE)
         if folder is not None:
             folder.commit()
 

@@ -47,6 +47,8 @@ def _torch_export(model, spec: GeneratorSpec, path: Path, opset: int) -> None:
                 do_constant_folding=True,
                 dynamo=False,
             )
+        except OSError:
+            raise  # a full disk or an unwritable folder: the CLI says so in one line
         except Exception as exc:
             reason = str(exc).split("[Caused by")[0].split(" Please feel free")[0].strip().splitlines()[0]
             raise ConversionError(f"torch.onnx.export failed (opset {opset}): {reason}") from None

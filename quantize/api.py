@@ -149,8 +149,8 @@ def quantize_model(
     spec = ckpt.spec
     # What is quantized is what runs after export (MobileOne reparameterized).
     model = ckpt.inference_model()
-    sets = build_sets(data, spec, calib_frames, eval_frames)
-    calib = load_inputs(Path(calib_file)) if calib_file else sets.calib
+    sets = build_sets(data, spec, calib_frames, eval_frames, load_inputs(Path(calib_file)) if calib_file else None)
+    calib = sets.calib
     check_shapes(calib, spec, "calibration set")
     check_finite_activations(model, calib, "calibration set")
     check_finite_activations(model, sets.eval, "evaluation set")

@@ -26,9 +26,16 @@ class QuantSets:
     eval: InputSet
 
 
-def build_sets(data: str | Path, spec: GeneratorSpec, calib_frames: int, eval_frames: int) -> QuantSets:
+def build_sets(data: str | Path, spec: GeneratorSpec, calib_frames: int, eval_frames: int,
+               calib: InputSet | None = None) -> QuantSets:
+    """Held-out calibration and evaluation inputs; `calib` (a saved set) replaces the
+    dataset's calibration frames."""
     from dhm.data import open_dataset, split_frames
 
+    if calib is not None:
+        if len(calib) < MIN_CALIB_FRAMES:
+            raise SpecError(f"the calibration set holds {len(calib)} frames; at least {MIN_CALIB_FRAMES} are needed")
+        return QuantSets(calib=calib, eval=heldout_inputs(data, spec, "eval", eval_frames))
     if calib_frames < MIN_CALIB_FRAMES:
         raise SpecError(f"--calib-frames {calib_frames}: at least {MIN_CALIB_FRAMES} calibration frames are needed")
     ds = open_dataset(data, mode=spec.mode)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from dhm.errors import CheckpointError, SpecError
+from dhm.errors import CheckpointError, OutputError, SpecError
 from dhm.io import atomic_path
 from dhm.models.layouts import Detected, detect, equivalent_revisions
 from dhm.spec import GeneratorSpec
@@ -214,5 +214,17 @@ def save_checkpoint(
     }
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        write_torch(payload, tmp, path)
     return path
+
+
+def write_torch(payload: Any, tmp: Path, final: Path) -> None:
+    """torch.save, with a failed write (a full disk: torch raises RuntimeError 'iostream
+    error' or 'PytorchStreamWriter failed …') reported as one line."""
+    try:
+        torch.save(payload, tmp)
+    except OSError:
+        raise
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OutputError(f"{final}: could not write it ({reason}); is the disk full?") from None
