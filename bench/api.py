@@ -214,7 +214,7 @@ def run_bench(
     from dhm.data.dataset import open_dataset
     from dhm.data.inputs import heldout_inputs
     from dhm.data.split import split_frames
-    from dhm.manifest import engine_versions
+    from dhm.engines import versions as engine_versions
 
     check_settings(settings)
     check_bench_outputs(json_path, report_path, settings.force, inputs=[reference, data, *(split_name(m)[1] for m in models)])

@@ -15,7 +15,6 @@ baseline) and, for the ratios the issue asks for, in onnxruntime and MNN FP32 to
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,11 +95,11 @@ def _from_manifest(name: str, folder: Path, manifest: dict[str, Any], backends: 
 
 def _file_without_manifest(name: str, path: Path) -> Candidate:
     """An .onnx/.mnn with no manifest beside it: spec from the MNN bizCode, or refuse."""
-    from dhm.runtime_py.backends import backend_for
+    from dhm.engines import backend_for
 
     backend = backend_for(path)
     if backend == "mnn":
-        from dhm.runtime_py.backends import load
+        from dhm.engines import load
 
         engine = load(path, check_manifest=False)
         biz = getattr(engine, "biz", {})
@@ -117,24 +116,40 @@ def _exported(
     name: str, checkpoint: Path, spec: GeneratorSpec, backends: Sequence[str], work: Path, data: Path, role: str,
     log: Callable[[str], None], crop_interpolation: str | None = None,
 ) -> list[Candidate]:
-    """torch for the checkpoint itself, onnxruntime/MNN FP32 through `dhm export`."""
+    """torch for the checkpoint itself; onnxruntime/MNN FP32 built for the run by the
+    engine layer and validated against the checkpoint (max abs <= 1e-4)."""
     from dhm.metrics import generator_cost
 
     macs, params = generator_cost(spec)
     out = []
     if "torch" in backends or role == "reference":
         out.append(Candidate(name, role, checkpoint, "torch", "fp32", spec, macs, params))
-    targets = [t for t, b in (("onnx", "onnxruntime"), ("mnn", "mnn")) if b in backends]
-    if targets:
-        from dhm.export.pipeline import export_model
+    chosen = [b for b in ("onnxruntime", "mnn") if b in backends]
+    if chosen:
+        import torch
+
+        from dhm.data.inputs import heldout_inputs
+        from dhm.engines import TOLERANCES, Fp32, build_and_validate, get, versions
+        from dhm.engines.torch_onnx import export_onnx
+        from dhm.manifest import build_header
+        from dhm.models import load_checkpoint
 
         folder = work / name
-        log(f"[bench] exporting {checkpoint.name} to {'/'.join(targets)} fp32 for this run")
-        export_model(checkpoint, folder, targets=targets, variants=["fp32"], data=data, frames=4,
-                     crop_interpolation=crop_interpolation)
-        manifest = json.loads((folder / "manifest.json").read_text())
-        for c in _from_manifest(name, folder, manifest, backends, None):
-            out.append(Candidate(name, role, c.path, c.backend, c.variant, c.spec, macs, params, built_for_run=True))
+        folder.mkdir(parents=True, exist_ok=True)
+        ckpt = load_checkpoint(checkpoint, crop_interpolation=crop_interpolation)
+        model = ckpt.inference_model()
+        check = heldout_inputs(data, spec, "eval", 4)
+        with torch.inference_mode():
+            reference = [ckpt.model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in check.inputs]
+        log(f"[bench] building {checkpoint.name} as {'/'.join(chosen)} fp32 for this run")
+        onnx_fp32 = folder / "model_fp32.onnx"
+        export_onnx(model, spec, onnx_fp32, check.inputs)
+        header = build_header(spec, macs, params, source=None, versions=versions())
+        for b in chosen:
+            backend = get(b)
+            dst = folder / f"model_fp32.{backend.format}"
+            art = build_and_validate(backend, Fp32(), onnx_fp32, dst, check, reference, TOLERANCES["fp32"], header=header)
+            out.append(Candidate(name, role, art.path, b, "fp32", spec, macs, params, built_for_run=True))
     return out
 
 

@@ -49,7 +49,7 @@ def parity(
     reference candidate's outputs. The outputs are returned for the device comparison."""
     from dhm.manifest import json_number
     from dhm.metrics import image_quality
-    from dhm.runtime_py.backends import load
+    from dhm.engines import load
 
     outputs = {c.id: _outputs(load(c.path, threads=1, precision=c.precision), inputs) for c in cands}
     quality: dict[str, dict[str, Any]] = {}
@@ -68,7 +68,7 @@ def latency(
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """One record per candidate × thread count."""
-    from dhm.runtime_py.backends import load
+    from dhm.engines import load
 
     records = []
     for threads in settings.threads:
@@ -105,7 +105,7 @@ def end_to_end_runner(ds: Dataset, conventions: Conventions, frames: Sequence[in
     """The reference pipeline per frame on held-out frames: reference frame i, audio window
     of frame i, stage times split as the phone apps report them."""
     from dhm.data.preprocess import audio_window
-    from dhm.runtime_py.pipeline import AvatarPipeline, StageTimes
+    from dhm.pipeline import AvatarPipeline, StageTimes
 
     feats = ds.audio(conventions.mode)
 

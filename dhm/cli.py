@@ -649,7 +649,7 @@ def demo(workdir: Path, quick: bool) -> None:
     every variant. A second run skips finished stages; a changed input re-runs what
     depends on it.
     """
-    from dhm.runtime_py.demo import run_demo
+    from dhm.demo import run_demo
 
     summary = run_demo(workdir, quick=quick, log=lambda m: click.echo(m, err=True))
     click.echo(summary["table"])

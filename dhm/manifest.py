@@ -309,27 +309,6 @@ def audio_section(spec: GeneratorSpec, frontend: str | None = None) -> dict[str,
     return section
 
 
-def engine_versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import torch
-
-    from dhm import __version__
-    from dhm.runtime_py.backends import native_stdout_to_stderr
-
-    with native_stdout_to_stderr():
-        import MNN
-
-        mnn_version = MNN.version()
-    return {
-        "dhm": __version__,
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "mnn": str(mnn_version),
-    }
-
-
 def build_header(
     spec: GeneratorSpec,
     macs: int,

@@ -8,9 +8,10 @@ inputs are detected by a leading axis of 3 when the last axis is not.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -104,23 +105,85 @@ def mouth_psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
 
 
 @dataclass(frozen=True)
+class LipQuality:
+    """The lips, which are ~2% of the crop and invisible in a whole-crop PSNR."""
+
+    psnr: float  # over the lip boxes (outer contour plus a margin)
+    bgr: tuple[float, float, float]  # mean colour inside the lip contours, 0-255
+    bgr_ref: tuple[float, float, float]
+    color_diff: float  # the largest channel difference of the two means, in levels
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lip_psnr": self.psnr, "lip_bgr": [round(v, 1) for v in self.bgr],
+                "lip_bgr_ref": [round(v, 1) for v in self.bgr_ref], "lip_color_diff": round(self.color_diff, 2)}
+
+
+def lip_quality(pred: np.ndarray, ref: np.ndarray, lips: Sequence[Any], data_range: float = 1.0) -> LipQuality | None:
+    """Lip-box PSNR and the lips' mean colour of `pred` against `ref` (NCHW in [0, 1]),
+    with one `dhm.data.lips.LipRegion` (or None) per frame."""
+    x, y = _to_nhwc(pred), _to_nhwc(ref)
+    boxes_a, boxes_b, ring_a, ring_b = [], [], [], []
+    for n, region in enumerate(lips):
+        if region is None:
+            continue
+        y0, y1, x0, x1 = region.box
+        boxes_a.append(x[n, y0:y1, x0:x1].reshape(-1, x.shape[-1]))
+        boxes_b.append(y[n, y0:y1, x0:x1].reshape(-1, y.shape[-1]))
+        ring_a.append(x[n][region.ring])
+        ring_b.append(y[n][region.ring])
+    if not boxes_a:
+        return None
+    scale = 255.0 / data_range
+    mean_a = np.concatenate(ring_a).mean(axis=0) * scale
+    mean_b = np.concatenate(ring_b).mean(axis=0) * scale
+    return LipQuality(psnr=psnr(np.concatenate(boxes_a), np.concatenate(boxes_b), data_range),
+                      bgr=tuple(float(v) for v in mean_a), bgr_ref=tuple(float(v) for v in mean_b),  # type: ignore[arg-type]
+                      color_diff=float(np.abs(mean_a - mean_b).max()))
+
+
+@dataclass(frozen=True)
 class ImageQuality:
     psnr: float
     ssim: float
     mouth_psnr: float
     max_abs: float
+    lips: LipQuality | None = None
 
-    def to_dict(self) -> dict[str, float]:
-        return {"psnr": self.psnr, "ssim": self.ssim, "mouth_psnr": self.mouth_psnr, "max_abs": self.max_abs}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"psnr": self.psnr, "ssim": self.ssim, "mouth_psnr": self.mouth_psnr, "max_abs": self.max_abs}
+        if self.lips is not None:
+            out.update(self.lips.to_dict())
+        return out
 
 
-def image_quality(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> ImageQuality:
+def image_quality(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0, lips: Sequence[Any] | None = None) -> ImageQuality:
     return ImageQuality(
         psnr=psnr(pred, ref, data_range),
         ssim=ssim(pred, ref, data_range),
         mouth_psnr=mouth_psnr(pred, ref, data_range),
         max_abs=max_abs_diff(pred, ref),
+        lips=lip_quality(pred, ref, lips, data_range) if lips is not None else None,
     )
+
+
+def mouth_opening(images: np.ndarray, window: tuple[int, int, int, int], threshold: float = 0.25) -> np.ndarray:
+    """The fraction of dark pixels (luma below `threshold`) in a fixed mouth window, per
+    image: the open mouth's dark interior. The window is the same for every frame (the
+    union of the clip's lip boxes), so it carries no per-frame truth."""
+    y0, y1, x0, x1 = window
+    x = _to_nhwc(images)[:, y0:y1, x0:x1, :]
+    luma = 0.114 * x[..., 0] + 0.587 * x[..., 1] + 0.299 * x[..., 2]  # BGR
+    return (luma < threshold).mean(axis=(1, 2))
+
+
+def lip_sync(images: np.ndarray, openness: Sequence[float], window: tuple[int, int, int, int]) -> float:
+    """Pearson correlation between the true mouth opening of each frame and the opening
+    measured in the generated images (1: the mouth follows the audio; ~0: it does not)."""
+    measured = mouth_opening(images, window)
+    truth = np.asarray(openness, dtype=np.float64)
+    if measured.std() < 1e-9 or truth.std() < 1e-9:
+        return 0.0
+    return float(np.corrcoef(truth, measured)[0, 1])
 
 
 # ------------------------------------------------------------------------ model cost

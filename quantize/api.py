@@ -19,17 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from dhm.data.inputs import InputSet
+from dhm.data.inputs import InputSet, load_inputs, save_inputs
+from dhm.engines import Artifact, Fp16, Fp32, MnnInt8, OnnxInt8, build_and_validate, get, validate, versions
 from dhm.errors import ConversionError, SpecError
 from dhm.io import atomic_dir, check_output, human_size
-from dhm.manifest import from_json_number, json_number
-from dhm.metrics import image_quality
+from dhm.manifest import from_json_number
+from dhm.recipe import CALIB_FILE, EVAL_FILE, RECIPE_FILE, RECIPE_SCHEMA, SOURCE_FILE
 
-RECIPE_FILE = "recipe.json"
-RECIPE_SCHEMA = "dhm.quantize-recipe/1"
-SOURCE_FILE = "model.pt"
-CALIB_FILE = "calib.npz"
-EVAL_FILE = "eval.npz"
 DEFAULT_TARGET_PSNR = 35.0
 # Fallback rounds keep these fractions of the ranked layers in float. Quantization error
 # is usually spread over many layers, so single layers rarely help on their own; past
@@ -49,18 +45,9 @@ class Variant:
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
-
-def _quality(outputs: list[np.ndarray], reference: list[np.ndarray]) -> dict[str, Any]:
-    q = image_quality(np.concatenate(outputs), np.concatenate(reference)).to_dict()
-    return {k: json_number(v) for k, v in q.items()}
-
-
-def _run(path: Path, inputs: InputSet) -> list[np.ndarray]:
-    from dhm.runtime_py.backends import load
-
-    engine = load(path, threads=2, check_manifest=False)
-    name = engine.outputs[0].name
-    return [engine.run(x)[name] for x in inputs.inputs]
+    @classmethod
+    def of(cls, art: Artifact) -> "Variant":
+        return cls(art.file, art.engine, art.variant, art.quality, art.size_bytes, art.structure)
 
 
 def _psnr(q: dict[str, Any]) -> float:
@@ -109,6 +96,28 @@ def _fallback(
     return final_path, kept, steps
 
 
+@dataclass
+class _Job:
+    """One quantize run's shared state: what every variant is built from and judged by."""
+
+    spec: Any
+    model: Any
+    calib: InputSet
+    evaluation: InputSet
+    reference: list[np.ndarray]
+    header: dict[str, Any]
+    recipe: dict[str, Any]
+    work: Path
+    log: Callable[[str], None]
+    counter: Any = field(default_factory=lambda: iter(range(100_000)))
+
+    def evaluate(self, path: Path, engine: str) -> dict[str, Any]:
+        return validate(path, engine, "int8", self.evaluation, self.reference)[0]
+
+    def trial_path(self, stem: str, fmt: str) -> Path:
+        return self.work / f"{stem}_{next(self.counter)}.{fmt}"
+
+
 def quantize_model(
     model_path: str | Path,
     out: str | Path,
@@ -126,18 +135,6 @@ def quantize_model(
     log: Callable[[str], None] = lambda _m: None,
     crop_interpolation: str | None = None,
 ) -> dict[str, Any]:
-    import torch
-
-    from dhm.export.mnn_tools import convert_onnx
-    from dhm.export.onnx_export import export_onnx
-    from dhm.export.onnx_fp16 import convert_to_fp16
-    from dhm.manifest import biz_code, build_header, engine_versions
-    from dhm.metrics import count_macs, count_params
-    from dhm.models import file_sha256, load_checkpoint
-    from dhm.quantize import mnn_int8, ort_int8
-    from dhm.quantize.checks import require_int8
-    from dhm.quantize.calib import build_sets, check_finite_activations, check_shapes, load_inputs, save_inputs
-
     if not (fp16 or int8):
         raise SpecError("nothing to do: pass --fp16 and/or --int8")
     out = check_output(out, kind="dir", command="quantize", force=force, inputs=[model_path, data, calib_file])
@@ -145,199 +142,232 @@ def quantize_model(
         raise SpecError(f"--target-psnr {target_psnr}: expected a finite number of dB in 0 … 200")
     if not 1 <= eval_frames <= 10_000:
         raise SpecError(f"--eval-frames {eval_frames}: expected 1 … 10,000")
+    with atomic_dir(out, replace=True, command="quantize") as tmp:
+        job = _prepare(Path(model_path), data, calib_frames, eval_frames, calib_file, crop_interpolation, tmp, target_psnr, log)
+        shutil.copyfile(model_path, tmp / SOURCE_FILE)
+        save_inputs(tmp / CALIB_FILE, job.calib)
+        save_inputs(tmp / EVAL_FILE, job.evaluation)
+        onnx_fp32 = tmp / "model_fp32.onnx"
+        variants = _float_variants(job, onnx_fp32, tmp, fp16)
+        if int8:
+            ranking, to_mnn = _rank_layers(job, onnx_fp32)
+            act_symmetric = False
+            if use_inc:
+                ort_method, act_symmetric = _inc(job)
+            variants.append(_onnx_int8(job, onnx_fp32, tmp, ranking, ort_method, act_symmetric, target_psnr))
+            variants.append(_mnn_int8(job, onnx_fp32, tmp, [to_mnn[n] for n in ranking], mnn_method, target_psnr))
+        shutil.rmtree(job.work)
+        report = _report(job, variants, target_psnr)
+        (tmp / RECIPE_FILE).write_text(json.dumps(job.recipe, indent=2) + "\n")
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "report.md").write_text(_markdown(report))
+    return report
+
+
+def _prepare(model_path: Path, data: str | Path, calib_frames: int, eval_frames: int, calib_file: str | Path | None,
+             crop_interpolation: str | None, tmp: Path, target_psnr: float, log: Callable[[str], None]) -> _Job:
+    """Load and check the model and the calibration and evaluation sets; the FP32 outputs
+    every variant is judged against; the recipe's header."""
+    import torch
+
+    from dhm.manifest import build_header
+    from dhm.metrics import count_macs, count_params
+    from dhm.models import file_sha256, load_checkpoint
+    from dhm.quantize.calib import build_sets, check_finite_activations, check_shapes
+
     ckpt = load_checkpoint(model_path, crop_interpolation=crop_interpolation)
     spec = ckpt.spec
     # What is quantized is what runs after export (MobileOne reparameterized).
     model = ckpt.inference_model()
     sets = build_sets(data, spec, calib_frames, eval_frames, load_inputs(Path(calib_file)) if calib_file else None)
-    calib = sets.calib
-    check_shapes(calib, spec, "calibration set")
-    check_finite_activations(model, calib, "calibration set")
+    check_shapes(sets.calib, spec, "calibration set")
+    check_finite_activations(model, sets.calib, "calibration set")
     check_finite_activations(model, sets.eval, "evaluation set")
-    log(f"model: {spec.describe()} ({spec.describe_conventions()}); calibration: {len(calib)} frames ({calib.source}); "
-        f"evaluation: {len(sets.eval)} frames")
-
+    log(f"model: {spec.describe()} ({spec.describe_conventions()}); calibration: {len(sets.calib)} frames "
+        f"({sets.calib.source}); evaluation: {len(sets.eval)} frames")
     with torch.inference_mode():
         reference = [model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in sets.eval.inputs]
-
-    shapes = spec.input_shapes(1)
     header = build_header(
         spec,
-        macs=count_macs(model, *(torch.zeros(s) for s in shapes.values())),
+        macs=count_macs(model, *(torch.zeros(s) for s in spec.input_shapes(1).values())),
         params=count_params(model),
-        source={"file": Path(model_path).name, "sha256": file_sha256(model_path), "form": ckpt.form},
-        versions=engine_versions(),
+        source={"file": model_path.name, "sha256": file_sha256(model_path), "form": ckpt.form},
+        versions=versions(),
     )
-    variants: list[Variant] = []
     recipe: dict[str, Any] = {
         "schema": RECIPE_SCHEMA,
         "source": {"file": SOURCE_FILE, "sha256": file_sha256(model_path), "original": str(model_path)},
         "spec": spec.to_dict(),
-        "calibration": {"file": CALIB_FILE, "source": calib.source, "frames": calib.frames},
+        "calibration": {"file": CALIB_FILE, "source": sets.calib.source, "frames": sets.calib.frames},
         "evaluation": {"file": EVAL_FILE, "source": sets.eval.source, "frames": sets.eval.frames},
         "target_psnr_db": target_psnr,
     }
+    work = tmp / ".work"
+    work.mkdir()
+    return _Job(spec, model, sets.calib, sets.eval, reference, header, recipe, work, log)
 
-    def evaluate(path: Path) -> dict[str, Any]:
-        return _quality(_run(path, sets.eval), reference)
 
-    def add(path: Path, engine: str, precision: str, structure: dict[str, Any] | None = None) -> Variant:
-        v = Variant(path.name, engine, precision, evaluate(path), path.stat().st_size, structure or {})
-        variants.append(v)
-        return v
+def _float_variants(job: _Job, onnx_fp32: Path, tmp: Path, fp16: bool) -> list[Variant]:
+    """FP32 (ONNX and MNN) and, if asked, FP16: each built and judged by the engine layer."""
+    from dhm.engines.torch_onnx import export_onnx
 
-    with atomic_dir(out, replace=True, command="quantize") as tmp:
-        shutil.copyfile(model_path, tmp / SOURCE_FILE)
-        save_inputs(tmp / CALIB_FILE, calib)
-        save_inputs(tmp / EVAL_FILE, sets.eval)
-        fp32_onnx = tmp / "model_fp32.onnx"
-        export_onnx(model, spec, fp32_onnx, sets.eval.inputs[:2])
-        add(fp32_onnx, "onnxruntime", "fp32")
-        fp32_mnn = tmp / "model_fp32.mnn"
-        convert_onnx(fp32_onnx, fp32_mnn, biz_code=biz_code(header, "fp32"))
-        add(fp32_mnn, "mnn", "fp32")
+    export_onnx(job.model, job.spec, onnx_fp32, job.evaluation.inputs[:2])
+    configs = [Fp32()] + ([Fp16()] if fp16 else [])
+    variants = []
+    for config in configs:
+        for backend in (get("onnxruntime"), get("mnn")):
+            dst = tmp / f"model_{config.variant}.{backend.format}"
+            art = build_and_validate(backend, config, onnx_fp32, dst, job.evaluation, job.reference, header=job.header)
+            variants.append(Variant.of(art))
+    if fp16:
+        job.log("fp16: " + ", ".join(f"{v.file} {_psnr(v.quality):.1f} dB" for v in variants if v.precision == "fp16"))
+    return variants
 
-        if fp16:
-            path = tmp / "model_fp16.onnx"
-            convert_to_fp16(fp32_onnx, path)
-            add(path, "onnxruntime", "fp16")
-            path = tmp / "model_fp16.mnn"
-            convert_onnx(fp32_onnx, path, fp16=True, biz_code=biz_code(header, "fp16"))
-            add(path, "mnn", "fp16")
-            log("fp16: " + ", ".join(f"{v.file} {_psnr(v.quality):.1f} dB" for v in variants if v.precision == "fp16"))
 
-        if int8:
-            work = tmp / ".work"
-            work.mkdir()
-            # Rank layers once (torch, held-out PSNR per lone quantized layer); both
-            # engines' fallbacks keep the same layers in float, in that order.
-            from dhm.quantize.sensitivity import layer_sensitivity, onnx_conv_name
+def _rank_layers(job: _Job, onnx_fp32: Path) -> tuple[list[str], dict[str, str]]:
+    """Layers by the held-out PSNR each costs when quantized alone (torch, 4 evaluation
+    frames), as ONNX Conv node names; both engines' fallbacks keep them in float in that order."""
+    from dhm.engines.onnx_int8 import conv_output_names
+    from dhm.quantize.sensitivity import layer_sensitivity, onnx_conv_name
 
-            probe_eval = InputSet(sets.eval.inputs[:4], sets.eval.source, sets.eval.frames[:4])
-            scores = layer_sensitivity(model, calib, probe_eval)
-            ranking = [onnx_conv_name(s.module) for s in scores]
-            to_mnn = ort_int8.conv_output_names(fp32_onnx)
-            unmapped = [n for n in ranking if n not in to_mnn]
-            if unmapped:  # a layer the fallback could not keep in float would be silently quantized
-                raise ConversionError(f"layer {unmapped[0]!r} has no Conv node in the exported ONNX graph")
-            recipe["sensitivity"] = {
-                "metric": "output PSNR vs FP32 with only this layer quantized (4 evaluation frames)",
-                "layers": [s.to_dict() for s in scores[:16]],
-            }
-            log("most sensitive layers: " + ", ".join(f"{s.module} ({s.to_dict()['psnr_db']} dB)" for s in scores[:3]))
-            counter = iter(range(1000))
-            act_symmetric = False
-            if use_inc:
-                from dhm.quantize.inc import search_activation_config
+    probe = InputSet(job.evaluation.inputs[:4], job.evaluation.source, job.evaluation.frames[:4])
+    scores = layer_sensitivity(job.model, job.calib, probe)
+    ranking = [onnx_conv_name(s.module) for s in scores]
+    to_mnn = conv_output_names(onnx_fp32)
+    unmapped = [n for n in ranking if n not in to_mnn]
+    if unmapped:  # a layer the fallback could not keep in float would be silently quantized
+        raise ConversionError(f"layer {unmapped[0]!r} has no Conv node in the exported ONNX graph")
+    job.recipe["sensitivity"] = {
+        "metric": "output PSNR vs FP32 with only this layer quantized (4 evaluation frames)",
+        "layers": [s.to_dict() for s in scores[:16]],
+    }
+    job.log("most sensitive layers: " + ", ".join(f"{s.module} ({s.to_dict()['psnr_db']} dB)" for s in scores[:3]))
+    return ranking, to_mnn
 
-                found = search_activation_config(model, calib, probe_eval)
-                ort_method, act_symmetric = found.ort_method, found.act_sym
-                recipe["neural_compressor"] = {
-                    "role": "autotune of activation calibration and symmetry on the torch model (PT2E), "
-                    "scored by held-out PSNR; the winner sets the ONNX recipe",
-                    **found.to_dict(),
-                }
-                log("neural-compressor: " + ", ".join(
-                    f"{'sym' if t['act_sym'] else 'asym'}/{t['act_algo']} {t['psnr_db']} dB" for t in found.trials
-                ) + f" -> {ort_method}, {'symmetric' if act_symmetric else 'asymmetric'} activations")
 
-            def build_onnx(excluded: list[str], weight_type: str) -> Path:
-                path = work / f"onnx_int8_{next(counter)}.onnx"
-                ort_int8.quantize_qdq(fp32_onnx, path, calib, ort_method, excluded, act_symmetric, weight_type)
-                return path
+def _inc(job: _Job) -> tuple[str, bool]:
+    from dhm.quantize.inc import search_activation_config
 
-            # The weight type by measurement (see ort_int8.WEIGHT_TYPES): full quantization
-            # with each, the better one carries on into the fallback rounds.
-            weight_trials = {w: build_onnx([], w) for w in ort_int8.WEIGHT_TYPES}
-            weight_psnr = {w: _psnr(evaluate(p)) for w, p in weight_trials.items()}
-            weight_type = max(weight_psnr, key=lambda w: weight_psnr[w])
-            weight_reason = "best held-out PSNR of " + ", ".join(f"{w} {v:.1f} dB" for w, v in weight_psnr.items())
-            log(f"onnxruntime int8 weights: {weight_reason} -> {weight_type}")
+    probe = InputSet(job.evaluation.inputs[:4], job.evaluation.source, job.evaluation.frames[:4])
+    found = search_activation_config(job.model, job.calib, probe)
+    job.recipe["neural_compressor"] = {
+        "role": "autotune of activation calibration and symmetry on the torch model (PT2E), "
+        "scored by held-out PSNR; the winner sets the ONNX recipe",
+        **found.to_dict(),
+    }
+    job.log("neural-compressor: " + ", ".join(
+        f"{'sym' if t['act_sym'] else 'asym'}/{t['act_algo']} {t['psnr_db']} dB" for t in found.trials
+    ) + f" -> {found.ort_method}, {'symmetric' if found.act_sym else 'asymmetric'} activations")
+    return found.ort_method, found.act_sym
 
-            def build_onnx_weights(excluded: list[str]) -> Path:
-                return weight_trials[weight_type] if not excluded else build_onnx(excluded, weight_type)
 
-            best, kept, steps = _fallback(build_onnx_weights, evaluate, ranking, target_psnr, log, "onnxruntime")
-            final = tmp / "model_int8.onnx"
-            best.replace(final)
-            add(final, "onnxruntime", "int8", require_int8(final))
-            recipe["onnx_int8"] = {
-                "method": ort_method,
-                "per_channel": True,
-                "weights": f"{weight_type} symmetric",
-                "weight_type": weight_type,
-                "weight_reason": weight_reason,
-                "activations": "int8 symmetric" if act_symmetric else "uint8 asymmetric",
-                "act_symmetric": act_symmetric,
-                "nodes_to_exclude": kept,
-                "fallback": steps,
-            }
+def _onnx_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], method: str, act_symmetric: bool,
+               target: float) -> Variant:
+    """onnxruntime QDQ INT8: the weight type by measurement, then the accuracy-aware fallback."""
+    from dhm.engines.onnx_int8 import WEIGHT_TYPES
 
-            int8_source = work / "int8-source.mnn"  # the quantizer keeps its source's bizCode
-            convert_onnx(fp32_onnx, int8_source, biz_code=biz_code(header, "int8"))
-            calib_dir = work / "mnn_calib"
-            mnn_int8.write_calibration_folder(calib, calib_dir, [o for o in spec.output_shapes(1)])
-            mnn_ranking = [to_mnn[n] for n in ranking]
-            method_of: dict[Path, str] = {}
-            built: dict[tuple[str, tuple[str, ...]], Path] = {}
+    backend = get("onnxruntime")
 
-            def build_with(method: str, skip: list[str]) -> Path:
-                # the auto-method trials already built each full quantization: reuse them
-                key = (method, tuple(skip))
-                if key not in built:
-                    path = work / f"mnn_int8_{next(counter)}.mnn"
-                    method_of[path] = mnn_int8.quantize(int8_source, path, calib_dir, len(calib), method, skip)
-                    built[key] = path
-                return built[key]
+    def build(weight_type: str, exclude: list[str]) -> Path:
+        path = job.trial_path("onnx_int8", "onnx")
+        config = OnnxInt8(method=method, exclude=tuple(exclude), act_symmetric=act_symmetric, weight_type=weight_type)
+        backend.build(config, onnx_fp32, path, calib=job.calib, verify=False)
+        return path
 
-            if mnn_method == "auto":
-                tried = {}
-                for m in mnn_int8.MNN_METHODS:
-                    path = build_with(m, [])
-                    tried[method_of[path]] = _psnr(evaluate(path))
-                full_method = max(tried, key=lambda k: tried[k])
-                reason = "best held-out PSNR of " + ", ".join(f"{k} {v:.1f} dB" for k, v in tried.items())
-                # MNN 3.6.1's EMA path quantizes every layer whatever skip_quant_op_names
-                # says (checked structurally), so layers can only be kept in float with
-                # the best of the methods that honour the list.
-                honouring = [m for m in mnn_int8.SKIP_HONOURING if m in tried]
-                skip_method = max(honouring, key=lambda k: tried[k]) if honouring else full_method
-                log(f"mnn int8 method: {reason} -> {full_method}" + (f" (fallback rounds: {skip_method})" if skip_method != full_method else ""))
-            else:
-                full_method = skip_method = mnn_method
-                reason = "chosen by the user (--mnn-method)"
+    # uint8 x int8 saturates on AVX2 hosts without VNNI (see onnx_int8.WEIGHT_TYPES): full
+    # quantization with each weight type, the better one carries on into the fallback.
+    trials = {w: build(w, []) for w in WEIGHT_TYPES}
+    measured = {w: _psnr(job.evaluate(p, backend.name)) for w, p in trials.items()}
+    weight_type = max(measured, key=lambda w: measured[w])
+    weight_reason = "best held-out PSNR of " + ", ".join(f"{w} {v:.1f} dB" for w, v in measured.items())
+    job.log(f"onnxruntime int8 weights: {weight_reason} -> {weight_type}")
+    best, kept, steps = _fallback(lambda ex: trials[weight_type] if not ex else build(weight_type, ex),
+                                  lambda p: job.evaluate(p, backend.name), ranking, target, job.log, backend.name)
+    config = OnnxInt8(method=method, exclude=tuple(kept), act_symmetric=act_symmetric, weight_type=weight_type)
+    final = tmp / "model_int8.onnx"
+    best.replace(final)
+    job.recipe["onnx_int8"] = {
+        "config": config.to_dict(),
+        "method": method,
+        "per_channel": True,
+        "weights": f"{weight_type} symmetric",
+        "weight_type": weight_type,
+        "weight_reason": weight_reason,
+        "activations": "int8 symmetric" if act_symmetric else "uint8 asymmetric",
+        "act_symmetric": act_symmetric,
+        "nodes_to_exclude": kept,
+        "fallback": steps,
+    }
+    return Variant(final.name, backend.name, "int8", job.evaluate(final, backend.name), final.stat().st_size,
+                   backend.require_int8(final))
 
-            best, kept_mnn, steps_mnn = _fallback(
-                lambda skip: build_with(skip_method if skip else full_method, skip), evaluate, mnn_ranking, target_psnr, log, "mnn"
-            )
-            final_method = method_of[best]
-            final = tmp / "model_int8.mnn"
-            best.replace(final)
-            add(final, "mnn", "int8", require_int8(final))
-            recipe["mnn_int8"] = {
-                "method": final_method,
-                "reason": reason if final_method == full_method else f"{reason}; layers kept in float need {final_method}",
-                "weight_method": "MAX_ABS",
-                "skip_quant_op_names": kept_mnn,
-                "fallback_method": skip_method,
-                "fallback": steps_mnn,
-            }
-            shutil.rmtree(work)
 
-        fp32_sizes = {v.engine: v.size_bytes for v in variants if v.precision == "fp32"}
-        report = {
-            "model": spec.to_dict(),
-            "reference": "torch FP32 on evaluation frames (never used for calibration)",
-            "target_psnr_db": target_psnr,
-            "variants": [
-                {**v.to_dict(), "size_vs_fp32": round(v.size_bytes / fp32_sizes[v.engine], 3)} for v in variants
-            ],
-            "recipe": recipe,
-        }
-        (tmp / RECIPE_FILE).write_text(json.dumps(recipe, indent=2) + "\n")
-        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (tmp / "report.md").write_text(_markdown(report))
-    return report
+def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_method: str, target: float) -> Variant:
+    """MNN full INT8: the feature method by measurement ("auto"), then the fallback."""
+    from dhm.engines.mnn_int8 import MNN_METHODS, SKIP_HONOURING
+
+    backend = get("mnn")
+    cache: dict[str, Any] = {"dir": job.work}  # one converted source and calibration folder for every trial
+    built: dict[tuple[str, tuple[str, ...]], tuple[Path, str]] = {}
+
+    def build(method: str, skip: list[str]) -> Path:
+        # the auto-method trials already built each full quantization: reuse them
+        key = (method, tuple(skip))
+        if key not in built:
+            path = job.trial_path("mnn_int8", "mnn")
+            info = backend.build(MnnInt8(method=method, skip=tuple(skip)), onnx_fp32, path, calib=job.calib,
+                                 header=job.header, verify=False, cache=cache)
+            built[key] = (path, info["method"])
+        return built[key][0]
+
+    def used(path: Path) -> str:
+        return next(m for p, m in built.values() if p == path)
+
+    if mnn_method == "auto":
+        tried = {}
+        for m in MNN_METHODS:
+            path = build(m, [])
+            tried[used(path)] = _psnr(job.evaluate(path, backend.name))
+        full_method = max(tried, key=lambda k: tried[k])
+        reason = "best held-out PSNR of " + ", ".join(f"{k} {v:.1f} dB" for k, v in tried.items())
+        # MNN 3.6.1's EMA path quantizes every layer whatever skip_quant_op_names says
+        # (checked structurally), so layers can only be kept in float with the best of the
+        # methods that honour the list.
+        honouring = [m for m in SKIP_HONOURING if m in tried]
+        skip_method = max(honouring, key=lambda k: tried[k]) if honouring else full_method
+        job.log(f"mnn int8 method: {reason} -> {full_method}"
+                + (f" (fallback rounds: {skip_method})" if skip_method != full_method else ""))
+    else:
+        full_method = skip_method = mnn_method
+        reason = "chosen by the user (--mnn-method)"
+    best, kept, steps = _fallback(lambda skip: build(skip_method if skip else full_method, skip),
+                                  lambda p: job.evaluate(p, backend.name), ranking, target, job.log, backend.name)
+    final_method = used(best)
+    config = MnnInt8(method=final_method, skip=tuple(kept))
+    final = tmp / "model_int8.mnn"
+    best.replace(final)
+    job.recipe["mnn_int8"] = {
+        "config": config.to_dict(),
+        "method": final_method,
+        "reason": reason if final_method == full_method else f"{reason}; layers kept in float need {final_method}",
+        "weight_method": "MAX_ABS",
+        "skip_quant_op_names": kept,
+        "fallback_method": skip_method,
+        "fallback": steps,
+    }
+    return Variant(final.name, backend.name, "int8", job.evaluate(final, backend.name), final.stat().st_size,
+                   backend.require_int8(final))
+
+
+def _report(job: _Job, variants: list[Variant], target_psnr: float) -> dict[str, Any]:
+    fp32_sizes = {v.engine: v.size_bytes for v in variants if v.precision == "fp32"}
+    return {
+        "model": job.spec.to_dict(),
+        "reference": "torch FP32 on evaluation frames (never used for calibration)",
+        "target_psnr_db": target_psnr,
+        "variants": [{**v.to_dict(), "size_vs_fp32": round(v.size_bytes / fp32_sizes[v.engine], 3)} for v in variants],
+        "recipe": job.recipe,
+    }
 
 
 def _fmt_db(v: Any) -> str:

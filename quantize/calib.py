@@ -75,33 +75,6 @@ def check_shapes(inputs: InputSet, spec: GeneratorSpec, what: str) -> None:
                 )
 
 
-def save_inputs(path: Path, inputs: InputSet) -> None:
-    np.savez_compressed(
-        path,
-        face=np.concatenate([x[FACE_INPUT] for x in inputs.inputs]),
-        audio=np.concatenate([x[AUDIO_INPUT] for x in inputs.inputs]),
-        frames=np.asarray(inputs.frames),
-        source=np.asarray(inputs.source),
-    )
-
-
-def load_inputs(path: Path) -> InputSet:
-    try:
-        data = np.load(path, allow_pickle=False)
-        face, audio, frames = data["face"], data["audio"], data["frames"]
-        source = str(data["source"])
-    except Exception as exc:
-        raise SpecError(f"{path}: not a dhm calibration set ({type(exc).__name__}: {exc})") from None
-    if any(a.dtype.kind not in "fiu" for a in (face, audio, frames)) or min(face.ndim, audio.ndim) < 2 or frames.ndim != 1:
-        raise SpecError(f"{path}: not a dhm calibration set (arrays of numbers face [N,…], audio [N,…] and frames [N] expected)")
-    if len(face) != len(audio) or len(face) != len(frames) or len(face) == 0:
-        raise SpecError(f"{path}: face, audio and frames hold different (or no) numbers of samples")
-    if not (np.isfinite(face).all() and np.isfinite(audio).all()):
-        raise SpecError(f"{path}: holds non-finite values")
-    inputs = [{FACE_INPUT: face[i : i + 1].astype(np.float32), AUDIO_INPUT: audio[i : i + 1].astype(np.float32)} for i in range(len(face))]
-    return InputSet(inputs=inputs, source=source, frames=[int(f) for f in frames])
-
-
 def check_finite_activations(model, inputs: InputSet, what: str = "calibration set") -> None:
     """Run the FP32 model with hooks on every layer; name the first frame whose
     activations overflow (a calibrator would silently learn infinite ranges)."""

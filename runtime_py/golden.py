@@ -65,8 +65,8 @@ def _manifest_beside(model: Path) -> Path:
 
 def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: int = 6, threads: int = 1,
                  force: bool = False) -> dict[str, Any]:
-    from dhm.runtime_py.backends import conventions_of, load
-    from dhm.runtime_py.pipeline import AvatarPipeline, pingpong
+    from dhm.engines import conventions_of, load
+    from dhm.pipeline import AvatarPipeline, pingpong
 
     from dhm.data.dataset import open_dataset
     from dhm.data.preprocess import audio_window

@@ -67,8 +67,8 @@ def render_video(
     force: bool = False,
 ) -> dict[str, Any]:
     from dhm.data.dataset import open_dataset
-    from dhm.runtime_py.backends import conventions_of, load
-    from dhm.runtime_py.pipeline import AvatarPipeline
+    from dhm.engines import conventions_of, load
+    from dhm.pipeline import AvatarPipeline
 
     out = Path(out)
     if out.suffix.lower() != ".mp4":

@@ -12,7 +12,7 @@ from helpers import seeded_state_dict
 from dhm.errors import ConversionError, SpecError
 from dhm.manifest import read_manifest, validation_errors
 from dhm.models import Model, file_sha256
-from dhm.runtime_py.backends import load
+from dhm.engines import load
 from dhm.spec import WIDTH_PRESETS, GeneratorSpec
 
 
@@ -101,7 +101,7 @@ def test_each_artefact_runs_like_torch_on_real_frames(exported, synth_hubert):
 
 
 def test_mnn_bizcode_carries_the_manifest_header(exported):
-    from dhm.runtime_py.backends import MnnEngine
+    from dhm.engines import MnnEngine
 
     _, out, _ = exported
     manifest = read_manifest(out)
@@ -162,7 +162,7 @@ def _one_line_error(r):
 def test_converter_crash_is_a_clear_error(tmp_path, exported):
     import onnx
 
-    from dhm.export.mnn_tools import convert_onnx
+    from dhm.engines.mnn_tools import convert_onnx
 
     _, out, _ = exported
     proto = onnx.load(str(out / "model_fp32.onnx"))
@@ -175,7 +175,7 @@ def test_converter_crash_is_a_clear_error(tmp_path, exported):
 
 
 def test_converter_error_output_is_a_clear_error(tmp_path):
-    from dhm.export.mnn_tools import convert_onnx
+    from dhm.engines.mnn_tools import convert_onnx
 
     bad = tmp_path / "garbage.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 100)
@@ -223,7 +223,7 @@ def test_int8_without_a_quantize_output_is_explained(tmp_path, exported):
 
 
 def test_runtime_checks_input_names_and_shapes(exported):
-    from dhm.runtime_py.backends import run_checked
+    from dhm.engines import run_checked
 
     _, out, _ = exported
     engine = load(out / "model_fp32.mnn")

@@ -7,7 +7,8 @@ from conftest import run_cli
 
 from dhm.errors import ConversionError
 from dhm.manifest import read_manifest
-from dhm.quantize import mnn_int8, ort_int8
+from dhm.engines import mnn_int8
+from dhm.engines import onnx_int8 as ort_int8
 from dhm.quantize.api import quantize_model
 
 
@@ -115,7 +116,7 @@ def test_fallback_improves_psnr_when_triggered(teacher, synth_hubert, tmp_path):
 def test_mnn_skip_list_keeps_those_layers_in_float(quantized, tmp_path):
     """The mechanism the MNN fallback relies on, checked structurally (and that MNN
     3.6.1's EMA path ignores it, which is why the fallback uses KL or ADMM)."""
-    from dhm.quantize.calib import load_inputs
+    from dhm.data.inputs import load_inputs
 
     out, _ = quantized
     calib = load_inputs(out / "calib.npz")

@@ -149,11 +149,10 @@ def _arc(center: tuple[float, float], axes: tuple[float, float], deg0: float, de
 
 
 def _landmarks(open_: float, width: float, blink: float) -> np.ndarray:
-    """110 canonical points (face centre at 0,0; y down).
-
+    """110 points in the layout of Ultralight's PFLD landmarks (face centre at 0,0; y down):
     0-32 jaw (left cheek, round the chin, right cheek), 33-42 brows, 43-51 nose,
-    52 nose bridge (the crop's top), 53-64 eyes, 65-76 outer lips, 77-84 inner lips,
-    85-109 hairline and forehead.
+    52 nose bridge (the crop's top), 53-64 eyes, 65-89 hairline and forehead,
+    90-101 outer lips, 102-109 inner lips (dhm.data.lips reads the lips from these).
     """
     theta = np.deg2rad(np.linspace(5.0, 175.0, 33))  # y points down: this runs under the chin
     jaw = np.stack([-70.0 * np.cos(theta), 5.0 + 90.0 * np.sin(theta)], axis=1)
@@ -167,7 +166,7 @@ def _landmarks(open_: float, width: float, blink: float) -> np.ndarray:
     outer = _ellipse((0.0, 52.0), (mw, mh), 12)
     inner_ = _ellipse((0.0, 52.0), (0.8 * mw, max(0.5, 12.0 * open_)), 8)
     forehead = _arc((0.0, -20.0), (72.0, 75.0), 190, 350, 25)
-    pts = np.concatenate([jaw, brows, nose, bridge, eyes, outer, inner_, forehead])
+    pts = np.concatenate([jaw, brows, nose, bridge, eyes, forehead, outer, inner_])
     assert pts.shape == (N_LANDMARKS, 2)
     return pts
 
@@ -305,6 +304,7 @@ def write_synth_dataset(
             "audio_frontend": FRONTEND_ID,
             "frame_size": list(size),
             "scale": scale,
+            "landmarks": "pfld-110",
             "mouth_openness": [round(float(v), 4) for v in openness],
             "mouth_width": [round(float(v), 4) for v in width],
         }

@@ -24,7 +24,7 @@ import numpy as np
 
 from dhm.data.inputs import InputSet
 from dhm.errors import ConversionError
-from dhm.export.mnn_tools import quantize_mnn, run_tool
+from dhm.engines.mnn_tools import quantize_mnn, run_tool
 
 MNN_METHODS = ("KL", "ADMM", "EMA")
 # Methods whose quantizer honours skip_quant_op_names (MNN 3.6.1's EMA path ignores it).
@@ -132,7 +132,7 @@ def quantize(
 
 def weight_only(onnx_path: Path, dst: Path) -> None:
     """The converter's int8 weight storage (float compute): labelled weight-only."""
-    from dhm.export.mnn_tools import convert_onnx
+    from dhm.engines.mnn_tools import convert_onnx
 
     convert_onnx(onnx_path, dst, extra_args=["--weightQuantBits", "8"])
 

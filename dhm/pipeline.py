@@ -20,7 +20,7 @@ import numpy as np
 from dhm.data.dataset import Dataset
 from dhm.data.preprocess import audio_window, crop_face, face_input, inner, paste_back
 from dhm.errors import SpecError
-from dhm.runtime_py.backends import Engine
+from dhm.engines import Engine
 from dhm.spec import AUDIO_INPUT, FACE_INPUT, OUTPUT, Conventions
 
 STAGES = ("load", "crop", "pack", "infer", "paste")
