@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from dhm import __version__
+from dhm.distill.weights import DISTILL_DEFAULTS, TRAIN_DEFAULTS, LossWeights
 from dhm.errors import DhmError, Terminated
 from dhm.spec import ARCHS, INTERPOLATIONS, LATEST_REVISION, REVISIONS
 
@@ -273,10 +275,16 @@ def _settings(kw: dict[str, Any]) -> Any:
 
 def _summary(report: dict[str, Any]) -> None:
     best = report.get("best", {})
-    for key, label in (("vs_teacher", "vs teacher"), ("vs_gt", "vs ground truth")):
-        if key in best:
-            q = best[key]
-            click.echo(f"held-out {label}: PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}, mouth-PSNR {q['mouth_psnr']:.2f} dB")
+    for protocol in ("generation", "inference"):
+        for key, label in (("vs_teacher", "vs teacher"), ("vs_gt", "vs ground truth")):
+            q = best.get(protocol, {}).get(key)
+            if q:
+                lip = f", lip-box PSNR {q['lip_psnr']:.2f} dB (lip colour Δ {q['lip_color_diff']:.1f})" if "lip_psnr" in q else ""
+                click.echo(f"held-out {label} ({protocol}): PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}, "
+                           f"mouth-PSNR {q['mouth_psnr']:.2f} dB{lip}")
+    sync = best.get("generation", {}).get("lip_sync")
+    if sync is not None:
+        click.echo(f"lip sync (generation): {sync:.3f} (ground truth {report.get('ceiling', {}).get('lip_sync')})")
     if "ratios" in report:
         r = report["ratios"]
         click.echo(f"teacher/student: {r['macs']:.1f}x MACs, {r['params']:.1f}x parameters, {r['file_size']:.1f}x file size")
@@ -296,11 +304,12 @@ def _summary(report: dict[str, Any]) -> None:
               type=click.Choice(list(REVISIONS)),
               help="Upstream revision whose layout and conventions (audio window, crop filter) the model follows.")
 @crop_interpolation_option
-@click.option("--w-ssim", default=0.2, show_default=True, type=WEIGHT, help="Weight of the 1-SSIM term (L1 has weight 1).")
-@click.option("--w-mouth", default=2.0, show_default=True, type=WEIGHT, help="Extra L1 weight inside the mouth rectangle.")
+@click.option("--w-ssim", default=TRAIN_DEFAULTS.ssim, show_default=True, type=WEIGHT, help="Weight of the 1-SSIM term (L1 has weight 1).")
+@click.option("--w-mouth", default=TRAIN_DEFAULTS.mouth, show_default=True, type=WEIGHT, help="Extra L1 weight inside the mouth rectangle.")
+@click.option("--w-lips", default=TRAIN_DEFAULTS.lips, show_default=True, type=WEIGHT, help="L1 averaged over the lips alone (from the lip landmarks).")
 @_training_options(default_steps=600)
 def train(data: Path, out: Path, arch: str, mode: str, widths: str, revision: str, crop_interpolation: str | None,
-          w_ssim: float, w_mouth: float, **kw: Any) -> None:
+          w_ssim: float, w_mouth: float, w_lips: float, **kw: Any) -> None:
     """Train a generator from scratch on a dataset folder.
 
     Loss: L1 (extra weight in the mouth rectangle) + SSIM, on training frames with a
@@ -314,11 +323,11 @@ def train(data: Path, out: Path, arch: str, mode: str, widths: str, revision: st
     OUT/strip.png       held-out frames: model | ground truth
     OUT/resume.pt       resumable state (Ctrl-C saves it; --resume continues)
     """
-    from dhm.distill import LossWeights, train_generator
+    from dhm.distill import train_generator
     from dhm.spec import GeneratorSpec
 
     spec = GeneratorSpec(arch=arch, mode=mode, widths=widths, revision=revision, crop_interpolation=crop_interpolation)
-    weights = LossWeights(pixel=1.0, ssim=w_ssim, mouth=w_mouth, feature=0.0, gt=0.0)
+    weights = replace(TRAIN_DEFAULTS, ssim=w_ssim, mouth=w_mouth, lips=w_lips)
     report = train_generator(data, out, spec, _settings(kw), weights, resume=kw["resume"], force=kw["force"], progress=not kw["quiet"])
     _summary(report)
     click.echo(f"wrote {out / 'model.pt'} and report.md")
@@ -332,13 +341,14 @@ def train(data: Path, out: Path, arch: str, mode: str, widths: str, revision: st
 @click.option("--student-arch", default=None, type=click.Choice(list(ARCHS)), help="The student's family (default: the teacher's); it keeps the teacher's audio window and crop filter.")
 @crop_interpolation_option
 @click.option("--init", "init", default="teacher", show_default=True, type=click.Choice(["teacher", "random"]), help="Start from the teacher's most important channels, or from scratch.")
-@click.option("--w-pixel", default=1.0, show_default=True, type=WEIGHT, help="L1 to the teacher's output.")
-@click.option("--w-ssim", default=0.2, show_default=True, type=WEIGHT, help="1-SSIM to the teacher's output.")
-@click.option("--w-mouth", default=0.5, show_default=True, type=WEIGHT, help="Extra weight inside the mouth rectangle.")
-@click.option("--w-feature", default=0.1, show_default=True, type=WEIGHT, help="Feature matching through 1x1 adapters (0 disables).")
-@click.option("--w-gt", default=0.0, show_default=True, type=WEIGHT, help="L1 to the ground truth (0 disables).")
+@click.option("--w-pixel", default=DISTILL_DEFAULTS.pixel, show_default=True, type=WEIGHT, help="L1 to the teacher's output.")
+@click.option("--w-ssim", default=DISTILL_DEFAULTS.ssim, show_default=True, type=WEIGHT, help="1-SSIM to the teacher's output.")
+@click.option("--w-mouth", default=DISTILL_DEFAULTS.mouth, show_default=True, type=WEIGHT, help="Extra weight inside the mouth rectangle.")
+@click.option("--w-feature", default=DISTILL_DEFAULTS.feature, show_default=True, type=WEIGHT, help="Feature matching through 1x1 adapters (0 disables).")
+@click.option("--w-gt", default=DISTILL_DEFAULTS.gt, show_default=True, type=WEIGHT, help="L1 to the ground truth (0 disables).")
+@click.option("--w-lips", default=DISTILL_DEFAULTS.lips, show_default=True, type=WEIGHT, help="L1 to the teacher averaged over the lips alone (0 disables).")
 @_training_options(default_steps=600)
-def distill(teacher: Path, data: Path, out: Path, student: str, student_arch: str | None, crop_interpolation: str | None, init: str, w_pixel: float, w_ssim: float, w_mouth: float, w_feature: float, w_gt: float, **kw: Any) -> None:
+def distill(teacher: Path, data: Path, out: Path, student: str, student_arch: str | None, crop_interpolation: str | None, init: str, w_pixel: float, w_ssim: float, w_mouth: float, w_feature: float, w_gt: float, w_lips: float, **kw: Any) -> None:
     """Distil a trained generator into a phone-sized student.
 
     The teacher is frozen; the student (same family, smaller widths) learns the
@@ -354,9 +364,9 @@ def distill(teacher: Path, data: Path, out: Path, student: str, student_arch: st
     OUT/strip.png       held-out frames: teacher | student | ground truth
     OUT/resume.pt       resumable state (Ctrl-C saves it; --resume continues)
     """
-    from dhm.distill import LossWeights, distill_student
+    from dhm.distill import distill_student
 
-    weights = LossWeights(pixel=w_pixel, ssim=w_ssim, mouth=w_mouth, feature=w_feature, gt=w_gt)
+    weights = LossWeights(pixel=w_pixel, ssim=w_ssim, mouth=w_mouth, feature=w_feature, gt=w_gt, lips=w_lips)
     report = distill_student(
         teacher, data, out, student=student, settings=_settings(kw), weights=weights, init=init,
         resume=kw["resume"], force=kw["force"], progress=not kw["quiet"], student_arch=student_arch,

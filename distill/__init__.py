@@ -1,16 +1,35 @@
 """dhm.distill: teacher -> smaller student, judged on held-out frames (`dhm train`, `dhm distill`).
 
-Importing this package imports torch.
+`dhm.distill.weights` (the objective's weights and defaults) imports no torch; everything
+else here does, loaded on first use.
 """
 
-from dhm.distill.api import TrainingSettings, distill_student, train_generator
-from dhm.distill.losses import LossWeights
-from dhm.distill.presets import DEFAULT_PRESET, STUDENT_PRESETS, resolve_student
+from __future__ import annotations
+
+from typing import Any
+
+from dhm.distill.weights import DISTILL_DEFAULTS, TRAIN_DEFAULTS, LossWeights
+
+_LAZY = {
+    "TrainingSettings": "dhm.distill.api", "distill_student": "dhm.distill.api", "train_generator": "dhm.distill.api",
+    "DEFAULT_PRESET": "dhm.distill.presets", "STUDENT_PRESETS": "dhm.distill.presets", "resolve_student": "dhm.distill.presets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "DEFAULT_PRESET",
+    "DISTILL_DEFAULTS",
     "STUDENT_PRESETS",
     "LossWeights",
+    "TRAIN_DEFAULTS",
     "TrainingSettings",
     "distill_student",
     "resolve_student",

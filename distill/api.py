@@ -20,7 +20,7 @@ from dhm.models import LoadedCheckpoint, file_sha256, load_checkpoint
 from dhm.plots import image_strip, line_chart
 from dhm.spec import GeneratorSpec
 from dhm.distill.loop import RunConfig, RunResult, dataset_hash, run_training
-from dhm.distill.losses import LossWeights
+from dhm.distill.weights import DISTILL_DEFAULTS, TRAIN_DEFAULTS, LossWeights
 from dhm.distill.presets import DEFAULT_PRESET, resolve_student
 
 
@@ -136,7 +136,7 @@ def train_generator(
     frontend = _frontend(data)
     return _run(
         "train", data, Path(out), spec, settings,
-        weights or LossWeights(pixel=1.0, ssim=0.2, mouth=2.0, feature=0.0, gt=0.0),
+        weights or TRAIN_DEFAULTS,
         teacher=None, init="random", resume=resume, force=force, progress=progress, checkpoint_name="model.pt",
         metadata={"audio_frontend": frontend} if frontend else {},
     )
@@ -171,7 +171,7 @@ def distill_student(
     data = Path(data).resolve()
     frontend = teacher.metadata.get("audio_frontend") or _frontend(data)
     return _run(
-        "distill", data, Path(out), student_spec, settings, weights or LossWeights(),
+        "distill", data, Path(out), student_spec, settings, weights or DISTILL_DEFAULTS,
         teacher=teacher, init=init, resume=resume, force=force, progress=progress, checkpoint_name="student.pt",
         metadata={"teacher_spec": teacher.spec.to_dict(), **({"audio_frontend": frontend} if frontend else {})},
     )
@@ -223,6 +223,11 @@ def _write_reports(
             "heldout_frames": result.extra["heldout_frames"],
             "eval_frames": result.extra["eval_frames"],
         },
+        "ceiling": result.extra["ceiling"],
+        "protocols": {
+            "generation": "reference = another held-out frame (as in training): quality and lip sync of what the model generates",
+            "inference": "reference = the target frame (as deployed): parity; against the ground truth it rewards copying the input",
+        },
     }
     if teacher is not None:
         t_cost = _cost(teacher.spec, teacher.path)
@@ -241,10 +246,13 @@ def _write_reports(
     return report
 
 
-def _fmt_q(q: dict[str, float] | None) -> str:
+def _fmt_q(q: dict[str, Any] | None) -> str:
     if not q:
         return "-"
-    return f"{q['psnr']:.2f} dB / {q['ssim']:.4f} / {q['mouth_psnr']:.2f} dB"
+    text = f"{q['psnr']:.2f} dB / {q['ssim']:.4f} / {q['mouth_psnr']:.2f} dB"
+    if "lip_psnr" in q:
+        text += f" / {q['lip_psnr']:.2f} dB / {q['lip_color_diff']:.1f}"
+    return text
 
 
 def _markdown(r: dict[str, Any]) -> str:
@@ -262,24 +270,39 @@ def _markdown(r: dict[str, Any]) -> str:
     if "ratios" in r:
         ra = r["ratios"]
         lines.append(f"| teacher / student | | {ra['macs']:.1f}x | {ra['params']:.1f}x | {ra['file_size']:.1f}x |")
-    lines += ["", f"Held-out frames ({len(r['split']['eval_frames'])} inference-style, never trained on), best step {r['best'].get('step')}:", ""]
-    lines.append("| against | PSNR / SSIM / mouth-PSNR |")
-    lines.append("|---|---|")
-    if "vs_teacher" in r["best"]:
-        lines.append(f"| teacher | {_fmt_q(r['best']['vs_teacher'])} |")
-    lines.append(f"| ground truth | {_fmt_q(r['best'].get('vs_gt'))} |")
+    best = r["best"]
+    lines += ["", f"Held-out frames ({len(r['split']['eval_frames'])}, never trained on), best step {best.get('step')} "
+              "(chosen by the generation protocol):", "",
+              "| protocol | against | PSNR / SSIM / mouth-PSNR / lip-box PSNR / lip colour Δ (levels) |", "|---|---|---|"]
+    for protocol, note in (("generation", "reference = another held-out frame: the mouth comes from the audio"),
+                           ("inference", "reference = the target frame, as deployed: parity only (copying the input scores here)")):
+        part = best.get(protocol, {})
+        for against in ("vs_teacher", "vs_gt"):
+            if against in part:
+                lines.append(f"| {protocol} | {against[3:].replace('gt', 'ground truth')} | {_fmt_q(part[against])} |")
+        lines.append(f"| | | *{note}* |")
+    gen = best.get("generation", {})
+    if gen.get("lip_sync") is not None:
+        ceiling = r.get("ceiling", {}).get("lip_sync")
+        teacher_sync = gen.get("teacher_lip_sync")
+        lines += ["", f"Lip sync (generation protocol, correlation of the true mouth opening with the opening in the "
+                      f"generated mouth): {name} {gen['lip_sync']:.3f}"
+                  + (f", teacher {teacher_sync:.3f}" if teacher_sync is not None else "")
+                  + (f", ground truth {ceiling:.3f}" if ceiling is not None else "") + "."]
     tr = r["training"]
+    key = "vs_teacher" if "teacher" in r else "vs_gt"
     lines += [
         "",
         f"Training: {tr['steps_run']} steps (resumed from {tr['resumed_from_step']}) in {tr['seconds']:.0f} s, "
         f"{tr['samples_per_second']} samples/s, {tr['torch_threads']} torch threads on {tr['machine']}; init: {tr['init']}.",
         "",
-        "| step | loss | PSNR vs teacher | PSNR vs GT |",
-        "|---:|---:|---:|---:|",
+        f"| step | loss | generation PSNR {key[3:]} | lip-box PSNR | inference PSNR {key[3:]} |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for h in r["history"]:
-        vt = f"{h['vs_teacher']['psnr']:.2f}" if "vs_teacher" in h else "-"
-        lines.append(f"| {h['step']} | {h['loss']:.4f} | {vt} | {h['vs_gt']['psnr']:.2f} |")
+        g, i = h["generation"][key], h["inference"][key]
+        lip = f"{g['lip_psnr']:.2f}" if "lip_psnr" in g else "-"
+        lines.append(f"| {h['step']} | {h['loss']:.4f} | {g['psnr']:.2f} | {lip} | {i['psnr']:.2f} |")
     lines += ["", "![curves](curves.png)", "", "![held-out frames](strip.png)", ""]
     return "\n".join(lines)
 
@@ -288,18 +311,24 @@ def _curves(path: Path, history: list[dict[str, Any]], distill: bool) -> None:
     if not history:
         return
     steps = [h["step"] for h in history]
-    series = {"PSNR vs ground truth": (steps, [h["vs_gt"]["psnr"] for h in history])}
-    if distill:
-        series = {"PSNR vs teacher": (steps, [h["vs_teacher"]["psnr"] for h in history]), **series}
+    key = "vs_teacher" if distill else "vs_gt"
+    series = {f"generation PSNR {key[3:]}": (steps, [h["generation"][key]["psnr"] for h in history]),
+              f"inference PSNR {key[3:]}": (steps, [h["inference"][key]["psnr"] for h in history])}
+    if "lip_psnr" in history[0]["generation"][key]:
+        series["generation lip-box PSNR"] = (steps, [h["generation"][key]["lip_psnr"] for h in history])
     line_chart(path, "held-out PSNR during training", "step", "dB", series)
 
 
 def _strip(path: Path, result: RunResult, ds, spec: GeneratorSpec, teacher: LoadedCheckpoint | None) -> None:
     from dhm.models import load_checkpoint as _load
 
+    from dhm.data.inputs import generation_references
+
+    # Generation protocol (reference = another held-out frame): what the model paints from the audio.
     frames = result.extra["eval_frames"][:: max(1, len(result.extra["eval_frames"]) // 4)][:4]
+    refs = [r for f, r in zip(result.extra["eval_frames"], generation_references(result.extra["eval_frames"])) if f in frames]
     builder = SampleBuilder(ds, spec)
-    batch = builder.batch(frames)
+    batch = builder.batch(frames, refs)
     model = _load(result.checkpoint).model
     with torch.inference_mode():
         pred = model(torch.from_numpy(batch["face"]), torch.from_numpy(batch["audio"])).numpy()

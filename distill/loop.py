@@ -41,7 +41,8 @@ from dhm.metrics import image_quality
 from dhm.models import LoadedCheckpoint, build_model, save_checkpoint
 from dhm.models.checkpoint import write_torch
 from dhm.spec import GeneratorSpec
-from dhm.distill.losses import FeatureAdapters, LossWeights, feature_channels, mouth_weight_map, ssim, weighted_l1
+from dhm.distill.losses import FeatureAdapters, feature_channels, masked_l1, mouth_weight_map, ssim, weighted_l1
+from dhm.distill.weights import LossWeights
 
 STATE_FILE = "resume.pt"
 RUN_FILE = "run.json"
@@ -171,6 +172,79 @@ def _dist_env() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     return world, rank
+
+
+class HeldOut:
+    """The held-out frames a run is judged on, in both protocols (dhm.data.inputs):
+    "inference" (reference = target, as deployed: a parity figure) and "generation"
+    (reference = another held-out frame, as in training: the mouth must come from the
+    audio). The best step is chosen by the generation protocol. Lips (`dhm.data.lips`) and,
+    on the built-in data, lip sync (true mouth opening against the opening measured in the
+    generated mouth window) are measured too."""
+
+    def __init__(self, builder: SampleBuilder, frames: list[int], teacher: nn.Module | None, dev: torch.device) -> None:
+        from dhm.data.inputs import generation_references, true_openness
+        from dhm.data.lips import lip_region, union_box
+
+        ds = builder.dataset
+        self.dev, self.frames = dev, frames
+        self.batches = {"inference": builder.batch(frames), "generation": builder.batch(frames, generation_references(frames))}
+        pre = builder.conventions.preprocess
+        lips = [lip_region(ds.landmarks[i], ds.boxes[i], ds.frame_hw, pre) for i in frames]
+        self.lips = lips if any(r is not None for r in lips) else None
+        self.window = union_box(lips)
+        opening = true_openness(ds.root)
+        self.openness = [opening[i] for i in frames] if opening and len(opening) >= ds.n_frames else None
+        self.teacher = {p: _predict(teacher, b, dev) for p, b in self.batches.items()} if teacher is not None else None
+        self.key = ("generation", "vs_teacher" if teacher is not None else "vs_gt")
+
+    def lip_sync(self, images: np.ndarray) -> float | None:
+        from dhm.metrics import lip_sync
+
+        if self.openness is None or self.window is None:
+            return None
+        return round(lip_sync(images, self.openness, self.window), 4)
+
+    def ceiling(self) -> dict[str, Any]:
+        """What the ground truth itself scores on lip sync (the best any model can)."""
+        return {"lip_sync": self.lip_sync(self.batches["generation"]["target"])}
+
+    def evaluate(self, model: nn.Module) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for protocol, batch in self.batches.items():
+            pred = _predict(model, batch, self.dev)
+            part = {"vs_gt": image_quality(pred, batch["target"], lips=self.lips).to_dict()}
+            if self.teacher is not None:
+                part["vs_teacher"] = image_quality(pred, self.teacher[protocol], lips=self.lips).to_dict()
+            if protocol == "generation":
+                part["lip_sync"] = self.lip_sync(pred)
+                if self.teacher is not None:
+                    part["teacher_lip_sync"] = self.lip_sync(self.teacher[protocol])
+            row[protocol] = part
+        return row
+
+    def score(self, row: dict[str, Any]) -> float:
+        protocol, against = self.key
+        return float(row[protocol][against]["psnr"])
+
+
+def objective(w: LossWeights, pred: torch.Tensor, target: torch.Tensor, lips: torch.Tensor, mouth_w: torch.Tensor,
+              teacher_out: torch.Tensor | None = None, adapted: dict[str, torch.Tensor] | None = None,
+              teacher_feats: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """train: L1 (mouth-weighted) + SSIM + lips to the ground truth; distill: the same to
+    the teacher's output, plus feature matching and an optional ground-truth term."""
+    goal = teacher_out if teacher_out is not None else target
+    loss = w.pixel * weighted_l1(pred, goal, mouth_w) + w.ssim * (1 - ssim(pred, goal))
+    if w.lips > 0:
+        loss = loss + w.lips * masked_l1(pred, goal, lips)
+    if teacher_out is not None:
+        if adapted:
+            loss = loss + w.feature * torch.stack(
+                [torch.nn.functional.mse_loss(adapted[k].float(), teacher_feats[k].float()) for k in adapted]  # type: ignore[index]
+            ).mean()
+        if w.gt > 0:
+            loss = loss + w.gt * weighted_l1(pred, target, mouth_w)
+    return loss
 
 
 class RunFolder:
@@ -307,7 +381,6 @@ def _train(
     builder = SampleBuilder(ds, student_spec, cache_frames=ds.n_frames)
     train_frames = np.asarray(split.train)
     eval_frames = evenly_spaced(split.eval, config.eval_frames)
-    eval_batch = builder.batch(eval_frames)
 
     torch.manual_seed(config.seed)
     student = build_model(student_spec)
@@ -345,9 +418,7 @@ def _train(
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
 
     mouth_w = mouth_weight_map(student_spec.image_size, w.mouth, dev)
-    eval_teacher = None
-    if teacher_model is not None:
-        eval_teacher = _predict(teacher_model, eval_batch, dev)
+    heldout = HeldOut(builder, eval_frames, teacher_model, dev)
 
     if is_main:
         _write_json(out / RUN_FILE, {"config": config.to_dict(), "student": student_spec.to_dict(), "init": init_note})
@@ -369,15 +440,9 @@ def _train(
             folder.commit()
 
     def evaluate(step_done: int, loss_value: float) -> None:
-        pred = _predict(student, eval_batch, dev)
-        row: dict[str, Any] = {"step": step_done, "loss": loss_value}
-        gt = eval_batch["target"]
-        row["vs_gt"] = image_quality(pred, gt).to_dict()
-        if eval_teacher is not None:
-            row["vs_teacher"] = image_quality(pred, eval_teacher).to_dict()
+        row: dict[str, Any] = {"step": step_done, "loss": loss_value, **heldout.evaluate(student)}
         history.append(row)
-        key = "vs_teacher" if eval_teacher is not None else "vs_gt"
-        if not best or row[key]["psnr"] > best[key]["psnr"]:
+        if not best or heldout.score(row) > heldout.score(best):
             best.clear()
             best.update(row)
             save_checkpoint(
@@ -409,24 +474,18 @@ def _train(
             face = torch.from_numpy(batch["face"]).to(dev)
             audio = torch.from_numpy(batch["audio"]).to(dev)
             target = torch.from_numpy(batch["target"]).to(dev)
+            lips = torch.from_numpy(batch["lips"]).to(dev)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, config.steps, config.lr)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits, adapted = model(face, audio)
                 pred = torch.sigmoid(logits.float())
+                t_out = t_feats = None
                 if teacher_model is not None:
                     with torch.no_grad():
                         t_logits, t_feats = teacher_model.features(face, audio)
                         t_out = torch.sigmoid(t_logits.float())
-                    loss = w.pixel * weighted_l1(pred, t_out, mouth_w) + w.ssim * (1 - ssim(pred, t_out))
-                    if adapted:
-                        loss = loss + w.feature * torch.stack(
-                            [torch.nn.functional.mse_loss(adapted[k].float(), t_feats[k].float()) for k in adapted]
-                        ).mean()
-                    if w.gt > 0:
-                        loss = loss + w.gt * weighted_l1(pred, target, mouth_w)
-                else:
-                    loss = weighted_l1(pred, target, mouth_w) + w.ssim * (1 - ssim(pred, target))
+                loss = objective(w, pred, target, lips, mouth_w, t_out, adapted, t_feats)
             if not torch.isfinite(loss):
                 kept = out / checkpoint_name
                 note = f"; the last good checkpoint is kept: {kept}" if kept.exists() else "; no checkpoint was saved yet"
@@ -445,11 +504,11 @@ def _train(
                 trainable.eval()
                 evaluate(done, last_loss)
                 trainable.train()
-                key = "vs_teacher" if eval_teacher is not None else "vs_gt"
-                bar.message(
-                    f"  eval @ {done}: PSNR {history[-1][key]['psnr']:.2f} dB, "
-                    f"SSIM {history[-1][key]['ssim']:.4f} ({key.replace('_', ' ')})"
-                )
+                protocol, against = heldout.key
+                q = history[-1][protocol][against]
+                lip = f", lip-box {q['lip_psnr']:.2f} dB" if "lip_psnr" in q else ""
+                bar.message(f"  eval @ {done}: PSNR {q['psnr']:.2f} dB{lip}, SSIM {q['ssim']:.4f} "
+                            f"({against.replace('_', ' ')}, {protocol} protocol)")
             interrupted = stop.requested(world, dev)
             if done % save_every == 0 or done == config.steps or interrupted:
                 save_state(done)
@@ -474,7 +533,8 @@ def _train(
         seconds=seconds,
         steps_done=config.steps - start,
         resumed_from=start,
-        extra={"init": init_note, "train_frames": len(split.train), "eval_frames": eval_frames, "heldout_frames": len(split.heldout)},
+        extra={"init": init_note, "train_frames": len(split.train), "eval_frames": eval_frames, "heldout_frames": len(split.heldout),
+               "ceiling": heldout.ceiling()},
     )
 
 

@@ -47,6 +47,7 @@ class SampleBuilder:
             )
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_size = cache_frames
+        self._lips: dict[int, np.ndarray | None] = {}
 
     def __len__(self) -> int:
         return self.dataset.n_frames
@@ -87,12 +88,32 @@ class SampleBuilder:
     def inference_sample(self, i: int) -> Sample:
         return self.sample(i, None)
 
+    def lip_mask(self, i: int) -> np.ndarray | None:
+        """Frame i's mouth (inside the outer lip contour, grown by 2 px) as a float mask of
+        the inner crop, or None where the landmarks have no lips (`dhm.data.lips`)."""
+        if i not in self._lips:
+            import cv2
+
+            from dhm.data.lips import lip_region
+
+            region = lip_region(self.dataset.landmarks[i], self.dataset.boxes[i], self.dataset.frame_hw,
+                                self.conventions.preprocess)
+            mask = None
+            if region is not None:
+                mask = cv2.dilate(region.mouth.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(np.float32)
+            self._lips[i] = mask
+        return self._lips[i]
+
     def batch(self, indices: list[int] | tuple[int, ...], references: list[int] | None = None) -> dict[str, np.ndarray]:
-        """Stacked inference-style (or given-reference) samples as named arrays."""
+        """Stacked inference-style (or given-reference) samples as named arrays; "lips"
+        holds each target's mouth mask [B,1,H,W] (zeros where a frame has no lip points)."""
         refs = references if references is not None else [None] * len(indices)
         samples = [self.sample(i, r) for i, r in zip(indices, refs)]
+        size = samples[0].target.shape[-1]
+        lips = [self.lip_mask(i) for i in indices]
         return {
             "face": np.stack([s.face for s in samples]),
             "audio": np.stack([s.audio for s in samples]),
             "target": np.stack([s.target for s in samples]),
+            "lips": np.stack([m if m is not None else np.zeros((size, size), np.float32) for m in lips])[:, None],
         }
