@@ -23,7 +23,13 @@ from dhm.bench.stats import LatencyStats, speedup
 
 from dhm.errors import DatasetError, SpecError
 
-SCHEMA_ID = "dhm.bench/1"
+SCHEMA_ID = "dhm.bench/2"  # 2: a generation-protocol block per entry, lip figures
+SCHEMAS_READ = ("dhm.bench/1", SCHEMA_ID)  # --compare reads both: parity.psnr means the same in each
+PROTOCOL_NOTES = {
+    "parity": "inference protocol: the reference frame is the target frame, as the apps run; a deployment-parity figure",
+    "generation": "generation protocol: the reference is another held-out frame, so the mouth must come from the audio; "
+                  "lip_sync correlates the true mouth opening (built-in data) with the generated one",
+}
 MIN_FRAMES = 4  # fewer held-out frames than this make PSNR/SSIM a coin toss
 TARGET_SPEEDUP = 10.0
 TARGET_PSNR_DB = 30.0
@@ -212,7 +218,7 @@ def run_bench(
     from dhm.bench.report import write_outputs
 
     from dhm.data.dataset import open_dataset
-    from dhm.data.inputs import heldout_inputs
+    from dhm.data.inputs import PROTOCOLS, heldout_inputs
     from dhm.data.split import split_frames
     from dhm.engines import versions as engine_versions
 
@@ -242,10 +248,12 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="dhm-bench-") as work:
         cands = resolve(reference, ref_spec, models, settings.backends, Path(work), data, log, settings.crop_interpolation)
         ref_cand = next(c for c in cands if c.role == "reference" and c.backend == "torch")
-        inputs = heldout_inputs(data, ref_cand.spec, "eval", settings.frames)
-        log(f"[bench] {len(cands)} candidates; parity on {len(inputs)} held-out frames against {REFERENCE} torch fp32")
-        quality, outputs = parity(cands, ref_cand, inputs, log)
-        entries = [c.to_dict() | {"parity": quality[c.id]} for c in cands]
+        sets = {p: heldout_inputs(data, ref_cand.spec, "eval", settings.frames, protocol=p) for p in PROTOCOLS}
+        inputs = sets["inference"]
+        log(f"[bench] {len(cands)} candidates; parity on {len(inputs)} held-out frames against {REFERENCE} torch fp32, "
+            f"in both protocols")
+        quality, outputs = parity(cands, ref_cand, sets, log)
+        entries = [c.to_dict() | {"parity": quality[c.id]["inference"], "generation": quality[c.id]["generation"]} for c in cands]
         records: list[dict[str, Any]] = []
         device: dict[str, Any] | None = None
         if settings.device == "host":
@@ -261,7 +269,10 @@ def run_bench(
         "versions": engine_versions(),
         "settings": {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "reference": {"file": str(reference), "generator": ref_cand.spec.to_dict(), "macs": ref_cand.macs, "params": ref_cand.params},
-        "data": {"folder": str(data), "frames": ds.n_frames, "parity_frames": inputs.frames, "source": inputs.source},
+        "data": {"folder": str(data), "frames": ds.n_frames, "parity_frames": inputs.frames, "source": inputs.source,
+                 "generation_references": sets["generation"].references,
+                 "ground_truth_lip_sync": sets["generation"].lip_sync(sets["generation"].targets)},
+        "protocols": PROTOCOL_NOTES,
         "entries": entries,
         "host": records,
         "ratios": speedups,

@@ -43,21 +43,35 @@ def _outputs(engine: Any, inputs: InputSet) -> np.ndarray:
 
 
 def parity(
-    cands: Sequence[Candidate], reference: Candidate, inputs: InputSet, log: Callable[[str], None]
+    cands: Sequence[Candidate], reference: Candidate, sets: dict[str, InputSet], log: Callable[[str], None]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Every candidate's outputs on `inputs` (one pass each) and its quality against the
-    reference candidate's outputs. The outputs are returned for the device comparison."""
-    from dhm.manifest import json_number
-    from dhm.metrics import image_quality
+    """Every candidate on each protocol's inputs (`sets`: "inference", where the reference
+    frame is the target, as deployed; "generation", where it is another frame, so the mouth
+    must come from the audio) against the reference candidate's outputs on the same
+    inputs, with lip figures and, on the built-in data, lip sync. Returns the figures per
+    candidate and protocol, and the inference outputs for the device comparison."""
     from dhm.engines import load
 
-    outputs = {c.id: _outputs(load(c.path, threads=1, precision=c.precision), inputs) for c in cands}
-    quality: dict[str, dict[str, Any]] = {}
-    for c in cands:
-        q = image_quality(outputs[c.id], outputs[reference.id])
-        quality[c.id] = {k: json_number(v) for k, v in q.to_dict().items()} | {"frames": len(inputs)}
-        log(f"[bench] parity {c.id}: PSNR {q.psnr:.2f} dB, SSIM {q.ssim:.4f}, max abs {q.max_abs:.2e}")
-    return quality, outputs
+    quality: dict[str, dict[str, Any]] = {c.id: {} for c in cands}
+    kept: dict[str, np.ndarray] = {}
+    for protocol, inputs in sets.items():
+        outputs = {c.id: _outputs(load(c.path, threads=1, precision=c.precision), inputs) for c in cands}
+        for c in cands:
+            q = inputs.quality(outputs[c.id], outputs[reference.id])
+            if protocol == "generation":
+                q["lip_sync"] = inputs.lip_sync(outputs[c.id])
+            quality[c.id][protocol] = q
+            log(f"[bench] {protocol:<10} {c.id}: PSNR {_db(q['psnr'])}, lip-box PSNR {_db(q.get('lip_psnr'))}, "
+                f"lip colour off by {q.get('lip_color_diff', '–')} levels" + (f", lip sync {q['lip_sync']}" if q.get("lip_sync") is not None else ""))
+        if protocol == "inference":
+            kept = outputs
+    return quality, kept
+
+
+def _db(v: Any) -> str:
+    if v is None:
+        return "–"
+    return "inf" if v == "inf" else f"{float(v):.2f} dB"
 
 
 def latency(

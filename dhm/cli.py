@@ -538,7 +538,7 @@ def _int_list(text: str, what: str, lo: int = 1, hi: int = 1024) -> tuple[int, .
 @click.option("--mnn-bin", type=click.Path(path_type=Path), default=None, help="With --device adb: folder holding ModuleBasic.out and libMNN.so built for the phone.")
 @click.option("--device-backend", default="cpu", show_default=True, type=click.Choice(["cpu", "opencl", "vulkan"]), help="MNN backend on the phone.")
 @click.option("--device-timeout", default=300.0, show_default=True, type=Finite(1.0, 86400.0), help="Seconds any one adb step may take.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the full record (schema dhm.bench/1) here.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the full record (schema dhm.bench/2) here.")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None, help="Write the Markdown report here, with PNG plots beside it.")
 @click.option("--compare", "compare_paths", nargs=2, type=click.Path(path_type=Path), default=None, help="Compare two --json results instead of benching.")
 @crop_interpolation_option

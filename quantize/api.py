@@ -371,19 +371,24 @@ def _report(job: _Job, variants: list[Variant], target_psnr: float) -> dict[str,
 
 
 def _fmt_db(v: Any) -> str:
-    return "inf" if v == "inf" else f"{float(v):.2f}"
+    return "–" if v is None else "inf" if v == "inf" else f"{float(v):.2f}"
+
+
+def _fmt_lvl(v: Any) -> str:
+    return "–" if v is None else f"{float(v):.1f}"
 
 
 def variant_table(report: dict[str, Any]) -> str:
     rows = [
-        "| file | engine | precision | size | vs FP32 size | PSNR | SSIM | mouth-PSNR | max abs |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| file | engine | precision | size | vs FP32 size | PSNR | SSIM | mouth-PSNR | lip-box PSNR | lip colour Δ | max abs |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for v in report["variants"]:
         q = v["quality"]
         rows.append(
             f"| {v['file']} | {v['engine']} | {v['precision']} | {human_size(v['size_bytes'])} | {v['size_vs_fp32']:.2f}x | "
-            f"{_fmt_db(q['psnr'])} dB | {float(q['ssim']):.4f} | {_fmt_db(q['mouth_psnr'])} dB | {float(q['max_abs']):.2e} |"
+            f"{_fmt_db(q['psnr'])} dB | {float(q['ssim']):.4f} | {_fmt_db(q['mouth_psnr'])} dB | "
+            f"{_fmt_db(q.get('lip_psnr'))} dB | {_fmt_lvl(q.get('lip_color_diff'))} | {float(q['max_abs']):.2e} |"
         )
     return "\n".join(rows)
 

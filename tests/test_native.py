@@ -157,6 +157,13 @@ def test_jni_glue_on_the_jvm(golden, tmp_path, synth_hubert):
                str(n_images)]).stdout
     assert out.strip().endswith("OK"), out
     assert "worst difference 0 LSB" in out or "worst difference 1 LSB" in out
+    # A golden folder with no cases compares nothing: the host test must fail, not pass.
+    empty = tmp_path / "empty_golden"
+    shutil.copytree(golden, empty)
+    (empty / "cases.txt").write_text("\n \n")
+    proc = subprocess.run([java_home / "bin/java", f"-Djava.library.path={build}", "-cp", classes, "ai.dhm.demo.DhmNativeHostTest",
+                           empty, str(n_images)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "FAIL: cases.txt lists no frames to render" in proc.stdout, proc.stdout
 
 
 def test_objc_bridge_under_gnustep(golden, tmp_path, synth_hubert):

@@ -139,7 +139,7 @@ def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     assert "| student | mnn | int8 |" in first["table"] and (work / "video" / "teacher_vs_int8.mp4").stat().st_size > 0
     assert all(r["end_to_end_fps"] > 0 for r in first["rows"])
     bench = json.loads((work / "bench" / "bench.json").read_text())
-    assert bench["schema"] == "dhm.bench/1" and (work / "bench" / "bench_pareto.png").is_file()
+    assert bench["schema"] == "dhm.bench/2" and (work / "bench" / "bench_pareto.png").is_file()
 
     again = run_demo(work, quick=True, log=lambda m: None)
     assert again["ran"] == [] and len(again["skipped"]) == 7

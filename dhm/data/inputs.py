@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,27 @@ class InputSet:
     @property
     def protocol(self) -> str:
         return "generation" if self.source.endswith(":generation") else "inference"
+
+    def quality(self, pred: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+        """Whole-crop, mouth and lip figures of `pred` against `ref` (both [N,3,H,W] in
+        [0,1], one image per input), JSON-ready."""
+        from dhm.manifest import json_number
+        from dhm.metrics import image_quality
+
+        q = image_quality(pred, ref, lips=self.lips).to_dict()
+        return {k: json_number(v) if isinstance(v, float) else v for k, v in q.items()} | {"frames": len(self)}
+
+    def lip_sync(self, images: np.ndarray) -> float | None:
+        """Correlation of the true mouth opening with the one measured in `images` (the
+        built-in data only, and only meaningful in the generation protocol, where the
+        reference cannot hand the true mouth to the model)."""
+        from dhm.data.lips import union_box
+        from dhm.metrics import lip_sync
+
+        window = union_box(self.lips) if self.lips is not None else None
+        if self.openness is None or window is None:
+            return None
+        return round(lip_sync(images, self.openness, window), 4)
 
 
 def evenly_spaced(indices: list[int] | tuple[int, ...], n: int) -> list[int]:

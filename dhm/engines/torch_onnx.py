@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +30,33 @@ class OnnxExport:
     simplify_note: str
 
 
+@contextlib.contextmanager
+def _native_output_dropped() -> Iterator[None]:
+    """The TorchScript exporter's C++ side prints the whole IR graph to the C stdout when
+    an export fails (`_jit_onnx_log`, hundreds of lines); the failure's reason is in the
+    exception, so the native output is dropped (dhm's stdout carries tables and JSON)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
 def _torch_export(model, spec: GeneratorSpec, path: Path, opset: int) -> None:
     import torch
 
     shapes = spec.input_shapes(1)
     args = tuple(torch.zeros(s) for s in shapes.values())
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _native_output_dropped():
         # The TorchScript exporter: the dynamo one needs onnxscript, which dhm does not
         # ship, and gains nothing for a static-shape CNN.
         warnings.simplefilter("ignore")
