@@ -43,7 +43,9 @@ native-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(NATIVE_PACKAGES); \
 	fi
 
+# ruff first: lint (pyflakes, pycodestyle at the configured line length, bugbear) in seconds
 test: $(STAMP) native-deps
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
 clean:

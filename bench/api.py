@@ -1,8 +1,8 @@
 """`dhm bench`: one call, one versioned JSON record, a Markdown report and two plots.
 
-    result = run_bench(["student=out/export"], reference="teacher/model.pt", data="data",
-                       settings=BenchSettings(threads=(1, 2)), json_path="bench.json",
-                       report_path="bench.md")
+result = run_bench(["student=out/export"], reference="teacher/model.pt", data="data",
+                   settings=BenchSettings(threads=(1, 2)), json_path="bench.json",
+                   report_path="bench.md")
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from dhm.errors import DatasetError, SpecError
 SCHEMA_ID = "dhm.bench/2"  # 2: a generation-protocol block per entry, lip figures
 SCHEMAS_READ = ("dhm.bench/1", SCHEMA_ID)  # --compare reads both: parity.psnr means the same in each
 PROTOCOL_NOTES = {
-    "parity": "inference protocol: the reference frame is the target frame, as the apps run; a deployment-parity figure",
-    "generation": "generation protocol: the reference is another held-out frame, so the mouth must come from the audio; "
-                  "lip_sync correlates the true mouth opening (built-in data) with the generated one",
+    "parity": "inference protocol: the reference frame is the target frame, as the apps run; "
+    "a deployment-parity figure",
+    "generation": "generation protocol: the reference is another held-out frame, so the mouth must come from the "
+    "audio; lip_sync correlates the true mouth opening (built-in data) with the generated one",
 }
 MIN_FRAMES = 4  # fewer held-out frames than this make PSNR/SSIM a coin toss
 TARGET_SPEEDUP = 10.0
@@ -52,7 +53,9 @@ class BenchSettings:
     force: bool = False  # replace --json/--report files that are not earlier bench outputs
 
     def host(self) -> HostSettings:
-        return HostSettings(threads=self.threads, warmup=self.warmup, runs=self.runs, rounds=self.rounds, e2e_frames=self.e2e_frames)
+        return HostSettings(
+            threads=self.threads, warmup=self.warmup, runs=self.runs, rounds=self.rounds, e2e_frames=self.e2e_frames
+        )
 
 
 def check_bench_outputs(json_path: Any, report_path: Any, force: bool, inputs: Sequence[Any]) -> None:
@@ -85,7 +88,9 @@ def check_settings(s: BenchSettings) -> None:
     if not (s.device == "host" or s.device == "adb" or s.device.startswith("adb:")):
         raise SpecError(f"--device {s.device!r}: expected host, adb or adb:SERIAL")
     if s.device != "host" and s.mnn_bin is None:
-        raise SpecError("--device adb needs --mnn-bin DIR holding ModuleBasic.out and libMNN.so from MNN's Android build")
+        raise SpecError(
+            "--device adb needs --mnn-bin DIR holding ModuleBasic.out and libMNN.so from MNN's Android build"
+        )
 
 
 def machine() -> dict[str, Any]:
@@ -98,7 +103,10 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
-        "host": platform.node(), "platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
         "python": platform.python_version(),
     }
 
@@ -127,7 +135,11 @@ def ratios(entries: list[dict[str, Any]], records: list[dict[str, Any]]) -> list
             if r["id"] != e["id"]:
                 continue
             row: dict[str, Any] = {"id": e["id"], "threads": r["threads"]}
-            for key, base in (("vs_teacher_torch", "torch"), ("vs_teacher_onnxruntime", "onnxruntime"), ("vs_teacher_same_engine", e["backend"])):
+            for key, base in (
+                ("vs_teacher_torch", "torch"),
+                ("vs_teacher_onnxruntime", "onnxruntime"),
+                ("vs_teacher_same_engine", e["backend"]),
+            ):
                 ref = by.get((f"{REFERENCE}/{base}/fp32", r["threads"]))
                 if ref is not None:
                     row[key] = speedup(_stats(r["latency_ms"]), _stats(ref["latency_ms"])).to_dict()
@@ -146,9 +158,16 @@ def engine_ratios(entries: list[dict[str, Any]], records: list[dict[str, Any]]) 
         for r in records:
             if r["id"] == e["id"] and (ort_id, r["threads"]) in by:
                 ort = by[(ort_id, r["threads"])]
-                out.append({"model": e["model"], "variant": e["variant"], "threads": r["threads"],
-                            "mnn_p50_ms": r["latency_ms"]["p50"], "onnxruntime_p50_ms": ort["latency_ms"]["p50"],
-                            "mnn_over_onnxruntime": r["latency_ms"]["p50"] / ort["latency_ms"]["p50"]})
+                out.append(
+                    {
+                        "model": e["model"],
+                        "variant": e["variant"],
+                        "threads": r["threads"],
+                        "mnn_p50_ms": r["latency_ms"]["p50"],
+                        "onnxruntime_p50_ms": ort["latency_ms"]["p50"],
+                        "mnn_over_onnxruntime": r["latency_ms"]["p50"] / ort["latency_ms"]["p50"],
+                    }
+                )
     return out
 
 
@@ -158,7 +177,9 @@ def _psnr(entry: dict[str, Any]) -> float:
     return from_json_number(entry["parity"]["psnr"])
 
 
-def targets(entries: list[dict[str, Any]], records: list[dict[str, Any]], speedups: list[dict[str, Any]]) -> dict[str, Any]:
+def targets(
+    entries: list[dict[str, Any]], records: list[dict[str, Any]], speedups: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The issue's targets, read from this run: the best student on MNN against the teacher
     in onnxruntime FP32, and which variant and engine win at each thread count."""
     by_id = {e["id"]: e for e in entries}
@@ -172,20 +193,37 @@ def targets(entries: list[dict[str, Any]], records: list[dict[str, Any]], speedu
             r = min(mnn, key=lambda r: r["latency_ms"]["p50"])
             s = rat.get((r["id"], threads), {})
             vs_ort = s.get("vs_teacher_onnxruntime", {}).get("value")
-            best_mnn.append({
-                "threads": threads, "id": r["id"], "p50_ms": r["latency_ms"]["p50"], "psnr": by_id[r["id"]]["parity"]["psnr"],
-                "speedup_vs_teacher_onnxruntime": vs_ort,
-                "speedup_vs_teacher_torch": s.get("vs_teacher_torch", {}).get("value"),
-                "met": bool(vs_ort is not None and vs_ort >= TARGET_SPEEDUP),
-                "end_to_end_fps": r["end_to_end"]["fps"],
-            })
+            best_mnn.append(
+                {
+                    "threads": threads,
+                    "id": r["id"],
+                    "p50_ms": r["latency_ms"]["p50"],
+                    "psnr": by_id[r["id"]]["parity"]["psnr"],
+                    "speedup_vs_teacher_onnxruntime": vs_ort,
+                    "speedup_vs_teacher_torch": s.get("vs_teacher_torch", {}).get("value"),
+                    "met": bool(vs_ort is not None and vs_ort >= TARGET_SPEEDUP),
+                    "end_to_end_fps": r["end_to_end"]["fps"],
+                }
+            )
         if good:
             r = min(good, key=lambda r: r["latency_ms"]["p50"])
             e2e = max(good, key=lambda r: r["end_to_end"]["fps"])
-            winners.append({"threads": threads, "fastest_model": r["id"], "p50_ms": r["latency_ms"]["p50"],
-                            "fastest_end_to_end": e2e["id"], "end_to_end_fps": e2e["end_to_end"]["fps"]})
-    return {"speedup_target": TARGET_SPEEDUP, "psnr_target_db": TARGET_PSNR_DB, "best_mnn": best_mnn, "winners": winners,
-            "variant_ratios": variant_ratios(entries, records)}
+            winners.append(
+                {
+                    "threads": threads,
+                    "fastest_model": r["id"],
+                    "p50_ms": r["latency_ms"]["p50"],
+                    "fastest_end_to_end": e2e["id"],
+                    "end_to_end_fps": e2e["end_to_end"]["fps"],
+                }
+            )
+    return {
+        "speedup_target": TARGET_SPEEDUP,
+        "psnr_target_db": TARGET_PSNR_DB,
+        "best_mnn": best_mnn,
+        "winners": winners,
+        "variant_ratios": variant_ratios(entries, records),
+    }
 
 
 def variant_ratios(entries: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -197,8 +235,15 @@ def variant_ratios(entries: list[dict[str, Any]], records: list[dict[str, Any]])
             base_id = f"{e['model']}/{e['backend']}/fp32"
             for (rid, threads), p50 in by.items():
                 if rid == e["id"] and (base_id, threads) in by:
-                    out.append({"model": e["model"], "engine": e["backend"], "variant": e["variant"], "threads": threads,
-                                "over_fp32": p50 / by[(base_id, threads)]})
+                    out.append(
+                        {
+                            "model": e["model"],
+                            "engine": e["backend"],
+                            "variant": e["variant"],
+                            "threads": threads,
+                            "over_fp32": p50 / by[(base_id, threads)],
+                        }
+                    )
     return out
 
 
@@ -223,7 +268,9 @@ def run_bench(
     from dhm.engines import versions as engine_versions
 
     check_settings(settings)
-    check_bench_outputs(json_path, report_path, settings.force, inputs=[reference, data, *(split_name(m)[1] for m in models)])
+    check_bench_outputs(
+        json_path, report_path, settings.force, inputs=[reference, data, *(split_name(m)[1] for m in models)]
+    )
     reference = Path(reference)
     data = Path(data)
     ref_spec = reference_spec(reference, settings.crop_interpolation)
@@ -235,7 +282,8 @@ def run_bench(
     n_eval = len(split.eval) if split else 0
     if n_eval < MIN_FRAMES:
         raise DatasetError(
-            f"{data}: {ds.n_frames} frames leave {n_eval} held-out evaluation frames; the bench needs at least {MIN_FRAMES} "
+            f"{data}: {ds.n_frames} frames leave {n_eval} held-out evaluation frames; the bench needs at least "
+            f"{MIN_FRAMES} "
             f"(a clip of 75+ frames has one held-out block of 25)"
         )
     load_before = _load_avg()
@@ -246,14 +294,21 @@ def run_bench(
         serial = settings.device.partition(":")[2] or None
         transport_obj = AdbTransport.connect(serial)  # fail on adb/device problems before any work
     with tempfile.TemporaryDirectory(prefix="dhm-bench-") as work:
-        cands = resolve(reference, ref_spec, models, settings.backends, Path(work), data, log, settings.crop_interpolation)
+        cands = resolve(
+            reference, ref_spec, models, settings.backends, Path(work), data, log, settings.crop_interpolation
+        )
         ref_cand = next(c for c in cands if c.role == "reference" and c.backend == "torch")
         sets = {p: heldout_inputs(data, ref_cand.spec, "eval", settings.frames, protocol=p) for p in PROTOCOLS}
         inputs = sets["inference"]
-        log(f"[bench] {len(cands)} candidates; parity on {len(inputs)} held-out frames against {REFERENCE} torch fp32, "
-            f"in both protocols")
+        log(
+            f"[bench] {len(cands)} candidates; parity on {len(inputs)} held-out frames against {REFERENCE} torch fp32, "
+            f"in both protocols"
+        )
         quality, outputs = parity(cands, ref_cand, sets, log)
-        entries = [c.to_dict() | {"parity": quality[c.id]["inference"], "generation": quality[c.id]["generation"]} for c in cands]
+        entries = [
+            c.to_dict() | {"parity": quality[c.id]["inference"], "generation": quality[c.id]["generation"]}
+            for c in cands
+        ]
         records: list[dict[str, Any]] = []
         device: dict[str, Any] | None = None
         if settings.device == "host":
@@ -267,11 +322,24 @@ def run_bench(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine() | {"load_average_start": load_before, "load_average_end": _load_avg()},
         "versions": engine_versions(),
-        "settings": {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
-        "reference": {"file": str(reference), "generator": ref_cand.spec.to_dict(), "macs": ref_cand.macs, "params": ref_cand.params},
-        "data": {"folder": str(data), "frames": ds.n_frames, "parity_frames": inputs.frames, "source": inputs.source,
-                 "generation_references": sets["generation"].references,
-                 "ground_truth_lip_sync": sets["generation"].lip_sync(sets["generation"].targets)},
+        "settings": {
+            k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+            for k, v in asdict(settings).items()
+        },
+        "reference": {
+            "file": str(reference),
+            "generator": ref_cand.spec.to_dict(),
+            "macs": ref_cand.macs,
+            "params": ref_cand.params,
+        },
+        "data": {
+            "folder": str(data),
+            "frames": ds.n_frames,
+            "parity_frames": inputs.frames,
+            "source": inputs.source,
+            "generation_references": sets["generation"].references,
+            "ground_truth_lip_sync": sets["generation"].lip_sync(sets["generation"].targets),
+        },
         "protocols": PROTOCOL_NOTES,
         "entries": entries,
         "host": records,
@@ -285,8 +353,13 @@ def run_bench(
 
 
 def _device(
-    cands: list[Candidate], inputs: Any, host_outputs: dict[str, np.ndarray], ref_out: np.ndarray, settings: BenchSettings,
-    transport: Any, log: Callable[[str], None],
+    cands: list[Candidate],
+    inputs: Any,
+    host_outputs: dict[str, np.ndarray],
+    ref_out: np.ndarray,
+    settings: BenchSettings,
+    transport: Any,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
     """The MNN candidates on the phone. `host_outputs` (from the parity pass) are what
     ModuleBasic checks the phone's outputs against."""
@@ -294,10 +367,17 @@ def _device(
 
     mnn = [c for c in cands if c.backend == "mnn"]
     if not mnn:
-        raise SpecError("--device adb benches MNN models: include mnn in --backends and pass MNN models or export folders")
+        raise SpecError(
+            "--device adb benches MNN models: include mnn in --backends and pass MNN models or export folders"
+        )
     models = [(c.id, c.path, c.precision, dict(c.spec.output_shapes(1))) for c in mnn]
-    ds = DeviceSettings(mnn_bin=Path(settings.mnn_bin), forward=settings.device_backend, threads=settings.threads,
-                        runs=settings.runs, timeout_s=settings.device_timeout_s)
+    ds = DeviceSettings(
+        mnn_bin=Path(settings.mnn_bin),
+        forward=settings.device_backend,
+        threads=settings.threads,
+        runs=settings.runs,
+        timeout_s=settings.device_timeout_s,
+    )
     out = bench_on_device(transport, models, inputs.inputs, host_outputs, ref_out, ds, log)
     # Ratios against the teacher on the phone, from the same session.
     teacher = next((m for m in out["models"] if m["id"] == f"{REFERENCE}/mnn/fp32"), None)

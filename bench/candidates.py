@@ -52,10 +52,18 @@ class Candidate:
         from dhm.metrics import file_size
 
         return {
-            "id": self.id, "model": self.model, "role": self.role, "file": str(self.path),
-            "backend": self.backend, "variant": self.variant, "precision": self.precision,
-            "size_bytes": file_size(self.path), "macs": self.macs, "params": self.params,
-            "generator": self.spec.to_dict(), "built_for_run": self.built_for_run,
+            "id": self.id,
+            "model": self.model,
+            "role": self.role,
+            "file": str(self.path),
+            "backend": self.backend,
+            "variant": self.variant,
+            "precision": self.precision,
+            "size_bytes": file_size(self.path),
+            "macs": self.macs,
+            "params": self.params,
+            "generator": self.spec.to_dict(),
+            "built_for_run": self.built_for_run,
         }
 
 
@@ -75,7 +83,9 @@ def _manifest_for(path: Path) -> dict[str, Any] | None:
     return read_manifest(m) if m.is_file() else None
 
 
-def _from_manifest(name: str, folder: Path, manifest: dict[str, Any], backends: Sequence[str], only: str | None) -> list[Candidate]:
+def _from_manifest(
+    name: str, folder: Path, manifest: dict[str, Any], backends: Sequence[str], only: str | None
+) -> list[Candidate]:
     from dhm.manifest import generator_spec
 
     gen = manifest["generator"]
@@ -89,7 +99,9 @@ def _from_manifest(name: str, folder: Path, manifest: dict[str, Any], backends: 
         path = folder / a["file"]
         if not path.is_file():
             raise SpecError(f"{path}: listed in {folder / 'manifest.json'} but missing")
-        out.append(Candidate(name, "model", path, a["engine"], a["variant"], spec, int(gen["macs"]), int(gen["params"])))
+        out.append(
+            Candidate(name, "model", path, a["engine"], a["variant"], spec, int(gen["macs"]), int(gen["params"]))
+        )
     return out
 
 
@@ -109,12 +121,22 @@ def _file_without_manifest(name: str, path: Path) -> Candidate:
 
             macs, params = generator_cost(spec)
             return Candidate(name, "model", path, backend, biz.get("variant", "fp32"), spec, macs, params)
-    raise SpecError(f"{path}: no manifest.json beside it to say what it holds; bench the `dhm export` folder, or keep the manifest with the file")
+    raise SpecError(
+        f"{path}: no manifest.json beside it to say what it holds; bench the `dhm export` folder, or keep the "
+        "manifest with the file"
+    )
 
 
 def _exported(
-    name: str, checkpoint: Path, spec: GeneratorSpec, backends: Sequence[str], work: Path, data: Path, role: str,
-    log: Callable[[str], None], crop_interpolation: str | None = None,
+    name: str,
+    checkpoint: Path,
+    spec: GeneratorSpec,
+    backends: Sequence[str],
+    work: Path,
+    data: Path,
+    role: str,
+    log: Callable[[str], None],
+    crop_interpolation: str | None = None,
 ) -> list[Candidate]:
     """torch for the checkpoint itself; onnxruntime/MNN FP32 built for the run by the
     engine layer and validated against the checkpoint (max abs <= 1e-4)."""
@@ -148,7 +170,9 @@ def _exported(
         for b in chosen:
             backend = get(b)
             dst = folder / f"model_fp32.{backend.format}"
-            art = build_and_validate(backend, Fp32(), onnx_fp32, dst, check, reference, TOLERANCES["fp32"], header=header)
+            art = build_and_validate(
+                backend, Fp32(), onnx_fp32, dst, check, reference, TOLERANCES["fp32"], header=header
+            )
             out.append(Candidate(name, role, art.path, b, "fp32", spec, macs, params, built_for_run=True))
     return out
 
@@ -189,10 +213,11 @@ def resolve(
         plan.append((name, path))
     # Check every model's spec against the reference before exporting or timing anything.
     specs = [(name, path, _spec_of(path, crop_interpolation)) for name, path in plan]
-    for (n0, _, s0), (n1, _, s1) in zip(specs, specs[1:]):
+    for (n0, _, s0), (n1, _, s1) in zip(specs, specs[1:], strict=False):
         if s0.input_shapes(1) != s1.input_shapes(1):
             raise SpecError(
-                f"models with different input specs in one call: {n0} takes {_shapes(s0)}, {n1} takes {_shapes(s1)}; bench them separately"
+                f"models with different input specs in one call: {n0} takes {_shapes(s0)}, {n1} takes {_shapes(s1)}; "
+                "bench them separately"
             )
     for name, path, spec in specs:
         check_compatible(ref_spec, spec, f"{name} ({path})")
@@ -211,7 +236,11 @@ def resolve(
             cands += _exported(name, path, spec, backends, work, data, "model", log, crop_interpolation)
         else:
             manifest = _manifest_for(path)
-            cands += _from_manifest(name, path.parent, manifest, backends, path.name) if manifest else [_file_without_manifest(name, path)]
+            cands += (
+                _from_manifest(name, path.parent, manifest, backends, path.name)
+                if manifest
+                else [_file_without_manifest(name, path)]
+            )
     return cands
 
 
@@ -236,10 +265,15 @@ def check_compatible(reference: GeneratorSpec, spec: GeneratorSpec, what: str) -
     """Parity needs the same audio mode, window and crop filter (the same network inputs)
     as the reference."""
     if spec.mode != reference.mode:
-        raise SpecError(f"{what} is a {spec.mode} model, the reference teacher is {reference.mode}: parity needs the same audio mode")
+        raise SpecError(
+            f"{what} is a {spec.mode} model, the reference teacher is {reference.mode}: parity needs the same audio "
+            "mode"
+        )
     if spec.conventions != reference.conventions:
-        raise SpecError(f"{what} expects {spec.conventions.describe()}, the reference teacher "
-                        f"{reference.conventions.describe()}: parity needs the same inputs")
+        raise SpecError(
+            f"{what} expects {spec.conventions.describe()}, the reference teacher "
+            f"{reference.conventions.describe()}: parity needs the same inputs"
+        )
     if spec.input_shapes(1) != reference.input_shapes(1):
         raise SpecError(f"{what} takes {_shapes(spec)}, the reference teacher takes {_shapes(reference)}")
 

@@ -60,8 +60,14 @@ class Transport(Protocol):
 def _run(cmd: list[str], timeout_s: float, what: str) -> tuple[int, str]:
     """Run a command in its own process group, so a timeout stops everything it started."""
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
     except FileNotFoundError:
         raise DeviceError(ADB_HELP if Path(cmd[0]).name == "adb" else f"{cmd[0]}: not found") from None
     try:
@@ -120,8 +126,12 @@ class AdbTransport:
 
     def describe(self) -> dict[str, str]:
         props = {
-            "manufacturer": "ro.product.manufacturer", "model": "ro.product.model", "android": "ro.build.version.release",
-            "sdk": "ro.build.version.sdk", "soc": "ro.soc.model", "hardware": "ro.hardware",
+            "manufacturer": "ro.product.manufacturer",
+            "model": "ro.product.model",
+            "android": "ro.build.version.release",
+            "sdk": "ro.build.version.sdk",
+            "soc": "ro.soc.model",
+            "hardware": "ro.hardware",
         }
         return {"transport": "adb", "serial": self.serial, **{k: self.getprop(v) for k, v in props.items()}}
 
@@ -147,14 +157,19 @@ def pick_device(devices: list[tuple[str, str]], serial: str | None) -> str:
             raise DeviceError(f"device {serial} is not connected (adb devices lists: {listed})")
         devices = [(serial, states[serial])]
     if not devices:
-        raise DeviceError("no Android device connected: `adb devices` lists none (enable USB debugging and accept the prompt on the phone)")
+        raise DeviceError(
+            "no Android device connected: `adb devices` lists none (enable USB debugging and accept the prompt on "
+            "the phone)"
+        )
     ready = [(s, st) for s, st in devices if st == "device"]
     if not ready:
         s, st = devices[0]
         hint = "accept the USB debugging prompt on the phone" if st == "unauthorized" else "reconnect it"
         raise DeviceError(f"device {s} is {st}: {hint}")
     if len(ready) > 1:
-        raise DeviceError(f"several devices connected ({', '.join(s for s, _ in ready)}): pick one with --device adb:SERIAL")
+        raise DeviceError(
+            f"several devices connected ({', '.join(s for s, _ in ready)}): pick one with --device adb:SERIAL"
+        )
     return ready[0][0]
 
 
@@ -180,7 +195,11 @@ class LocalTransport:
         shutil.copy(remote, local)
 
     def abis(self) -> list[str]:
-        return [{"x86_64": "x86_64", "aarch64": "arm64-v8a", "armv7l": "armeabi-v7a"}.get(platform.machine(), platform.machine())]
+        return [
+            {"x86_64": "x86_64", "aarch64": "arm64-v8a", "armv7l": "armeabi-v7a"}.get(
+                platform.machine(), platform.machine()
+            )
+        ]
 
     def describe(self) -> dict[str, str]:
         return {"transport": "local", "model": platform.node(), "abi": self.abis()[0]}
@@ -215,7 +234,9 @@ class DeviceSettings:
 
 def check_mnn_bin(folder: Path) -> tuple[Path, list[Path]]:
     if not folder.is_dir():
-        raise DeviceError(f"--mnn-bin {folder}: no such folder (it must hold {BINARY} and {LIBRARY} from MNN's Android build)")
+        raise DeviceError(
+            f"--mnn-bin {folder}: no such folder (it must hold {BINARY} and {LIBRARY} from MNN's Android build)"
+        )
     binary = folder / BINARY
     if not binary.is_file():
         raise DeviceError(
@@ -255,7 +276,9 @@ def bench_on_device(
         try:
             for f in [binary, *libs]:
                 transport.push(f, f"{remote}/{f.name}", t)
-            _checked(transport.shell(f"chmod 755 {shlex.quote(remote + '/' + BINARY)}", t), f"making {BINARY} executable")
+            _checked(
+                transport.shell(f"chmod 755 {shlex.quote(remote + '/' + BINARY)}", t), f"making {BINARY} executable"
+            )
             for k, x in enumerate(inputs):
                 stage = tmp / f"f{k}"
                 stage.mkdir()
@@ -263,8 +286,23 @@ def bench_on_device(
                 transport.shell(f"mkdir -p {shlex.quote(f'{remote}/f{k}/output')}", t)
                 transport.push(stage / "input.mnn", f"{remote}/f{k}/input.mnn", t)
             for mid, path, precision, out_shapes in models:
-                results.append(_bench_model(transport, remote, lib_env, tmp, mid, path, precision, out_shapes, inputs,
-                                            host_outputs[mid], reference, settings, log))
+                results.append(
+                    _bench_model(
+                        transport,
+                        remote,
+                        lib_env,
+                        tmp,
+                        mid,
+                        path,
+                        precision,
+                        out_shapes,
+                        inputs,
+                        host_outputs[mid],
+                        reference,
+                        settings,
+                        log,
+                    )
+                )
         finally:
             rc, text = transport.shell(f"rm -rf {shlex.quote(remote)}", t)
             left = transport.shell(f"ls -d {shlex.quote(remote)} 2>/dev/null", t)[1].strip()
@@ -273,28 +311,46 @@ def bench_on_device(
     for r in results:
         if "parity" in r:
             r["parity"] = {k: json_number(v) if isinstance(v, float) else v for k, v in r["parity"].items()}
-    return {"device": device, "abi": abi, "forward": settings.forward, "runs": settings.runs,
-            "tool": BINARY, "models": results}
+    return {
+        "device": device,
+        "abi": abi,
+        "forward": settings.forward,
+        "runs": settings.runs,
+        "tool": BINARY,
+        "models": results,
+    }
 
 
 def _checked(result: tuple[int, str], what: str) -> str:
     rc, text = result
     if rc != 0:
-        raise DeviceError(f"{what} on the device failed (exit {rc}): {text.strip().splitlines()[-1] if text.strip() else ''}")
+        raise DeviceError(
+            f"{what} on the device failed (exit {rc}): {text.strip().splitlines()[-1] if text.strip() else ''}"
+        )
     return text
 
 
 def _bench_model(
-    transport: Transport, remote: str, lib_env: str, tmp: Path, mid: str, path: Path, precision: str,
-    out_shapes: dict[str, tuple[int, ...]], inputs: Sequence[dict[str, np.ndarray]], host_out: np.ndarray,
-    reference: np.ndarray, settings: DeviceSettings, log: Callable[[str], None],
+    transport: Transport,
+    remote: str,
+    lib_env: str,
+    tmp: Path,
+    mid: str,
+    path: Path,
+    precision: str,
+    out_shapes: dict[str, tuple[int, ...]],
+    inputs: Sequence[dict[str, np.ndarray]],
+    host_out: np.ndarray,
+    reference: np.ndarray,
+    settings: DeviceSettings,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
     from dhm.metrics import image_quality
 
     t = settings.timeout_s
     model_remote = f"{remote}/{path.name}"
     transport.push(path, model_remote, t)
-    (out_name, out_shape), = out_shapes.items()
+    ((out_name, out_shape),) = out_shapes.items()
     count = int(np.prod(out_shape))
     preds, checks, runs_text = [], [], []
     for k in range(len(inputs)):
@@ -302,7 +358,10 @@ def _bench_model(
         save_mnn_vars({out_name: host_out[k : k + 1]}, expected)
         transport.push(expected, f"{remote}/f{k}/output.mnn", t)
         args = modulebasic_args(model_remote, ".", settings.forward, 0, settings.threads[0], precision)
-        cmd = f"cd {shlex.quote(f'{remote}/f{k}')} && {lib_env} {shlex.quote(remote + '/' + BINARY)} {' '.join(map(shlex.quote, args))}"
+        cmd = (
+            f"cd {shlex.quote(f'{remote}/f{k}')} && {lib_env} {shlex.quote(remote + '/' + BINARY)} "
+            f"{' '.join(map(shlex.quote, args))}"
+        )
         rc, text = transport.shell(cmd, t)
         run = parse_modulebasic(text)
         _require_ran(run, rc, text, path.name)
@@ -321,23 +380,49 @@ def _bench_model(
     timing = []
     for threads in settings.threads:
         args = modulebasic_args(model_remote, ".", settings.forward, settings.runs, threads, precision)
-        cmd = f"cd {shlex.quote(f'{remote}/f0')} && {lib_env} {shlex.quote(remote + '/' + BINARY)} {' '.join(map(shlex.quote, args))}"
+        cmd = (
+            f"cd {shlex.quote(f'{remote}/f0')} && {lib_env} {shlex.quote(remote + '/' + BINARY)} "
+            f"{' '.join(map(shlex.quote, args))}"
+        )
         rc, text = transport.shell(cmd, t)
         run = parse_modulebasic(text)
         _require_ran(run, rc, text, path.name)
         if run.avg_ms is None:
             raise DeviceError(f"{BINARY} printed no timing line for {path.name}: {_tail(text)}")
-        timing.append({"threads": threads, "avg_ms": run.avg_ms, "min_ms": run.min_ms, "max_ms": run.max_ms,
-                       "fps": 1000.0 / run.avg_ms if run.avg_ms else None, "load_ms": run.load_ms, "mnn_memory_mb": run.memory_mb})
+        timing.append(
+            {
+                "threads": threads,
+                "avg_ms": run.avg_ms,
+                "min_ms": run.min_ms,
+                "max_ms": run.max_ms,
+                "fps": 1000.0 / run.avg_ms if run.avg_ms else None,
+                "load_ms": run.load_ms,
+                "mnn_memory_mb": run.memory_mb,
+            }
+        )
         transport.shell(f"rm -f {shlex.quote(f'{remote}/f0')}/output/*", t)
-        log(f"[bench] device {mid} at {threads} thread(s): avg {run.avg_ms:.2f} ms (min {run.min_ms:.2f}, max {run.max_ms:.2f})")
+        log(
+            f"[bench] device {mid} at {threads} thread(s): avg {run.avg_ms:.2f} ms (min {run.min_ms:.2f}, max "
+            f"{run.max_ms:.2f})"
+        )
     check = "failed" if "failed" in checks else ("passed" if set(checks) == {"passed"} else "skipped")
     if check == "failed":
-        log(f"[bench] warning: {BINARY}'s own check FAILED for {mid}: the phone's outputs differ from the host's by > 1% of range")
+        log(
+            f"[bench] warning: {BINARY}'s own check FAILED for {mid}: the phone's outputs differ from the host's by "
+            "> 1% of range"
+        )
     transport.shell(f"rm -f {shlex.quote(model_remote)}", t)
     return {
-        "id": mid, "file": str(path), "precision": precision, "modulebasic_check": check,
-        "parity": {**q.to_dict(), "frames": len(inputs), "psnr_vs_host_mnn": vs_host.psnr, "max_abs_vs_host_mnn": vs_host.max_abs},
+        "id": mid,
+        "file": str(path),
+        "precision": precision,
+        "modulebasic_check": check,
+        "parity": {
+            **q.to_dict(),
+            "frames": len(inputs),
+            "psnr_vs_host_mnn": vs_host.psnr,
+            "max_abs_vs_host_mnn": vs_host.max_abs,
+        },
         "timing": timing,
     }
 

@@ -61,8 +61,11 @@ def parity(
             if protocol == "generation":
                 q["lip_sync"] = inputs.lip_sync(outputs[c.id])
             quality[c.id][protocol] = q
-            log(f"[bench] {protocol:<10} {c.id}: PSNR {_db(q['psnr'])}, lip-box PSNR {_db(q.get('lip_psnr'))}, "
-                f"lip colour off by {q.get('lip_color_diff', '–')} levels" + (f", lip sync {q['lip_sync']}" if q.get("lip_sync") is not None else ""))
+            log(
+                f"[bench] {protocol:<10} {c.id}: PSNR {_db(q['psnr'])}, lip-box PSNR {_db(q.get('lip_psnr'))}, "
+                f"lip colour off by {q.get('lip_color_diff', '–')} levels"
+                + (f", lip sync {q['lip_sync']}" if q.get("lip_sync") is not None else "")
+            )
         if protocol == "inference":
             kept = outputs
     return quality, kept
@@ -97,25 +100,40 @@ def latency(
                 engine.run(sample)
             loads[c.id] = {"load_ms": load_ms, **probe.stop()}
             engines[c.id] = engine
-        log(f"[bench] timing {len(cands)} candidates at {threads} thread(s): {settings.runs} runs in {settings.rounds} interleaved rounds")
+        log(
+            f"[bench] timing {len(cands)} candidates at {threads} thread(s): {settings.runs} runs in "
+            f"{settings.rounds} interleaved rounds"
+        )
         calls = {cid: (lambda e=e: e.run(sample)) for cid, e in engines.items()}
         times = interleaved_timings(calls, settings.runs, settings.rounds)
         for c in cands:
             stats = summarize(times[c.id])
             e2e = pipeline_frames(engines[c.id], settings.e2e_frames)
-            records.append({
-                "id": c.id, "threads": threads, "warmup": settings.warmup, "rounds": settings.rounds,
-                "latency_ms": stats.to_dict(), "memory_mb": {k: v for k, v in loads[c.id].items() if k != "load_ms"},
-                "load_ms": loads[c.id]["load_ms"], "end_to_end": e2e,
-            })
-            log(f"[bench]   {c.id:<34} p50 {stats.p50:8.2f} ms  p90 {stats.p90:8.2f}  spread (IQR) {stats.iqr_pct:4.1f}%  "
-                f"end-to-end {e2e['fps']:.1f} fps")
+            records.append(
+                {
+                    "id": c.id,
+                    "threads": threads,
+                    "warmup": settings.warmup,
+                    "rounds": settings.rounds,
+                    "latency_ms": stats.to_dict(),
+                    "memory_mb": {k: v for k, v in loads[c.id].items() if k != "load_ms"},
+                    "load_ms": loads[c.id]["load_ms"],
+                    "end_to_end": e2e,
+                }
+            )
+            log(
+                f"[bench]   {c.id:<34} p50 {stats.p50:8.2f} ms  p90 {stats.p90:8.2f}  spread (IQR) "
+                f"{stats.iqr_pct:4.1f}%  "
+                f"end-to-end {e2e['fps']:.1f} fps"
+            )
         engines.clear()
         gc.collect()
     return records
 
 
-def end_to_end_runner(ds: Dataset, conventions: Conventions, frames: Sequence[int]) -> Callable[[Any, int], dict[str, Any]]:
+def end_to_end_runner(
+    ds: Dataset, conventions: Conventions, frames: Sequence[int]
+) -> Callable[[Any, int], dict[str, Any]]:
     """The reference pipeline per frame on held-out frames: reference frame i, audio window
     of frame i, stage times split as the phone apps report them."""
     from dhm.data.preprocess import audio_window
@@ -133,9 +151,13 @@ def end_to_end_runner(ds: Dataset, conventions: Conventions, frames: Sequence[in
             pipe.render(i, audio_window(feats, i, conventions))
         ms = pipe.times.per_frame_ms()
         return {
-            "frames": n, "stage_ms": ms,
-            "crop_ms": ms["load"] + ms["crop"] + ms["pack"], "infer_ms": ms["infer"], "paste_ms": ms["paste"],
-            "total_ms": sum(ms.values()), "fps": pipe.times.fps(),
+            "frames": n,
+            "stage_ms": ms,
+            "crop_ms": ms["load"] + ms["crop"] + ms["pack"],
+            "infer_ms": ms["infer"],
+            "paste_ms": ms["paste"],
+            "total_ms": sum(ms.values()),
+            "fps": pipe.times.fps(),
         }
 
     return run

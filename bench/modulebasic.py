@@ -37,7 +37,15 @@ def modulebasic_args(model: str, folder: str, forward: str, loops: int, threads:
         raise DeviceError(f"device backend {forward!r}: expected one of {sorted(FORWARD_TYPES)}")
     if precision not in PRECISION_CODES:
         raise DeviceError(f"precision {precision!r}: expected one of {sorted(PRECISION_CODES)}")
-    return [model, folder, str(RUN_MASK_MNN_IO), str(FORWARD_TYPES[forward]), str(loops), str(threads), str(PRECISION_CODES[precision])]
+    return [
+        model,
+        folder,
+        str(RUN_MASK_MNN_IO),
+        str(FORWARD_TYPES[forward]),
+        str(loops),
+        str(threads),
+        str(PRECISION_CODES[precision]),
+    ]
 
 
 @dataclass
@@ -123,7 +131,10 @@ _BENCH = re.compile(r"^\[ - \]\s+(\S+)\s+max =\s*([\d.]+) ms\s+min =\s*([\d.]+) 
 def parse_benchmark(text: str) -> list[BenchmarkLine]:
     """`benchmark.out` lines. It feeds random data to the first input only, so dhm reads its
     format for users who bring its logs, but benches with ModuleBasic."""
-    return [BenchmarkLine(m.group(1), float(m.group(2)), float(m.group(3)), float(m.group(4))) for m in _BENCH.finditer(text)]
+    return [
+        BenchmarkLine(m.group(1), float(m.group(2)), float(m.group(3)), float(m.group(4)))
+        for m in _BENCH.finditer(text)
+    ]
 
 
 def read_output_txt(text: str, count: int) -> list[float]:
@@ -146,7 +157,9 @@ def elf_abi(path: Path) -> str:
     except OSError as exc:
         raise DeviceError(f"{path}: cannot read it ({exc.strerror})") from None
     if len(head) < 20 or head[:4] != b"\x7fELF":
-        raise DeviceError(f"{path}: not an ELF executable; pass the {BINARY} built for your phone by MNN's Android build")
+        raise DeviceError(
+            f"{path}: not an ELF executable; pass the {BINARY} built for your phone by MNN's Android build"
+        )
     order = "little" if head[5] == 1 else "big"
     machine = int.from_bytes(head[18:20], order)
     return _ELF_MACHINES.get(machine, f"e_machine {machine}")

@@ -49,11 +49,14 @@ def markdown(result: dict[str, Any], plots: dict[str, str] | None = None) -> str
         "",
         "## Parity against the teacher (torch FP32), inference protocol",
         "",
-        "The reference frame is the target frame, as the apps run: a deployment-parity figure (a model could score well "
+        "The reference frame is the target frame, as the apps run: a deployment-parity figure (a model could score "
+        "well "
         "here by copying its input's upper face, so the generation protocol below is the quality figure). Lip box: the "
-        "outer-lip landmarks plus a margin; lip colour: the largest channel difference of the lips' mean BGR, in levels.",
+        "outer-lip landmarks plus a margin; lip colour: the largest channel difference of the lips' mean BGR, in "
+        "levels.",
         "",
-        "| model | engine | variant | MACs | params | size | PSNR | SSIM | mouth-PSNR | lip-box PSNR | lip colour Δ | max abs |",
+        "| model | engine | variant | MACs | params | size | PSNR | SSIM | mouth-PSNR | lip-box PSNR | lip colour Δ "
+        "| max abs |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in result["entries"]:
@@ -70,9 +73,11 @@ def markdown(result: dict[str, Any], plots: dict[str, str] | None = None) -> str
             "",
             "## Generation protocol (reference = another held-out frame)",
             "",
-            "The mouth must come from the audio, as in training. Figures against the teacher on the same inputs; lip sync "
+            "The mouth must come from the audio, as in training. Figures against the teacher on the same inputs; lip "
+            "sync "
             "is the correlation between the true mouth opening of each frame (known on the built-in data) and the "
-            f"opening measured in the generated mouth window (ground truth scores {_num(gt, '.3f')}; nothing can copy it).",
+            f"opening measured in the generated mouth window (ground truth scores {_num(gt, '.3f')}; nothing can "
+            "copy it).",
             "",
             "| model | engine | variant | PSNR | SSIM | mouth-PSNR | lip-box PSNR | lip colour Δ | lip sync |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|",
@@ -82,7 +87,8 @@ def markdown(result: dict[str, Any], plots: dict[str, str] | None = None) -> str
             lines.append(
                 f"| {e['model']} | {e['backend']} | {e['variant']} | {_num(g.get('psnr'), '.2f', ' dB')} | "
                 f"{_num(g.get('ssim'), '.4f')} | {_num(g.get('mouth_psnr'), '.2f', ' dB')} | "
-                f"{_num(g.get('lip_psnr'), '.2f', ' dB')} | {_num(g.get('lip_color_diff'), '.1f')} | {_num(g.get('lip_sync'), '.3f')} |"
+                f"{_num(g.get('lip_psnr'), '.2f', ' dB')} | {_num(g.get('lip_color_diff'), '.1f')} | "
+                f"{_num(g.get('lip_sync'), '.3f')} |"
             )
     if result["host"]:
         lines += _host_sections(result)
@@ -102,14 +108,16 @@ def _host_sections(result: dict[str, Any]) -> list[str]:
         "Model alone (one frame, batch 1). Speed-ups are ratios of medians from the same interleaved rounds, "
         "with the range from the quartiles; the IQR column is this run's noise.",
         "",
-        "| model / engine / variant | threads | p50 | p90 | p99 | mean | fps | IQR | load | +RSS | × teacher torch | × teacher ORT |",
+        "| model / engine / variant | threads | p50 | p90 | p99 | mean | fps | IQR | load | +RSS | × teacher torch | "
+        "× teacher ORT |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["host"]:
         lat, mem = r["latency_ms"], r["memory_mb"]
         ra = rat.get((r["id"], r["threads"]), {})
         lines.append(
-            f"| {r['id']} | {r['threads']} | {lat['p50']:.2f} ms | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['mean']:.2f} | "
+            f"| {r['id']} | {r['threads']} | {lat['p50']:.2f} ms | {lat['p90']:.2f} | {lat['p99']:.2f} | "
+            f"{lat['mean']:.2f} | "
             f"{lat['fps']:.0f} | {lat['iqr_pct']:.0f}% | {r['load_ms']:.0f} ms | {_mb(mem.get('added_mb'))} | "
             f"{_ratio(ra.get('vs_teacher_torch'))} | {_ratio(ra.get('vs_teacher_onnxruntime'))} |"
         )
@@ -117,7 +125,8 @@ def _host_sections(result: dict[str, Any]) -> list[str]:
         "",
         "## End-to-end pipeline per frame",
         "",
-        "The reference runtime's loop (`dhm.runtime_py.AvatarPipeline`) on held-out frames: read the frame, crop + mask + "
+        "The reference runtime's loop (`dhm.runtime_py.AvatarPipeline`) on held-out frames: read the frame, crop + "
+        "mask + "
         "pack, infer, paste back.",
         "",
         "| model / engine / variant | threads | read + crop + pack | infer | paste | total | fps |",
@@ -125,14 +134,23 @@ def _host_sections(result: dict[str, Any]) -> list[str]:
     ]
     for r in result["host"]:
         e = r["end_to_end"]
-        lines.append(f"| {r['id']} | {r['threads']} | {e['crop_ms']:.2f} ms | {e['infer_ms']:.2f} ms | {e['paste_ms']:.2f} ms | "
-                     f"{e['total_ms']:.2f} ms | {e['fps']:.1f} |")
+        lines.append(
+            f"| {r['id']} | {r['threads']} | {e['crop_ms']:.2f} ms | {e['infer_ms']:.2f} ms | {e['paste_ms']:.2f} ms | "
+            f"{e['total_ms']:.2f} ms | {e['fps']:.1f} |"
+        )
     if result["engine_ratios"]:
-        lines += ["", "## MNN / onnxruntime latency (same model, same variant; > 1: MNN slower)", "",
-                  "| model | variant | threads | MNN p50 | ORT p50 | MNN / ORT |", "|---|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## MNN / onnxruntime latency (same model, same variant; > 1: MNN slower)",
+            "",
+            "| model | variant | threads | MNN p50 | ORT p50 | MNN / ORT |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for r in result["engine_ratios"]:
-            lines.append(f"| {r['model']} | {r['variant']} | {r['threads']} | {r['mnn_p50_ms']:.2f} ms | "
-                         f"{r['onnxruntime_p50_ms']:.2f} ms | {r['mnn_over_onnxruntime']:.2f} |")
+            lines.append(
+                f"| {r['model']} | {r['variant']} | {r['threads']} | {r['mnn_p50_ms']:.2f} ms | "
+                f"{r['onnxruntime_p50_ms']:.2f} ms | {r['mnn_over_onnxruntime']:.2f} |"
+            )
     t = result.get("targets")
     if t:
         lines += ["", "## Targets", ""]
@@ -140,23 +158,37 @@ def _host_sections(result: dict[str, Any]) -> list[str]:
             verdict = "met" if b["met"] else "not met"
             lines.append(
                 f"- {b['threads']} thread(s): best MNN model with PSNR ≥ {t['psnr_target_db']:.0f} dB is `{b['id']}` "
-                f"({b['p50_ms']:.2f} ms, {_num(b['psnr'], '.2f', ' dB')}): {_num(b['speedup_vs_teacher_onnxruntime'], '.1f', '×')} "
-                f"faster than the teacher in onnxruntime FP32, {_num(b['speedup_vs_teacher_torch'], '.1f', '×')} than in torch FP32 "
+                f"({b['p50_ms']:.2f} ms, {_num(b['psnr'], '.2f', ' dB')}): "
+                f"{_num(b['speedup_vs_teacher_onnxruntime'], '.1f', '×')} "
+                f"faster than the teacher in onnxruntime FP32, {_num(b['speedup_vs_teacher_torch'], '.1f', '×')} "
+                "than in torch FP32 "
                 f"(target ≥ {t['speedup_target']:.0f}×: {verdict})."
             )
         if not t["best_mnn"]:
             lines.append(f"- No MNN model reached {t['psnr_target_db']:.0f} dB against the teacher in this run.")
         for b in t["best_mnn"]:
-            lines.append(f"- End to end with `{b['id']}` at {b['threads']} thread(s): {b['end_to_end_fps']:.0f} fps "
-                         f"(real time is 25 fps).")
+            lines.append(
+                f"- End to end with `{b['id']}` at {b['threads']} thread(s): {b['end_to_end_fps']:.0f} fps "
+                f"(real time is 25 fps)."
+            )
         for w in t["winners"]:
-            lines.append(f"- Winner at {w['threads']} thread(s): `{w['fastest_model']}` ({w['p50_ms']:.2f} ms model alone); "
-                         f"end to end `{w['fastest_end_to_end']}` at {w['end_to_end_fps']:.0f} fps.")
+            lines.append(
+                f"- Winner at {w['threads']} thread(s): `{w['fastest_model']}` ({w['p50_ms']:.2f} ms model alone); "
+                f"end to end `{w['fastest_end_to_end']}` at {w['end_to_end_fps']:.0f} fps."
+            )
         if t.get("variant_ratios"):
-            lines += ["", "What quantization bought in speed on this host (latency over the same model's FP32 on the same engine; "
-                      "> 1: slower):", ""]
-            lines += [f"- {v['model']} {v['engine']} {v['variant']} at {v['threads']} thread(s): {v['over_fp32']:.2f}× FP32's latency"
-                      for v in t["variant_ratios"]]
+            lines += [
+                "",
+                "What quantization bought in speed on this host (latency over the same model's FP32 on the same "
+                "engine; "
+                "> 1: slower):",
+                "",
+            ]
+            lines += [
+                f"- {v['model']} {v['engine']} {v['variant']} at {v['threads']} thread(s): {v['over_fp32']:.2f}× "
+                "FP32's latency"
+                for v in t["variant_ratios"]
+            ]
         lines += ["", *_why(result)]
     return lines
 
@@ -169,16 +201,21 @@ def _why(result: dict[str, Any]) -> list[str]:
     if x86:
         lines += [
             "- This is an x86 host: onnxruntime's MLAS kernels are tuned for AVX2/AVX-512 and usually lead MNN here; "
-            "MNN's kernels are tuned for ARM NEON (and fp16/int8 dot-product instructions), so its lead shows on the phone "
+            "MNN's kernels are tuned for ARM NEON (and fp16/int8 dot-product instructions), so its lead shows on the "
+            "phone "
             "(`--device adb`).",
             "- FP16 files do not run faster on x86: the CPU has no fp16 arithmetic, so both engines compute in fp32 "
-            "(MNN converts the weights at load; onnxruntime's FP16 graph adds casts). FP16 halves the file and the download.",
+            "(MNN converts the weights at load; onnxruntime's FP16 graph adds casts). FP16 halves the file and the "
+            "download.",
             "- INT8 pays a quantize/dequantize step per layer; at the small channel counts of a distilled student "
-            "(4–80 channels) that overhead outweighs the cheaper multiply-adds, so INT8 is mostly a size win on this host.",
+            "(4–80 channels) that overhead outweighs the cheaper multiply-adds, so INT8 is mostly a size win on this "
+            "host.",
         ]
     else:
-        lines += ["- An ARM host: MNN's NEON kernels, with fp16 and int8 dot-product instructions where the CPU has them, "
-                  "are the ones to use; compare the MNN / onnxruntime ratios above."]
+        lines += [
+            "- An ARM host: MNN's NEON kernels, with fp16 and int8 dot-product instructions where the CPU has them, "
+            "are the ones to use; compare the MNN / onnxruntime ratios above."
+        ]
     return lines
 
 
@@ -197,19 +234,22 @@ def _device_section(d: dict[str, Any]) -> list[str]:
     dev = d["device"]
     lines = [
         "",
-        f"## On the device: {dev.get('manufacturer', '')} {dev.get('model', '')} ({d['abi']}, MNN {d['forward']}, {d['tool']})",
+        f"## On the device: {dev.get('manufacturer', '')} {dev.get('model', '')} ({d['abi']}, MNN {d['forward']}, "
+        f"{d['tool']})",
         "",
         "Timing is ModuleBasic's own (`Avg/min/max` over the runs); parity is computed on the host from the pulled "
         "outputs. ModuleBasic's check compares the phone with dhm's host MNN run (within 1% of range); with fp16 it "
         "checks nothing (`skipped`).",
         "",
-        "| model | precision | threads | avg | min | max | × teacher (MNN, phone) | PSNR vs teacher | vs host MNN | ModuleBasic check |",
+        "| model | precision | threads | avg | min | max | × teacher (MNN, phone) | PSNR vs teacher | vs host MNN | "
+        "ModuleBasic check |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for m in d["models"]:
         for t in m["timing"]:
             lines.append(
-                f"| {m['id']} | {m['precision']} | {t['threads']} | {t['avg_ms']:.2f} ms | {t['min_ms']:.2f} | {t['max_ms']:.2f} | "
+                f"| {m['id']} | {m['precision']} | {t['threads']} | {t['avg_ms']:.2f} ms | {t['min_ms']:.2f} | "
+                f"{t['max_ms']:.2f} | "
                 f"{_num(t.get('speedup_vs_teacher_mnn'), '.1f', '×')} | {_num(m['parity']['psnr'], '.2f', ' dB')} | "
                 f"{_num(m['parity']['psnr_vs_host_mnn'], '.1f', ' dB')} | {m['modulebasic_check']} |"
             )
@@ -231,9 +271,14 @@ def plots(result: dict[str, Any], stem: Path) -> dict[str, str]:
     if result["host"]:
         rows = result["host"]
         path = stem.with_name(stem.name + "_latency.png")
-        bar_chart(path, "Model latency p50 (ms), bars show p25-p75", "ms",
-                  [f"{_short(r['id'])} t{r['threads']}" for r in rows], [r["latency_ms"]["p50"] for r in rows],
-                  errors=[(r["latency_ms"]["p75"] - r["latency_ms"]["p25"]) / 2 for r in rows])
+        bar_chart(
+            path,
+            "Model latency p50 (ms), bars show p25-p75",
+            "ms",
+            [f"{_short(r['id'])} t{r['threads']}" for r in rows],
+            [r["latency_ms"]["p50"] for r in rows],
+            errors=[(r["latency_ms"]["p75"] - r["latency_ms"]["p25"]) / 2 for r in rows],
+        )
         made["latency by variant and engine"] = path.name
     # One point per model and variant (every engine gives the same MACs): MNN's if benched.
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
@@ -241,17 +286,27 @@ def plots(result: dict[str, Any], stem: Path) -> dict[str, str]:
         key = (e["model"], e["variant"])
         if key not in chosen or e["backend"] == "mnn":
             chosen[key] = e
-    points = {f"{m} {v} ({({'onnxruntime': 'ort'}).get(e['backend'], e['backend'])})":
-              (float(e["macs"]), min(_psnr_value(e["parity"]["psnr"]), PLOT_PSNR_CAP_DB)) for (m, v), e in chosen.items()}
+    points = {
+        f"{m} {v} ({({'onnxruntime': 'ort'}).get(e['backend'], e['backend'])})": (
+            float(e["macs"]),
+            min(_psnr_value(e["parity"]["psnr"]), PLOT_PSNR_CAP_DB),
+        )
+        for (m, v), e in chosen.items()
+    }
     path = stem.with_name(stem.name + "_pareto.png")
-    scatter_chart(path, f"PSNR vs teacher (dB, capped at {PLOT_PSNR_CAP_DB:.0f}) against MACs per frame", "MACs (log)", "PSNR dB", points)
+    scatter_chart(
+        path,
+        f"PSNR vs teacher (dB, capped at {PLOT_PSNR_CAP_DB:.0f}) against MACs per frame",
+        "MACs (log)",
+        "PSNR dB",
+        points,
+    )
     made["PSNR against MACs"] = path.name
     return made
 
 
 def own_json(path: Path) -> bool:
     """An earlier `dhm bench --json` record (replaced without --force)."""
-    from dhm.bench.api import SCHEMA_ID
 
     try:
         with open(path, "rb") as f:
@@ -317,42 +372,67 @@ def compare(a: dict[str, Any], b: dict[str, Any], name_a: str = "A", name_b: str
     try:
         return _compare(a, b, name_a, name_b)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise SpecError(f"{name_a} or {name_b}: not a complete `dhm bench` record ({type(exc).__name__}: {exc})") from None
+        raise SpecError(
+            f"{name_a} or {name_b}: not a complete `dhm bench` record ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _compare(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str) -> str:
     lines = [f"# dhm bench: {name_a} → {name_b}", ""]
     ma, mb = a["machine"], b["machine"]
     if (ma["cpu"], ma["cores"]) != (mb["cpu"], mb["cores"]):
-        lines += [f"Different machines: {ma['cpu']} ({ma['cores']} cores) vs {mb['cpu']} ({mb['cores']} cores); "
-                  "compare the ratios, not the milliseconds.", ""]
+        lines += [
+            f"Different machines: {ma['cpu']} ({ma['cores']} cores) vs {mb['cpu']} ({mb['cores']} cores); "
+            "compare the ratios, not the milliseconds.",
+            "",
+        ]
     changed = {k for k in set(a["versions"]) | set(b["versions"]) if a["versions"].get(k) != b["versions"].get(k)}
     if changed:
-        lines += ["Engine versions changed: " + ", ".join(f"{k} {a['versions'].get(k)} → {b['versions'].get(k)}" for k in sorted(changed)), ""]
+        lines += [
+            "Engine versions changed: "
+            + ", ".join(f"{k} {a['versions'].get(k)} → {b['versions'].get(k)}" for k in sorted(changed)),
+            "",
+        ]
     pa = {e["id"]: e for e in a["entries"]}
     pb = {e["id"]: e for e in b["entries"]}
-    lines += ["## Parity (PSNR against the teacher)", "", f"| entry | {name_a} | {name_b} | change |", "|---|---:|---:|---:|"]
+    lines += [
+        "## Parity (PSNR against the teacher)",
+        "",
+        f"| entry | {name_a} | {name_b} | change |",
+        "|---|---:|---:|---:|",
+    ]
     for key in sorted(set(pa) | set(pb)):
         va = _psnr_value(pa[key]["parity"]["psnr"]) if key in pa else None
         vb = _psnr_value(pb[key]["parity"]["psnr"]) if key in pb else None
-        delta = f"{vb - va:+.2f} dB" if va is not None and vb is not None and math.isfinite(va) and math.isfinite(vb) else "–"
+        delta = (
+            f"{vb - va:+.2f} dB"
+            if va is not None and vb is not None and math.isfinite(va) and math.isfinite(vb)
+            else "–"
+        )
         lines.append(f"| {key} | {_num(va, '.2f', ' dB')} | {_num(vb, '.2f', ' dB')} | {delta} |")
     ha = {(r["id"], r["threads"]): r for r in a.get("host") or []}
     hb = {(r["id"], r["threads"]): r for r in b.get("host") or []}
     ra = {(r["id"], r["threads"]): r for r in a.get("ratios") or []}
     rb = {(r["id"], r["threads"]): r for r in b.get("ratios") or []}
     if ha or hb:
-        lines += ["", "## Latency p50 and speed-up against the teacher (same run)", "",
-                  f"| entry | threads | {name_a} p50 | {name_b} p50 | change | {name_a} × teacher torch | {name_b} × teacher torch |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## Latency p50 and speed-up against the teacher (same run)",
+            "",
+            f"| entry | threads | {name_a} p50 | {name_b} p50 | change | {name_a} × teacher torch | {name_b} × "
+            "teacher torch |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for key in sorted(set(ha) | set(hb)):
             xa = ha[key]["latency_ms"]["p50"] if key in ha else None
             xb = hb[key]["latency_ms"]["p50"] if key in hb else None
             change = f"{100.0 * (xb - xa) / xa:+.1f}%" if xa and xb else "–"
             sa = ra.get(key, {}).get("vs_teacher_torch")
             sb = rb.get(key, {}).get("vs_teacher_torch")
-            lines.append(f"| {key[0]} | {key[1]} | {_num(xa, '.2f', ' ms')} | {_num(xb, '.2f', ' ms')} | {change} | "
-                         f"{_ratio(sa)} | {_ratio(sb)} |")
+            lines.append(
+                f"| {key[0]} | {key[1]} | {_num(xa, '.2f', ' ms')} | {_num(xb, '.2f', ' ms')} | {change} | "
+                f"{_ratio(sa)} | {_ratio(sb)} |"
+            )
     only = sorted(set(pa) ^ set(pb))
     if only:
         lines += ["", "Only in one run: " + ", ".join(f"`{k}` ({name_a if k in pa else name_b})" for k in only)]

@@ -53,8 +53,16 @@ def summarize(times_ms: list[float] | np.ndarray) -> LatencyStats:
         raise ValueError("no timings to summarise")
     q = np.percentile(t, [25, 50, 75, 90, 99])
     return LatencyStats(
-        runs=int(t.size), p25=float(q[0]), p50=float(q[1]), p75=float(q[2]), p90=float(q[3]), p99=float(q[4]),
-        mean=float(t.mean()), std=float(t.std()), min=float(t.min()), max=float(t.max()),
+        runs=int(t.size),
+        p25=float(q[0]),
+        p50=float(q[1]),
+        p75=float(q[2]),
+        p90=float(q[3]),
+        p99=float(q[4]),
+        mean=float(t.mean()),
+        std=float(t.std()),
+        min=float(t.min()),
+        max=float(t.max()),
     )
 
 
@@ -133,7 +141,7 @@ def reset_peak_rss() -> bool:
 class MemoryProbe:
     """Peak resident memory while a block runs, and how much it added over the baseline.
 
-        probe = MemoryProbe(); engine = load(...); engine.run(x); probe.stop()
+    probe = MemoryProbe(); engine = load(...); engine.run(x); probe.stop()
     """
 
     def __init__(self) -> None:

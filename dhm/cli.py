@@ -39,7 +39,11 @@ class Finite(click.ParamType):
             self.fail(f"{value!r} is not a number", param, ctx)
         low_ok = v > self.lo if self.lo_open else v >= self.lo
         if not math.isfinite(v) or not low_ok or v > self.hi:
-            self.fail(f"{value!r} is not a finite number in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]", param, ctx)
+            self.fail(
+                f"{value!r} is not a finite number in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]",
+                param,
+                ctx,
+            )
         return v
 
     def __repr__(self) -> str:
@@ -87,7 +91,9 @@ class DhmGroup(click.Group):
             click.echo(f"dhm: error: {_os_error_line(exc)}", err=True)
             ctx.exit(1)
         except MemoryError:
-            click.echo("dhm: error: out of memory (the inputs or settings ask for more than this machine has)", err=True)
+            click.echo(
+                "dhm: error: out of memory (the inputs or settings ask for more than this machine has)", err=True
+            )
             ctx.exit(1)
         except Terminated:
             click.echo("dhm: terminated", err=True)
@@ -139,9 +145,12 @@ def main() -> None:
 def crop_interpolation_option(f: Any) -> Any:
     """--crop-interpolation, for every command that reads a checkpoint."""
     return click.option(
-        "--crop-interpolation", "crop_interpolation", type=click.Choice(list(INTERPOLATIONS)), default=None,
+        "--crop-interpolation",
+        "crop_interpolation",
+        type=click.Choice(list(INTERPOLATIONS)),
+        default=None,
         help="The crop filter the model was trained with, when you know better than its revision's default "
-             "(upstream before 2026-05-23: linear; since: area). Refused where a dhm checkpoint records another.",
+        "(upstream before 2026-05-23: linear; since: area). Refused where a dhm checkpoint records another.",
     )(f)
 
 
@@ -192,7 +201,9 @@ def data() -> None:
 @data.command("synth")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--frames", default=500, show_default=True, type=Count(8, 100_000), help="Number of video frames.")
-@click.option("--seed", default=0, show_default=True, type=SEED, help="Random seed; the same seed gives the same bytes.")
+@click.option(
+    "--seed", default=0, show_default=True, type=SEED, help="Random seed; the same seed gives the same bytes."
+)
 @click.option(
     "--mode",
     type=click.Choice(["hubert", "wenet"]),
@@ -200,8 +211,14 @@ def data() -> None:
     show_default=True,
     help="Feature layout to write: aud_hu.npy at 25 fps, or aud_wenet.npy at 20 fps.",
 )
-@click.option("--scale", default=1.0, show_default=True, type=Finite(0.5, 8.0),
-              help="Frame and face size: 1 gives a ~138 px face box (upscaled to the 168 px crop), 1.6 a ~220 px one (downscaled).")
+@click.option(
+    "--scale",
+    default=1.0,
+    show_default=True,
+    type=Finite(0.5, 8.0),
+    help="Frame and face size: 1 gives a ~138 px face box (upscaled to the 168 px crop), 1.6 a ~220 px one "
+    "(downscaled).",
+)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def data_synth(out: Path, frames: int, seed: int, mode: str, scale: float, force: bool) -> None:
     """Write the built-in talking-head dataset to OUT.
@@ -213,8 +230,9 @@ def data_synth(out: Path, frames: int, seed: int, mode: str, scale: float, force
     from dhm.data.synth import write_synth_dataset
 
     with click.progressbar(length=frames, label="rendering", file=sys.stderr) as bar:
-        path = write_synth_dataset(out, frames=frames, seed=seed, mode=mode, force=force, progress=lambda i, n: bar.update(1),
-                                   scale=scale)
+        path = write_synth_dataset(
+            out, frames=frames, seed=seed, mode=mode, force=force, progress=lambda i, n: bar.update(1), scale=scale
+        )
     click.echo(f"wrote {frames} frames ({mode}, seed {seed}) to {path}")
 
 
@@ -239,14 +257,49 @@ def data_check(folder: Path, mode: str | None) -> None:
 def _training_options(default_steps: int) -> Any:
     def wrap(f: Any) -> Any:
         options = [
-            click.option("--steps", default=default_steps, show_default=True, type=Count(1, 10_000_000), help="Optimizer steps."),
-            click.option("--batch-size", default=8, show_default=True, type=Count(1, 4096), help="Samples per step (per process under torchrun)."),
-            click.option("--lr", default=2e-3, show_default=True, type=Finite(0.0, 1e12, lo_open=True), help="Peak learning rate (warm-up, then cosine decay; a diverging run stops naming the step)."),
-            click.option("--seed", default=0, show_default=True, type=SEED, help="Seed: the same seed gives the same result on the same machine."),
-            click.option("--eval-every", default=0, type=Count(0, 10_000_000), help="Held-out evaluation interval in steps (default: steps/6)."),
-            click.option("--eval-frames", default=16, show_default=True, type=Count(1, 10_000), help="Held-out frames per evaluation."),
-            click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (CUDA trains in bf16 autocast)."),
-            click.option("--threads", default=None, type=Count(1, 1024), help="torch CPU threads (default: torch's choice)."),
+            click.option(
+                "--steps", default=default_steps, show_default=True, type=Count(1, 10_000_000), help="Optimizer steps."
+            ),
+            click.option(
+                "--batch-size",
+                default=8,
+                show_default=True,
+                type=Count(1, 4096),
+                help="Samples per step (per process under torchrun).",
+            ),
+            click.option(
+                "--lr",
+                default=2e-3,
+                show_default=True,
+                type=Finite(0.0, 1e12, lo_open=True),
+                help="Peak learning rate (warm-up, then cosine decay; a diverging run stops naming the step).",
+            ),
+            click.option(
+                "--seed",
+                default=0,
+                show_default=True,
+                type=SEED,
+                help="Seed: the same seed gives the same result on the same machine.",
+            ),
+            click.option(
+                "--eval-every",
+                default=0,
+                type=Count(0, 10_000_000),
+                help="Held-out evaluation interval in steps (default: steps/6).",
+            ),
+            click.option(
+                "--eval-frames",
+                default=16,
+                show_default=True,
+                type=Count(1, 10_000),
+                help="Held-out frames per evaluation.",
+            ),
+            click.option(
+                "--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (CUDA trains in bf16 autocast)."
+            ),
+            click.option(
+                "--threads", default=None, type=Count(1, 1024), help="torch CPU threads (default: torch's choice)."
+            ),
             click.option("--resume", is_flag=True, help="Continue the run saved in OUT (bit-for-bit, same settings)."),
             click.option("--force", is_flag=True, help="Overwrite a different run in OUT."),
             click.option("--quiet", is_flag=True, help="No progress line."),
@@ -279,15 +332,23 @@ def _summary(report: dict[str, Any]) -> None:
         for key, label in (("vs_teacher", "vs teacher"), ("vs_gt", "vs ground truth")):
             q = best.get(protocol, {}).get(key)
             if q:
-                lip = f", lip-box PSNR {q['lip_psnr']:.2f} dB (lip colour Δ {q['lip_color_diff']:.1f})" if "lip_psnr" in q else ""
-                click.echo(f"held-out {label} ({protocol}): PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}, "
-                           f"mouth-PSNR {q['mouth_psnr']:.2f} dB{lip}")
+                lip = (
+                    f", lip-box PSNR {q['lip_psnr']:.2f} dB (lip colour Δ {q['lip_color_diff']:.1f})"
+                    if "lip_psnr" in q
+                    else ""
+                )
+                click.echo(
+                    f"held-out {label} ({protocol}): PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}, "
+                    f"mouth-PSNR {q['mouth_psnr']:.2f} dB{lip}"
+                )
     sync = best.get("generation", {}).get("lip_sync")
     if sync is not None:
         click.echo(f"lip sync (generation): {sync:.3f} (ground truth {report.get('ceiling', {}).get('lip_sync')})")
     if "ratios" in report:
         r = report["ratios"]
-        click.echo(f"teacher/student: {r['macs']:.1f}x MACs, {r['params']:.1f}x parameters, {r['file_size']:.1f}x file size")
+        click.echo(
+            f"teacher/student: {r['macs']:.1f}x MACs, {r['params']:.1f}x parameters, {r['file_size']:.1f}x file size"
+        )
     t = report.get("training", {})
     if t:
         click.echo(f"training: {t['steps_run']} steps in {t['seconds']:.0f} s ({t['samples_per_second']} samples/s)")
@@ -296,20 +357,58 @@ def _summary(report: dict[str, Any]) -> None:
 @main.command()
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder (Ultralight layout).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--arch", default="ultralight", show_default=True, type=click.Choice(list(ARCHS)),
-              help="ultralight (InvertedResidual U-Net) or mobileone (FeatherTalk's MobileOne U-Net).")
+@click.option(
+    "--arch",
+    default="ultralight",
+    show_default=True,
+    type=click.Choice(list(ARCHS)),
+    help="ultralight (InvertedResidual U-Net) or mobileone (FeatherTalk's MobileOne U-Net).",
+)
 @click.option("--mode", default="hubert", show_default=True, type=click.Choice(["hubert", "wenet"]))
 @click.option("--widths", default="mobile", show_default=True, help="full, mobile, or w0,w1,w2,w3,w4.")
-@click.option("--revision", default=LATEST_REVISION, show_default=True,
-              type=click.Choice(list(REVISIONS)),
-              help="Upstream revision whose layout and conventions (audio window, crop filter) the model follows.")
+@click.option(
+    "--revision",
+    default=LATEST_REVISION,
+    show_default=True,
+    type=click.Choice(list(REVISIONS)),
+    help="Upstream revision whose layout and conventions (audio window, crop filter) the model follows.",
+)
 @crop_interpolation_option
-@click.option("--w-ssim", default=TRAIN_DEFAULTS.ssim, show_default=True, type=WEIGHT, help="Weight of the 1-SSIM term (L1 has weight 1).")
-@click.option("--w-mouth", default=TRAIN_DEFAULTS.mouth, show_default=True, type=WEIGHT, help="Extra L1 weight inside the mouth rectangle.")
-@click.option("--w-lips", default=TRAIN_DEFAULTS.lips, show_default=True, type=WEIGHT, help="L1 averaged over the lips alone (from the lip landmarks).")
+@click.option(
+    "--w-ssim",
+    default=TRAIN_DEFAULTS.ssim,
+    show_default=True,
+    type=WEIGHT,
+    help="Weight of the 1-SSIM term (L1 has weight 1).",
+)
+@click.option(
+    "--w-mouth",
+    default=TRAIN_DEFAULTS.mouth,
+    show_default=True,
+    type=WEIGHT,
+    help="Extra L1 weight inside the mouth rectangle.",
+)
+@click.option(
+    "--w-lips",
+    default=TRAIN_DEFAULTS.lips,
+    show_default=True,
+    type=WEIGHT,
+    help="L1 averaged over the lips alone (from the lip landmarks).",
+)
 @_training_options(default_steps=600)
-def train(data: Path, out: Path, arch: str, mode: str, widths: str, revision: str, crop_interpolation: str | None,
-          w_ssim: float, w_mouth: float, w_lips: float, **kw: Any) -> None:
+def train(
+    data: Path,
+    out: Path,
+    arch: str,
+    mode: str,
+    widths: str,
+    revision: str,
+    crop_interpolation: str | None,
+    w_ssim: float,
+    w_mouth: float,
+    w_lips: float,
+    **kw: Any,
+) -> None:
     """Train a generator from scratch on a dataset folder.
 
     Loss: L1 (extra weight in the mouth rectangle) + SSIM, on training frames with a
@@ -328,27 +427,87 @@ def train(data: Path, out: Path, arch: str, mode: str, widths: str, revision: st
 
     spec = GeneratorSpec(arch=arch, mode=mode, widths=widths, revision=revision, crop_interpolation=crop_interpolation)
     weights = replace(TRAIN_DEFAULTS, ssim=w_ssim, mouth=w_mouth, lips=w_lips)
-    report = train_generator(data, out, spec, _settings(kw), weights, resume=kw["resume"], force=kw["force"], progress=not kw["quiet"])
+    report = train_generator(
+        data, out, spec, _settings(kw), weights, resume=kw["resume"], force=kw["force"], progress=not kw["quiet"]
+    )
     _summary(report)
     click.echo(f"wrote {out / 'model.pt'} and report.md")
 
 
 @main.command()
-@click.option("--teacher", required=True, type=click.Path(path_type=Path), help="Teacher checkpoint (Ultralight or dhm).")
+@click.option(
+    "--teacher", required=True, type=click.Path(path_type=Path), help="Teacher checkpoint (Ultralight or dhm)."
+)
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder (Ultralight layout).")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--student", default="x10", show_default=True, help="Preset x4, x10, x20, x30 (1/N of the teacher's MACs) or w0,w1,w2,w3,w4.")
-@click.option("--student-arch", default=None, type=click.Choice(list(ARCHS)), help="The student's family (default: the teacher's); it keeps the teacher's audio window and crop filter.")
+@click.option(
+    "--student",
+    default="x10",
+    show_default=True,
+    help="Preset x4, x10, x20, x30 (1/N of the teacher's MACs) or w0,w1,w2,w3,w4.",
+)
+@click.option(
+    "--student-arch",
+    default=None,
+    type=click.Choice(list(ARCHS)),
+    help="The student's family (default: the teacher's); it keeps the teacher's audio window and crop filter.",
+)
 @crop_interpolation_option
-@click.option("--init", "init", default="teacher", show_default=True, type=click.Choice(["teacher", "random"]), help="Start from the teacher's most important channels, or from scratch.")
-@click.option("--w-pixel", default=DISTILL_DEFAULTS.pixel, show_default=True, type=WEIGHT, help="L1 to the teacher's output.")
-@click.option("--w-ssim", default=DISTILL_DEFAULTS.ssim, show_default=True, type=WEIGHT, help="1-SSIM to the teacher's output.")
-@click.option("--w-mouth", default=DISTILL_DEFAULTS.mouth, show_default=True, type=WEIGHT, help="Extra weight inside the mouth rectangle.")
-@click.option("--w-feature", default=DISTILL_DEFAULTS.feature, show_default=True, type=WEIGHT, help="Feature matching through 1x1 adapters (0 disables).")
-@click.option("--w-gt", default=DISTILL_DEFAULTS.gt, show_default=True, type=WEIGHT, help="L1 to the ground truth (0 disables).")
-@click.option("--w-lips", default=DISTILL_DEFAULTS.lips, show_default=True, type=WEIGHT, help="L1 to the teacher averaged over the lips alone (0 disables).")
+@click.option(
+    "--init",
+    "init",
+    default="teacher",
+    show_default=True,
+    type=click.Choice(["teacher", "random"]),
+    help="Start from the teacher's most important channels, or from scratch.",
+)
+@click.option(
+    "--w-pixel", default=DISTILL_DEFAULTS.pixel, show_default=True, type=WEIGHT, help="L1 to the teacher's output."
+)
+@click.option(
+    "--w-ssim", default=DISTILL_DEFAULTS.ssim, show_default=True, type=WEIGHT, help="1-SSIM to the teacher's output."
+)
+@click.option(
+    "--w-mouth",
+    default=DISTILL_DEFAULTS.mouth,
+    show_default=True,
+    type=WEIGHT,
+    help="Extra weight inside the mouth rectangle.",
+)
+@click.option(
+    "--w-feature",
+    default=DISTILL_DEFAULTS.feature,
+    show_default=True,
+    type=WEIGHT,
+    help="Feature matching through 1x1 adapters (0 disables).",
+)
+@click.option(
+    "--w-gt", default=DISTILL_DEFAULTS.gt, show_default=True, type=WEIGHT, help="L1 to the ground truth (0 disables)."
+)
+@click.option(
+    "--w-lips",
+    default=DISTILL_DEFAULTS.lips,
+    show_default=True,
+    type=WEIGHT,
+    help="L1 to the teacher averaged over the lips alone (0 disables).",
+)
 @_training_options(default_steps=600)
-def distill(teacher: Path, data: Path, out: Path, student: str, student_arch: str | None, crop_interpolation: str | None, init: str, w_pixel: float, w_ssim: float, w_mouth: float, w_feature: float, w_gt: float, w_lips: float, **kw: Any) -> None:
+def distill(
+    teacher: Path,
+    data: Path,
+    out: Path,
+    student: str,
+    student_arch: str | None,
+    crop_interpolation: str | None,
+    init: str,
+    w_pixel: float,
+    w_ssim: float,
+    w_mouth: float,
+    w_feature: float,
+    w_gt: float,
+    w_lips: float,
+    **kw: Any,
+) -> None:
     """Distil a trained generator into a phone-sized student.
 
     The teacher is frozen; the student (same family, smaller widths) learns the
@@ -368,8 +527,17 @@ def distill(teacher: Path, data: Path, out: Path, student: str, student_arch: st
 
     weights = LossWeights(pixel=w_pixel, ssim=w_ssim, mouth=w_mouth, feature=w_feature, gt=w_gt, lips=w_lips)
     report = distill_student(
-        teacher, data, out, student=student, settings=_settings(kw), weights=weights, init=init,
-        resume=kw["resume"], force=kw["force"], progress=not kw["quiet"], student_arch=student_arch,
+        teacher,
+        data,
+        out,
+        student=student,
+        settings=_settings(kw),
+        weights=weights,
+        init=init,
+        resume=kw["resume"],
+        force=kw["force"],
+        progress=not kw["quiet"],
+        student_arch=student_arch,
         crop_interpolation=crop_interpolation,
     )
     if report:
@@ -382,20 +550,83 @@ def distill(teacher: Path, data: Path, out: Path, student: str, student_arch: st
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: calibration and evaluation use its held-out frames.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created atomically).")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Dataset folder: calibration and evaluation use its held-out frames.",
+)
+@click.option(
+    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created atomically)."
+)
 @click.option("--fp16/--no-fp16", default=True, show_default=True, help="ONNX FP16 (float32 I/O) and MNN FP16 weights.")
 @click.option("--int8/--no-int8", default=True, show_default=True, help="ONNX QDQ INT8 and MNN full INT8.")
-@click.option("--calib-frames", default=24, show_default=True, type=Count(8, 10_000), help="Calibration frames (held-out calibration blocks).")
-@click.option("--eval-frames", default=16, show_default=True, type=Count(1, 10_000), help="Evaluation frames (other held-out blocks).")
-@click.option("--method", default="minmax", show_default=True, type=click.Choice(["minmax", "entropy", "percentile"]), help="onnxruntime calibration method.")
-@click.option("--mnn-method", default="auto", show_default=True, type=click.Choice(["auto", "KL", "ADMM", "EMA"]), help="MNN feature calibration; auto tries all three and keeps the best held-out PSNR.")
-@click.option("--target-psnr", default=35.0, show_default=True, type=Finite(0.0, 200.0), help="INT8 target, dB against FP32; layers are kept in float until it holds.")
-@click.option("--calib", "calib_file", type=click.Path(path_type=Path), default=None, help="A calib.npz from an earlier run to calibrate on instead.")
-@click.option("--inc", "use_inc", is_flag=True, help="Let neural-compressor autotune choose the ONNX activation calibration and symmetry (by held-out PSNR).")
+@click.option(
+    "--calib-frames",
+    default=24,
+    show_default=True,
+    type=Count(8, 10_000),
+    help="Calibration frames (held-out calibration blocks).",
+)
+@click.option(
+    "--eval-frames",
+    default=16,
+    show_default=True,
+    type=Count(1, 10_000),
+    help="Evaluation frames (other held-out blocks).",
+)
+@click.option(
+    "--method",
+    default="minmax",
+    show_default=True,
+    type=click.Choice(["minmax", "entropy", "percentile"]),
+    help="onnxruntime calibration method.",
+)
+@click.option(
+    "--mnn-method",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "KL", "ADMM", "EMA"]),
+    help="MNN feature calibration; auto tries all three and keeps the best held-out PSNR.",
+)
+@click.option(
+    "--target-psnr",
+    default=35.0,
+    show_default=True,
+    type=Finite(0.0, 200.0),
+    help="INT8 target, dB against FP32; layers are kept in float until it holds.",
+)
+@click.option(
+    "--calib",
+    "calib_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A calib.npz from an earlier run to calibrate on instead.",
+)
+@click.option(
+    "--inc",
+    "use_inc",
+    is_flag=True,
+    help="Let neural-compressor autotune choose the ONNX activation calibration and symmetry (by held-out PSNR).",
+)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new run succeeded).")
 @crop_interpolation_option
-def quantize(model: Path, data: Path, out: Path, fp16: bool, int8: bool, calib_frames: int, eval_frames: int, method: str, mnn_method: str, target_psnr: float, calib_file: Path | None, use_inc: bool, force: bool, crop_interpolation: str | None) -> None:
+def quantize(
+    model: Path,
+    data: Path,
+    out: Path,
+    fp16: bool,
+    int8: bool,
+    calib_frames: int,
+    eval_frames: int,
+    method: str,
+    mnn_method: str,
+    target_psnr: float,
+    calib_file: Path | None,
+    use_inc: bool,
+    force: bool,
+    crop_interpolation: str | None,
+) -> None:
     """FP16 and INT8 variants of MODEL, calibrated on held-out frames.
 
     Calibration frames come from the dataset's held-out calibration blocks, built as
@@ -416,9 +647,21 @@ def quantize(model: Path, data: Path, out: Path, fp16: bool, int8: bool, calib_f
     from dhm.quantize.api import quantize_model, variant_table
 
     report = quantize_model(
-        model, out, data, fp16=fp16, int8=int8, calib_frames=calib_frames, eval_frames=eval_frames,
-        ort_method=method, mnn_method=mnn_method, target_psnr=target_psnr, calib_file=calib_file, use_inc=use_inc, force=force,
-        log=lambda m: click.echo(m, err=True), crop_interpolation=crop_interpolation,
+        model,
+        out,
+        data,
+        fp16=fp16,
+        int8=int8,
+        calib_frames=calib_frames,
+        eval_frames=eval_frames,
+        ort_method=method,
+        mnn_method=mnn_method,
+        target_psnr=target_psnr,
+        calib_file=calib_file,
+        use_inc=use_inc,
+        force=force,
+        log=lambda m: click.echo(m, err=True),
+        crop_interpolation=crop_interpolation,
     )
     click.echo(variant_table(report))
     click.echo(f"wrote {len(report['variants'])} variants, recipe.json and report.md to {out}")
@@ -429,21 +672,42 @@ def quantize(model: Path, data: Path, out: Path, fp16: bool, int8: bool, calib_f
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created atomically).")
+@click.option(
+    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created atomically)."
+)
 @click.option(
     "--target",
     default="all",
     show_default=True,
     help="onnx, mnn or all (comma-separated).",
 )
-@click.option("--variants", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, int8 (int8 needs a quantize output as MODEL).")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder: validate on its held-out frames instead of random inputs.")
+@click.option(
+    "--variants",
+    default="fp32",
+    show_default=True,
+    help="Comma-separated: fp32, fp16, int8 (int8 needs a quantize output as MODEL).",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dataset folder: validate on its held-out frames instead of random inputs.",
+)
 @click.option("--frames", default=8, show_default=True, type=Count(1, 1000), help="Validation frames.")
 @click.option("--opset", default=None, type=Count(7, 21), help="ONNX opset (default 17).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new export succeeded).")
 @crop_interpolation_option
-def export(model: Path, out: Path, target: str, variants: str, data: Path | None, frames: int, opset: int | None, force: bool,
-           crop_interpolation: str | None) -> None:
+def export(
+    model: Path,
+    out: Path,
+    target: str,
+    variants: str,
+    data: Path | None,
+    frames: int,
+    opset: int | None,
+    force: bool,
+    crop_interpolation: str | None,
+) -> None:
     """Export MODEL (a dhm or Ultralight checkpoint, or a `dhm quantize` output folder)
     to validated ONNX and MNN files.
 
@@ -481,17 +745,49 @@ def export(model: Path, out: Path, target: str, variants: str, data: Path | None
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: the speaker's frames and landmarks.")
-@click.option("--audio-features", type=click.Path(path_type=Path), default=None, help="Precomputed features (.npy, [N,2,1024] hubert or [N,16,512] wenet).")
-@click.option("--wav", type=click.Path(path_type=Path), default=None, help="A WAV file, featurised by dhm's own front end (for models trained on it).")
+@click.option(
+    "--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: the speaker's frames and landmarks."
+)
+@click.option(
+    "--audio-features",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Precomputed features (.npy, [N,2,1024] hubert or [N,16,512] wenet).",
+)
+@click.option(
+    "--wav",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A WAV file, featurised by dhm's own front end (for models trained on it).",
+)
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output .mp4.")
-@click.option("--side-by-side", type=click.Path(path_type=Path), default=None, help="A second model rendered next to the first.")
+@click.option(
+    "--side-by-side", type=click.Path(path_type=Path), default=None, help="A second model rendered next to the first."
+)
 @click.option("--threads", default=2, show_default=True, type=Count(1, 1024), help="Inference threads.")
-@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16"]), help="Engine precision (MNN: high/low).")
+@click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    type=click.Choice(["fp32", "fp16"]),
+    help="Engine precision (MNN: high/low).",
+)
 @crop_interpolation_option
-@click.option("--force", is_flag=True, help="Replace OUT if it exists (only once the new video is complete and checked).")
-def run(model: Path, data: Path, audio_features: Path | None, wav: Path | None, out: Path, side_by_side: Path | None, threads: int,
-        precision: str, crop_interpolation: str | None, force: bool) -> None:
+@click.option(
+    "--force", is_flag=True, help="Replace OUT if it exists (only once the new video is complete and checked)."
+)
+def run(
+    model: Path,
+    data: Path,
+    audio_features: Path | None,
+    wav: Path | None,
+    out: Path,
+    side_by_side: Path | None,
+    threads: int,
+    precision: str,
+    crop_interpolation: str | None,
+    force: bool,
+) -> None:
     """Render a lip-synced video of the dataset's speaker with MODEL (.pt/.pth, .onnx or .mnn).
 
     Reference frames run in Ultralight's ping-pong order; each frame is cropped, masked,
@@ -500,9 +796,19 @@ def run(model: Path, data: Path, audio_features: Path | None, wav: Path | None, 
     """
     from dhm.runtime_py.video import render_video
 
-    r = render_video(model, data, out, audio_features=audio_features, wav=wav, side_by_side=side_by_side,
-                     threads=threads, precision=precision, log=lambda m: click.echo(m, err=True),
-                     crop_interpolation=crop_interpolation, force=force)
+    r = render_video(
+        model,
+        data,
+        out,
+        audio_features=audio_features,
+        wav=wav,
+        side_by_side=side_by_side,
+        threads=threads,
+        precision=precision,
+        log=lambda m: click.echo(m, err=True),
+        crop_interpolation=crop_interpolation,
+        force=force,
+    )
     ms = r["stage_ms"]
     click.echo(
         f"wrote {r['frames']} frames at {r['fps']} fps to {r['out']} ({'with' if r['audio'] else 'without'} audio); "
@@ -525,28 +831,112 @@ def _int_list(text: str, what: str, lo: int = 1, hi: int = 1024) -> tuple[int, .
 
 @main.command()
 @click.argument("models", nargs=-1, type=str)
-@click.option("--reference", type=click.Path(path_type=Path), default=None, help="The full teacher checkpoint (.pt): the parity reference (torch FP32) and the speed baseline.")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder: parity and the end-to-end pipeline use its held-out frames.")
-@click.option("--backends", default="torch,onnxruntime,mnn", show_default=True, help="Engines for export folders and checkpoints (files given directly always run on their own engine).")
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The full teacher checkpoint (.pt): the parity reference (torch FP32) and the speed baseline.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dataset folder: parity and the end-to-end pipeline use its held-out frames.",
+)
+@click.option(
+    "--backends",
+    default="torch,onnxruntime,mnn",
+    show_default=True,
+    help="Engines for export folders and checkpoints (files given directly always run on their own engine).",
+)
 @click.option("--threads", default="1,2", show_default=True, help="Thread counts to time, e.g. 1,2,4.")
-@click.option("--warmup", default=5, show_default=True, type=Count(0, 100_000), help="Untimed runs per model and thread count.")
-@click.option("--runs", default=50, show_default=True, type=Count(5, 1_000_000), help="Timed runs per model and thread count.")
-@click.option("--rounds", default=5, show_default=True, type=Count(1, 1000), help="Interleaved rounds the runs are split into (noise hits every model alike).")
+@click.option(
+    "--warmup", default=5, show_default=True, type=Count(0, 100_000), help="Untimed runs per model and thread count."
+)
+@click.option(
+    "--runs", default=50, show_default=True, type=Count(5, 1_000_000), help="Timed runs per model and thread count."
+)
+@click.option(
+    "--rounds",
+    default=5,
+    show_default=True,
+    type=Count(1, 1000),
+    help="Interleaved rounds the runs are split into (noise hits every model alike).",
+)
 @click.option("--frames", default=16, show_default=True, type=Count(4, 10_000), help="Held-out frames for parity.")
-@click.option("--e2e-frames", default=24, show_default=True, type=Count(1, 100_000), help="Frames through the end-to-end pipeline per model and thread count.")
+@click.option(
+    "--e2e-frames",
+    default=24,
+    show_default=True,
+    type=Count(1, 100_000),
+    help="Frames through the end-to-end pipeline per model and thread count.",
+)
 @click.option("--device", default="host", show_default=True, help="host, or adb[:SERIAL] for a phone.")
-@click.option("--mnn-bin", type=click.Path(path_type=Path), default=None, help="With --device adb: folder holding ModuleBasic.out and libMNN.so built for the phone.")
-@click.option("--device-backend", default="cpu", show_default=True, type=click.Choice(["cpu", "opencl", "vulkan"]), help="MNN backend on the phone.")
-@click.option("--device-timeout", default=300.0, show_default=True, type=Finite(1.0, 86400.0), help="Seconds any one adb step may take.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the full record (schema dhm.bench/2) here.")
-@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None, help="Write the Markdown report here, with PNG plots beside it.")
-@click.option("--compare", "compare_paths", nargs=2, type=click.Path(path_type=Path), default=None, help="Compare two --json results instead of benching.")
+@click.option(
+    "--mnn-bin",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --device adb: folder holding ModuleBasic.out and libMNN.so built for the phone.",
+)
+@click.option(
+    "--device-backend",
+    default="cpu",
+    show_default=True,
+    type=click.Choice(["cpu", "opencl", "vulkan"]),
+    help="MNN backend on the phone.",
+)
+@click.option(
+    "--device-timeout",
+    default=300.0,
+    show_default=True,
+    type=Finite(1.0, 86400.0),
+    help="Seconds any one adb step may take.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the full record (schema dhm.bench/2) here.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the Markdown report here, with PNG plots beside it.",
+)
+@click.option(
+    "--compare",
+    "compare_paths",
+    nargs=2,
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Compare two --json results instead of benching.",
+)
 @crop_interpolation_option
 @click.option("--force", is_flag=True, help="Replace --json/--report files that are not earlier bench outputs.")
-def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, backends: str, threads: str, warmup: int, runs: int,
-          rounds: int, frames: int, e2e_frames: int, device: str, mnn_bin: Path | None, device_backend: str, device_timeout: float,
-          json_path: Path | None, report_path: Path | None, compare_paths: tuple[Path, Path] | None,
-          crop_interpolation: str | None, force: bool) -> None:
+def bench(
+    models: tuple[str, ...],
+    reference: Path | None,
+    data: Path | None,
+    backends: str,
+    threads: str,
+    warmup: int,
+    runs: int,
+    rounds: int,
+    frames: int,
+    e2e_frames: int,
+    device: str,
+    mnn_bin: Path | None,
+    device_backend: str,
+    device_timeout: float,
+    json_path: Path | None,
+    report_path: Path | None,
+    compare_paths: tuple[Path, Path] | None,
+    crop_interpolation: str | None,
+    force: bool,
+) -> None:
     """Parity and latency of MODELS against the full teacher.
 
     \b
@@ -590,11 +980,23 @@ def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, ba
     from dhm.bench.report import markdown
 
     settings = BenchSettings(
-        backends=tuple(b.strip() for b in backends.split(",") if b.strip()), threads=_int_list(threads, "--threads"),
-        warmup=warmup, runs=runs, rounds=rounds, frames=frames, e2e_frames=e2e_frames, device=device, mnn_bin=mnn_bin,
-        device_backend=device_backend, device_timeout_s=device_timeout, crop_interpolation=crop_interpolation, force=force,
+        backends=tuple(b.strip() for b in backends.split(",") if b.strip()),
+        threads=_int_list(threads, "--threads"),
+        warmup=warmup,
+        runs=runs,
+        rounds=rounds,
+        frames=frames,
+        e2e_frames=e2e_frames,
+        device=device,
+        mnn_bin=mnn_bin,
+        device_backend=device_backend,
+        device_timeout_s=device_timeout,
+        crop_interpolation=crop_interpolation,
+        force=force,
     )
-    result = run_bench(list(models), reference, data, settings, json_path, report_path, log=lambda m: click.echo(m, err=True))
+    result = run_bench(
+        list(models), reference, data, settings, json_path, report_path, log=lambda m: click.echo(m, err=True)
+    )
     text = markdown(result)
     click.echo(text)
     written = [str(p) for p in (json_path, report_path) if p]
@@ -607,9 +1009,27 @@ def bench(models: tuple[str, ...], reference: Path | None, data: Path | None, ba
 
 @main.command("app-assets")
 @click.argument("export_dir", type=click.Path(path_type=Path))
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: the clip's frames, landmarks, features and audio.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Assets folder, e.g. android_demo/app/src/main/assets/dhm or ios_demo/Resources/dhm.")
-@click.option("--variant", default="fp16", show_default=True, type=click.Choice(["fp32", "fp16", "int8"]), help="Which MNN model of the export to ship.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Dataset folder: the clip's frames, landmarks, features and audio.",
+)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Assets folder, e.g. android_demo/app/src/main/assets/dhm or ios_demo/Resources/dhm.",
+)
+@click.option(
+    "--variant",
+    default="fp16",
+    show_default=True,
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    help="Which MNN model of the export to ship.",
+)
 @click.option("--frames", default=250, show_default=True, type=Count(2, 100_000), help="Clip length in frames.")
 @click.option("--force", is_flag=True, help="Replace OUT even if it is not an earlier `dhm app-assets` output.")
 def app_assets(export_dir: Path, data: Path, out: Path, variant: str, frames: int, force: bool) -> None:
@@ -622,13 +1042,17 @@ def app_assets(export_dir: Path, data: Path, out: Path, variant: str, frames: in
     from dhm.runtime_py.app_assets import write_app_assets
 
     r = write_app_assets(export_dir, data, out, variant=variant, frames=frames, force=force)
-    click.echo(f"wrote {r['out']}: {r['model']} ({r['variant']}) as model.mnn, manifest.json, {r['frames']} clip frames")
+    click.echo(
+        f"wrote {r['out']}: {r['model']} ({r['variant']}) as model.mnn, manifest.json, {r['frames']} clip frames"
+    )
 
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder of golden vectors.")
+@click.option(
+    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder of golden vectors."
+)
 @click.option("--frames", default=6, show_default=True, type=Count(1, 1000), help="Output frames to record.")
 @click.option("--force", is_flag=True, help="Replace OUT even if it is not an earlier `dhm golden` output.")
 def golden(model: Path, data: Path, out: Path, frames: int, force: bool) -> None:
@@ -648,7 +1072,13 @@ def golden(model: Path, data: Path, out: Path, frames: int, force: bool) -> None
 
 
 @main.command()
-@click.option("--workdir", default="demo_work", show_default=True, type=click.Path(path_type=Path), help="Where every stage writes; finished stages are reused.")
+@click.option(
+    "--workdir",
+    default="demo_work",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where every stage writes; finished stages are reused.",
+)
 @click.option("--quick", is_flag=True, help="Tiny data and budgets (for tests; the numbers mean little).")
 def demo(workdir: Path, quick: bool) -> None:
     """The whole pipeline on the built-in data, no download.
@@ -663,8 +1093,10 @@ def demo(workdir: Path, quick: bool) -> None:
 
     summary = run_demo(workdir, quick=quick, log=lambda m: click.echo(m, err=True))
     click.echo(summary["table"])
-    click.echo(f"stages run: {', '.join(summary['ran']) or 'none'}; skipped: {', '.join(summary['skipped']) or 'none'}; "
-               f"{summary['seconds']:.0f} s; video: {summary['video']}; bench report: {summary['bench_report']}")
+    click.echo(
+        f"stages run: {', '.join(summary['ran']) or 'none'}; skipped: {', '.join(summary['skipped']) or 'none'}; "
+        f"{summary['seconds']:.0f} s; video: {summary['video']}; bench report: {summary['bench_report']}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

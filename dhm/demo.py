@@ -39,12 +39,32 @@ class DemoConfig:
     bench_e2e_frames: int
 
 
-DEFAULT = DemoConfig(frames=500, teacher_widths="mobile", teacher_steps=300, student="x10", student_steps=400,
-                     calib_frames=24, eval_frames=16, video_frames=250,
-                     bench_threads=(1, 2), bench_runs=50, bench_e2e_frames=24)
-QUICK = DemoConfig(frames=160, teacher_widths="8,16,32,64,128", teacher_steps=20, student="4,8,12,16,32",
-                   student_steps=10, calib_frames=8, eval_frames=6, video_frames=20,
-                   bench_threads=(2,), bench_runs=6, bench_e2e_frames=3)
+DEFAULT = DemoConfig(
+    frames=500,
+    teacher_widths="mobile",
+    teacher_steps=300,
+    student="x10",
+    student_steps=400,
+    calib_frames=24,
+    eval_frames=16,
+    video_frames=250,
+    bench_threads=(1, 2),
+    bench_runs=50,
+    bench_e2e_frames=24,
+)
+QUICK = DemoConfig(
+    frames=160,
+    teacher_widths="8,16,32,64,128",
+    teacher_steps=20,
+    student="4,8,12,16,32",
+    student_steps=10,
+    calib_frames=8,
+    eval_frames=6,
+    video_frames=20,
+    bench_threads=(2,),
+    bench_runs=6,
+    bench_e2e_frames=3,
+)
 
 
 def _digest(*parts: Any) -> str:
@@ -79,7 +99,9 @@ class _Stages:
         t0 = time.perf_counter()
         fn(folder)
         digest = _digest(folder / product)
-        record.write_text(json.dumps({"fingerprint": fingerprint, "product": digest, "seconds": round(time.perf_counter() - t0, 1)}))
+        record.write_text(
+            json.dumps({"fingerprint": fingerprint, "product": digest, "seconds": round(time.perf_counter() - t0, 1)})
+        )
         self.ran.append(name)
         return digest
 
@@ -104,37 +126,60 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
     t0 = time.perf_counter()
 
     data_fp = _digest("synth", cfg.frames, 0)
-    data_digest = st.run("data", data_fp, lambda d: write_synth_dataset(d, frames=cfg.frames, seed=0, force=True), "aud_hu.npy")
+    data_digest = st.run(
+        "data", data_fp, lambda d: write_synth_dataset(d, frames=cfg.frames, seed=0, force=True), "aud_hu.npy"
+    )
     data = workdir / "data"
 
     teacher_fp = _digest("teacher", data_digest, cfg.teacher_widths, cfg.teacher_steps)
     teacher_digest = st.run(
-        "teacher", teacher_fp,
-        lambda d: train_generator(data, d, GeneratorSpec(widths=cfg.teacher_widths),
-                                  TrainingSettings(steps=cfg.teacher_steps, eval_frames=cfg.eval_frames), force=True),
+        "teacher",
+        teacher_fp,
+        lambda d: train_generator(
+            data,
+            d,
+            GeneratorSpec(widths=cfg.teacher_widths),
+            TrainingSettings(steps=cfg.teacher_steps, eval_frames=cfg.eval_frames),
+            force=True,
+        ),
         "model.pt",
     )
     teacher = workdir / "teacher" / "model.pt"
 
     student_fp = _digest("student", teacher_digest, cfg.student, cfg.student_steps)
     student_digest = st.run(
-        "student", student_fp,
-        lambda d: distill_student(teacher, data, d, student=cfg.student,
-                                  settings=TrainingSettings(steps=cfg.student_steps, eval_frames=cfg.eval_frames), force=True),
+        "student",
+        student_fp,
+        lambda d: distill_student(
+            teacher,
+            data,
+            d,
+            student=cfg.student,
+            settings=TrainingSettings(steps=cfg.student_steps, eval_frames=cfg.eval_frames),
+            force=True,
+        ),
         "student.pt",
     )
     student = workdir / "student" / "student.pt"
 
     quant_fp = _digest("quant", student_digest, cfg.calib_frames, cfg.eval_frames)
     quant_digest = st.run(
-        "quant", quant_fp,
-        lambda d: quantize_model(student, d, data, calib_frames=cfg.calib_frames, eval_frames=cfg.eval_frames, force=True),
+        "quant",
+        quant_fp,
+        lambda d: quantize_model(
+            student, d, data, calib_frames=cfg.calib_frames, eval_frames=cfg.eval_frames, force=True
+        ),
         "recipe.json",
     )
     quant = workdir / "quant"
 
     export_fp = _digest("export", quant_digest)
-    st.run("export", export_fp, lambda d: export_model(quant, d, variants=["fp32", "fp16", "int8"], force=True), "manifest.json")
+    st.run(
+        "export",
+        export_fp,
+        lambda d: export_model(quant, d, variants=["fp32", "fp16", "int8"], force=True),
+        "manifest.json",
+    )
     export = workdir / "export"
 
     video_fp = _digest("video", export_fp, teacher_digest, cfg.video_frames)
@@ -143,8 +188,15 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
         d.mkdir(parents=True, exist_ok=True)
         feats = np.load(data / "aud_hu.npy")[: cfg.video_frames]
         np.save(d / "features.npy", feats)
-        render_video(teacher, data, d / "teacher_vs_int8.mp4", audio_features=d / "features.npy",
-                     side_by_side=export / "model_int8.mnn", log=log, force=True)
+        render_video(
+            teacher,
+            data,
+            d / "teacher_vs_int8.mp4",
+            audio_features=d / "features.npy",
+            side_by_side=export / "model_int8.mnn",
+            log=log,
+            force=True,
+        )
 
     st.run("video", video_fp, video, "teacher_vs_int8.mp4")
 
@@ -152,9 +204,23 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
 
     def bench(d: Path) -> None:
         d.mkdir(parents=True, exist_ok=True)
-        settings = BenchSettings(threads=cfg.bench_threads, runs=cfg.bench_runs, warmup=3, rounds=5 if not quick else 2,
-                                 frames=cfg.eval_frames, e2e_frames=cfg.bench_e2e_frames)
-        run_bench([f"student={export}"], teacher, data, settings, json_path=d / "bench.json", report_path=d / "bench.md", log=log)
+        settings = BenchSettings(
+            threads=cfg.bench_threads,
+            runs=cfg.bench_runs,
+            warmup=3,
+            rounds=5 if not quick else 2,
+            frames=cfg.eval_frames,
+            e2e_frames=cfg.bench_e2e_frames,
+        )
+        run_bench(
+            [f"student={export}"],
+            teacher,
+            data,
+            settings,
+            json_path=d / "bench.json",
+            report_path=d / "bench.md",
+            log=log,
+        )
 
     st.run("bench", bench_fp, bench, "bench.json")
     result = json.loads((workdir / "bench" / "bench.json").read_text())
@@ -166,13 +232,23 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
     for e in result["entries"]:
         rec = latency[e["id"]]
         gen = e.get("generation", {})
-        rows.append({
-            "model": e["model"], "engine": e["backend"], "variant": e["variant"], "file": Path(e["file"]).name,
-            "macs": e["macs"], "size_bytes": e["size_bytes"], "latency_ms": rec["latency_ms"]["p50"],
-            "end_to_end_fps": rec["end_to_end"]["fps"], "psnr_vs_teacher": e["parity"]["psnr"],
-            "lip_psnr_vs_teacher": e["parity"].get("lip_psnr"), "lip_color_diff": e["parity"].get("lip_color_diff"),
-            "generation_psnr_vs_teacher": gen.get("psnr"), "lip_sync": gen.get("lip_sync"),
-        })
+        rows.append(
+            {
+                "model": e["model"],
+                "engine": e["backend"],
+                "variant": e["variant"],
+                "file": Path(e["file"]).name,
+                "macs": e["macs"],
+                "size_bytes": e["size_bytes"],
+                "latency_ms": rec["latency_ms"]["p50"],
+                "end_to_end_fps": rec["end_to_end"]["fps"],
+                "psnr_vs_teacher": e["parity"]["psnr"],
+                "lip_psnr_vs_teacher": e["parity"].get("lip_psnr"),
+                "lip_color_diff": e["parity"].get("lip_color_diff"),
+                "generation_psnr_vs_teacher": gen.get("psnr"),
+                "lip_sync": gen.get("lip_sync"),
+            }
+        )
     table = [
         f"| model | engine | variant | MACs/frame | size | host latency p50 ({threads} threads) | end-to-end fps | "
         "PSNR vs teacher | lip-box PSNR | lip colour Δ | generation PSNR | lip sync |",
@@ -182,10 +258,12 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
         ps = _db(r["psnr_vs_teacher"])
         if rows[0] is not r and r["model"] == "teacher":
             ps += " (export)"
-        table.append(f"| {r['model']} | {r['engine']} | {r['variant']} | {r['macs'] / 1e6:.1f} M | "
-                     f"{human_size(r['size_bytes'])} | {r['latency_ms']:.2f} ms | {r['end_to_end_fps']:.0f} | {ps} | "
-                     f"{_db(r['lip_psnr_vs_teacher'])} | {_num(r['lip_color_diff'], '.1f')} | "
-                     f"{_db(r['generation_psnr_vs_teacher'])} | {_num(r['lip_sync'], '.3f')} |")
+        table.append(
+            f"| {r['model']} | {r['engine']} | {r['variant']} | {r['macs'] / 1e6:.1f} M | "
+            f"{human_size(r['size_bytes'])} | {r['latency_ms']:.2f} ms | {r['end_to_end_fps']:.0f} | {ps} | "
+            f"{_db(r['lip_psnr_vs_teacher'])} | {_num(r['lip_color_diff'], '.1f')} | "
+            f"{_db(r['generation_psnr_vs_teacher'])} | {_num(r['lip_sync'], '.3f')} |"
+        )
     gt_sync = result["data"].get("ground_truth_lip_sync")
     notes = [
         "",
@@ -194,13 +272,20 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
         f"correlates the synth's true mouth opening with the generated one (ground truth: {_num(gt_sync, '.3f')}).",
     ]
     summary = {
-        "workdir": str(workdir), "quick": quick, "ran": st.ran, "skipped": st.skipped,
-        "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "table": "\n".join(table + notes),
+        "workdir": str(workdir),
+        "quick": quick,
+        "ran": st.ran,
+        "skipped": st.skipped,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rows": rows,
+        "table": "\n".join(table + notes),
         "video": str(workdir / "video" / "teacher_vs_int8.mp4"),
         "bench_report": str(workdir / "bench" / "bench.md"),
     }
     (workdir / "summary.md").write_text("# dhm demo\n\n" + summary["table"] + "\n")
-    (workdir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2, default=float) + "\n")
+    (workdir / "summary.json").write_text(
+        json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2, default=float) + "\n"
+    )
     return summary
 
 

@@ -75,9 +75,10 @@ def check_output(
             continue
         source = _resolved(Path(item))
         if target == source or source in target.parents or target in source.parents:
-            relation = ("is" if target == source else "lies inside" if source in target.parents else "holds")
-            raise OutputError(f"{path}: {relation} the input {item}; dhm never writes over what it reads "
-                              "(choose another output)")
+            relation = "is" if target == source else "lies inside" if source in target.parents else "holds"
+            raise OutputError(
+                f"{path}: {relation} the input {item}; dhm never writes over what it reads (choose another output)"
+            )
     if path.is_symlink() and not path.exists():
         raise OutputError(f"{path}: is a dangling symbolic link; remove it or choose another output")
     if path.exists():
@@ -91,8 +92,10 @@ def check_output(
             except OSError as exc:
                 raise OutputError(f"{path}: cannot read the existing folder ({exc.strerror or exc})") from None
             if not (empty or force or owner(path) == command):
-                raise OutputError(f"{path}: exists and is not an earlier `dhm {command}` output; "
-                                  "pass --force to replace it (the old folder goes only once the new one is complete)")
+                raise OutputError(
+                    f"{path}: exists and is not an earlier `dhm {command}` output; "
+                    "pass --force to replace it (the old folder goes only once the new one is complete)"
+                )
         elif not (force or (own_file is not None and own_file(path))):
             raise OutputError(f"{path}: exists; pass --force to replace it (only once the new file is complete)")
     existing = next((p for p in path.absolute().parents if p.exists()), None)

@@ -74,7 +74,12 @@ def _validate(value: Any, node: dict[str, Any], where: str, root: dict[str, Any]
         if not any(_is_type(value, n) for n in names):
             errors.append(f"{where}: must be {' or '.join(names)}, got {type(value).__name__}")
             return
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and "minimum" in node and value < node["minimum"]:
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and "minimum" in node
+        and value < node["minimum"]
+    ):
         errors.append(f"{where}: must be >= {node['minimum']}, got {value}")
     if isinstance(value, str) and "pattern" in node and not re.search(node["pattern"], value):
         errors.append(f"{where}: {value!r} does not match {node['pattern']}")
@@ -149,8 +154,12 @@ def bounds_errors(manifest: dict[str, Any]) -> list[str]:
     if inner_ok and border_ok and pre["crop_size"] != pre["inner_size"] + 2 * pre["border"]:
         errors.append("manifest.preprocess.crop_size: must equal inner_size + 2*border")
     x, y, w, h = pre["mask_rect"]
-    if inner_ok and not (x >= 0 and y >= 0 and w >= 1 and h >= 1 and x + w <= pre["inner_size"] and y + h <= pre["inner_size"]):
-        errors.append(f"manifest.preprocess.mask_rect: {pre['mask_rect']} lies outside the {pre['inner_size']}-pixel inner crop")
+    if inner_ok and not (
+        x >= 0 and y >= 0 and w >= 1 and h >= 1 and x + w <= pre["inner_size"] and y + h <= pre["inner_size"]
+    ):
+        errors.append(
+            f"manifest.preprocess.mask_rect: {pre['mask_rect']} lies outside the {pre['inner_size']}-pixel inner crop"
+        )
     scale = pre["scale"]
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and 0 < scale <= 1):
         errors.append(f"manifest.preprocess.scale: {scale!r} must be a finite number in (0, 1]")
@@ -162,11 +171,19 @@ def bounds_errors(manifest: dict[str, Any]) -> list[str]:
     dims_ok &= all(within(d, "dim", "manifest.audio.input_shape") for d in input_shape)
     if dims_ok and _count(per_frame) > BOUNDS["per_frame_values"]:
         errors.append(f"manifest.audio.per_frame_shape: more than {BOUNDS['per_frame_values']} values per frame")
-    if dims_ok and before_ok and after_ok and _count(input_shape) != _count(per_frame) * (audio["window_before"] + audio["window_after"]):
+    if (
+        dims_ok
+        and before_ok
+        and after_ok
+        and _count(input_shape) != _count(per_frame) * (audio["window_before"] + audio["window_after"])
+    ):
         errors.append("manifest.audio.input_shape: does not hold the window of per-frame features")
     for section in ("inputs", "outputs"):
         for t in manifest["io"][section]:
-            if all(within(d, "dim", f"manifest.io.{section}") for d in t["shape"]) and _count(t["shape"]) > BOUNDS["tensor_values"]:
+            if (
+                all(within(d, "dim", f"manifest.io.{section}") for d in t["shape"])
+                and _count(t["shape"]) > BOUNDS["tensor_values"]
+            ):
                 errors.append(f"manifest.io.{section}: {t['name']!r} holds more than {BOUNDS['tensor_values']} values")
     for a in manifest["artifacts"]:
         if not plain_file_name(a["file"]):
@@ -190,9 +207,14 @@ def conventions(manifest: dict[str, Any]) -> Conventions:
     lm = pre["landmarks"]
     preprocess = replace(
         PREPROCESS,
-        lm_left=lm["left"], lm_right=lm["right"], lm_top=lm["top"],
-        crop_size=pre["crop_size"], inner_size=pre["inner_size"], border=pre["border"],
-        mask_rect=tuple(pre["mask_rect"]), crop_interpolation=pre["crop_interpolation"],
+        lm_left=lm["left"],
+        lm_right=lm["right"],
+        lm_top=lm["top"],
+        crop_size=pre["crop_size"],
+        inner_size=pre["inner_size"],
+        border=pre["border"],
+        mask_rect=tuple(pre["mask_rect"]),
+        crop_interpolation=pre["crop_interpolation"],
         paste_interpolation=pre["paste_interpolation"],
     )
     audio = manifest["audio"]
@@ -207,24 +229,38 @@ def consistency_errors(manifest: dict[str, Any]) -> list[str]:
         return [f"manifest.generator: {exc}"]
     errors = []
     pre, audio = manifest["preprocess"], manifest["audio"]
-    if "crop_interpolation" in manifest["generator"] and manifest["generator"]["crop_interpolation"] != pre["crop_interpolation"]:
+    if (
+        "crop_interpolation" in manifest["generator"]
+        and manifest["generator"]["crop_interpolation"] != pre["crop_interpolation"]
+    ):
         errors.append("manifest.preprocess.crop_interpolation: contradicts generator.crop_interpolation")
     before, after = window_bounds(spec.window)
-    expected_audio = {"mode": spec.mode, "per_frame_shape": list(spec.audio.per_frame_shape), "fps": spec.audio.fps,
-                      "window_before": before, "window_after": after,
-                      "input_shape": list(spec.audio.input_shape(spec.window))}
+    expected_audio = {
+        "mode": spec.mode,
+        "per_frame_shape": list(spec.audio.per_frame_shape),
+        "fps": spec.audio.fps,
+        "window_before": before,
+        "window_after": after,
+        "input_shape": list(spec.audio.input_shape(spec.window)),
+    }
     for key, want in expected_audio.items():
         if audio.get(key) != want:
-            errors.append(f"manifest.audio.{key}: {audio.get(key)!r} contradicts the generator ({want!r} for "
-                          f"{spec.describe_conventions()})")
+            errors.append(
+                f"manifest.audio.{key}: {audio.get(key)!r} contradicts the generator ({want!r} for "
+                f"{spec.describe_conventions()})"
+            )
     shapes = {name: list(shape) for name, shape in spec.input_shapes(1).items()}
     inputs = manifest["io"]["inputs"]
-    for got, (name, shape) in zip(inputs, shapes.items()):
+    if [t["name"] for t in inputs] != list(shapes):
+        errors.append(f"manifest.io.inputs: named {[t['name'] for t in inputs]}, the generator takes {list(shapes)}")
+    for got, shape in zip(inputs, shapes.values(), strict=False):
         if got["shape"] != shape:
             errors.append(f"manifest.io.inputs: {got['name']!r} is {got['shape']}, the generator takes {shape}")
-    (out_name, out_shape), = spec.output_shapes(1).items()
+    ((out_name, out_shape),) = spec.output_shapes(1).items()
     if manifest["io"]["outputs"][0]["shape"] != list(out_shape):
-        errors.append(f"manifest.io.outputs: {manifest['io']['outputs'][0]['shape']}, the generator gives {list(out_shape)}")
+        errors.append(
+            f"manifest.io.outputs: {manifest['io']['outputs'][0]['shape']}, the generator gives {list(out_shape)}"
+        )
     return errors
 
 
@@ -241,7 +277,7 @@ def validate(manifest: dict[str, Any], source: str = "manifest") -> None:
 def io_section(spec: GeneratorSpec) -> dict[str, Any]:
     shapes = spec.input_shapes(1)
     face_name, audio_name = list(shapes)
-    (out_name, out_shape), = spec.output_shapes(1).items()
+    ((out_name, out_shape),) = spec.output_shapes(1).items()
     pre = spec.preprocess
     before, after = window_bounds(spec.window)
     return {
@@ -340,7 +376,9 @@ def biz_code(header: dict[str, Any], variant: str) -> str:
     compact = {
         "schema": header["schema"],
         "variant": variant,
-        "generator": {k: header["generator"][k] for k in ("arch", "mode", "widths", "revision", "window", "crop_interpolation")},
+        "generator": {
+            k: header["generator"][k] for k in ("arch", "mode", "widths", "revision", "window", "crop_interpolation")
+        },
         "inputs": [{"name": t["name"], "shape": t["shape"]} for t in header["io"]["inputs"]],
         "outputs": [{"name": t["name"], "shape": t["shape"]} for t in header["io"]["outputs"]],
         "preprocess": header["preprocess"],

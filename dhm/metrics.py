@@ -114,8 +114,12 @@ class LipQuality:
     color_diff: float  # the largest channel difference of the two means, in levels
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lip_psnr": self.psnr, "lip_bgr": [round(v, 1) for v in self.bgr],
-                "lip_bgr_ref": [round(v, 1) for v in self.bgr_ref], "lip_color_diff": round(self.color_diff, 2)}
+        return {
+            "lip_psnr": self.psnr,
+            "lip_bgr": [round(v, 1) for v in self.bgr],
+            "lip_bgr_ref": [round(v, 1) for v in self.bgr_ref],
+            "lip_color_diff": round(self.color_diff, 2),
+        }
 
 
 def lip_quality(pred: np.ndarray, ref: np.ndarray, lips: Sequence[Any], data_range: float = 1.0) -> LipQuality | None:
@@ -136,9 +140,12 @@ def lip_quality(pred: np.ndarray, ref: np.ndarray, lips: Sequence[Any], data_ran
     scale = 255.0 / data_range
     mean_a = np.concatenate(ring_a).mean(axis=0) * scale
     mean_b = np.concatenate(ring_b).mean(axis=0) * scale
-    return LipQuality(psnr=psnr(np.concatenate(boxes_a), np.concatenate(boxes_b), data_range),
-                      bgr=tuple(float(v) for v in mean_a), bgr_ref=tuple(float(v) for v in mean_b),  # type: ignore[arg-type]
-                      color_diff=float(np.abs(mean_a - mean_b).max()))
+    return LipQuality(
+        psnr=psnr(np.concatenate(boxes_a), np.concatenate(boxes_b), data_range),
+        bgr=tuple(float(v) for v in mean_a),
+        bgr_ref=tuple(float(v) for v in mean_b),  # type: ignore[arg-type]
+        color_diff=float(np.abs(mean_a - mean_b).max()),
+    )
 
 
 @dataclass(frozen=True)
@@ -150,13 +157,20 @@ class ImageQuality:
     lips: LipQuality | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"psnr": self.psnr, "ssim": self.ssim, "mouth_psnr": self.mouth_psnr, "max_abs": self.max_abs}
+        out: dict[str, Any] = {
+            "psnr": self.psnr,
+            "ssim": self.ssim,
+            "mouth_psnr": self.mouth_psnr,
+            "max_abs": self.max_abs,
+        }
         if self.lips is not None:
             out.update(self.lips.to_dict())
         return out
 
 
-def image_quality(pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0, lips: Sequence[Any] | None = None) -> ImageQuality:
+def image_quality(
+    pred: np.ndarray, ref: np.ndarray, data_range: float = 1.0, lips: Sequence[Any] | None = None
+) -> ImageQuality:
     return ImageQuality(
         psnr=psnr(pred, ref, data_range),
         ssim=ssim(pred, ref, data_range),

@@ -85,7 +85,8 @@ class AvatarPipeline:
     def check_features(self, features: np.ndarray) -> None:
         if not self.mode.fits(features.shape):
             raise SpecError(
-                f"audio features {list(features.shape)} do not fit the model's {self.mode.name} mode: expected {self.mode.layout}"
+                f"audio features {list(features.shape)} do not fit the model's {self.mode.name} mode: expected "
+                f"{self.mode.layout}"
             )
 
     def render(self, reference: int, window: np.ndarray) -> np.ndarray:
@@ -105,7 +106,7 @@ class AvatarPipeline:
         t4 = t()
         out = paste_back(frame, crop, pred, box, pre)
         t5 = t()
-        for stage, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+        for stage, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
             self.times.add(stage, dt)
         self.times.frames += 1
         return out

@@ -15,7 +15,15 @@ import numpy as np
 
 from dhm.io import atomic_path
 
-_COLORS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140), (194, 119, 227)]
+_COLORS = [
+    (180, 119, 31),
+    (14, 127, 255),
+    (44, 160, 44),
+    (40, 39, 214),
+    (189, 103, 148),
+    (75, 86, 140),
+    (194, 119, 227),
+]
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -49,7 +57,16 @@ class _Canvas:
         self.img = np.full((h, w, 3), 255, np.uint8)
         self.left, self.right, self.top, self.bottom = 80, w - 20, 40, h - 60
         cv2.putText(self.img, title, (self.left, 25), _FONT, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.putText(self.img, xlabel, ((self.left + self.right) // 2 - 4 * len(xlabel), h - 15), _FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            self.img,
+            xlabel,
+            ((self.left + self.right) // 2 - 4 * len(xlabel), h - 15),
+            _FONT,
+            0.5,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
         cv2.putText(self.img, ylabel, (5, self.top - 10), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
 
     def axes(self, xr: tuple[float, float], yr: tuple[float, float], xlog: bool = False, xticks: bool = True) -> None:
@@ -101,15 +118,17 @@ def _range(values: Sequence[float], pad: float = 0.05) -> tuple[float, float]:
     return (lo - pad * span, hi + pad * span)
 
 
-def line_chart(path: str | Path, title: str, xlabel: str, ylabel: str, series: dict[str, tuple[Sequence[float], Sequence[float]]]) -> Path:
+def line_chart(
+    path: str | Path, title: str, xlabel: str, ylabel: str, series: dict[str, tuple[Sequence[float], Sequence[float]]]
+) -> Path:
     c = _Canvas(title, xlabel, ylabel)
     xs = [x for xv, _ in series.values() for x in xv]
     ys = [y for _, yv in series.values() for y in yv]
     c.axes(_range(xs, 0.0), _range(ys))
     for i, (xv, yv) in enumerate(series.values()):
-        pts = [(c.x(x), c.y(y)) for x, y in zip(xv, yv) if math.isfinite(y)]
+        pts = [(c.x(x), c.y(y)) for x, y in zip(xv, yv, strict=True) if math.isfinite(y)]
         color = _COLORS[i % len(_COLORS)]
-        for p, q in zip(pts, pts[1:]):
+        for p, q in zip(pts, pts[1:], strict=False):
             cv2.line(c.img, p, q, color, 2, cv2.LINE_AA)
         for p in pts if len(pts) < 40 else []:
             cv2.circle(c.img, p, 3, color, -1, cv2.LINE_AA)
@@ -117,12 +136,19 @@ def line_chart(path: str | Path, title: str, xlabel: str, ylabel: str, series: d
     return c.save(path)
 
 
-def bar_chart(path: str | Path, title: str, ylabel: str, labels: Sequence[str], values: Sequence[float], errors: Sequence[float] | None = None) -> Path:
+def bar_chart(
+    path: str | Path,
+    title: str,
+    ylabel: str,
+    labels: Sequence[str],
+    values: Sequence[float],
+    errors: Sequence[float] | None = None,
+) -> Path:
     c = _Canvas(title, "", ylabel, w=max(800, 8 * max(14, max(map(len, labels), default=0)) * len(labels) // 2 + 160))
-    top = max([v + (e if errors else 0) for v, e in zip(values, errors or [0] * len(values))] + [1e-9])
+    top = max([v + (e if errors else 0) for v, e in zip(values, errors or [0] * len(values), strict=True)] + [1e-9])
     c.axes((0, len(labels)), (0, top * 1.1), xticks=False)
     slot = (c.right - c.left) / max(1, len(labels))
-    for i, (label, v) in enumerate(zip(labels, values)):
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
         x0 = int(c.left + slot * i + slot * 0.15)
         x1 = int(c.left + slot * (i + 1) - slot * 0.15)
         cv2.rectangle(c.img, (x0, c.y(v)), (x1, c.bottom), _COLORS[i % len(_COLORS)], -1)
@@ -134,7 +160,9 @@ def bar_chart(path: str | Path, title: str, ylabel: str, labels: Sequence[str], 
     return c.save(path)
 
 
-def scatter_chart(path: str | Path, title: str, xlabel: str, ylabel: str, points: dict[str, tuple[float, float]], xlog: bool = True) -> Path:
+def scatter_chart(
+    path: str | Path, title: str, xlabel: str, ylabel: str, points: dict[str, tuple[float, float]], xlog: bool = True
+) -> Path:
     c = _Canvas(title, xlabel, ylabel)
     xs = [math.log10(max(x, 1e-12)) if xlog else x for x, _ in points.values()]
     c.axes(_range(xs, 0.1), _range([y for _, y in points.values()], 0.15), xlog=xlog)

@@ -85,14 +85,20 @@ def int8_config(recipe: dict[str, Any], section: str) -> Any:
     else:  # recipes written before configs were serialized
         try:
             if section == "onnx_int8":
-                config = OnnxInt8(method=str(q["method"]), exclude=tuple(q["nodes_to_exclude"]),
-                                  act_symmetric=bool(q.get("act_symmetric", False)), weight_type=str(q.get("weight_type", "int8")))
+                config = OnnxInt8(
+                    method=str(q["method"]),
+                    exclude=tuple(q["nodes_to_exclude"]),
+                    act_symmetric=bool(q.get("act_symmetric", False)),
+                    weight_type=str(q.get("weight_type", "int8")),
+                )
             else:
                 config = MnnInt8(method=str(q["method"]), skip=tuple(q["skip_quant_op_names"]))
         except (KeyError, TypeError) as exc:
             raise SpecError(f"{section}: missing or mistyped {exc}") from None
     expected = OnnxInt8 if section == "onnx_int8" else MnnInt8
-    if not isinstance(config, expected) or not all(isinstance(x, str) for x in getattr(config, "exclude", getattr(config, "skip", ()))):
+    if not isinstance(config, expected) or not all(
+        isinstance(x, str) for x in getattr(config, "exclude", getattr(config, "skip", ()))
+    ):
         raise SpecError(f"{section}: not an {expected.__name__} config")
     return config
 

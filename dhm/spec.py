@@ -179,17 +179,46 @@ class Revision:
 REVISIONS: dict[str, Revision] = {
     r.id: r
     for r in (
-        Revision("2024-10-10", "2024-10-10 … 2024-10-14", "3f9852e", True, {"hubert": 8, "wenet": 8},
-                 wenet_branch="narrow", wenet_conv1_residual=True, reference_crop="target",
-                 note="first commit"),
-        Revision("2024-10-14", "2024-10-14 … 2025-06-04", "c34b99d", True, {"hubert": 16, "wenet": 16},
-                 wenet_branch="wide", wenet_conv1_residual=True,
-                 note="16-frame windows; training crops the reference with its own box from aff08d2 (2024-11-04)"),
-        Revision("2025-06-04", "2025-06-04 … 2025-06-15", "5f60a28", True, {"hubert": 16, "wenet": 8},
-                 trained_modes=("wenet",), note="wenet back to 8 frames; hubert's unet still took 16"),
+        Revision(
+            "2024-10-10",
+            "2024-10-10 … 2024-10-14",
+            "3f9852e",
+            True,
+            {"hubert": 8, "wenet": 8},
+            wenet_branch="narrow",
+            wenet_conv1_residual=True,
+            reference_crop="target",
+            note="first commit",
+        ),
+        Revision(
+            "2024-10-14",
+            "2024-10-14 … 2025-06-04",
+            "c34b99d",
+            True,
+            {"hubert": 16, "wenet": 16},
+            wenet_branch="wide",
+            wenet_conv1_residual=True,
+            note="16-frame windows; training crops the reference with its own box from aff08d2 (2024-11-04)",
+        ),
+        Revision(
+            "2025-06-04",
+            "2025-06-04 … 2025-06-15",
+            "5f60a28",
+            True,
+            {"hubert": 16, "wenet": 8},
+            trained_modes=("wenet",),
+            note="wenet back to 8 frames; hubert's unet still took 16",
+        ),
         Revision("2025-06-15", "2025-06-15 … 2026-05-23", "a085473", True, {"hubert": 8, "wenet": 8}),
-        Revision("2026-05-23", "2026-05-23 → today", "b2dd34a", False, {"hubert": 8, "wenet": 8},
-                 crop_interpolation="area", note="face_utils refactor: unwrapped modules, real INTER_AREA crops"),
+        Revision(
+            "2026-05-23",
+            "2026-05-23 → today",
+            "b2dd34a",
+            False,
+            {"hubert": 8, "wenet": 8},
+            crop_interpolation="area",
+            note="face_utils refactor: unwrapped modules, real INTER_AREA crops",
+        ),
     )
 }
 LATEST_REVISION = "2026-05-23"
@@ -277,8 +306,10 @@ class Conventions:
         return self.window_after - 1
 
     def describe(self) -> str:
-        return (f"{self.mode.name}, {describe_window(self.window)}, "
-                f"{INTERPOLATION_NAMES[self.preprocess.crop_interpolation]} crops")
+        return (
+            f"{self.mode.name}, {describe_window(self.window)}, "
+            f"{INTERPOLATION_NAMES[self.preprocess.crop_interpolation]} crops"
+        )
 
 
 @dataclass(frozen=True)
@@ -301,7 +332,9 @@ class GeneratorSpec:
         rev = revision(self.revision)
         if self.arch == "mobileone" and self.revision != MOBILEONE_REVISION:
             raise SpecError(f"the MobileOne family follows the {MOBILEONE_REVISION} conventions, not {self.revision}")
-        object.__setattr__(self, "widths", parse_widths(self.widths if isinstance(self.widths, str) else tuple(self.widths)))
+        object.__setattr__(
+            self, "widths", parse_widths(self.widths if isinstance(self.widths, str) else tuple(self.widths))
+        )
         crop = self.crop_interpolation or rev.crop_interpolation
         if crop not in INTERPOLATIONS:
             raise SpecError(f"crop interpolation {crop!r}: expected one of {', '.join(INTERPOLATIONS)}")
@@ -355,8 +388,14 @@ class GeneratorSpec:
         return {OUTPUT: (batch, 3, self.image_size, self.image_size)}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch, "mode": self.mode, "widths": list(self.widths), "revision": self.revision,
-                "window": self.window, "crop_interpolation": self.crop_interpolation}
+        return {
+            "arch": self.arch,
+            "mode": self.mode,
+            "widths": list(self.widths),
+            "revision": self.revision,
+            "window": self.window,
+            "crop_interpolation": self.crop_interpolation,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GeneratorSpec":
@@ -373,8 +412,10 @@ class GeneratorSpec:
         crop = data.get("crop_interpolation") or ("linear" if "revision" not in data else None)
         spec = cls(arch=arch, mode=mode, widths=widths, revision=str(rev), crop_interpolation=crop)
         if "window" in data and data["window"] != spec.window:
-            raise SpecError(f"generator spec: window {data['window']!r} contradicts revision {spec.revision} "
-                            f"({spec.window} frames for {mode})")
+            raise SpecError(
+                f"generator spec: window {data['window']!r} contradicts revision {spec.revision} "
+                f"({spec.window} frames for {mode})"
+            )
         return spec
 
     def describe(self) -> str:

@@ -11,8 +11,12 @@ from typing import Any
 from dhm.distill.weights import DISTILL_DEFAULTS, TRAIN_DEFAULTS, LossWeights
 
 _LAZY = {
-    "TrainingSettings": "dhm.distill.api", "distill_student": "dhm.distill.api", "train_generator": "dhm.distill.api",
-    "DEFAULT_PRESET": "dhm.distill.presets", "STUDENT_PRESETS": "dhm.distill.presets", "resolve_student": "dhm.distill.presets",
+    "TrainingSettings": "dhm.distill.api",
+    "distill_student": "dhm.distill.api",
+    "train_generator": "dhm.distill.api",
+    "DEFAULT_PRESET": "dhm.distill.presets",
+    "STUDENT_PRESETS": "dhm.distill.presets",
+    "resolve_student": "dhm.distill.presets",
 }
 
 

@@ -135,9 +135,18 @@ def train_generator(
     data = Path(data).resolve()
     frontend = _frontend(data)
     return _run(
-        "train", data, Path(out), spec, settings,
+        "train",
+        data,
+        Path(out),
+        spec,
+        settings,
         weights or TRAIN_DEFAULTS,
-        teacher=None, init="random", resume=resume, force=force, progress=progress, checkpoint_name="model.pt",
+        teacher=None,
+        init="random",
+        resume=resume,
+        force=force,
+        progress=progress,
+        checkpoint_name="model.pt",
         metadata={"audio_frontend": frontend} if frontend else {},
     )
 
@@ -171,8 +180,18 @@ def distill_student(
     data = Path(data).resolve()
     frontend = teacher.metadata.get("audio_frontend") or _frontend(data)
     return _run(
-        "distill", data, Path(out), student_spec, settings, weights or DISTILL_DEFAULTS,
-        teacher=teacher, init=init, resume=resume, force=force, progress=progress, checkpoint_name="student.pt",
+        "distill",
+        data,
+        Path(out),
+        student_spec,
+        settings,
+        weights or DISTILL_DEFAULTS,
+        teacher=teacher,
+        init=init,
+        resume=resume,
+        force=force,
+        progress=progress,
+        checkpoint_name="student.pt",
         metadata={"teacher_spec": teacher.spec.to_dict(), **({"audio_frontend": frontend} if frontend else {})},
     )
 
@@ -225,8 +244,10 @@ def _write_reports(
         },
         "ceiling": result.extra["ceiling"],
         "protocols": {
-            "generation": "reference = another held-out frame (as in training): quality and lip sync of what the model generates",
-            "inference": "reference = the target frame (as deployed): parity; against the ground truth it rewards copying the input",
+            "generation": "reference = another held-out frame (as in training): quality and lip sync of what the "
+            "model generates",
+            "inference": "reference = the target frame (as deployed): parity; against the ground truth it rewards "
+            "copying the input",
         },
     }
     if teacher is not None:
@@ -263,19 +284,30 @@ def _markdown(r: dict[str, Any]) -> str:
     if "teacher" in r:
         t = r["teacher"]
         lines.append(
-            f"| teacher | {','.join(map(str, t['spec']['widths']))} | {t['macs']:,} | {t['params']:,} | {human_size(t['file_size'] or 0)} |"
+            f"| teacher | {','.join(map(str, t['spec']['widths']))} | {t['macs']:,} | {t['params']:,} | "
+            f"{human_size(t['file_size'] or 0)} |"
         )
     name = "student" if r["kind"] == "distill" else "model"
-    lines.append(f"| {name} | {','.join(map(str, m['spec']['widths']))} | {m['macs']:,} | {m['params']:,} | {human_size(m['file_size'] or 0)} |")
+    lines.append(
+        f"| {name} | {','.join(map(str, m['spec']['widths']))} | {m['macs']:,} | {m['params']:,} | "
+        f"{human_size(m['file_size'] or 0)} |"
+    )
     if "ratios" in r:
         ra = r["ratios"]
         lines.append(f"| teacher / student | | {ra['macs']:.1f}x | {ra['params']:.1f}x | {ra['file_size']:.1f}x |")
     best = r["best"]
-    lines += ["", f"Held-out frames ({len(r['split']['eval_frames'])}, never trained on), best step {best.get('step')} "
-              "(chosen by the generation protocol):", "",
-              "| protocol | against | PSNR / SSIM / mouth-PSNR / lip-box PSNR / lip colour Δ (levels) |", "|---|---|---|"]
-    for protocol, note in (("generation", "reference = another held-out frame: the mouth comes from the audio"),
-                           ("inference", "reference = the target frame, as deployed: parity only (copying the input scores here)")):
+    lines += [
+        "",
+        f"Held-out frames ({len(r['split']['eval_frames'])}, never trained on), best step {best.get('step')} "
+        "(chosen by the generation protocol):",
+        "",
+        "| protocol | against | PSNR / SSIM / mouth-PSNR / lip-box PSNR / lip colour Δ (levels) |",
+        "|---|---|---|",
+    ]
+    for protocol, note in (
+        ("generation", "reference = another held-out frame: the mouth comes from the audio"),
+        ("inference", "reference = the target frame, as deployed: parity only (copying the input scores here)"),
+    ):
         part = best.get(protocol, {})
         for against in ("vs_teacher", "vs_gt"):
             if against in part:
@@ -285,16 +317,21 @@ def _markdown(r: dict[str, Any]) -> str:
     if gen.get("lip_sync") is not None:
         ceiling = r.get("ceiling", {}).get("lip_sync")
         teacher_sync = gen.get("teacher_lip_sync")
-        lines += ["", f"Lip sync (generation protocol, correlation of the true mouth opening with the opening in the "
-                      f"generated mouth): {name} {gen['lip_sync']:.3f}"
-                  + (f", teacher {teacher_sync:.3f}" if teacher_sync is not None else "")
-                  + (f", ground truth {ceiling:.3f}" if ceiling is not None else "") + "."]
+        lines += [
+            "",
+            f"Lip sync (generation protocol, correlation of the true mouth opening with the opening in the "
+            f"generated mouth): {name} {gen['lip_sync']:.3f}"
+            + (f", teacher {teacher_sync:.3f}" if teacher_sync is not None else "")
+            + (f", ground truth {ceiling:.3f}" if ceiling is not None else "")
+            + ".",
+        ]
     tr = r["training"]
     key = "vs_teacher" if "teacher" in r else "vs_gt"
     lines += [
         "",
         f"Training: {tr['steps_run']} steps (resumed from {tr['resumed_from_step']}) in {tr['seconds']:.0f} s, "
-        f"{tr['samples_per_second']} samples/s, {tr['torch_threads']} torch threads on {tr['machine']}; init: {tr['init']}.",
+        f"{tr['samples_per_second']} samples/s, {tr['torch_threads']} torch threads on {tr['machine']}; init: "
+        f"{tr['init']}.",
         "",
         f"| step | loss | generation PSNR {key[3:]} | lip-box PSNR | inference PSNR {key[3:]} |",
         "|---:|---:|---:|---:|---:|",
@@ -312,8 +349,10 @@ def _curves(path: Path, history: list[dict[str, Any]], distill: bool) -> None:
         return
     steps = [h["step"] for h in history]
     key = "vs_teacher" if distill else "vs_gt"
-    series = {f"generation PSNR {key[3:]}": (steps, [h["generation"][key]["psnr"] for h in history]),
-              f"inference PSNR {key[3:]}": (steps, [h["inference"][key]["psnr"] for h in history])}
+    series = {
+        f"generation PSNR {key[3:]}": (steps, [h["generation"][key]["psnr"] for h in history]),
+        f"inference PSNR {key[3:]}": (steps, [h["inference"][key]["psnr"] for h in history]),
+    }
     if "lip_psnr" in history[0]["generation"][key]:
         series["generation lip-box PSNR"] = (steps, [h["generation"][key]["lip_psnr"] for h in history])
     line_chart(path, "held-out PSNR during training", "step", "dB", series)
@@ -326,13 +365,21 @@ def _strip(path: Path, result: RunResult, ds, spec: GeneratorSpec, teacher: Load
 
     # Generation protocol (reference = another held-out frame): what the model paints from the audio.
     frames = result.extra["eval_frames"][:: max(1, len(result.extra["eval_frames"]) // 4)][:4]
-    refs = [r for f, r in zip(result.extra["eval_frames"], generation_references(result.extra["eval_frames"])) if f in frames]
+    refs = [
+        r
+        for f, r in zip(result.extra["eval_frames"], generation_references(result.extra["eval_frames"]), strict=True)
+        if f in frames
+    ]
     builder = SampleBuilder(ds, spec)
     batch = builder.batch(frames, refs)
     model = _load(result.checkpoint).model
     with torch.inference_mode():
         pred = model(torch.from_numpy(batch["face"]), torch.from_numpy(batch["audio"])).numpy()
-        tout = teacher.model(torch.from_numpy(batch["face"]), torch.from_numpy(batch["audio"])).numpy() if teacher else None
+        tout = (
+            teacher.model(torch.from_numpy(batch["face"]), torch.from_numpy(batch["audio"])).numpy()
+            if teacher
+            else None
+        )
 
     def tile(x: np.ndarray) -> np.ndarray:
         return (x.transpose(1, 2, 0) * 255).astype(np.uint8)

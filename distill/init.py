@@ -103,11 +103,15 @@ def init_from_teacher(
     student_state: dict[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], str]:
     """Return (student state, note). Falls back to the given state where shapes don't allow."""
-    if (teacher_spec.arch, teacher_spec.mode, teacher_spec.revision) != (student_spec.arch, student_spec.mode, student_spec.revision):
+    if (teacher_spec.arch, teacher_spec.mode, teacher_spec.revision) != (
+        student_spec.arch,
+        student_spec.mode,
+        student_spec.revision,
+    ):
         return student_state, "random (teacher is another family, mode or revision)"
     if teacher_spec.arch != "ultralight":
         return student_state, "random (channel transfer is implemented for the Ultralight family)"
-    wider = [i for i, (s, t) in enumerate(zip(student_spec.widths, teacher_spec.widths)) if s > t]
+    wider = [i for i, (s, t) in enumerate(zip(student_spec.widths, teacher_spec.widths, strict=True)) if s > t]
     if wider:
         return student_state, f"random (student wider than teacher at w{wider[0]})"
     x = _Transfer(teacher_state, dict(student_state))

@@ -188,7 +188,10 @@ class HeldOut:
 
         ds = builder.dataset
         self.dev, self.frames = dev, frames
-        self.batches = {"inference": builder.batch(frames), "generation": builder.batch(frames, generation_references(frames))}
+        self.batches = {
+            "inference": builder.batch(frames),
+            "generation": builder.batch(frames, generation_references(frames)),
+        }
         pre = builder.conventions.preprocess
         lips = [lip_region(ds.landmarks[i], ds.boxes[i], ds.frame_hw, pre) for i in frames]
         self.lips = lips if any(r is not None for r in lips) else None
@@ -228,9 +231,16 @@ class HeldOut:
         return float(row[protocol][against]["psnr"])
 
 
-def objective(w: LossWeights, pred: torch.Tensor, target: torch.Tensor, lips: torch.Tensor, mouth_w: torch.Tensor,
-              teacher_out: torch.Tensor | None = None, adapted: dict[str, torch.Tensor] | None = None,
-              teacher_feats: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+def objective(
+    w: LossWeights,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    lips: torch.Tensor,
+    mouth_w: torch.Tensor,
+    teacher_out: torch.Tensor | None = None,
+    adapted: dict[str, torch.Tensor] | None = None,
+    teacher_feats: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """train: L1 (mouth-weighted) + SSIM + lips to the ground truth; distill: the same to
     the teacher's output, plus feature matching and an optional ground-truth term."""
     goal = teacher_out if teacher_out is not None else target
@@ -239,9 +249,13 @@ def objective(w: LossWeights, pred: torch.Tensor, target: torch.Tensor, lips: to
         loss = loss + w.lips * masked_l1(pred, goal, lips)
     if teacher_out is not None:
         if adapted:
-            loss = loss + w.feature * torch.stack(
-                [torch.nn.functional.mse_loss(adapted[k].float(), teacher_feats[k].float()) for k in adapted]  # type: ignore[index]
-            ).mean()
+            loss = (
+                loss
+                + w.feature
+                * torch.stack(
+                    [torch.nn.functional.mse_loss(adapted[k].float(), teacher_feats[k].float()) for k in adapted]  # type: ignore[index]
+                ).mean()
+            )
         if w.gt > 0:
             loss = loss + w.gt * weighted_l1(pred, target, mouth_w)
     return loss
@@ -303,7 +317,9 @@ def prepare_output(
                 diff = config.first_difference(saved.get("config", {}) if isinstance(saved, dict) else {})
                 if diff:
                     raise OutputError(f"{out}: holds a different run ({diff}); use --force to replace it")
-                raise OutputError(f"{out}: holds this run already; use --resume to continue it or --force to start over")
+                raise OutputError(
+                    f"{out}: holds this run already; use --resume to continue it or --force to start over"
+                )
             raise OutputError(f"{out}: exists and is not empty; use --force to replace it")
         backup = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, backup)
@@ -356,8 +372,25 @@ def run_training(
     else:
         state = None
     try:
-        return _train(config, out, student_spec, teacher, ds, split, state, folder, world, rank, dev, save_every,
-                      checkpoint_name, progress, metadata, on_step, resume)
+        return _train(
+            config,
+            out,
+            student_spec,
+            teacher,
+            ds,
+            split,
+            state,
+            folder,
+            world,
+            rank,
+            dev,
+            save_every,
+            checkpoint_name,
+            progress,
+            metadata,
+            on_step,
+            resume,
+        )
     except BaseException:
         if folder is not None:
             folder.rollback()
@@ -365,9 +398,22 @@ def run_training(
 
 
 def _train(
-    config: RunConfig, out: Path, student_spec: GeneratorSpec, teacher: LoadedCheckpoint | None, ds: Any, split: Any,
-    state: dict[str, Any] | None, folder: "RunFolder | None", world: int, rank: int, dev: torch.device, save_every: int,
-    checkpoint_name: str, progress: bool, metadata: dict[str, Any] | None, on_step: Callable[[int], None] | None,
+    config: RunConfig,
+    out: Path,
+    student_spec: GeneratorSpec,
+    teacher: LoadedCheckpoint | None,
+    ds: Any,
+    split: Any,
+    state: dict[str, Any] | None,
+    folder: "RunFolder | None",
+    world: int,
+    rank: int,
+    dev: torch.device,
+    save_every: int,
+    checkpoint_name: str,
+    progress: bool,
+    metadata: dict[str, Any] | None,
+    on_step: Callable[[int], None] | None,
     resume: bool,
 ) -> RunResult:
     is_main = rank == 0
@@ -393,7 +439,9 @@ def _train(
     w = LossWeights(**config.weights)
     adapters = None
     if teacher is not None and w.feature > 0:
-        adapters = FeatureAdapters(feature_channels(student, student_spec), feature_channels(teacher.model, teacher.spec))
+        adapters = FeatureAdapters(
+            feature_channels(student, student_spec), feature_channels(teacher.model, teacher.spec)
+        )
     trainable = _Trainable(student, adapters).to(dev)
     optimizer = torch.optim.Adam(trainable.parameters(), lr=config.lr)
     history: list[dict[str, Any]] = []
@@ -488,7 +536,9 @@ def _train(
                 loss = objective(w, pred, target, lips, mouth_w, t_out, adapted, t_feats)
             if not torch.isfinite(loss):
                 kept = out / checkpoint_name
-                note = f"; the last good checkpoint is kept: {kept}" if kept.exists() else "; no checkpoint was saved yet"
+                note = (
+                    f"; the last good checkpoint is kept: {kept}" if kept.exists() else "; no checkpoint was saved yet"
+                )
                 raise TrainingError(f"loss became {float(loss.detach())} at step {step + 1}; training stopped{note}")
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -507,8 +557,10 @@ def _train(
                 protocol, against = heldout.key
                 q = history[-1][protocol][against]
                 lip = f", lip-box {q['lip_psnr']:.2f} dB" if "lip_psnr" in q else ""
-                bar.message(f"  eval @ {done}: PSNR {q['psnr']:.2f} dB{lip}, SSIM {q['ssim']:.4f} "
-                            f"({against.replace('_', ' ')}, {protocol} protocol)")
+                bar.message(
+                    f"  eval @ {done}: PSNR {q['psnr']:.2f} dB{lip}, SSIM {q['ssim']:.4f} "
+                    f"({against.replace('_', ' ')}, {protocol} protocol)"
+                )
             interrupted = stop.requested(world, dev)
             if done % save_every == 0 or done == config.steps or interrupted:
                 save_state(done)
@@ -516,7 +568,9 @@ def _train(
             if on_step:
                 on_step(done)
             if interrupted:
-                raise Interrupted(f"interrupted: state saved after step {done} in {out / STATE_FILE} (continue with --resume)")
+                raise Interrupted(
+                    f"interrupted: state saved after step {done} in {out / STATE_FILE} (continue with --resume)"
+                )
     finally:
         stop.uninstall()
         if world > 1:
@@ -533,8 +587,13 @@ def _train(
         seconds=seconds,
         steps_done=config.steps - start,
         resumed_from=start,
-        extra={"init": init_note, "train_frames": len(split.train), "eval_frames": eval_frames, "heldout_frames": len(split.heldout),
-               "ceiling": heldout.ceiling()},
+        extra={
+            "init": init_note,
+            "train_frames": len(split.train),
+            "eval_frames": eval_frames,
+            "heldout_frames": len(split.heldout),
+            "ceiling": heldout.ceiling(),
+        },
     )
 
 

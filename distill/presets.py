@@ -18,10 +18,12 @@ _MIN_WIDTH = 4
 
 def _scaled(widths: tuple[int, ...], alpha: float) -> tuple[int, int, int, int, int]:
     out = [max(_MIN_WIDTH, int(round(w * alpha / _ROUND)) * _ROUND) for w in widths]
-    return tuple(min(o, w) for o, w in zip(out, widths))  # type: ignore[return-value]
+    return tuple(min(o, w) for o, w in zip(out, widths, strict=True))  # type: ignore[return-value]
 
 
-def widths_for_ratio(teacher: GeneratorSpec, ratio: float, family: GeneratorSpec | None = None) -> tuple[int, int, int, int, int]:
+def widths_for_ratio(
+    teacher: GeneratorSpec, ratio: float, family: GeneratorSpec | None = None
+) -> tuple[int, int, int, int, int]:
     """The largest uniformly scaled teacher widths whose MACs (in `family`, the teacher's
     own by default) are <= teacher MACs / ratio."""
     from dhm.metrics import generator_cost
@@ -56,7 +58,8 @@ def resolve_student(teacher: GeneratorSpec, student: str, arch: str | None = Non
         revision = MOBILEONE_REVISION if arch == "mobileone" else LATEST_REVISION
         if REVISIONS[revision].windows[teacher.mode] != teacher.window:
             raise SpecError(
-                f"--student-arch {arch}: its conventions use a {REVISIONS[revision].windows[teacher.mode]}-frame window, "
+                f"--student-arch {arch}: its conventions use a {REVISIONS[revision].windows[teacher.mode]}-frame "
+                "window, "
                 f"the teacher ({teacher.describe_conventions()}) a {teacher.window}-frame one"
             )
         base = replace(teacher, arch=arch, revision=revision, crop_interpolation=teacher.crop_interpolation)

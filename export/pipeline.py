@@ -19,7 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from dhm.engines import TARGETS, TOLERANCES, Artifact, BuildConfig, Fp16, Fp32, Tolerance, build_and_validate, get, versions
+from dhm.engines import (
+    TARGETS,
+    TOLERANCES,
+    Artifact,
+    BuildConfig,
+    Fp16,
+    Fp32,
+    Tolerance,
+    build_and_validate,
+    get,
+    versions,
+)
 from dhm.errors import ConversionError, ParityError, SpecError
 from dhm.io import atomic_dir, check_output, human_size
 from dhm.manifest import MANIFEST_FILE, build_header, validate
@@ -48,15 +59,25 @@ class ExportResult:
             lip_text = "-" if lip is None else (lip if isinstance(lip, str) else f"{lip:.1f} dB")
             tol = Tolerance.from_dict(p["tolerance"]).describe() or "-"
             rows.append(
-                f"| {a.file} | {a.engine} | {a.variant} | {human_size(a.size_bytes)} | {p['max_abs']:.2e} | {ps} | {lip_text} | {tol} |"
+                f"| {a.file} | {a.engine} | {a.variant} | {human_size(a.size_bytes)} | {p['max_abs']:.2e} | {ps} | "
+                f"{lip_text} | {tol} |"
             )
         return "\n".join(rows)
 
 
 def artifact_record(a: Artifact, extra: dict[str, Any]) -> dict[str, Any]:
     """An artefact as the manifest lists it."""
-    return {"file": a.file, "format": a.format, "engine": a.engine, "variant": a.variant, "size_bytes": a.size_bytes,
-            "sha256": a.sha256, **extra, **({"structure": a.structure} if a.structure else {}), "parity": a.parity}
+    return {
+        "file": a.file,
+        "format": a.format,
+        "engine": a.engine,
+        "variant": a.variant,
+        "size_bytes": a.size_bytes,
+        "sha256": a.sha256,
+        **extra,
+        **({"structure": a.structure} if a.structure else {}),
+        "parity": a.parity,
+    }
 
 
 def parse_list(text: str | Sequence[str], allowed: Sequence[str], what: str) -> list[str]:
@@ -65,7 +86,9 @@ def parse_list(text: str | Sequence[str], allowed: Sequence[str], what: str) -> 
         return list(allowed)
     bad = [t for t in items if t not in allowed]
     if bad or not items:
-        raise SpecError(f"{what} {bad[0] if bad else '(none)'!r}: expected a comma-separated list of {', '.join(allowed)}")
+        raise SpecError(
+            f"{what} {bad[0] if bad else '(none)'!r}: expected a comma-separated list of {', '.join(allowed)}"
+        )
     return [a for a in allowed if a in items]
 
 
@@ -135,14 +158,19 @@ def export_model(
         # the crop filter the model was quantized with (an override there is not in model.pt)
         recorded = GeneratorSpec.from_dict(recipe["spec"]).crop_interpolation
         if crop_interpolation is not None and crop_interpolation != recorded:
-            raise SpecError(f"{quant_dir}: was quantized for {recorded} crops; --crop-interpolation {crop_interpolation} contradicts it")
+            raise SpecError(
+                f"{quant_dir}: was quantized for {recorded} crops; --crop-interpolation {crop_interpolation} "
+                "contradicts it"
+            )
         crop_interpolation = recorded
         if "int8" in variants:
             calib = load_inputs(quant_dir / recipe["calibration"]["file"])
     ckpt = load_checkpoint(model_path, crop_interpolation=crop_interpolation)
     spec = ckpt.spec
-    log(f"model: {spec.describe()} ({ckpt.form}): {spec.describe_conventions()}"
-        + (f", quantize recipe from {quant_dir}" if quant_dir else ""))
+    log(
+        f"model: {spec.describe()} ({ckpt.form}): {spec.describe_conventions()}"
+        + (f", quantize recipe from {quant_dir}" if quant_dir else "")
+    )
     # MobileOne: the reparameterized form is exported, checked against the multi-branch one.
     model = ckpt.inference_model()
     if data:
@@ -174,11 +202,13 @@ def export_model(
         if model is not ckpt.model:
             with torch.inference_mode():
                 reparam = [model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in check.inputs]
-            diff = max(float(np.abs(a - b).max()) for a, b in zip(reparam, reference))
+            diff = max(float(np.abs(a - b).max()) for a, b in zip(reparam, reference, strict=True))
             if diff > TOLERANCES["fp32"].max_abs:
                 raise ParityError(f"reparameterized model differs from the multi-branch one by {diff:.2e}")
-            notes.append(f"MobileOne reparameterized ({count_params(ckpt.model):,} -> {count_params(model):,} parameters); "
-                         f"max abs vs the multi-branch model {diff:.1e}")
+            notes.append(
+                f"MobileOne reparameterized ({count_params(ckpt.model):,} -> {count_params(model):,} parameters); "
+                f"max abs vs the multi-branch model {diff:.1e}"
+            )
             log(notes[-1])
         exported = export_onnx(model, spec, onnx_fp32, check.inputs, opset=opset or DEFAULT_OPSET)
         notes.append(f"onnxsim: {exported.simplify_note}")
@@ -189,10 +219,17 @@ def export_model(
             tol = TOLERANCES.get(config.variant) or int8_tolerance(recipe, backend.name)
             art = build_and_validate(backend, config, onnx_fp32, dst, check, reference, tol, calib=calib, header=header)
             artifacts.append(art)
-            onnx_info = {"opset": exported.opset, "simplified": exported.simplified} if backend.format == "onnx" and config.variant != "int8" else {}
+            onnx_info = (
+                {"opset": exported.opset, "simplified": exported.simplified}
+                if backend.format == "onnx" and config.variant != "int8"
+                else {}
+            )
             records.append(artifact_record(art, onnx_info))
             p = art.parity or {}
-            log(f"{art.file}: max abs {p['max_abs']:.2e}, PSNR {p['psnr'] if isinstance(p['psnr'], str) else round(p['psnr'], 1)}")
+            log(
+                f"{art.file}: max abs {p['max_abs']:.2e}, PSNR "
+                f"{p['psnr'] if isinstance(p['psnr'], str) else round(p['psnr'], 1)}"
+            )
         if onnx_fp32.name.startswith("."):
             onnx_fp32.unlink()
 
@@ -211,7 +248,8 @@ def _report(result: ExportResult, model: str, source: str) -> str:
         "# dhm export report",
         "",
         f"- model: {model}",
-        f"- MACs per frame: {result.manifest['generator']['macs']:,}; parameters: {result.manifest['generator']['params']:,}",
+        f"- MACs per frame: {result.manifest['generator']['macs']:,}; parameters: "
+        f"{result.manifest['generator']['params']:,}",
         f"- validation inputs: {source} ({result.artifacts[0].parity['frames'] if result.artifacts else 0} frames), "
         "reference: the torch FP32 model",
         "",

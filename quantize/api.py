@@ -78,13 +78,15 @@ def _fallback(
         path = build(candidate)
         q = evaluate(path)
         gain = _psnr(q) - _psnr(best[2])
-        steps.append({
-            "kept_float": candidate[len(best[1]):] if gain >= 0.1 else candidate,
-            "layers_in_float": len(candidate),
-            "psnr": q["psnr"],
-            "size_bytes": path.stat().st_size,
-            "gain_db": round(gain, 3),
-        })
+        steps.append(
+            {
+                "kept_float": candidate[len(best[1]) :] if gain >= 0.1 else candidate,
+                "layers_in_float": len(candidate),
+                "psnr": q["psnr"],
+                "size_bytes": path.stat().st_size,
+                "gain_db": round(gain, 3),
+            }
+        )
         log(f"{engine} int8: {len(candidate)} layer(s) in float: PSNR {_psnr(q):.2f} dB ({gain:+.2f} vs best)")
         if gain >= 0.1:
             best, stale = (path, list(candidate), q), 0
@@ -143,7 +145,9 @@ def quantize_model(
     if not 1 <= eval_frames <= 10_000:
         raise SpecError(f"--eval-frames {eval_frames}: expected 1 … 10,000")
     with atomic_dir(out, replace=True, command="quantize") as tmp:
-        job = _prepare(Path(model_path), data, calib_frames, eval_frames, calib_file, crop_interpolation, tmp, target_psnr, log)
+        job = _prepare(
+            Path(model_path), data, calib_frames, eval_frames, calib_file, crop_interpolation, tmp, target_psnr, log
+        )
         shutil.copyfile(model_path, tmp / SOURCE_FILE)
         save_inputs(tmp / CALIB_FILE, job.calib)
         save_inputs(tmp / EVAL_FILE, job.evaluation)
@@ -164,8 +168,17 @@ def quantize_model(
     return report
 
 
-def _prepare(model_path: Path, data: str | Path, calib_frames: int, eval_frames: int, calib_file: str | Path | None,
-             crop_interpolation: str | None, tmp: Path, target_psnr: float, log: Callable[[str], None]) -> _Job:
+def _prepare(
+    model_path: Path,
+    data: str | Path,
+    calib_frames: int,
+    eval_frames: int,
+    calib_file: str | Path | None,
+    crop_interpolation: str | None,
+    tmp: Path,
+    target_psnr: float,
+    log: Callable[[str], None],
+) -> _Job:
     """Load and check the model and the calibration and evaluation sets; the FP32 outputs
     every variant is judged against; the recipe's header."""
     import torch
@@ -183,8 +196,10 @@ def _prepare(model_path: Path, data: str | Path, calib_frames: int, eval_frames:
     check_shapes(sets.calib, spec, "calibration set")
     check_finite_activations(model, sets.calib, "calibration set")
     check_finite_activations(model, sets.eval, "evaluation set")
-    log(f"model: {spec.describe()} ({spec.describe_conventions()}); calibration: {len(sets.calib)} frames "
-        f"({sets.calib.source}); evaluation: {len(sets.eval)} frames")
+    log(
+        f"model: {spec.describe()} ({spec.describe_conventions()}); calibration: {len(sets.calib)} frames "
+        f"({sets.calib.source}); evaluation: {len(sets.eval)} frames"
+    )
     with torch.inference_mode():
         reference = [model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in sets.eval.inputs]
     header = build_header(
@@ -255,14 +270,17 @@ def _inc(job: _Job) -> tuple[str, bool]:
         "scored by held-out PSNR; the winner sets the ONNX recipe",
         **found.to_dict(),
     }
-    job.log("neural-compressor: " + ", ".join(
-        f"{'sym' if t['act_sym'] else 'asym'}/{t['act_algo']} {t['psnr_db']} dB" for t in found.trials
-    ) + f" -> {found.ort_method}, {'symmetric' if found.act_sym else 'asymmetric'} activations")
+    job.log(
+        "neural-compressor: "
+        + ", ".join(f"{'sym' if t['act_sym'] else 'asym'}/{t['act_algo']} {t['psnr_db']} dB" for t in found.trials)
+        + f" -> {found.ort_method}, {'symmetric' if found.act_sym else 'asymmetric'} activations"
+    )
     return found.ort_method, found.act_sym
 
 
-def _onnx_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], method: str, act_symmetric: bool,
-               target: float) -> Variant:
+def _onnx_int8(
+    job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], method: str, act_symmetric: bool, target: float
+) -> Variant:
     """onnxruntime QDQ INT8: the weight type by measurement, then the accuracy-aware fallback."""
     from dhm.engines.onnx_int8 import WEIGHT_TYPES
 
@@ -281,8 +299,14 @@ def _onnx_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], method
     weight_type = max(measured, key=lambda w: measured[w])
     weight_reason = "best held-out PSNR of " + ", ".join(f"{w} {v:.1f} dB" for w, v in measured.items())
     job.log(f"onnxruntime int8 weights: {weight_reason} -> {weight_type}")
-    best, kept, steps = _fallback(lambda ex: trials[weight_type] if not ex else build(weight_type, ex),
-                                  lambda p: job.evaluate(p, backend.name), ranking, target, job.log, backend.name)
+    best, kept, steps = _fallback(
+        lambda ex: trials[weight_type] if not ex else build(weight_type, ex),
+        lambda p: job.evaluate(p, backend.name),
+        ranking,
+        target,
+        job.log,
+        backend.name,
+    )
     config = OnnxInt8(method=method, exclude=tuple(kept), act_symmetric=act_symmetric, weight_type=weight_type)
     final = tmp / "model_int8.onnx"
     best.replace(final)
@@ -298,8 +322,14 @@ def _onnx_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], method
         "nodes_to_exclude": kept,
         "fallback": steps,
     }
-    return Variant(final.name, backend.name, "int8", job.evaluate(final, backend.name), final.stat().st_size,
-                   backend.require_int8(final))
+    return Variant(
+        final.name,
+        backend.name,
+        "int8",
+        job.evaluate(final, backend.name),
+        final.stat().st_size,
+        backend.require_int8(final),
+    )
 
 
 def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_method: str, target: float) -> Variant:
@@ -315,8 +345,15 @@ def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_met
         key = (method, tuple(skip))
         if key not in built:
             path = job.trial_path("mnn_int8", "mnn")
-            info = backend.build(MnnInt8(method=method, skip=tuple(skip)), onnx_fp32, path, calib=job.calib,
-                                 header=job.header, verify=False, cache=cache)
+            info = backend.build(
+                MnnInt8(method=method, skip=tuple(skip)),
+                onnx_fp32,
+                path,
+                calib=job.calib,
+                header=job.header,
+                verify=False,
+                cache=cache,
+            )
             built[key] = (path, info["method"])
         return built[key][0]
 
@@ -335,13 +372,21 @@ def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_met
         # methods that honour the list.
         honouring = [m for m in SKIP_HONOURING if m in tried]
         skip_method = max(honouring, key=lambda k: tried[k]) if honouring else full_method
-        job.log(f"mnn int8 method: {reason} -> {full_method}"
-                + (f" (fallback rounds: {skip_method})" if skip_method != full_method else ""))
+        job.log(
+            f"mnn int8 method: {reason} -> {full_method}"
+            + (f" (fallback rounds: {skip_method})" if skip_method != full_method else "")
+        )
     else:
         full_method = skip_method = mnn_method
         reason = "chosen by the user (--mnn-method)"
-    best, kept, steps = _fallback(lambda skip: build(skip_method if skip else full_method, skip),
-                                  lambda p: job.evaluate(p, backend.name), ranking, target, job.log, backend.name)
+    best, kept, steps = _fallback(
+        lambda skip: build(skip_method if skip else full_method, skip),
+        lambda p: job.evaluate(p, backend.name),
+        ranking,
+        target,
+        job.log,
+        backend.name,
+    )
     final_method = used(best)
     config = MnnInt8(method=final_method, skip=tuple(kept))
     final = tmp / "model_int8.mnn"
@@ -355,8 +400,14 @@ def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_met
         "fallback_method": skip_method,
         "fallback": steps,
     }
-    return Variant(final.name, backend.name, "int8", job.evaluate(final, backend.name), final.stat().st_size,
-                   backend.require_int8(final))
+    return Variant(
+        final.name,
+        backend.name,
+        "int8",
+        job.evaluate(final, backend.name),
+        final.stat().st_size,
+        backend.require_int8(final),
+    )
 
 
 def _report(job: _Job, variants: list[Variant], target_psnr: float) -> dict[str, Any]:
@@ -380,13 +431,15 @@ def _fmt_lvl(v: Any) -> str:
 
 def variant_table(report: dict[str, Any]) -> str:
     rows = [
-        "| file | engine | precision | size | vs FP32 size | PSNR | SSIM | mouth-PSNR | lip-box PSNR | lip colour Δ | max abs |",
+        "| file | engine | precision | size | vs FP32 size | PSNR | SSIM | mouth-PSNR | lip-box PSNR | lip colour Δ "
+        "| max abs |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for v in report["variants"]:
         q = v["quality"]
         rows.append(
-            f"| {v['file']} | {v['engine']} | {v['precision']} | {human_size(v['size_bytes'])} | {v['size_vs_fp32']:.2f}x | "
+            f"| {v['file']} | {v['engine']} | {v['precision']} | {human_size(v['size_bytes'])} | "
+            f"{v['size_vs_fp32']:.2f}x | "
             f"{_fmt_db(q['psnr'])} dB | {float(q['ssim']):.4f} | {_fmt_db(q['mouth_psnr'])} dB | "
             f"{_fmt_db(q.get('lip_psnr'))} dB | {_fmt_lvl(q.get('lip_color_diff'))} | {float(q['max_abs']):.2e} |"
         )
@@ -399,7 +452,8 @@ def _markdown(report: dict[str, Any]) -> str:
         "# dhm quantize report",
         "",
         f"Against {report['reference']}; calibration on held-out frames {r['calibration']['frames'][:3]}… "
-        f"({len(r['calibration']['frames'])} frames), evaluation on {len(r['evaluation']['frames'])} other held-out frames.",
+        f"({len(r['calibration']['frames'])} frames), evaluation on {len(r['evaluation']['frames'])} other held-out "
+        "frames.",
         "",
         variant_table(report),
         "",
@@ -409,12 +463,21 @@ def _markdown(report: dict[str, Any]) -> str:
             continue
         q = r[key]
         kept = q.get("nodes_to_exclude", q.get("skip_quant_op_names", []))
-        lines += [f"## {title}", "", f"- method: {q['method']}" + (f" ({q['reason']})" if "reason" in q else ""),
-                  *([f"- weights: {q['weight_type']} ({q['weight_reason']})"] if "weight_reason" in q else []),
-                  f"- layers kept in float: {len(kept)}" + (f": {', '.join(kept)}" if kept else ""), "",
-                  "| round | layers in float | PSNR vs FP32 | size | gain vs best |", "|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {title}",
+            "",
+            f"- method: {q['method']}" + (f" ({q['reason']})" if "reason" in q else ""),
+            *([f"- weights: {q['weight_type']} ({q['weight_reason']})"] if "weight_reason" in q else []),
+            f"- layers kept in float: {len(kept)}" + (f": {', '.join(kept)}" if kept else ""),
+            "",
+            "| round | layers in float | PSNR vs FP32 | size | gain vs best |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for i, s in enumerate(q["fallback"]):
             gain = "-" if s["gain_db"] is None else f"{s['gain_db']:+.2f} dB"
-            lines.append(f"| {i} | {s.get('layers_in_float', 0)} | {_fmt_db(s['psnr'])} dB | {human_size(s['size_bytes'])} | {gain} |")
+            lines.append(
+                f"| {i} | {s.get('layers_in_float', 0)} | {_fmt_db(s['psnr'])} dB | {human_size(s['size_bytes'])} | "
+                f"{gain} |"
+            )
         lines.append("")
     return "\n".join(lines)

@@ -26,8 +26,9 @@ class QuantSets:
     eval: InputSet
 
 
-def build_sets(data: str | Path, spec: GeneratorSpec, calib_frames: int, eval_frames: int,
-               calib: InputSet | None = None) -> QuantSets:
+def build_sets(
+    data: str | Path, spec: GeneratorSpec, calib_frames: int, eval_frames: int, calib: InputSet | None = None
+) -> QuantSets:
     """Held-out calibration and evaluation inputs; `calib` (a saved set) replaces the
     dataset's calibration frames."""
     from dhm.data import open_dataset, split_frames
@@ -43,7 +44,8 @@ def build_sets(data: str | Path, spec: GeneratorSpec, calib_frames: int, eval_fr
     if len(split.calib) < calib_frames:
         raise DatasetError(
             f"{data}: too few calibration frames: {calib_frames} needed, the held-out calibration blocks hold "
-            f"{len(split.calib)} (of {ds.n_frames} frames); pass --calib-frames {max(len(split.calib), MIN_CALIB_FRAMES)} "
+            f"{len(split.calib)} (of {ds.n_frames} frames); pass --calib-frames "
+            f"{max(len(split.calib), MIN_CALIB_FRAMES)} "
             f"or use a clip of at least {_frames_needed(calib_frames)} frames"
         )
     calib = heldout_inputs(data, spec, "calib", calib_frames)
@@ -93,7 +95,7 @@ def check_finite_activations(model, inputs: InputSet, what: str = "calibration s
             handles.append(module.register_forward_hook(hook))
     try:
         with torch.inference_mode():
-            for frame, x in zip(inputs.frames, inputs.inputs):
+            for frame, x in zip(inputs.frames, inputs.inputs, strict=True):
                 for name, arr in x.items():
                     if not np.isfinite(arr).all():
                         raise SpecError(f"{what}: input {name!r} of frame {frame} holds non-finite values")

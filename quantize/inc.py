@@ -68,7 +68,10 @@ def search_activation_config(model, calib: InputSet, evaluation: InputSet) -> In
     def run(m) -> np.ndarray:
         with torch.no_grad():
             return np.concatenate(
-                [m(torch.from_numpy(x[FACE_INPUT]), torch.from_numpy(x[AUDIO_INPUT])).numpy() for x in evaluation.inputs]
+                [
+                    m(torch.from_numpy(x[FACE_INPUT]), torch.from_numpy(x[AUDIO_INPUT])).numpy()
+                    for x in evaluation.inputs
+                ]
             )
 
     reference = run(model)
@@ -90,12 +93,17 @@ def search_activation_config(model, calib: InputSet, evaluation: InputSet) -> In
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         graph = export(model.eval(), example)
         # tolerable_loss 0 against a capped FP32 baseline: every config is tried
-        autotune(graph, TuningConfig(config_set=configs, tolerable_loss=0.0, max_trials=len(configs)),
-                 eval_fn=eval_fn, run_fn=run_fn, example_inputs=example)
+        autotune(
+            graph,
+            TuningConfig(config_set=configs, tolerable_loss=0.0, max_trials=len(configs)),
+            eval_fn=eval_fn,
+            run_fn=run_fn,
+            example_inputs=example,
+        )
     trial_scores = scores[1:]  # scores[0] is INC's FP32 baseline
     trials = [
         {"act_sym": sym, "act_algo": algo, "psnr_db": round(s, 2)}
-        for (sym, algo), s in zip(SEARCH_SPACE, trial_scores)
+        for (sym, algo), s in zip(SEARCH_SPACE, trial_scores, strict=False)
     ]
     if not trials:
         raise DhmError("neural-compressor autotune ran no trial")

@@ -71,7 +71,10 @@ def layer_sensitivity(model, calib: InputSet, evaluation: InputSet) -> list[Laye
     def run(inputs: InputSet) -> np.ndarray:
         with torch.inference_mode():
             return np.concatenate(
-                [model(torch.from_numpy(x[FACE_INPUT]), torch.from_numpy(x[AUDIO_INPUT])).numpy() for x in inputs.inputs]
+                [
+                    model(torch.from_numpy(x[FACE_INPUT]), torch.from_numpy(x[AUDIO_INPUT])).numpy()
+                    for x in inputs.inputs
+                ]
             )
 
     handles = [m.register_forward_pre_hook(observe(n)) for n, m in convs.items()]

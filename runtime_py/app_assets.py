@@ -12,8 +12,14 @@ from typing import Any
 from dhm.errors import DatasetError, SpecError
 
 
-def write_app_assets(export_dir: str | Path, data: str | Path, out: str | Path, variant: str = "fp16", frames: int = 250,
-                     force: bool = False) -> dict[str, Any]:
+def write_app_assets(
+    export_dir: str | Path,
+    data: str | Path,
+    out: str | Path,
+    variant: str = "fp16",
+    frames: int = 250,
+    force: bool = False,
+) -> dict[str, Any]:
     """Everything a demo app embeds: the model and its manifest, and a short clip (reference
     frames as JPEG, their landmarks, the clip's features as .f32, the clip's audio as WAV).
 
@@ -61,8 +67,9 @@ def write_app_assets(export_dir: str | Path, data: str | Path, out: str | Path, 
         wav = ds.wav_path
         if wav is not None:
             _cut_wav(wav, clip / "audio.wav", n / fps)
-        (clip / "clip.json").write_text(json.dumps({"frames": n, "fps": fps, "mode": mode,
-                                                    "audio": wav is not None}, indent=2) + "\n")
+        (clip / "clip.json").write_text(
+            json.dumps({"frames": n, "fps": fps, "mode": mode, "audio": wav is not None}, indent=2) + "\n"
+        )
     return {"out": str(out), "frames": n, "model": arts[0]["file"], "variant": variant}
 
 

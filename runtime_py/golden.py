@@ -63,8 +63,9 @@ def _manifest_beside(model: Path) -> Path:
     return m
 
 
-def write_golden(model: str | Path, data: str | Path, out: str | Path, frames: int = 6, threads: int = 1,
-                 force: bool = False) -> dict[str, Any]:
+def write_golden(
+    model: str | Path, data: str | Path, out: str | Path, frames: int = 6, threads: int = 1, force: bool = False
+) -> dict[str, Any]:
     from dhm.engines import conventions_of, load
     from dhm.pipeline import AvatarPipeline, pingpong
 

@@ -27,7 +27,9 @@ def load_features(mode: AudioMode, features: str | Path | None, wav: str | Path 
 
         feats = features_from_wav(wav, mode.name)
         if len(feats) == 0:
-            raise DatasetError(f"{wav}: too short for one video frame ({1000 / mode.fps:.0f} ms at {mode.fps} fps); nothing to render")
+            raise DatasetError(
+                f"{wav}: too short for one video frame ({1000 / mode.fps:.0f} ms at {mode.fps} fps); nothing to render"
+            )
         return feats
     from dhm.data.dataset import read_features
 
@@ -43,8 +45,10 @@ def check_video(path: Path, frames: int, size: tuple[int, int], out: Path) -> No
     finally:
         cap.release()
     if not ok or n != frames or frame is None or (frame.shape[1], frame.shape[0]) != size:
-        raise OutputError(f"{out}: the video did not come out whole ({n} of {frames} frames readable; is the disk full?); "
-                          "nothing was replaced")
+        raise OutputError(
+            f"{out}: the video did not come out whole ({n} of {frames} frames readable; is the disk full?); "
+            "nothing was replaced"
+        )
 
 
 def _temp_beside(out: Path) -> Path:
@@ -73,8 +77,7 @@ def render_video(
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise OutputError(f"{out}: the video is written as .mp4; give an output name ending in .mp4")
-    check_output(out, kind="file", command="run", force=force,
-                 inputs=[model, side_by_side, data, audio_features, wav])
+    check_output(out, kind="file", command="run", force=force, inputs=[model, side_by_side, data, audio_features, wav])
     if not out.parent.is_dir():
         raise OutputError(f"{out}: folder {out.parent} does not exist")
     engine = load(model, threads=threads, precision=precision, crop_interpolation=crop_interpolation)
@@ -106,7 +109,7 @@ def render_video(
         if not writer.isOpened():
             raise OutputError(f"{out}: OpenCV cannot write mp4 here")
         try:
-            for frames in zip(*streams):
+            for frames in zip(*streams, strict=False):
                 writer.write(np.concatenate(frames, axis=1) if len(frames) > 1 else frames[0])
         finally:
             writer.release()
@@ -115,8 +118,22 @@ def render_video(
         check_video(video, len(feats), size, out)
         if ffmpeg and audio is not None:
             mux = _temp_beside(out)
-            cmd = [ffmpeg, "-y", "-loglevel", "error", "-i", str(video), "-i", str(audio), "-c:v", "copy",
-                   "-c:a", "aac", "-shortest", str(mux)]
+            cmd = [
+                ffmpeg,
+                "-y",
+                "-loglevel",
+                "error",
+                "-i",
+                str(video),
+                "-i",
+                str(audio),
+                "-c:v",
+                "copy",
+                "-c:a",
+                "aac",
+                "-shortest",
+                str(mux),
+            ]
             muxed = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL).returncode == 0
             if muxed:
                 try:
@@ -132,7 +149,11 @@ def render_video(
             if p != out and p.exists():
                 p.unlink()
     if not muxed:
-        log("no ffmpeg on this machine: wrote a silent video" if not ffmpeg else "audio not muxed (no aud.wav, or ffmpeg failed): silent video")
+        log(
+            "no ffmpeg on this machine: wrote a silent video"
+            if not ffmpeg
+            else "audio not muxed (no aud.wav, or ffmpeg failed): silent video"
+        )
     times = pipelines[0].times
     return {
         "out": str(out),

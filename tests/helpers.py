@@ -10,7 +10,9 @@ import numpy as np
 GOLDEN_SEED = 20261121
 
 
-def seeded_state_dict(layout: Sequence[tuple[str, Sequence[int], str]], seed: int = GOLDEN_SEED, gain: float = 1.0) -> dict:
+def seeded_state_dict(
+    layout: Sequence[tuple[str, Sequence[int], str]], seed: int = GOLDEN_SEED, gain: float = 1.0
+) -> dict:
     """A deterministic state_dict for a (key, shape, dtype) layout.
 
     The same function produced the weights the upstream golden outputs were computed

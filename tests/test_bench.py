@@ -45,7 +45,9 @@ def test_modulebasic_ok_transcript():
     assert (run.avg_ms, run.min_ms, run.max_ms) == (5417.043457, 5191.115234, 5849.062988)
     assert run.load_ms == pytest.approx(98.944)
     assert run.memory_mb == pytest.approx(25.310318)
-    assert run.check_status == "passed" and run.checks[0].name == "out" and run.checks[0].diff_max == pytest.approx(1e-6)
+    assert (
+        run.check_status == "passed" and run.checks[0].name == "out" and run.checks[0].diff_max == pytest.approx(1e-6)
+    )
     assert run.output_files == ["output/0_0.txt", "output/1_0.txt"] and not run.errors
 
 
@@ -105,7 +107,9 @@ def test_adb_device_choice():
     assert pick_device(parse_adb_devices("List of devices attached\nR58M\tdevice\n"), None) == "R58M"
     with pytest.raises(DeviceError, match="no Android device connected"):
         pick_device(parse_adb_devices("* daemon started successfully\nList of devices attached\n\n"), None)
-    with pytest.raises(DeviceError, match=r"several devices connected \(R58M123ABC, emulator-5554\).*--device adb:SERIAL"):
+    with pytest.raises(
+        DeviceError, match=r"several devices connected \(R58M123ABC, emulator-5554\).*--device adb:SERIAL"
+    ):
         pick_device(parse_adb_devices(ADB_TWO), None)
     assert pick_device(parse_adb_devices(ADB_TWO), "emulator-5554") == "emulator-5554"
     with pytest.raises(DeviceError, match="device XYZ is not connected"):
@@ -161,9 +165,30 @@ def exported(tmp_path_factory, teacher, synth_hubert) -> Path:
 @pytest.fixture(scope="module")
 def host_result(tmp_path_factory, exported, teacher, synth_hubert):
     out = tmp_path_factory.mktemp("bench_out")
-    r = run_cli("bench", f"student={exported}", "--reference", teacher, "--data", synth_hubert, "--threads", "1,2",
-                "--runs", "6", "--rounds", "2", "--warmup", "1", "--frames", "4", "--e2e-frames", "3",
-                "--json", out / "b.json", "--report", out / "b.md")
+    r = run_cli(
+        "bench",
+        f"student={exported}",
+        "--reference",
+        teacher,
+        "--data",
+        synth_hubert,
+        "--threads",
+        "1,2",
+        "--runs",
+        "6",
+        "--rounds",
+        "2",
+        "--warmup",
+        "1",
+        "--frames",
+        "4",
+        "--e2e-frames",
+        "3",
+        "--json",
+        out / "b.json",
+        "--report",
+        out / "b.md",
+    )
     assert r.exit_code == 0, r.output
     return out, json.loads((out / "b.json").read_text()), r
 
@@ -194,13 +219,23 @@ def test_host_bench_record(host_result):
     assert set(ratios) == {(i, t) for i in ids[3:] for t in (1, 2)}
     for (rid, threads), x in ratios.items():
         engine = by[rid]["backend"]
-        for key, base in (("vs_teacher_torch", "torch"), ("vs_teacher_onnxruntime", "onnxruntime"), ("vs_teacher_same_engine", engine)):
-            assert x[key]["value"] == pytest.approx(p50[(f"teacher/{base}/fp32", threads)] / p50[(rid, threads)]), (rid, key)
+        for key, base in (
+            ("vs_teacher_torch", "torch"),
+            ("vs_teacher_onnxruntime", "onnxruntime"),
+            ("vs_teacher_same_engine", engine),
+        ):
+            assert x[key]["value"] == pytest.approx(p50[(f"teacher/{base}/fp32", threads)] / p50[(rid, threads)]), (
+                rid,
+                key,
+            )
     for x in result["engine_ratios"]:
         mnn = p50[(f"{x['model']}/mnn/{x['variant']}", x["threads"])]
         ort = p50[(f"{x['model']}/onnxruntime/{x['variant']}", x["threads"])]
         assert x["mnn_over_onnxruntime"] == pytest.approx(mnn / ort)
-    assert {(x["model"], x["variant"], x["threads"]) for x in result["engine_ratios"]} >= {("student", "fp32", 1), ("teacher", "fp32", 2)}
+    assert {(x["model"], x["variant"], x["threads"]) for x in result["engine_ratios"]} >= {
+        ("student", "fp32", 1),
+        ("teacher", "fp32", 2),
+    }
     assert result["targets"]["winners"] and result["versions"]["mnn"] and result["machine"]["cores"] >= 1
 
 
@@ -216,7 +251,7 @@ def test_host_bench_reports_both_protocols_with_lips(host_result, teacher, synth
     _, result, _ = host_result
     data = result["data"]
     assert len(data["generation_references"]) == len(data["parity_frames"])
-    assert all(r != f for r, f in zip(data["generation_references"], data["parity_frames"]))
+    assert all(r != f for r, f in zip(data["generation_references"], data["parity_frames"], strict=True))
     assert set(result["protocols"]) == {"parity", "generation"}
     by = {e["id"]: e for e in result["entries"]}
     fp16 = by["student/onnxruntime/fp16"]
@@ -240,8 +275,15 @@ def test_host_bench_report_and_plots(host_result):
 
     out, _, r = host_result
     md = (out / "b.md").read_text()
-    for heading in ("## Parity against the teacher", "## Generation protocol", "## Latency on this host", "## End-to-end pipeline per frame",
-                    "## MNN / onnxruntime latency", "## Targets", "## Plots"):
+    for heading in (
+        "## Parity against the teacher",
+        "## Generation protocol",
+        "## Latency on this host",
+        "## End-to-end pipeline per frame",
+        "## MNN / onnxruntime latency",
+        "## Targets",
+        "## Plots",
+    ):
         assert heading in md
     assert "| student/mnn/fp16 | 2 |" in md
     for png in ("b_latency.png", "b_pareto.png"):
@@ -310,7 +352,9 @@ def test_bench_needs_sane_settings(teacher, synth_hubert):
 
 def test_no_adb_says_how_to_install_it(tmp_path, teacher, synth_hubert, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: no adb anywhere
-    r = run_cli("bench", teacher, "--reference", teacher, "--data", synth_hubert, "--device", "adb", "--mnn-bin", tmp_path)
+    r = run_cli(
+        "bench", teacher, "--reference", teacher, "--data", synth_hubert, "--device", "adb", "--mnn-bin", tmp_path
+    )
     assert r.exit_code == 1 and "adb not found: install Android platform-tools" in r.stderr
 
 
@@ -328,16 +372,27 @@ def mnn_bin(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("mnn_bin")
     script = TESTS / "tools" / "modulebasic_standin.py"
-    subprocess.run([cc, "-O1", "-o", str(folder / "ModuleBasic.out"), str(TESTS / "tools" / "launcher.c"),
-                    f'-DPYTHON="{sys.executable}"', f'-DSCRIPT="{script}"'], check=True)
+    subprocess.run(
+        [
+            cc,
+            "-O1",
+            "-o",
+            str(folder / "ModuleBasic.out"),
+            str(TESTS / "tools" / "launcher.c"),
+            f'-DPYTHON="{sys.executable}"',
+            f'-DSCRIPT="{script}"',
+        ],
+        check=True,
+    )
     engine = next(Path(MNN.__file__).resolve().parents[1].glob("_mnncengine*.so"))
     shutil.copy(engine, folder / "libMNN.so")
     return folder
 
 
 def _device_settings(mnn_bin: Path, **kw) -> BenchSettings:
-    return BenchSettings(backends=("mnn",), threads=(1, 2), warmup=1, runs=5, rounds=1, frames=4, device="adb",
-                         mnn_bin=mnn_bin, **kw)
+    return BenchSettings(
+        backends=("mnn",), threads=(1, 2), warmup=1, runs=5, rounds=1, frames=4, device="adb", mnn_bin=mnn_bin, **kw
+    )
 
 
 @pytest.fixture
@@ -362,23 +417,35 @@ def test_device_bench_through_adb(tmp_path, exported, teacher, synth_hubert, mnn
     """The real AdbTransport end to end (device choice, getprop, push, shell, pull, clean-up)
     against a fake adb executable; ModuleBasic is the stand-in running the real MNN engine."""
     phone, log = fake_adb
-    result = run_bench([f"student={exported}"], teacher, synth_hubert, _device_settings(mnn_bin),
-                       json_path=tmp_path / "d.json", report_path=tmp_path / "d.md")
+    result = run_bench(
+        [f"student={exported}"],
+        teacher,
+        synth_hubert,
+        _device_settings(mnn_bin),
+        json_path=tmp_path / "d.json",
+        report_path=tmp_path / "d.md",
+    )
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert calls[0] == ["devices"]
     assert all(c[:2] == ["-s", "FAKE1"] for c in calls[1:])  # the one ready device, on every call
     calls = calls[1:]
     pushed = [Path(c[3]).name for c in calls if c[2] == "push"]
-    assert {"ModuleBasic.out", "libMNN.so", "input.mnn", "output.mnn", "model_fp32.mnn", "model_fp16.mnn"} <= set(pushed)
+    assert {"ModuleBasic.out", "libMNN.so", "input.mnn", "output.mnn", "model_fp32.mnn", "model_fp16.mnn"} <= set(
+        pushed
+    )
     assert pushed.count("input.mnn") == 4  # one per held-out frame, staged once for every model
     pulls = [c[3] for c in calls if c[2] == "pull"]
-    assert len(pulls) == 3 * 4 and all(p.startswith("/data/local/tmp/dhm-bench-") and p.endswith("/output/0_0.txt") for p in pulls)
+    assert len(pulls) == 3 * 4 and all(
+        p.startswith("/data/local/tmp/dhm-bench-") and p.endswith("/output/0_0.txt") for p in pulls
+    )
     shells = [c[3] for c in calls if c[2] == "shell"]
     assert shells[-2].startswith("rm -rf /data/local/tmp/dhm-bench-")  # clean-up, then a check that it worked
     assert list(phone.iterdir()) == []  # nothing left behind on the "phone"
 
     dev = result["device"]
-    assert dev["device"]["transport"] == "adb" and dev["device"]["model"] == "FP-1" and dev["device"]["serial"] == "FAKE1"
+    assert (
+        dev["device"]["transport"] == "adb" and dev["device"]["model"] == "FP-1" and dev["device"]["serial"] == "FAKE1"
+    )
     assert dev["abi"] == elf_abi(mnn_bin / "ModuleBasic.out") and dev["forward"] == "cpu"
     models = {m["id"]: m for m in dev["models"]}
     assert set(models) == {"teacher/mnn/fp32", "student/mnn/fp32", "student/mnn/fp16"}
@@ -401,10 +468,14 @@ def test_device_bench_through_adb(tmp_path, exported, teacher, synth_hubert, mnn
 
 def test_adb_device_problems_are_one_line(tmp_path, teacher, synth_hubert, mnn_bin, fake_adb, monkeypatch):
     monkeypatch.setenv("FAKE_ADB_DEVICES", "")
-    r = run_cli("bench", teacher, "--reference", teacher, "--data", synth_hubert, "--device", "adb", "--mnn-bin", mnn_bin)
+    r = run_cli(
+        "bench", teacher, "--reference", teacher, "--data", synth_hubert, "--device", "adb", "--mnn-bin", mnn_bin
+    )
     assert r.exit_code == 1 and "no Android device connected" in r.stderr and "Traceback" not in r.output
     monkeypatch.setenv("FAKE_ADB_DEVICES", "FAKE1\tunauthorized")
-    r = run_cli("bench", teacher, "--reference", teacher, "--data", synth_hubert, "--device", "adb:FAKE1", "--mnn-bin", mnn_bin)
+    r = run_cli(
+        "bench", teacher, "--reference", teacher, "--data", synth_hubert, "--device", "adb:FAKE1", "--mnn-bin", mnn_bin
+    )
     assert r.exit_code == 1 and "device FAKE1 is unauthorized: accept the USB debugging prompt" in r.stderr
 
 
@@ -419,7 +490,13 @@ def test_device_failures_are_clear_and_clean_up(tmp_path, exported, teacher, syn
     monkeypatch.delenv("DHM_STANDIN_FAIL")
     monkeypatch.setenv("DHM_STANDIN_SLEEP", "3")
     with pytest.raises(DeviceError, match="timed out after 1s"):
-        run_bench(model, teacher, synth_hubert, _device_settings(mnn_bin, device_timeout_s=1.0), transport=LocalTransport(phone))
+        run_bench(
+            model,
+            teacher,
+            synth_hubert,
+            _device_settings(mnn_bin, device_timeout_s=1.0),
+            transport=LocalTransport(phone),
+        )
     assert list(phone.iterdir()) == []
 
 
@@ -429,8 +506,20 @@ def test_device_refuses_a_binary_for_another_abi(tmp_path, exported, teacher, sy
             return ["arm64-v8a", "armeabi-v7a"]
 
     with pytest.raises(DeviceError, match="is built for x86_64, the phone runs arm64-v8a, armeabi-v7a"):
-        run_bench([str(exported / "model_fp32.mnn")], teacher, synth_hubert, _device_settings(mnn_bin), transport=ArmPhone(tmp_path))
+        run_bench(
+            [str(exported / "model_fp32.mnn")],
+            teacher,
+            synth_hubert,
+            _device_settings(mnn_bin),
+            transport=ArmPhone(tmp_path),
+        )
     empty = tmp_path / "empty_bin"
     empty.mkdir()
     with pytest.raises(DeviceError, match="ModuleBasic.out: missing; build MNN for Android"):
-        run_bench([str(exported / "model_fp32.mnn")], teacher, synth_hubert, _device_settings(empty), transport=LocalTransport(tmp_path))
+        run_bench(
+            [str(exported / "model_fp32.mnn")],
+            teacher,
+            synth_hubert,
+            _device_settings(empty),
+            transport=LocalTransport(tmp_path),
+        )

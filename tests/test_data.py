@@ -137,7 +137,11 @@ def test_synth_loads_through_the_reader(synth_hubert, synth_wenet):
     dw = open_dataset(synth_wenet, mode="wenet")
     assert dw.audio("wenet").shape == (120, 16, 512)
     assert SampleBuilder(dw, GeneratorSpec(mode="wenet")).inference_sample(0).audio.shape == (128, 16, 32)
-    assert SampleBuilder(dw, GeneratorSpec(mode="wenet", revision="2024-10-14")).inference_sample(0).audio.shape == (256, 16, 32)
+    assert SampleBuilder(dw, GeneratorSpec(mode="wenet", revision="2024-10-14")).inference_sample(0).audio.shape == (
+        256,
+        16,
+        32,
+    )
 
 
 def test_synth_mouth_follows_the_audio(synth_hubert):

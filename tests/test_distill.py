@@ -104,8 +104,27 @@ def test_same_seed_same_result(tmp_path, teacher, synth_hubert):
 
 
 def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth_hubert):
-    args = ["distill", "--teacher", str(teacher), "--data", str(synth_hubert), "--student", STUDENT_W,
-            "--steps", "40", "--batch-size", "4", "--lr", "0.003", "--eval-every", "10", "--eval-frames", "8", "--threads", "2"]
+    args = [
+        "distill",
+        "--teacher",
+        str(teacher),
+        "--data",
+        str(synth_hubert),
+        "--student",
+        STUDENT_W,
+        "--steps",
+        "40",
+        "--batch-size",
+        "4",
+        "--lr",
+        "0.003",
+        "--eval-every",
+        "10",
+        "--eval-frames",
+        "8",
+        "--threads",
+        "2",
+    ]
     whole = tmp_path / "whole"
     r = subprocess.run([DHM, *args, "-o", str(whole)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -155,9 +174,22 @@ def test_teacher_that_does_not_load(tmp_path, synth_hubert):
 
 
 def test_student_widths_that_do_not_fit(tmp_path, teacher, synth_hubert):
-    r = run_cli("distill", "--teacher", teacher, "--data", synth_hubert, "-o", tmp_path / "o", "--student", "8,16,1,4,4", "--quiet")
+    r = run_cli(
+        "distill",
+        "--teacher",
+        teacher,
+        "--data",
+        synth_hubert,
+        "-o",
+        tmp_path / "o",
+        "--student",
+        "8,16,1,4,4",
+        "--quiet",
+    )
     _fails_before_training(r, "--student '8,16,1,4,4'")
-    r = run_cli("distill", "--teacher", teacher, "--data", synth_hubert, "-o", tmp_path / "o", "--student", "tiny", "--quiet")
+    r = run_cli(
+        "distill", "--teacher", teacher, "--data", synth_hubert, "-o", tmp_path / "o", "--student", "tiny", "--quiet"
+    )
     _fails_before_training(r, "presets: x4, x10, x20, x30")
 
 
@@ -171,8 +203,24 @@ def test_dataset_too_small_for_the_split(tmp_path, teacher):
 
 def test_resume_with_other_settings_and_overwrite_protection(tmp_path, teacher, synth_hubert):
     out = tmp_path / "run"
-    base = ["distill", "--teacher", teacher, "--data", synth_hubert, "-o", out, "--student", STUDENT_W,
-            "--steps", "2", "--batch-size", "2", "--eval-frames", "4", "--quiet"]
+    base = [
+        "distill",
+        "--teacher",
+        teacher,
+        "--data",
+        synth_hubert,
+        "-o",
+        out,
+        "--student",
+        STUDENT_W,
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--eval-frames",
+        "4",
+        "--quiet",
+    ]
     assert run_cli(*base).exit_code == 0
     r = run_cli(*base, "--lr", "0.01", "--resume")
     _fails_before_training(r, "--resume from a run with other settings (lr")
@@ -185,8 +233,28 @@ def test_resume_with_other_settings_and_overwrite_protection(tmp_path, teacher, 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, teacher, synth_hubert):
     out = tmp_path / "nan"
-    r = run_cli("distill", "--teacher", teacher, "--data", synth_hubert, "-o", out, "--student", STUDENT_W,
-                "--steps", "30", "--batch-size", "2", "--eval-every", "1", "--eval-frames", "2", "--lr", "1e12", "--quiet")
+    r = run_cli(
+        "distill",
+        "--teacher",
+        teacher,
+        "--data",
+        synth_hubert,
+        "-o",
+        out,
+        "--student",
+        STUDENT_W,
+        "--steps",
+        "30",
+        "--batch-size",
+        "2",
+        "--eval-every",
+        "1",
+        "--eval-frames",
+        "2",
+        "--lr",
+        "1e12",
+        "--quiet",
+    )
     assert r.exit_code != 0
     line = [ln for ln in r.output.splitlines() if ln.startswith("dhm: error:")][0]
     assert "loss became nan at step" in line and "last good checkpoint is kept" in line
@@ -196,8 +264,24 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 
 def test_train_writes_a_model_dhm_info_reads(tmp_path, synth_wenet):
     out = tmp_path / "t"
-    r = run_cli("train", "--data", synth_wenet, "-o", out, "--mode", "wenet", "--widths", "4,8,12,16,32",
-                "--steps", "3", "--batch-size", "2", "--eval-frames", "4", "--quiet")
+    r = run_cli(
+        "train",
+        "--data",
+        synth_wenet,
+        "-o",
+        out,
+        "--mode",
+        "wenet",
+        "--widths",
+        "4,8,12,16,32",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--eval-frames",
+        "4",
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     info = json.loads(run_cli("info", out / "model.pt", "--json").output)
     assert info["mode"] == "wenet" and info["widths"] == [4, 8, 12, 16, 32] and info["form"] == "dhm"
@@ -208,10 +292,33 @@ def test_torchrun_trains_with_distributed_data_parallel(tmp_path, teacher, synth
     torchrun = Path(sys.executable).with_name("torchrun")
     out = tmp_path / "ddp"
     r = subprocess.run(
-        [str(torchrun), "--nproc_per_node=2", "--master_port=29533", DHM, "distill", "--teacher", str(teacher),
-         "--data", str(synth_hubert), "-o", str(out), "--student", STUDENT_W, "--steps", "4", "--batch-size", "2",
-         "--eval-frames", "4", "--threads", "1", "--quiet"],
-        capture_output=True, text=True, timeout=600,
+        [
+            str(torchrun),
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            DHM,
+            "distill",
+            "--teacher",
+            str(teacher),
+            "--data",
+            str(synth_hubert),
+            "-o",
+            str(out),
+            "--student",
+            STUDENT_W,
+            "--steps",
+            "4",
+            "--batch-size",
+            "2",
+            "--eval-frames",
+            "4",
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())

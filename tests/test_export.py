@@ -70,7 +70,7 @@ def _assert_matches_torch(ckpt, out, manifest, data=None, frames=2):
         ref = [model.model(torch.from_numpy(x["face"]), torch.from_numpy(x["audio"])).numpy() for x in check.inputs]
     for a in manifest["artifacts"]:
         engine = load(out / a["file"], threads=1, precision="fp32")
-        diff = max(float(np.abs(engine.run(x)["out"] - r).max()) for x, r in zip(check.inputs, ref))
+        diff = max(float(np.abs(engine.run(x)["out"] - r).max()) for x, r in zip(check.inputs, ref, strict=True))
         assert diff <= (1e-4 if a["variant"] == "fp32" else 2e-2), a["file"]
         # the manifest records what the file does, within thread-count rounding
         assert a["parity"]["max_abs"] == pytest.approx(diff, rel=0.05, abs=1e-6), a["file"]
@@ -112,7 +112,12 @@ def test_each_artefact_runs_like_torch_on_real_frames(exported, synth_hubert):
     for x in check.inputs:
         with torch.no_grad():
             ref = model.model(torch.from_numpy(x["face"]), torch.from_numpy(x["audio"])).numpy()
-        for name, tol in (("model_fp32.onnx", 1e-4), ("model_fp32.mnn", 1e-4), ("model_fp16.onnx", 2e-2), ("model_fp16.mnn", 2e-2)):
+        for name, tol in (
+            ("model_fp32.onnx", 1e-4),
+            ("model_fp32.mnn", 1e-4),
+            ("model_fp16.onnx", 2e-2),
+            ("model_fp16.mnn", 2e-2),
+        ):
             engine = load(out / name, threads=1, precision="fp32")
             assert np.abs(engine.run(x)["out"] - ref).max() <= tol, name
 
@@ -144,7 +149,9 @@ def test_a_build_that_drifts_is_refused_and_nothing_is_written(tmp_path, exporte
     monkeypatch.setattr(type(backend), "build", drifting_build)
     ckpt, _, _ = exported
     out = tmp_path / "out"
-    with pytest.raises(ParityError, match=r"model_fp32\.(onnx|mnn) \((onnxruntime|mnn) fp32\): does not match the reference"):
+    with pytest.raises(
+        ParityError, match=r"model_fp32\.(onnx|mnn) \((onnxruntime|mnn) fp32\): does not match the reference"
+    ):
         export_model(ckpt, out, variants=["fp32"], frames=2)
     assert list(tmp_path.iterdir()) == []  # no OUT, no temp folder
 
@@ -202,7 +209,10 @@ def _offline(cmd: list[str], tmp_path: Path) -> tuple[list[str], dict[str, str]]
 
 
 def test_offline_sandbox_really_has_no_network(tmp_path):
-    code = "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 443), timeout=3)\n    print('ONLINE')\nexcept OSError:\n    print('OFFLINE')\n"
+    code = (
+        "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 443), timeout=3)\n    "
+        "print('ONLINE')\nexcept OSError:\n    print('OFFLINE')\n"
+    )
     cmd, env = _offline([sys.executable, "-c", code], tmp_path)
     assert subprocess.run(cmd, capture_output=True, text=True, env=env).stdout.strip() == "OFFLINE"
 

@@ -85,7 +85,9 @@ def test_count_macs_known_value():
 
 
 @pytest.mark.parametrize("mode", ["hubert", "wenet"])
-@pytest.mark.parametrize("widths", [(16, 32, 64, 128, 256), (8, 16, 24, 32, 48), (6, 10, 14, 18, 22), (32, 64, 128, 256, 512)])
+@pytest.mark.parametrize(
+    "widths", [(16, 32, 64, 128, 256), (8, 16, 24, 32, 48), (6, 10, 14, 18, 22), (32, 64, 128, 256, 512)]
+)
 def test_any_widths_build_and_run_in_both_modes(mode, widths):
     spec = GeneratorSpec(mode=mode, widths=widths)
     model = Model(spec).eval()
@@ -201,6 +203,9 @@ def test_nan_weights(tmp_path):
 def test_metadata_that_contradicts_tensors(tmp_path):
     state = Model(GeneratorSpec(widths="mobile")).state_dict()
     path = tmp_path / "lie.pt"
-    torch.save({"model": state, "dhm": {"spec": {"arch": "ultralight", "mode": "wenet", "widths": [16, 32, 64, 128, 256]}}}, path)
+    torch.save(
+        {"model": state, "dhm": {"spec": {"arch": "ultralight", "mode": "wenet", "widths": [16, 32, 64, 128, 256]}}},
+        path,
+    )
     with pytest.raises(CheckpointError, match="metadata says"):
         load_checkpoint(path)

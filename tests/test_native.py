@@ -29,7 +29,9 @@ def need(tool: str) -> str:
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=600, **kw)
-    assert proc.returncode == 0, f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -116,8 +118,9 @@ def test_core_resize_matches_opencv(tmp_path, core_build):
 
     rng = np.random.default_rng(3)
     worst = {"linear": 0, "area": 0}
-    for k, (w, h) in enumerate([(138, 138), (220, 220), (336, 336), (504, 504), (227, 215), (100, 80), (167, 167),
-                                (169, 169), (341, 337)]):
+    for k, (w, h) in enumerate(
+        [(138, 138), (220, 220), (336, 336), (504, 504), (227, 215), (100, 80), (167, 167), (169, 169), (341, 337)]
+    ):
         smooth = cv2.resize(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_CUBIC)
         img = np.clip(smooth.astype(int) + rng.integers(-40, 40, (h, w, 3)), 0, 255).astype(np.uint8)
         write_u8(tmp_path / f"src{k}.u8", img)
@@ -125,8 +128,13 @@ def test_core_resize_matches_opencv(tmp_path, core_build):
         jobs = [(interp, dw, dh) for interp in ("linear", "area") for dw, dh in sizes]
         outdir = tmp_path / f"out{k}"
         outdir.mkdir()
-        subprocess.run([str(core_build / "resize_tool"), str(tmp_path / f"src{k}.u8"), str(outdir)], check=True,
-                       input="".join(f"{i} {a} {b}\n" for i, a, b in jobs), text=True, capture_output=True)
+        subprocess.run(
+            [str(core_build / "resize_tool"), str(tmp_path / f"src{k}.u8"), str(outdir)],
+            check=True,
+            input="".join(f"{i} {a} {b}\n" for i, a, b in jobs),
+            text=True,
+            capture_output=True,
+        )
         for n, (interp, dw, dh) in enumerate(jobs):
             raw = (outdir / f"{n}.u8").read_bytes()
             ours = np.frombuffer(raw[12:], np.uint8).reshape(dh, dw, 3)
@@ -150,19 +158,46 @@ def test_jni_glue_on_the_jvm(golden, tmp_path, synth_hubert):
     run(["cmake", "--build", build, "-j2"], env=env)
     assert (build / "libdhm_jni.so").is_file()
     classes = tmp_path / "classes"
-    run([javac, "-d", classes, ANDROID / "app/src/main/java/ai/dhm/demo/DhmNative.java",
-         ANDROID / "host_test/ai/dhm/demo/DhmNativeHostTest.java"])
+    run(
+        [
+            javac,
+            "-d",
+            classes,
+            ANDROID / "app/src/main/java/ai/dhm/demo/DhmNative.java",
+            ANDROID / "host_test/ai/dhm/demo/DhmNativeHostTest.java",
+        ]
+    )
     n_images = open_dataset(synth_hubert).n_frames  # the ping-pong schedule runs over the clip's frames
-    out = run([java_home / "bin/java", f"-Djava.library.path={build}", "-cp", classes, "ai.dhm.demo.DhmNativeHostTest", golden,
-               str(n_images)]).stdout
+    out = run(
+        [
+            java_home / "bin/java",
+            f"-Djava.library.path={build}",
+            "-cp",
+            classes,
+            "ai.dhm.demo.DhmNativeHostTest",
+            golden,
+            str(n_images),
+        ]
+    ).stdout
     assert out.strip().endswith("OK"), out
     assert "worst difference 0 LSB" in out or "worst difference 1 LSB" in out
     # A golden folder with no cases compares nothing: the host test must fail, not pass.
     empty = tmp_path / "empty_golden"
     shutil.copytree(golden, empty)
     (empty / "cases.txt").write_text("\n \n")
-    proc = subprocess.run([java_home / "bin/java", f"-Djava.library.path={build}", "-cp", classes, "ai.dhm.demo.DhmNativeHostTest",
-                           empty, str(n_images)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            java_home / "bin/java",
+            f"-Djava.library.path={build}",
+            "-cp",
+            classes,
+            "ai.dhm.demo.DhmNativeHostTest",
+            empty,
+            str(n_images),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "FAIL: cases.txt lists no frames to render" in proc.stdout, proc.stdout
 
 
@@ -182,8 +217,24 @@ def test_objc_bridge_under_gnustep(golden, tmp_path, synth_hubert):
         objs.append(obj)
     for src in (IOS / "DhmDemo/DHMAvatar.mm", IOS / "host_test/bridge_test.mm"):
         obj = tmp_path / (src.stem + ".o")
-        run([gxx, "-x", "objective-c++", *objc_flags, "-std=gnu++17", "-O2", "-Wno-subobject-linkage", "-Werror=return-type",
-             f"-I{IOS / 'DhmDemo'}", f"-I{CORE / 'include'}", "-c", src, "-o", obj])
+        run(
+            [
+                gxx,
+                "-x",
+                "objective-c++",
+                *objc_flags,
+                "-std=gnu++17",
+                "-O2",
+                "-Wno-subobject-linkage",
+                "-Werror=return-type",
+                f"-I{IOS / 'DhmDemo'}",
+                f"-I{CORE / 'include'}",
+                "-c",
+                src,
+                "-o",
+                obj,
+            ]
+        )
         objs.append(obj)
     exe = tmp_path / "bridge_test"
     run([gxx, *objs, "-o", exe, *libs])
@@ -209,17 +260,37 @@ def test_android_manifest_and_resources_compile_with_aapt(tmp_path):
     target_sdk = re.search(r"targetSdk = (\d+)", gradle).group(1)
     # AGP takes the package and SDK levels from Gradle; aapt needs them in the manifest.
     manifest = (ANDROID / "app/src/main/AndroidManifest.xml").read_text()
-    manifest = manifest.replace('<manifest xmlns:android="http://schemas.android.com/apk/res/android">',
-                                f'<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="{namespace}">\n'
-                                f'    <uses-sdk android:minSdkVersion="{min_sdk}" android:targetSdkVersion="{target_sdk}" />')
+    manifest = manifest.replace(
+        '<manifest xmlns:android="http://schemas.android.com/apk/res/android">',
+        f'<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="{namespace}">\n'
+        f'    <uses-sdk android:minSdkVersion="{min_sdk}" android:targetSdkVersion="{target_sdk}" />',
+    )
     merged = tmp_path / "AndroidManifest.xml"
     merged.write_text(manifest)
     gen = tmp_path / "gen"
     gen.mkdir()
-    run([aapt, "package", "-f", "-m", "-M", merged, "-S", ANDROID / "app/src/main/res", "-I", FRAMEWORK_RES, "-J", gen,
-         "-F", tmp_path / "res.apk"])
+    run(
+        [
+            aapt,
+            "package",
+            "-f",
+            "-m",
+            "-M",
+            merged,
+            "-S",
+            ANDROID / "app/src/main/res",
+            "-I",
+            FRAMEWORK_RES,
+            "-J",
+            gen,
+            "-F",
+            tmp_path / "res.apk",
+        ]
+    )
     badging = run([aapt, "dump", "badging", tmp_path / "res.apk"]).stdout
-    assert f"package: name='{namespace}'" in badging and "launchable-activity: name='ai.dhm.demo.MainActivity'" in badging
+    assert (
+        f"package: name='{namespace}'" in badging and "launchable-activity: name='ai.dhm.demo.MainActivity'" in badging
+    )
     # Every R.<type>.<name> the Kotlin code uses exists in the compiled resources.
     r_java = (gen / namespace.replace(".", "/") / "R.java").read_text()
     used = set()
@@ -264,11 +335,18 @@ def test_sanitized_fuzz_of_manifest_landmarks_and_frame_loop(sanitized_build, go
     indices, and every crash found so far as a regression input: each must render or be
     refused with dhm::Error; ASan/UBSan abort on anything else."""
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
-    proc = subprocess.run([str(sanitized_build / "fuzz_test"), str(golden), "3000", "20261122", "50"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [str(sanitized_build / "fuzz_test"), str(golden), "3000", "20261122", "50"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    m = re.search(r"fuzz: (\d+) inputs in [\d.]+ s: (\d+) parsed, (\d+) rendered, (\d+) refused with dhm::Error, 0 findings",
-                  proc.stdout)
+    m = re.search(
+        r"fuzz: (\d+) inputs in [\d.]+ s: (\d+) parsed, (\d+) rendered, (\d+) refused with dhm::Error, 0 findings",
+        proc.stdout,
+    )
     assert m, proc.stdout
     inputs, parsed, rendered, refused = map(int, m.groups())
     assert inputs >= 2000 and rendered > 100 and refused > 1000, proc.stdout
@@ -296,8 +374,15 @@ def _mutations(text: str):
     yield "unchanged", text
     for v in (-5, 0, 31, 1023, 1024, 2**31):
         yield f"landmark left {v}", lm("left", v)
-    for x, y, w, h in ((5, 5, 150, 145), (-1, 5, 150, 145), (5, 5, -150, 145), (5, 5, 0, 145), (10, 10, inner - 10, 1),
-                       (11, 10, inner - 10, 1), (0, 0, inner, inner)):
+    for x, y, w, h in (
+        (5, 5, 150, 145),
+        (-1, 5, 150, 145),
+        (5, 5, -150, 145),
+        (5, 5, 0, 145),
+        (10, 10, inner - 10, 1),
+        (11, 10, inner - 10, 1),
+        (0, 0, inner, inner),
+    ):
         yield f"mask {x},{y},{w},{h}", pre("mask_rect", [x, y, w, h])
     for v in (168, 170, 1e300, 2**31):
         yield f"crop_size {v}", pre("crop_size", v)
@@ -307,8 +392,15 @@ def _mutations(text: str):
     for v in (0.5, 0.0, -1.0, 2.0):
         yield f"scale {v}", pre("scale", v)
     for v in ("area", "linear", "nearest"):
-        yield f"crop {v}", edit(lambda m, v=v: (m["preprocess"].__setitem__("crop_interpolation", v),
-                                               m["generator"].__setitem__("crop_interpolation", v)))
+        yield (
+            f"crop {v}",
+            edit(
+                lambda m, v=v: (
+                    m["preprocess"].__setitem__("crop_interpolation", v),
+                    m["generator"].__setitem__("crop_interpolation", v),
+                )
+            ),
+        )
     # (fps and window also follow from the generator, which Python checks as well: only
     # values outside the bounds are mutations both sides judge by the same rule)
     for v in (0, 241):
@@ -342,14 +434,14 @@ def test_python_and_the_core_accept_and_refuse_the_same_manifests(golden, core_b
     text = (golden / "manifest.json").read_text()
     cases = list(_mutations(text))
     paths = []
-    for k, (name, body) in enumerate(cases):
+    for k, (_name, body) in enumerate(cases):
         p = tmp_path / f"m{k}.json"
         p.write_text(body)
         paths.append(p)
     native = run([core_build / "manifest_tool", *paths]).stdout.splitlines()
     assert len(native) == len(cases)
     verdicts = []
-    for (name, _), path, line in zip(cases, paths, native):
+    for (name, _), path, line in zip(cases, paths, native, strict=True):
         try:
             read_manifest(path)
             python_ok = True

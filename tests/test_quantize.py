@@ -40,8 +40,18 @@ def test_variants_keep_the_face(quantized):
         assert int8["quality"]["ssim"] > 0.97
         assert fp16["size_vs_fp32"] < 0.55
         assert int8["size_vs_fp32"] < 0.4
-    for f in ("model_fp32.onnx", "model_fp16.onnx", "model_int8.onnx", "model_fp32.mnn", "model_fp16.mnn",
-              "model_int8.mnn", "recipe.json", "calib.npz", "model.pt", "report.md"):
+    for f in (
+        "model_fp32.onnx",
+        "model_fp16.onnx",
+        "model_int8.onnx",
+        "model_fp32.mnn",
+        "model_fp16.mnn",
+        "model_int8.mnn",
+        "recipe.json",
+        "calib.npz",
+        "model.pt",
+        "report.md",
+    ):
         assert (out / f).is_file(), f
     assert not (out / ".work").exists()
     md = (out / "report.md").read_text()
@@ -51,7 +61,9 @@ def test_variants_keep_the_face(quantized):
 def test_int8_is_really_int8(quantized):
     out, _ = quantized
     o = ort_int8.structure(out / "model_int8.onnx")
-    assert o.label == "int8" and o.int8_weight_convs == o.convs > 0 and o.qlinear_convs > 0 and o.quantized_activations > 0
+    assert (
+        o.label == "int8" and o.int8_weight_convs == o.convs > 0 and o.qlinear_convs > 0 and o.quantized_activations > 0
+    )
     assert ort_int8.structure(out / "model_fp32.onnx").label == "float"
     m = mnn_int8.structure(out / "model_int8.mnn")
     assert m.label == "int8" and m.int8_convs > 0 and m.int8_tensors > 0
@@ -102,8 +114,9 @@ def test_export_rebuilds_int8_from_the_recipe(quantized, tmp_path):
 
 
 def test_fallback_improves_psnr_when_triggered(teacher, synth_hubert, tmp_path):
-    report = quantize_model(teacher, tmp_path / "fb", synth_hubert, fp16=False, calib_frames=8, eval_frames=6,
-                            target_psnr=200.0)
+    report = quantize_model(
+        teacher, tmp_path / "fb", synth_hubert, fp16=False, calib_frames=8, eval_frames=6, target_psnr=200.0
+    )
     recipe = report["recipe"]
     # onnxruntime: keeping the most sensitive layers in float buys real dB
     steps = recipe["onnx_int8"]["fallback"]
@@ -167,7 +180,18 @@ def test_calibration_set_of_the_wrong_shape(quantized, teacher, synth_hubert, tm
     data = dict(np.load(out / "calib.npz"))
     data["audio"] = np.zeros((len(data["face"]), 1, 128, 16, 32), np.float32)
     np.savez(tmp_path / "bad.npz", **data)
-    r = run_cli("quantize", teacher, "--data", synth_hubert, "-o", tmp_path / "q", "--calib", tmp_path / "bad.npz", "--calib-frames", "12")
+    r = run_cli(
+        "quantize",
+        teacher,
+        "--data",
+        synth_hubert,
+        "-o",
+        tmp_path / "q",
+        "--calib",
+        tmp_path / "bad.npz",
+        "--calib-frames",
+        "12",
+    )
     _one_error(r, "'audio' of frame")
     assert "takes [1, 16, 32, 32]" in r.output and not (tmp_path / "q").exists()
 
@@ -178,7 +202,18 @@ def test_non_finite_activations_name_the_frame(quantized, teacher, synth_hubert,
     data["audio"] = data["audio"].copy()
     data["audio"][2] = 3e38
     np.savez(tmp_path / "hot.npz", **data)
-    r = run_cli("quantize", teacher, "--data", synth_hubert, "-o", tmp_path / "q", "--calib", tmp_path / "hot.npz", "--calib-frames", "12")
+    r = run_cli(
+        "quantize",
+        teacher,
+        "--data",
+        synth_hubert,
+        "-o",
+        tmp_path / "q",
+        "--calib",
+        tmp_path / "hot.npz",
+        "--calib-frames",
+        "12",
+    )
     _one_error(r, f"activations become non-finite on frame {int(data['frames'][2])}")
     assert not (tmp_path / "q").exists()
 
@@ -205,7 +240,9 @@ def test_failed_quantize_leaves_nothing(teacher, synth_hubert, tmp_path):
 
 def test_neural_compressor_chooses_the_onnx_activation_settings(teacher, synth_hubert, tmp_path):
     pytest.importorskip("neural_compressor")
-    report = quantize_model(teacher, tmp_path / "inc", synth_hubert, fp16=False, calib_frames=8, eval_frames=4, use_inc=True)
+    report = quantize_model(
+        teacher, tmp_path / "inc", synth_hubert, fp16=False, calib_frames=8, eval_frames=4, use_inc=True
+    )
     inc = report["recipe"]["neural_compressor"]
     assert len(inc["trials"]) == 4 and all(t["psnr_db"] > 10 for t in inc["trials"])
     best = max(inc["trials"], key=lambda t: t["psnr_db"])

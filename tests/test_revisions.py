@@ -117,10 +117,16 @@ def test_every_revision_exports_to_onnx_and_mnn_with_upstreams_output(tmp_path, 
 def test_info_says_what_it_detected(tmp_path):
     for name, text in (
         ("ul_2026-05-23_hubert", "ultralight 2026-05-23 layout, hubert, 8-frame window (i-4 … i+3), INTER_AREA crops"),
-        ("ul_2024-10-14_wenet", "ultralight 2024-10-14 layout, wenet, 16-frame window (i-8 … i+7), bilinear (INTER_LINEAR) crops"),
+        (
+            "ul_2024-10-14_wenet",
+            "ultralight 2024-10-14 layout, wenet, 16-frame window (i-8 … i+7), bilinear (INTER_LINEAR) crops",
+        ),
         ("ul_2025-06-04_hubert", "ultralight 2024-10-14 layout, hubert, 16-frame window"),
         ("ul_2024-10-10_wenet", "ultralight 2024-10-10 layout, wenet, 8-frame window"),
-        ("ft_mobileone_wenet_reparam", "FeatherTalk MobileOne U-Net, wenet, 8-frame window (i-4 … i+3), INTER_AREA crops, reparameterized form"),
+        (
+            "ft_mobileone_wenet_reparam",
+            "FeatherTalk MobileOne U-Net, wenet, 8-frame window (i-4 … i+3), INTER_AREA crops, reparameterized form",
+        ),
     ):
         _, state, _ = _fixture(name)
         torch.save(state, tmp_path / "m.pth")
@@ -166,8 +172,10 @@ def test_dhm_format_1_checkpoints_still_load(tmp_path):
 
     for mode, rev in (("hubert", "2025-06-15"), ("wenet", "2024-10-10")):
         spec = GeneratorSpec(mode=mode, widths=(8, 16, 24, 32, 48), revision=rev)
-        payload = {"model": build_model(spec).state_dict(),
-                   "dhm": {"format": 1, "spec": {"arch": "ultralight", "mode": mode, "widths": [8, 16, 24, 32, 48]}}}
+        payload = {
+            "model": build_model(spec).state_dict(),
+            "dhm": {"format": 1, "spec": {"arch": "ultralight", "mode": mode, "widths": [8, 16, 24, 32, 48]}},
+        }
         torch.save(payload, tmp_path / f"{mode}.pt")
         ckpt = load_checkpoint(tmp_path / f"{mode}.pt")
         assert ckpt.spec == spec and ckpt.spec.crop_interpolation == "linear" and ckpt.crop_source == "recorded by dhm"
@@ -176,14 +184,17 @@ def test_dhm_format_1_checkpoints_still_load(tmp_path):
 # ------------------------------------------------------------------ inference conventions
 
 
-def _upstream_frame(model, img: np.ndarray, lms_text: str, feats: np.ndarray, index: int, revision: str, mode: str,
-                    window: int) -> np.ndarray:
+def _upstream_frame(
+    model, img: np.ndarray, lms_text: str, feats: np.ndarray, index: int, revision: str, mode: str, window: int
+) -> np.ndarray:
     """One frame as upstream's inference.py of `revision` computes it, written from its code:
     the crop box from points 1, 31 and 52, the crop resize exactly as that revision called
     cv2.resize, the window index-W/2 … index+W/2 (exclusive) zero-padded, the reshape,
     x*255 truncated to uint8 and a default cv2.resize back to the box."""
-    lms = np.array([np.fromstring(line, sep=" ", dtype=np.float32) for line in lms_text.splitlines() if line.strip()],
-                   dtype=np.int32)
+    lms = np.array(
+        [np.fromstring(line, sep=" ", dtype=np.float32) for line in lms_text.splitlines() if line.strip()],
+        dtype=np.int32,
+    )
     xmin, ymin, xmax = lms[1][0], lms[52][1], lms[31][0]
     ymax = ymin + (xmax - xmin)
     crop_img = img[ymin:ymax, xmin:xmax]
@@ -199,7 +210,7 @@ def _upstream_frame(model, img: np.ndarray, lms_text: str, feats: np.ndarray, in
     masked = torch.from_numpy(img_masked.transpose(2, 0, 1).astype(np.float32) / 255.0)
     left, right = index - window // 2, index + window // 2
     pad_left, pad_right = max(0, -left), max(0, right - feats.shape[0])
-    auds = torch.from_numpy(feats[max(0, left):min(feats.shape[0], right)])
+    auds = torch.from_numpy(feats[max(0, left) : min(feats.shape[0], right)])
     if pad_left:
         auds = torch.cat([torch.zeros_like(auds[:pad_left]), auds], dim=0)
     if pad_right:
@@ -221,8 +232,8 @@ def big_face(tmp_path_factory) -> Path:
     from dhm.data.synth import write_synth_dataset
 
     root = tmp_path_factory.mktemp("bigface")
-    hub = write_synth_dataset(root / "hubert", frames=24, seed=5, scale=1.6)
-    wen = write_synth_dataset(root / "wenet", frames=24, seed=5, scale=1.6, mode="wenet")
+    write_synth_dataset(root / "hubert", frames=24, seed=5, scale=1.6)
+    write_synth_dataset(root / "wenet", frames=24, seed=5, scale=1.6, mode="wenet")
     return root
 
 
@@ -262,7 +273,7 @@ def test_inter_area_crops_differ_from_bilinear_on_a_big_face(big_face):
     box = ds.boxes[0]
     area = crop_face(ds.frame(0), box, GeneratorSpec(revision="2026-05-23").preprocess)
     linear = crop_face(ds.frame(0), box, GeneratorSpec(revision="2025-06-15").preprocess)
-    region = ds.frame(0)[box.y0:box.y1, box.x0:box.x1]
+    region = ds.frame(0)[box.y0 : box.y1, box.x0 : box.x1]
     assert np.array_equal(area, cv2.resize(region, (168, 168), interpolation=cv2.INTER_AREA))
     assert np.array_equal(linear, cv2.resize(region, (168, 168), interpolation=cv2.INTER_LINEAR))
     diff = np.abs(area.astype(int) - linear.astype(int))
@@ -283,22 +294,69 @@ def test_a_dataset_too_short_for_the_window_is_refused(tmp_path):
 
 def test_mobileone_trains_and_distils_from_the_cli(tmp_path, teacher, synth_hubert):
     """The MobileOne family as a student (of an Ultralight teacher) and as a teacher."""
-    r = run_cli("distill", "--teacher", teacher, "--data", synth_hubert, "-o", tmp_path / "mo", "--student", "4,8,8,16,16",
-                "--student-arch", "mobileone", "--steps", "4", "--batch-size", "2", "--eval-every", "4", "--eval-frames", "4",
-                "--quiet")
+    r = run_cli(
+        "distill",
+        "--teacher",
+        teacher,
+        "--data",
+        synth_hubert,
+        "-o",
+        tmp_path / "mo",
+        "--student",
+        "4,8,8,16,16",
+        "--student-arch",
+        "mobileone",
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--eval-every",
+        "4",
+        "--eval-frames",
+        "4",
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     student = load_checkpoint(tmp_path / "mo" / "student.pt")
     assert student.spec.arch == "mobileone" and not student.reparameterized
     assert student.spec.conventions == load_checkpoint(teacher).spec.conventions
-    r = run_cli("distill", "--teacher", tmp_path / "mo" / "student.pt", "--data", synth_hubert, "-o", tmp_path / "mo2",
-                "--student", "4,4,8,8,8", "--steps", "2", "--batch-size", "2", "--eval-every", "2", "--eval-frames", "4",
-                "--quiet")
+    r = run_cli(
+        "distill",
+        "--teacher",
+        tmp_path / "mo" / "student.pt",
+        "--data",
+        synth_hubert,
+        "-o",
+        tmp_path / "mo2",
+        "--student",
+        "4,4,8,8,8",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--eval-every",
+        "2",
+        "--eval-frames",
+        "4",
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     r = run_cli("export", tmp_path / "mo2" / "student.pt", "-o", tmp_path / "e", "--target", "mnn")
     assert r.exit_code == 0, r.output
     assert "MobileOne reparameterized" in (tmp_path / "e" / "report.md").read_text()
-    r = run_cli("train", "--data", synth_hubert, "-o", tmp_path / "bad", "--arch", "mobileone", "--revision", "2024-10-14",
-                "--steps", "1")
+    r = run_cli(
+        "train",
+        "--data",
+        synth_hubert,
+        "-o",
+        tmp_path / "bad",
+        "--arch",
+        "mobileone",
+        "--revision",
+        "2024-10-14",
+        "--steps",
+        "1",
+    )
     assert r.exit_code == 1 and "follows the 2026-05-23 conventions" in r.stderr
 
 

@@ -34,10 +34,16 @@ def test_stream_equals_offline_bit_for_bit(pipeline, synth_hubert):
     assert sizes[0] == 0  # frame 0 needs frames up to 3: nothing before the lookahead arrives
     streamed += session.finish()
     assert len(streamed) == len(offline) == 23
-    for a, b in zip(streamed, offline):
+    for a, b in zip(streamed, offline, strict=True):
         assert np.array_equal(a, b)
     assert session.lookahead == 3
-    assert pipeline.times.frames == 46 and set(pipeline.times.per_frame_ms()) == {"load", "crop", "pack", "infer", "paste"}
+    assert pipeline.times.frames == 46 and set(pipeline.times.per_frame_ms()) == {
+        "load",
+        "crop",
+        "pack",
+        "infer",
+        "paste",
+    }
 
 
 def test_offline_frames_change_only_inside_the_face_box(pipeline, synth_hubert):
@@ -83,16 +89,22 @@ def _error(r, needle):
 def test_run_bad_input(tmp_path, teacher, synth_hubert):
     wrong = tmp_path / "wenet.npy"
     np.save(wrong, np.zeros((10, 16, 512), np.float32))
-    _error(run_cli("run", teacher, "--data", synth_hubert, "--audio-features", wrong, "-o", tmp_path / "v.mp4"),
-           "does not fit the hubert mode")
-    _error(run_cli("run", teacher, "--data", synth_hubert, "--audio-features", wrong, "-o", tmp_path / "nope" / "v.mp4"),
-           "does not exist")
+    _error(
+        run_cli("run", teacher, "--data", synth_hubert, "--audio-features", wrong, "-o", tmp_path / "v.mp4"),
+        "does not fit the hubert mode",
+    )
+    _error(
+        run_cli("run", teacher, "--data", synth_hubert, "--audio-features", wrong, "-o", tmp_path / "nope" / "v.mp4"),
+        "does not exist",
+    )
     import shutil
 
     bare = tmp_path / "bare"
     shutil.copytree(synth_hubert / "full_body_img", bare / "full_body_img")
-    _error(run_cli("run", teacher, "--data", bare, "--wav", synth_hubert / "aud.wav", "-o", tmp_path / "v.mp4"),
-           "missing landmarks/")
+    _error(
+        run_cli("run", teacher, "--data", bare, "--wav", synth_hubert / "aud.wav", "-o", tmp_path / "v.mp4"),
+        "missing landmarks/",
+    )
     assert not (tmp_path / "v.mp4").exists()
 
 
@@ -121,7 +133,7 @@ def test_stream_lookahead_follows_the_models_window(tmp_path, synth_hubert):
     assert session.lookahead == 7 and session.push(feats[:7]) == []
     streamed = session.push(feats[7:8]) + session.push(feats[8:]) + session.finish()
     offline = list(pipe.frames(feats))
-    assert len(streamed) == 12 and all(np.array_equal(a, b) for a, b in zip(streamed, offline))
+    assert len(streamed) == 12 and all(np.array_equal(a, b) for a, b in zip(streamed, offline, strict=True))
 
 
 def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):

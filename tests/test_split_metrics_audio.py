@@ -81,5 +81,5 @@ def test_feature_layouts():
     assert hu.shape == (50, 2, 1024) and hu.dtype == np.float32
     assert we.shape == (40, 16, 512)
     # causal prefix: features of the first frames do not change when more audio follows
-    hu_short = features_for_mode(samples[: SAMPLE_RATE], "hubert")
+    hu_short = features_for_mode(samples[:SAMPLE_RATE], "hubert")
     assert np.allclose(hu_short[:20], hu[:20], atol=1e-5)

@@ -93,7 +93,9 @@ class Dataset:
         if img is None:
             raise DatasetError(f"{path}: unreadable image")
         if img.shape[:2] != self.frame_hw:
-            raise DatasetError(f"{path}: {img.shape[1]}x{img.shape[0]} differs from frame 0 ({self.frame_hw[1]}x{self.frame_hw[0]})")
+            raise DatasetError(
+                f"{path}: {img.shape[1]}x{img.shape[0]} differs from frame 0 ({self.frame_hw[1]}x{self.frame_hw[0]})"
+            )
         return img
 
     def box(self, i: int) -> CropBox:
@@ -115,14 +117,19 @@ def read_features(path: str | Path, mode: AudioMode) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise DatasetError(f"{path}: not a readable .npy array ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise DatasetError(
+            f"{path}: not a readable .npy array ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     if not isinstance(arr, np.ndarray):
         arr.close()
         raise DatasetError(f"{path}: an .npz archive; features are one .npy array")
     if arr.dtype.kind not in "fiu":
         raise DatasetError(f"{path}: holds {arr.dtype} values; features must be numbers (float32)")
     if not mode.fits(arr.shape):
-        raise DatasetError(f"{path}: shape {list(arr.shape)} does not fit the {mode.name} mode; {mode.name} features must be {mode.layout}")
+        raise DatasetError(
+            f"{path}: shape {list(arr.shape)} does not fit the {mode.name} mode; {mode.name} features must be "
+            f"{mode.layout}"
+        )
     if not np.isfinite(arr).all():
         bad = int(np.argwhere(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1))[0][0])
         raise DatasetError(f"{path}: non-finite values at frame {bad}")
@@ -155,7 +162,9 @@ def open_dataset(
         raise DatasetError(f"{img_dir}: no frames (expected 0.jpg, 1.jpg, …)")
     gap = _first_gap(images)
     if gap is not None:
-        raise DatasetError(f"{img_dir / f'{gap}.jpg'}: missing frame ({len(images)} frames found, numbering breaks here)")
+        raise DatasetError(
+            f"{img_dir / f'{gap}.jpg'}: missing frame ({len(images)} frames found, numbering breaks here)"
+        )
     n_images = len(images)
     for i in range(n_images):
         if not (lms_dir / f"{i}.lms").is_file():

@@ -98,8 +98,9 @@ def true_openness(root: Path) -> list[float] | None:
     return [float(v) for v in values] if isinstance(values, list) else None
 
 
-def heldout_inputs(data_dir: str | Path, spec: GeneratorSpec, part: str = "eval", max_frames: int = 8,
-                   protocol: str = "inference") -> InputSet:
+def heldout_inputs(
+    data_dir: str | Path, spec: GeneratorSpec, part: str = "eval", max_frames: int = 8, protocol: str = "inference"
+) -> InputSet:
     """Inputs from the dataset's held-out `part` ("eval" or "calib") in `protocol`."""
     from dhm.data.dataset import open_dataset
     from dhm.data.lips import lip_region
@@ -114,7 +115,7 @@ def heldout_inputs(data_dir: str | Path, spec: GeneratorSpec, part: str = "eval"
     refs = generation_references(frames) if protocol == "generation" else list(frames)
     builder = SampleBuilder(ds, spec)
     inputs, targets = [], []
-    for i, r in zip(frames, refs):
+    for i, r in zip(frames, refs, strict=True):
         s = builder.sample(i, r)
         inputs.append({FACE_INPUT: s.face[None], AUDIO_INPUT: s.audio[None]})
         targets.append(s.target)
@@ -122,10 +123,15 @@ def heldout_inputs(data_dir: str | Path, spec: GeneratorSpec, part: str = "eval"
     lips = [lip_region(ds.landmarks[i], ds.boxes[i], ds.frame_hw, pre) for i in frames]
     opening = true_openness(ds.root)
     source = f"dataset:{part}" + (":generation" if protocol == "generation" else "")
-    return InputSet(inputs=inputs, source=source, frames=frames, references=refs,
-                    lips=lips if any(r is not None for r in lips) else None,
-                    openness=[opening[i] for i in frames] if opening and len(opening) >= ds.n_frames else None,
-                    targets=np.stack(targets))
+    return InputSet(
+        inputs=inputs,
+        source=source,
+        frames=frames,
+        references=refs,
+        lips=lips if any(r is not None for r in lips) else None,
+        openness=[opening[i] for i in frames] if opening and len(opening) >= ds.n_frames else None,
+        targets=np.stack(targets),
+    )
 
 
 def save_inputs(path: Path, inputs: InputSet) -> None:
@@ -162,21 +168,39 @@ def load_inputs(path: Path) -> InputSet:
             n = face.shape[-1]
             rings = np.unpackbits(data["lip_rings"], axis=-1)[..., :n].astype(bool)
             mouths = np.unpackbits(data["lip_mouths"], axis=-1)[..., :n].astype(bool)
-            lips = [LipRegion(tuple(int(v) for v in b), r, m) for b, r, m in zip(data["lip_boxes"], rings, mouths)]
+            lips = [
+                LipRegion(tuple(int(v) for v in b), r, m)
+                for b, r, m in zip(data["lip_boxes"], rings, mouths, strict=True)
+            ]
         opening = [float(v) for v in data["openness"]] if "openness" in data else None
     except Exception as exc:
         raise SpecError(f"{path}: not a dhm calibration set ({type(exc).__name__}: {exc})") from None
-    if any(a.dtype.kind not in "fiu" for a in (face, audio, frames)) or min(face.ndim, audio.ndim) < 2 or frames.ndim != 1:
-        raise SpecError(f"{path}: not a dhm calibration set (arrays of numbers face [N,…], audio [N,…] and frames [N] expected)")
+    if (
+        any(a.dtype.kind not in "fiu" for a in (face, audio, frames))
+        or min(face.ndim, audio.ndim) < 2
+        or frames.ndim != 1
+    ):
+        raise SpecError(
+            f"{path}: not a dhm calibration set (arrays of numbers face [N,…], audio [N,…] and frames [N] expected)"
+        )
     if len(face) != len(audio) or len(face) != len(frames) or len(face) == 0:
         raise SpecError(f"{path}: face, audio and frames hold different (or no) numbers of samples")
     if not (np.isfinite(face).all() and np.isfinite(audio).all()):
         raise SpecError(f"{path}: holds non-finite values")
     if (lips is not None and len(lips) != len(face)) or (opening is not None and len(opening) != len(face)):
         raise SpecError(f"{path}: lip regions or openings do not match the samples")
-    inputs = [{FACE_INPUT: face[i : i + 1].astype(np.float32), AUDIO_INPUT: audio[i : i + 1].astype(np.float32)} for i in range(len(face))]
-    return InputSet(inputs=inputs, source=source, frames=[int(f) for f in frames], references=[int(r) for r in refs],
-                    lips=lips, openness=opening)
+    inputs = [
+        {FACE_INPUT: face[i : i + 1].astype(np.float32), AUDIO_INPUT: audio[i : i + 1].astype(np.float32)}
+        for i in range(len(face))
+    ]
+    return InputSet(
+        inputs=inputs,
+        source=source,
+        frames=[int(f) for f in frames],
+        references=[int(r) for r in refs],
+        lips=lips,
+        openness=opening,
+    )
 
 
 def random_inputs(spec: GeneratorSpec, n: int = 4, seed: int = 0) -> InputSet:

@@ -96,8 +96,9 @@ class SampleBuilder:
 
             from dhm.data.lips import lip_region
 
-            region = lip_region(self.dataset.landmarks[i], self.dataset.boxes[i], self.dataset.frame_hw,
-                                self.conventions.preprocess)
+            region = lip_region(
+                self.dataset.landmarks[i], self.dataset.boxes[i], self.dataset.frame_hw, self.conventions.preprocess
+            )
             mask = None
             if region is not None:
                 mask = cv2.dilate(region.mouth.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(np.float32)
@@ -108,7 +109,7 @@ class SampleBuilder:
         """Stacked inference-style (or given-reference) samples as named arrays; "lips"
         holds each target's mouth mask [B,1,H,W] (zeros where a frame has no lip points)."""
         refs = references if references is not None else [None] * len(indices)
-        samples = [self.sample(i, r) for i, r in zip(indices, refs)]
+        samples = [self.sample(i, r) for i, r in zip(indices, refs, strict=True)]
         size = samples[0].target.shape[-1]
         lips = [self.lip_mask(i) for i in indices]
         return {

@@ -156,7 +156,9 @@ def _landmarks(open_: float, width: float, blink: float) -> np.ndarray:
     """
     theta = np.deg2rad(np.linspace(5.0, 175.0, 33))  # y points down: this runs under the chin
     jaw = np.stack([-70.0 * np.cos(theta), 5.0 + 90.0 * np.sin(theta)], axis=1)
-    brows = np.concatenate([_arc((-28.0, -30.0), (14.0, 4.0), 200, 340, 5), _arc((28.0, -30.0), (14.0, 4.0), 200, 340, 5)])
+    brows = np.concatenate(
+        [_arc((-28.0, -30.0), (14.0, 4.0), 200, 340, 5), _arc((28.0, -30.0), (14.0, 4.0), 200, 340, 5)]
+    )
     nose = np.array([[0, -8], [0, 2], [0, 12], [0, 20], [-9, 24], [-5, 26], [0, 27], [5, 26], [9, 24]], dtype=float)
     bridge = np.array([[0.0, -2.0]])
     eye_h = 7.0 * max(blink, 0.08)
@@ -181,7 +183,9 @@ def _poly(img: np.ndarray, pts: np.ndarray, color: tuple[float, float, float]) -
     cv2.fillPoly(img, [np.round(pts * (1 << _SUB)).astype(np.int32)], color, cv2.LINE_AA, _SUB)
 
 
-def _render(look: Look, pose: tuple[float, float, float, float], open_: float, width: float, blink: float) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    look: Look, pose: tuple[float, float, float, float], open_: float, width: float, blink: float
+) -> tuple[np.ndarray, np.ndarray]:
     cx, cy, scale, angle = pose
     img = look.background.copy()
 
@@ -213,7 +217,15 @@ def _render(look: Look, pose: tuple[float, float, float, float], open_: float, w
         _poly(img, place(_ellipse((0.0, 52.0), (0.8 * mw, inner_h), 40)), (30.0, 25.0, 60.0))
         if open_ > 0.3:
             teeth = _arc((0.0, 52.0), (0.7 * mw, inner_h), 200, 340, 16)
-            _poly(img, place(np.concatenate([teeth, [[0.7 * mw * 0.94, 52.0 - inner_h * 0.35], [-0.7 * mw * 0.94, 52.0 - inner_h * 0.35]]])), (225.0, 230.0, 235.0))
+            _poly(
+                img,
+                place(
+                    np.concatenate(
+                        [teeth, [[0.7 * mw * 0.94, 52.0 - inner_h * 0.35], [-0.7 * mw * 0.94, 52.0 - inner_h * 0.35]]]
+                    )
+                ),
+                (225.0, 230.0, 235.0),
+            )
     else:
         _poly(img, place(np.array([[-mw, 51.4], [mw, 51.4], [mw, 52.6], [-mw, 52.6]])), (50.0, 45.0, 90.0))
     return img, place(_landmarks(open_, width, blink))
@@ -277,7 +289,9 @@ def write_synth_dataset(
     blink = _blinks(frames, fps, rng)
     phases = rng.uniform(0, 2 * np.pi, 5)
     t = np.arange(frames) / fps
-    cx = scale * (FRAME_W / 2 + 6.0 * np.sin(2 * np.pi * t / 3.1 + phases[0]) + 2.5 * np.sin(2 * np.pi * t / 1.3 + phases[1]))
+    cx = scale * (
+        FRAME_W / 2 + 6.0 * np.sin(2 * np.pi * t / 3.1 + phases[0]) + 2.5 * np.sin(2 * np.pi * t / 1.3 + phases[1])
+    )
     cy = scale * (150.0 + 5.0 * np.sin(2 * np.pi * t / 2.7 + phases[2]))
     face_scale = scale * (1.0 + 0.03 * np.sin(2 * np.pi * t / 4.3 + phases[3]))
     angle = np.deg2rad(2.0) * np.sin(2 * np.pi * t / 3.7 + phases[4])

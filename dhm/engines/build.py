@@ -197,10 +197,19 @@ def validate(
         raise ParityError(f"{label}: produced non-finite outputs")
     max_abs, db = float(quality["max_abs"]), from_json_number(quality["psnr"])
     if not tolerance.check(max_abs, db):
-        raise ParityError(f"{label}: does not match the reference (max abs {max_abs:.2e}, PSNR {db:.1f} dB; "
-                          f"needs {tolerance.describe()})")
-    parity = {"reference": "torch-fp32", "inputs": check.source, "frames": len(check), "max_abs": max_abs,
-              "psnr": quality["psnr"], "tolerance": tolerance.to_dict(), "passed": True}
+        raise ParityError(
+            f"{label}: does not match the reference (max abs {max_abs:.2e}, PSNR {db:.1f} dB; "
+            f"needs {tolerance.describe()})"
+        )
+    parity = {
+        "reference": "torch-fp32",
+        "inputs": check.source,
+        "frames": len(check),
+        "max_abs": max_abs,
+        "psnr": quality["psnr"],
+        "tolerance": tolerance.to_dict(),
+        "passed": True,
+    }
     return quality, parity
 
 
@@ -228,6 +237,15 @@ def build_and_validate(
     if precision is None:  # fp16 files run as a phone runs them: MNN with low precision
         precision = "fp16" if (config.variant == "fp16" and backend.name == "mnn") else "fp32"
     quality, parity = validate(dst, backend.name, config.variant, check, reference, tolerance, precision)
-    return Artifact(path=dst, format=backend.format, engine=backend.name, variant=config.variant,
-                    size_bytes=dst.stat().st_size, sha256=file_sha256(dst), quality=quality, parity=parity,
-                    structure=structure, config=config)
+    return Artifact(
+        path=dst,
+        format=backend.format,
+        engine=backend.name,
+        variant=config.variant,
+        size_bytes=dst.stat().st_size,
+        sha256=file_sha256(dst),
+        quality=quality,
+        parity=parity,
+        structure=structure,
+        config=config,
+    )

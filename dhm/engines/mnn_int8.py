@@ -47,7 +47,11 @@ def dump_json(mnn_path: Path) -> dict:
     """The MNN file as JSON, through MNN's own converter (in a child process)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "model.json"
-        run_tool("mnnconvert", ["mnnconvert", "-f", "MNN", "--modelFile", str(mnn_path), "--JsonFile", str(out)], f"reading {mnn_path.name}")
+        run_tool(
+            "mnnconvert",
+            ["mnnconvert", "-f", "MNN", "--modelFile", str(mnn_path), "--JsonFile", str(out)],
+            f"reading {mnn_path.name}",
+        )
         if not out.is_file():
             raise ConversionError(f"MNN converter could not dump {mnn_path.name}")
         return json.loads(out.read_text())

@@ -25,11 +25,7 @@ DEFAULT_TIMEOUT_S = 600
 # -I: isolated mode (no user site, no PYTHONPATH, no cwd on sys.path). Only the compiled
 # `_tools` extension is imported; the `MNN` package and its `tools` wrappers are not.
 _CHILD = (
-    "import json, sys\n"
-    "import _tools\n"
-    "fn = getattr(_tools, sys.argv[1])\n"
-    "args = json.loads(sys.argv[2])\n"
-    "fn(args)\n"
+    "import json, sys\nimport _tools\nfn = getattr(_tools, sys.argv[1])\nargs = json.loads(sys.argv[2])\nfn(args)\n"
 )
 
 
@@ -67,7 +63,9 @@ def run_tool(tool: str, args: list[str], what: str, timeout_s: int = DEFAULT_TIM
     output = (proc.stdout or "") + (proc.stderr or "")
     if proc.returncode != 0:
         detail = _tail(output)
-        raise ConversionError(f"MNN {tool} {_describe_exit(proc.returncode)} {what}" + (f": {detail}" if detail else ""))
+        raise ConversionError(
+            f"MNN {tool} {_describe_exit(proc.returncode)} {what}" + (f": {detail}" if detail else "")
+        )
     return ToolRun(tool=tool, args=args, output=output, returncode=proc.returncode)
 
 

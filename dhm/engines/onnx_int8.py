@@ -77,7 +77,9 @@ def quantize_qdq(
                 },
             )
     except Exception as exc:
-        raise ConversionError(f"onnxruntime static quantization failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise ConversionError(
+            f"onnxruntime static quantization failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ) from None
     for leftover in dst.parent.glob("augmented_model*.onnx"):
         leftover.unlink()
 

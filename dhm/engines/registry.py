@@ -31,8 +31,17 @@ class Backend:
 
         return load(path, threads=threads, precision=precision, check_manifest=False)
 
-    def build(self, config: BuildConfig, onnx_fp32: Path, dst: Path, *, calib: Any = None,
-              header: dict[str, Any] | None = None, verify: bool = True, cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    def build(
+        self,
+        config: BuildConfig,
+        onnx_fp32: Path,
+        dst: Path,
+        *,
+        calib: Any = None,
+        header: dict[str, Any] | None = None,
+        verify: bool = True,
+        cache: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Write the variant `config` describes to `dst`; returns its structure record.
 
         `verify=False` skips the INT8 structure check (for trial builds whose result is
@@ -71,8 +80,17 @@ class OnnxBackend(Backend):
 
         return onnxruntime.__version__
 
-    def build(self, config: BuildConfig, onnx_fp32: Path, dst: Path, *, calib: Any = None,
-              header: dict[str, Any] | None = None, verify: bool = True, cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    def build(
+        self,
+        config: BuildConfig,
+        onnx_fp32: Path,
+        dst: Path,
+        *,
+        calib: Any = None,
+        header: dict[str, Any] | None = None,
+        verify: bool = True,
+        cache: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         if isinstance(config, Fp32):
             if Path(dst) != Path(onnx_fp32):
                 shutil.copyfile(onnx_fp32, dst)
@@ -87,8 +105,9 @@ class OnnxBackend(Backend):
 
             if calib is None:
                 raise SpecError("an INT8 build needs a calibration set")
-            quantize_qdq(onnx_fp32, dst, calib, config.method, list(config.exclude), config.act_symmetric,
-                         config.weight_type)
+            quantize_qdq(
+                onnx_fp32, dst, calib, config.method, list(config.exclude), config.act_symmetric, config.weight_type
+            )
             return self.require_int8(dst) if verify else {}
         return super().build(config, onnx_fp32, dst)
 
@@ -110,8 +129,17 @@ class MnnBackend(Backend):
 
             return str(MNN.version())
 
-    def build(self, config: BuildConfig, onnx_fp32: Path, dst: Path, *, calib: Any = None,
-              header: dict[str, Any] | None = None, verify: bool = True, cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    def build(
+        self,
+        config: BuildConfig,
+        onnx_fp32: Path,
+        dst: Path,
+        *,
+        calib: Any = None,
+        header: dict[str, Any] | None = None,
+        verify: bool = True,
+        cache: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         from dhm.engines.mnn_tools import convert_onnx
         from dhm.manifest import biz_code
 
@@ -127,7 +155,11 @@ class MnnBackend(Backend):
             if calib is None:
                 raise SpecError("an INT8 build needs a calibration set")
             with contextlib.ExitStack() as stack:
-                work = Path(cache["dir"]) if cache is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dhm-mnn-int8-")))
+                work = (
+                    Path(cache["dir"])
+                    if cache is not None
+                    else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dhm-mnn-int8-")))
+                )
                 store = cache if cache is not None else {}
                 if "mnn_source" not in store:  # the quantizer keeps its source's bizCode: the int8 one
                     store["mnn_source"] = work / "int8-source.mnn"
@@ -136,7 +168,9 @@ class MnnBackend(Backend):
                     store["mnn_calib"] = work / "mnn-calib"
                     outputs = [t["name"] for t in header["io"]["outputs"]] if header else [OUTPUT]
                     write_calibration_folder(calib, store["mnn_calib"], outputs)
-                used = quantize(store["mnn_source"], dst, store["mnn_calib"], len(calib), config.method, list(config.skip))
+                used = quantize(
+                    store["mnn_source"], dst, store["mnn_calib"], len(calib), config.method, list(config.skip)
+                )
             return {**(self.require_int8(dst) if verify else {}), "method": used}
         return super().build(config, onnx_fp32, dst)
 

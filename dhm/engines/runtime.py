@@ -78,7 +78,9 @@ def _check_inputs(engine: Engine, inputs: Mapping[str, np.ndarray]) -> None:
             raise SpecError(f"{engine.path.name}: missing input {spec.name!r}")
         got = tuple(inputs[spec.name].shape)
         if got != spec.shape:
-            raise SpecError(f"{engine.path.name}: input {spec.name!r} has shape {list(got)}, the model takes {list(spec.shape)}")
+            raise SpecError(
+                f"{engine.path.name}: input {spec.name!r} has shape {list(got)}, the model takes {list(spec.shape)}"
+            )
 
 
 class TorchEngine:
@@ -136,8 +138,10 @@ class OrtEngine:
             raise SpecError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
         dynamic = [i for i in self.session.get_inputs() if not all(isinstance(d, int) and d > 0 for d in i.shape)]
         if dynamic:
-            raise SpecError(f"{path}: input {dynamic[0].name!r} has a dynamic shape {dynamic[0].shape}; "
-                            "dhm runs static-shape models (export them with `dhm export`)")
+            raise SpecError(
+                f"{path}: input {dynamic[0].name!r} has a dynamic shape {dynamic[0].shape}; "
+                "dhm runs static-shape models (export them with `dhm export`)"
+            )
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -150,13 +154,15 @@ class OrtEngine:
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {s.name: np.ascontiguousarray(inputs[s.name], dtype=np.float32) for s in self.inputs}
         values = self.session.run(None, feeds)
-        return {s.name: v for s, v in zip(self.outputs, values)}
+        return {s.name: v for s, v in zip(self.outputs, values, strict=True)}
 
 
 class MnnEngine:
     backend = "mnn"
 
-    def __init__(self, path: Path, threads: int, precision: str, input_shapes: Mapping[str, tuple[int, ...]] | None) -> None:
+    def __init__(
+        self, path: Path, threads: int, precision: str, input_shapes: Mapping[str, tuple[int, ...]] | None
+    ) -> None:
         with native_stdout_to_stderr():
             import MNN
             import MNN.expr as F
@@ -179,7 +185,7 @@ class MnnEngine:
         in_names = list(info.get("inputNames") or [])
         out_names = list(info.get("outputNames") or [])
         # Static models carry their input shapes; a dhm bizCode also names output shapes.
-        shapes = {n: tuple(int(d) for d in v.shape) for n, v in zip(in_names, info.get("inputs") or [])}
+        shapes = {n: tuple(int(d) for d in v.shape) for n, v in zip(in_names, info.get("inputs") or [], strict=False)}
         shapes.update(input_shapes or {})
         try:
             out_shapes = {str(t["name"]): tuple(int(d) for d in t["shape"]) for t in self.biz.get("outputs", [])}
@@ -211,7 +217,7 @@ class MnnEngine:
         ]
         values = self.module.forward(args)
         out = {}
-        for spec, v in zip(self._outputs, values):
+        for spec, v in zip(self._outputs, values, strict=True):
             v = F.convert(v, F.NCHW)
             out[spec.name] = np.array(v.read(), dtype=np.float32, copy=True).reshape(v.shape)
         return out
@@ -325,8 +331,10 @@ def _apply_crop_override(engine: Engine, crop_interpolation: str) -> None:
     known = engine.conventions
     if known is not None:
         if known.preprocess.crop_interpolation != crop_interpolation:
-            raise SpecError(f"{engine.path}: its manifest says {known.preprocess.crop_interpolation} crops; "
-                            f"--crop-interpolation {crop_interpolation} contradicts it")
+            raise SpecError(
+                f"{engine.path}: its manifest says {known.preprocess.crop_interpolation} crops; "
+                f"--crop-interpolation {crop_interpolation} contradicts it"
+            )
         return
     from dataclasses import replace
 
@@ -343,14 +351,18 @@ def audio_of(engine: Engine):
         for window in WINDOWS:
             if mode.input_shape(window) == shape:
                 return mode, window
-    raise SpecError(f"{engine.path.name}: audio input {list(shape) if shape else None} matches no audio mode and window")
+    raise SpecError(
+        f"{engine.path.name}: audio input {list(shape) if shape else None} matches no audio mode and window"
+    )
 
 
 def conventions_of(engine: Engine) -> Conventions:
     """The engine's conventions, or one clear line saying how to supply them."""
     if engine.conventions is None:
-        raise SpecError(f"{engine.path}: no manifest.json beside it says which crop filter the model was trained with; "
-                        "keep the file in its `dhm export` folder, or pass --crop-interpolation linear|area")
+        raise SpecError(
+            f"{engine.path}: no manifest.json beside it says which crop filter the model was trained with; "
+            "keep the file in its `dhm export` folder, or pass --crop-interpolation linear|area"
+        )
     return engine.conventions
 
 

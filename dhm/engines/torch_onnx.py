@@ -46,7 +46,7 @@ def _native_output_dropped() -> Iterator[None]:
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
-            for fd, copy in zip((1, 2), saved):
+            for fd, copy in zip((1, 2), saved, strict=True):
                 os.dup2(copy, fd)
                 os.close(copy)
 
@@ -128,7 +128,7 @@ def _simplify(path: Path, proto, check_inputs: list[dict[str, np.ndarray]], tole
     try:
         onnx.checker.check_model(simp)
         simp_out = _ort_outputs(candidate, check_inputs)
-        diff = max(float(np.max(np.abs(a - b))) for a, b in zip(raw_out, simp_out))
+        diff = max(float(np.max(np.abs(a - b))) for a, b in zip(raw_out, simp_out, strict=True))
     except Exception as exc:
         candidate.unlink(missing_ok=True)
         return False, f"simplified graph did not run ({type(exc).__name__}); kept the raw export"

@@ -86,7 +86,9 @@ def _read(path: Path) -> Any:
 def split_checkpoint(obj: Any, source: str = "checkpoint") -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
     """Return (state_dict, form, dhm metadata) from any accepted checkpoint object."""
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source}: expected a state_dict or a dict with a 'model' entry, got {type(obj).__name__}")
+        raise CheckpointError(
+            f"{source}: expected a state_dict or a dict with a 'model' entry, got {type(obj).__name__}"
+        )
     if "model" in obj and isinstance(obj["model"], Mapping):
         meta = obj.get("dhm")
         form = "dhm" if isinstance(meta, Mapping) else "ultralight-model-dict"
@@ -128,8 +130,10 @@ def model_from_state(
     ]
     problems = []
     if missing:
-        problems.append(f"missing key {missing[0]!r} {list(expected[missing[0]].shape)}"
-                        + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+        problems.append(
+            f"missing key {missing[0]!r} {list(expected[missing[0]].shape)}"
+            + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     if unexpected:
         problems.append(
             f"unexpected key {unexpected[0]!r}" + (f" (+{len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
@@ -139,8 +143,10 @@ def model_from_state(
             f"shape mismatch {mismatched[0]}" + (f" (+{len(mismatched) - 1} more)" if len(mismatched) > 1 else "")
         )
     if problems:
-        raise CheckpointError(f"{source}: does not fit {spec.describe()} ({spec.rev.label if spec.arch == 'ultralight' else 'FeatherTalk MobileOne'}): "
-                              + "; ".join(problems))
+        raise CheckpointError(
+            f"{source}: does not fit {spec.describe()} "
+            f"({spec.rev.label if spec.arch == 'ultralight' else 'FeatherTalk MobileOne'}): " + "; ".join(problems)
+        )
     model.load_state_dict(dict(state), strict=True)
     return model.eval()
 
@@ -193,8 +199,15 @@ def load_checkpoint(path: str | os.PathLike[str], crop_interpolation: str | None
         crop_source = "--crop-interpolation"
     _check_finite(state, source)
     model = model_from_state(state, spec, source, reparameterized=found.reparameterized)
-    return LoadedCheckpoint(model=model, spec=spec, path=path, form=form, metadata=metadata,
-                            detected=replace(found, spec=spec), crop_source=crop_source)
+    return LoadedCheckpoint(
+        model=model,
+        spec=spec,
+        path=path,
+        form=form,
+        metadata=metadata,
+        detected=replace(found, spec=spec),
+        crop_source=crop_source,
+    )
 
 
 def save_checkpoint(

@@ -28,8 +28,11 @@ def checkpoint_info(path: str | os.PathLike[str], crop_interpolation: str | None
         "arch": spec.arch,
         "arch_text": ARCH_NAMES[spec.arch],
         "revision": spec.revision,
-        "revision_text": (f"{rev.label}, upstream {rev.commits} ({rev.period})" if spec.arch == "ultralight"
-                          else f"FeatherTalk (2026-07), {rev.id} conventions"),
+        "revision_text": (
+            f"{rev.label}, upstream {rev.commits} ({rev.period})"
+            if spec.arch == "ultralight"
+            else f"FeatherTalk (2026-07), {rev.id} conventions"
+        ),
         "equivalent_revisions": list(detected.equivalent),
         "detected": detected.describe(),
         "mode": spec.mode,
@@ -37,7 +40,7 @@ def checkpoint_info(path: str | os.PathLike[str], crop_interpolation: str | None
         "window_text": describe_window(spec.window),
         "crop_interpolation": spec.crop_interpolation,
         "crop_text": f"{INTERPOLATION_NAMES[spec.crop_interpolation]} ({ckpt.crop_source}"
-                     + ("; --crop-interpolation overrides it)" if ckpt.crop_source == "revision default" else ")"),
+        + ("; --crop-interpolation overrides it)" if ckpt.crop_source == "revision default" else ")"),
         "widths": list(spec.widths),
         "widths_text": ",".join(map(str, spec.widths)) + (f" ({spec.preset})" if spec.preset else ""),
         "preset": spec.preset,
@@ -58,7 +61,9 @@ def checkpoint_info(path: str | os.PathLike[str], crop_interpolation: str | None
         trained = count_trained_params(spec)
         facts["mobileone_form"] = "reparameterized" if ckpt.reparameterized else "trained"
         facts["params_trained"] = trained
-        facts["params_text"] = (f"{params:,} ({format_count(params)}) reparameterized, "
-                                f"{trained:,} ({format_count(trained)}) in the trained multi-branch form; "
-                                f"this file holds the {facts['mobileone_form']} form")
+        facts["params_text"] = (
+            f"{params:,} ({format_count(params)}) reparameterized, "
+            f"{trained:,} ({format_count(trained)}) in the trained multi-branch form; "
+            f"this file holds the {facts['mobileone_form']} form"
+        )
     return facts

@@ -56,10 +56,15 @@ def _ultralight(wrapped: bool) -> Layout:
     w = ".0" if wrapped else ""
     return Layout(
         name="ultralight wrapped" if wrapped else "ultralight 2026-05-23",
-        arch="ultralight", wrapped=wrapped, reparameterized=False,
-        width_keys=(f"inc.inconv{w}.conv.6.weight",
-                    *(f"down{i}.maxpool_conv{w}.double_conv.0.conv.6.weight" for i in range(1, 5))),  # type: ignore[arg-type]
-        audio_in_key="audio_model.conv1.conv.0.weight", audio_in_dim=1,
+        arch="ultralight",
+        wrapped=wrapped,
+        reparameterized=False,
+        width_keys=(
+            f"inc.inconv{w}.conv.6.weight",
+            *(f"down{i}.maxpool_conv{w}.double_conv.0.conv.6.weight" for i in range(1, 5)),
+        ),  # type: ignore[arg-type]
+        audio_in_key="audio_model.conv1.conv.0.weight",
+        audio_in_dim=1,
         wenet_mid_key="audio_model.conv1.conv.6.weight",
     )
 
@@ -68,11 +73,16 @@ def _mobileone(reparameterized: bool) -> Layout:
     leaf = "reparam_conv.weight" if reparameterized else "rbr_conv.0.conv.weight"
     return Layout(
         name="mobileone " + ("reparameterized" if reparameterized else "trained"),
-        arch="mobileone", wrapped=False, reparameterized=reparameterized,
-        width_keys=(f"inc.inconv.pointwise.{leaf}",
-                    *(f"down{i}.maxpool_conv.double_conv.0.pointwise.{leaf}" for i in range(1, 5))),  # type: ignore[arg-type]
+        arch="mobileone",
+        wrapped=False,
+        reparameterized=reparameterized,
+        width_keys=(
+            f"inc.inconv.pointwise.{leaf}",
+            *(f"down{i}.maxpool_conv.double_conv.0.pointwise.{leaf}" for i in range(1, 5)),
+        ),  # type: ignore[arg-type]
         # The depthwise block's output channels equal its input channels.
-        audio_in_key=f"audio_model.conv1.depthwise.{leaf}", audio_in_dim=0,
+        audio_in_key=f"audio_model.conv1.depthwise.{leaf}",
+        audio_in_dim=0,
         wenet_mid_key=f"audio_model.conv1.pointwise.{leaf}",
     )
 
@@ -121,7 +131,8 @@ def _matching_revisions(arch: str, wrapped: bool, mode: str, window: int, branch
         rev = REVISIONS[MOBILEONE_REVISION]
         return [rev] if rev.windows[mode] == window and branch in (None, "wide") else []
     return [
-        r for r in REVISIONS.values()
+        r
+        for r in REVISIONS.values()
         if r.wrapped == wrapped and r.windows[mode] == window and (branch is None or r.wenet_branch == branch)
     ]
 
@@ -150,8 +161,9 @@ def detect(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Det
         shape = f"{'wrapped' if layout.wrapped else 'unwrapped'} keys, {mode}, {describe_window(window)}"
         if branch:
             shape += f", {branch} wenet branch"
-        raise CheckpointError(f"{source}: no upstream revision has this layout ({layout.name}: {shape}); "
-                              f"{closest_layout(state)}")
+        raise CheckpointError(
+            f"{source}: no upstream revision has this layout ({layout.name}: {shape}); {closest_layout(state)}"
+        )
     # Revisions that build the same network read and run it identically; name the latest
     # whose training code could train this mode, and list the others.
     chosen = max(matches, key=lambda r: (mode in r.trained_modes, r.id))
@@ -164,7 +176,9 @@ def detect(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Det
 
 
 @lru_cache(maxsize=None)
-def _reference_keys(arch: str, revision: str, mode: str, reparameterized: bool) -> tuple[tuple[str, tuple[int, ...]], ...]:
+def _reference_keys(
+    arch: str, revision: str, mode: str, reparameterized: bool
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
     from dhm.models import build_model
 
     spec = GeneratorSpec(arch=arch, mode=mode, widths="full", revision=revision)
@@ -177,11 +191,15 @@ def _candidates() -> list[tuple[str, str, str, bool, str]]:
     out = []
     for rev in reversed(list(REVISIONS.values())):
         for mode in AUDIO_MODES:
-            out.append(("ultralight", rev.id, mode, False, f"{rev.label}, {mode}, {describe_window(rev.windows[mode])}"))
+            out.append(
+                ("ultralight", rev.id, mode, False, f"{rev.label}, {mode}, {describe_window(rev.windows[mode])}")
+            )
     for reparam in (False, True):
         for mode in AUDIO_MODES:
             form = "reparameterized" if reparam else "trained"
-            out.append(("mobileone", MOBILEONE_REVISION, mode, reparam, f"FeatherTalk MobileOne U-Net ({form}), {mode}"))
+            out.append(
+                ("mobileone", MOBILEONE_REVISION, mode, reparam, f"FeatherTalk MobileOne U-Net ({form}), {mode}")
+            )
     return out
 
 
@@ -202,8 +220,10 @@ def closest_layout(state: Mapping[str, torch.Tensor]) -> str:
     n_missing = len(missing)
     if n_missing == total:
         key, shape = missing[0]
-        return (f"it shares no tensor name with any of them (the latest, {label}, starts with {key!r} "
-                f"{list(shape)} at full widths)")
+        return (
+            f"it shares no tensor name with any of them (the latest, {label}, starts with {key!r} "
+            f"{list(shape)} at full widths)"
+        )
     if missing:
         key, shape = missing[0]
         first = f"missing {key!r} {list(shape)}"

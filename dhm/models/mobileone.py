@@ -49,7 +49,9 @@ class MobileOneBlock(nn.Module):
         self.reparameterized = reparameterized
         self.activation = nn.ReLU()
         if reparameterized:
-            self.reparam_conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=True)
+            self.reparam_conv = nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=True
+            )
             return
         # FeatherTalk compares the stride with 1, so a (1, 2) stride has no identity branch.
         self.rbr_skip = nn.BatchNorm2d(in_channels) if in_channels == out_channels and _stride_is_one(stride) else None
@@ -58,8 +60,12 @@ class MobileOneBlock(nn.Module):
 
     def _conv_bn(self, kernel_size: int, padding: int) -> nn.Sequential:
         branch = nn.Sequential()
-        branch.add_module("conv", nn.Conv2d(self.in_channels, self.out_channels, kernel_size, self.stride, padding,
-                                            groups=self.groups, bias=False))
+        branch.add_module(
+            "conv",
+            nn.Conv2d(
+                self.in_channels, self.out_channels, kernel_size, self.stride, padding, groups=self.groups, bias=False
+            ),
+        )
         branch.add_module("bn", nn.BatchNorm2d(self.out_channels))
         return branch
 
@@ -111,12 +117,19 @@ def _fold_bn(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, to
 
 
 class MobileOneSeparableBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, residual: bool = False,
-                 reparameterized: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        residual: bool = False,
+        reparameterized: bool = False,
+    ) -> None:
         super().__init__()
         self.use_res_connect = residual and stride == 1 and in_channels == out_channels
-        self.depthwise = MobileOneBlock(in_channels, in_channels, 3, stride, 1, groups=in_channels,
-                                        reparameterized=reparameterized)
+        self.depthwise = MobileOneBlock(
+            in_channels, in_channels, 3, stride, 1, groups=in_channels, reparameterized=reparameterized
+        )
         self.pointwise = MobileOneBlock(in_channels, out_channels, 1, 1, 0, reparameterized=reparameterized)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,7 +142,9 @@ class DoubleConvMobileOne(nn.Module):
         super().__init__()
         self.double_conv = nn.Sequential(
             MobileOneSeparableBlock(in_channels, out_channels, stride=stride, reparameterized=reparameterized),
-            MobileOneSeparableBlock(out_channels, out_channels, stride=1, residual=True, reparameterized=reparameterized),
+            MobileOneSeparableBlock(
+                out_channels, out_channels, stride=1, residual=True, reparameterized=reparameterized
+            ),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,8 +230,10 @@ class MobileOneModel(nn.Module):
         r = reparameterized
         w0, w1, w2, w3, w4 = spec.widths
         self.audio_model = AudioConv(spec.mode, spec.widths, spec.audio.input_shape(spec.window)[0], r)
-        self.fuse_conv = nn.Sequential(DoubleConvMobileOne(2 * w4, w4, stride=1, reparameterized=r),
-                                       DoubleConvMobileOne(w4, w3, stride=1, reparameterized=r))
+        self.fuse_conv = nn.Sequential(
+            DoubleConvMobileOne(2 * w4, w4, stride=1, reparameterized=r),
+            DoubleConvMobileOne(w4, w3, stride=1, reparameterized=r),
+        )
         self.inc = InConvMobileOne(spec.face_channels, w0, reparameterized=r)
         self.down1 = Down(w0, w1, r)
         self.down2 = Down(w1, w2, r)

@@ -74,7 +74,9 @@ def _maybe_wrapped(block: nn.Module, wrapped: bool) -> nn.Module:
 class InConvDw(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, wrapped: bool = True) -> None:
         super().__init__()
-        self.inconv = _maybe_wrapped(InvertedResidual(in_channels, out_channels, stride=1, use_res_connect=False), wrapped)
+        self.inconv = _maybe_wrapped(
+            InvertedResidual(in_channels, out_channels, stride=1, use_res_connect=False), wrapped
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inconv(x)

@@ -20,8 +20,12 @@ import sys
 
 DEVICE_PREFIX = "/data/local/tmp"
 PROPS = {
-    "ro.product.manufacturer": "Fakephone", "ro.product.model": "FP-1", "ro.build.version.release": "14",
-    "ro.build.version.sdk": "34", "ro.soc.model": "SM8550", "ro.hardware": "qcom",
+    "ro.product.manufacturer": "Fakephone",
+    "ro.product.model": "FP-1",
+    "ro.build.version.release": "14",
+    "ro.build.version.sdk": "34",
+    "ro.soc.model": "SM8550",
+    "ro.hardware": "qcom",
 }
 
 
@@ -29,7 +33,7 @@ def local(path: str) -> str:
     root = os.environ["FAKE_ADB_ROOT"]
     if not path.startswith(DEVICE_PREFIX):
         raise SystemExit(f"adb: error: {path}: outside the fake device's {DEVICE_PREFIX}")
-    return root + path[len(DEVICE_PREFIX):]
+    return root + path[len(DEVICE_PREFIX) :]
 
 
 def main(argv: list[str]) -> int:

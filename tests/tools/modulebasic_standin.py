@@ -20,7 +20,10 @@ import numpy as np
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3:
-        print("Usage: ./ModuleBasic.out ${test.mnn} ${Dir} [runMask] [forwardType] [runLoops] [numberThread] [precision] [cacheFile]")
+        print(
+            "Usage: ./ModuleBasic.out ${test.mnn} ${Dir} [runMask] [forwardType] [runLoops] [numberThread] "
+            "[precision] [cacheFile]"
+        )
         return 0
     if os.environ.get("DHM_STANDIN_SLEEP"):
         time.sleep(float(os.environ["DHM_STANDIN_SLEEP"]))
@@ -58,7 +61,7 @@ def main(argv: list[str]) -> int:
     for repeat in range(2):
         print(f"Run for {repeat} time")
         outs = [np.array(F.convert(v, F.NCHW).read(), dtype=np.float32) for v in net.forward(args)]
-        for i, (name, out) in enumerate(zip(out_names, outs)):
+        for i, (name, out) in enumerate(zip(out_names, outs, strict=False)):
             if name in expected and precision != 2:
                 target = np.array(expected[name].read(), dtype=np.float32).reshape(out.shape)
                 print(f"before compare {name}: (" + "".join(f"{d}, " for d in out.shape) + ")")
