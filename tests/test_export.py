@@ -323,3 +323,17 @@ def test_runtime_checks_input_names_and_shapes(exported):
         run_checked(engine, {**good, "audio": np.zeros((1, 128, 16, 32), np.float32)})
     with pytest.raises(SpecError, match="missing input 'face'"):
         run_checked(engine, {"audio": good["audio"]})
+
+
+def test_every_schema_keyword_is_enforced():
+    """The manifest validator implements a JSON-Schema subset; a keyword outside it (here
+    `maximum`, `additionalProperties` in an array's items) is reported, not ignored."""
+    import copy
+
+    from dhm.manifest import schema, unsupported_keywords
+
+    assert unsupported_keywords(schema()) == set()
+    edited = copy.deepcopy(schema())
+    edited["properties"]["audio"]["properties"]["fps"]["maximum"] = 240
+    edited["properties"]["artifacts"]["items"]["additionalProperties"] = False
+    assert unsupported_keywords(edited) == {"maximum", "additionalProperties"}

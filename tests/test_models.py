@@ -209,3 +209,30 @@ def test_metadata_that_contradicts_tensors(tmp_path):
     )
     with pytest.raises(CheckpointError, match="metadata says"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "arch,mode,widths",
+    [
+        ("ultralight", "hubert", (8, 16, 32, 64, 128)),
+        ("ultralight", "wenet", (16, 32, 64, 128, 256)),
+        ("mobileone", "hubert", (8, 16, 32, 64, 128)),
+    ],
+)
+def test_count_macs_agrees_with_torch_flop_counter(arch, mode, widths):
+    """dhm's hook-based MAC count against torch's own FlopCounterMode (2 FLOPs per MAC),
+    for the trained and, for MobileOne, the reparameterized form."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dhm.metrics import count_macs
+    from dhm.models import build_model
+    from dhm.spec import GeneratorSpec
+
+    spec = GeneratorSpec(arch=arch, mode=mode, widths=widths)
+    model = build_model(spec).eval()
+    forms = [model] + ([model.reparameterize()] if hasattr(model, "reparameterize") else [])
+    for m in forms:
+        xs = [torch.zeros(s) for s in spec.input_shapes(1).values()]
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            m(*xs)
+        assert count_macs(m, *xs) == counter.get_total_flops() // 2 > 0

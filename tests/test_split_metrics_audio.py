@@ -83,3 +83,53 @@ def test_feature_layouts():
     # causal prefix: features of the first frames do not change when more audio follows
     hu_short = features_for_mode(samples[:SAMPLE_RATE], "hubert")
     assert np.allclose(hu_short[:20], hu[:20], atol=1e-5)
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_resampling_keeps_speech_and_drops_what_16khz_cannot_hold(rate):
+    """1 kHz passes unchanged; 12 kHz (above the 8 kHz Nyquist of 16 kHz audio) must vanish
+    instead of folding back into the speech band as linear interpolation made it."""
+    from dhm.data.audio import resample
+
+    t = np.arange(rate) / rate
+    for freq, lo_db, hi_db in ((1000.0, -0.1, 0.1), (12000.0, -400.0, -60.0)):
+        y = resample(np.sin(2 * np.pi * freq * t).astype(np.float32), rate)
+        assert len(y) == SAMPLE_RATE and y.dtype == np.float32
+        level_db = 20 * np.log10(np.sqrt(np.mean(y[1000:-1000] ** 2) / 0.5) + 1e-20)
+        assert lo_db <= level_db <= hi_db, (freq, level_db)
+
+
+def test_a_48khz_wav_gives_the_features_of_its_16khz_original(tmp_path):
+    from dhm.data.audio import features_from_wav, write_wav
+
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 48000) / 48000
+    voiced = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 40)) * (0.6 + 0.4 * np.sin(2 * np.pi * 2 * t))
+    hiss = np.fft.irfft(np.fft.rfft(rng.standard_normal(len(t))) * (np.fft.rfftfreq(len(t), 1 / 48000) > 9000), len(t))
+    x = 0.2 * voiced / np.abs(voiced).max() + 0.1 * hiss / np.abs(hiss).max()
+    write_wav(tmp_path / "a48.wav", x, 48000)
+    low = np.fft.irfft(np.fft.rfft(x)[: len(t) // 6 + 1], len(t) // 3) / 3  # ideal band-limited 16 kHz
+    write_wav(tmp_path / "a16.wav", low, 16000)
+    a, b = features_from_wav(tmp_path / "a48.wav", "hubert"), features_from_wav(tmp_path / "a16.wav", "hubert")
+    assert a.shape == b.shape
+    assert np.abs(a - b).mean() < 0.02 * np.abs(b).mean(), (np.abs(a - b).mean(), np.abs(b).mean())
+
+
+def test_psnr_and_both_ssims_match_scikit_image():
+    """dhm's numpy PSNR/SSIM against scikit-image's (values recorded by
+    tests/tools/record_skimage_metrics.py), and the torch SSIM the training loss uses
+    against the numpy one."""
+    import json
+
+    import torch
+    from conftest import FIXTURES
+    from metric_pairs import metric_pairs
+
+    from dhm.distill.losses import ssim as torch_ssim
+
+    recorded = {r["pair"]: r for r in json.loads((FIXTURES / "skimage_metrics.json").read_text())["pairs"]}
+    for name, a, b in metric_pairs():
+        assert psnr(a, b) == pytest.approx(recorded[name]["psnr"], abs=1e-9), name
+        assert ssim(a, b) == pytest.approx(recorded[name]["ssim"], abs=1e-7), name
+        in_torch = float(torch_ssim(torch.from_numpy(a).float(), torch.from_numpy(b).float()))
+        assert in_torch == pytest.approx(ssim(a, b), abs=2e-5), name
