@@ -4,6 +4,13 @@ Weights and activations become float16; a Cast after each graph input and before
 graph output keeps the model's interface float32, so the runtime code and the manifest
 are the same for every variant. Tensors that ONNX requires to stay float32 (Resize's
 roi and scales) are left alone.
+
+Measured against onnxruntime's own converter (`onnxruntime.transformers.float16`,
+keep_io_types=True, onnxruntime 1.31) on the demo's teacher and student: its output does not
+load (it emits one Cast per Resize for a shared scales constant, all with the same name and
+output: "two nodes with same node name"); with the duplicates removed by hand both graphs
+give the same parity (77.50 / 77.51 dB PSNR vs torch FP32 on 16 held-out frames, max abs
+4.9e-3 / 4.7e-3) and size. Nothing to gain, one workaround to carry: not used.
 """
 
 from __future__ import annotations
