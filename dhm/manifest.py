@@ -244,6 +244,9 @@ def conventions(manifest: dict[str, Any]) -> Conventions:
         mask_rect=tuple(pre["mask_rect"]),
         crop_interpolation=pre["crop_interpolation"],
         paste_interpolation=pre["paste_interpolation"],
+        color_order=pre["color_order"],
+        layout=pre["layout"],
+        scale=pre["scale"],
     )
     audio = manifest["audio"]
     return Conventions(preprocess, audio_mode(audio["mode"]), audio["window_before"] + audio["window_after"])

@@ -26,24 +26,25 @@ from dhm.spec import AUDIO_INPUT, FACE_INPUT, OUTPUT, Conventions
 STAGES = ("load", "crop", "pack", "infer", "paste")
 
 
-def pingpong(n_images: int, count: int) -> list[int]:
-    """The reference frame for each output frame, in Ultralight's inference order.
+def pingpong_reference(n_images: int, index: int) -> int:
+    """The reference frame of output frame `index`, in Ultralight's inference order.
 
     Ultralight starts at frame 0, steps first and then uses the frame, and turns round at
-    the ends: 1, 2, …, n-1, n-2, …, 0, 1, … (its `len_img` is the folder size minus 1).
+    the ends: 1, 2, …, n-1, n-2, …, 0, 1, … (its `len_img` is the folder size minus 1): a
+    period of 2(n-1). The native core's `dhm::pingpong_reference` is the same formula.
     """
+    if index < 0:
+        raise ValueError(f"frame index {index}: must be >= 0")
     if n_images < 2:
-        return [0] * count
+        return 0
     last = n_images - 1
-    out, idx, step = [], 0, 0
-    for _ in range(count):
-        if idx >= last:
-            step = -1
-        elif idx < 1:
-            step = 1
-        idx += step
-        out.append(idx)
-    return out
+    p = (index + 1) % (2 * last)
+    return p if p <= last else 2 * last - p
+
+
+def pingpong(n_images: int, count: int) -> list[int]:
+    """The first `count` references."""
+    return [pingpong_reference(n_images, i) for i in range(count)]
 
 
 @dataclass
@@ -135,16 +136,13 @@ class StreamSession:
         self.features: list[np.ndarray] = []
         self.next_frame = 0
         self._expected = expected_frames
-        self._refs: list[int] = []
 
     @property
     def fps(self) -> int:
         return self.pipeline.mode.fps
 
     def _reference(self, i: int) -> int:
-        while len(self._refs) <= i:
-            self._refs = pingpong(self.pipeline.dataset.n_frames, max(2 * len(self._refs), i + 1, 64))
-        return self._refs[i]
+        return pingpong_reference(self.pipeline.dataset.n_frames, i)
 
     def push(self, chunk: np.ndarray) -> list[np.ndarray]:
         """Add feature frames; return every frame that can now be rendered."""

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import run_cli
 
@@ -453,3 +454,31 @@ def test_python_and_the_core_accept_and_refuse_the_same_manifests(golden, core_b
     accepted = {name for name, ok, _ in verdicts if ok}
     assert {"unchanged", "landmark left 1023", "mask 10,10,150,1", "crop area", "crop linear", "scale 0.5"} <= accepted
     assert len(accepted) < len(verdicts) - 30  # most mutations are refused, by both
+
+
+def _read_f32(path: Path) -> np.ndarray:
+    raw = path.read_bytes()
+    ndim = int(np.frombuffer(raw[:4], "<i4")[0])
+    shape = np.frombuffer(raw[4 : 4 + 4 * ndim], "<i4")
+    return np.frombuffer(raw[4 + 4 * ndim :], "<f4").reshape(shape)
+
+
+def test_core_follows_the_manifest_colour_order_and_scale(tmp_path, core_build, golden, teacher, synth_hubert):
+    """preprocess.color_order and .scale are read, not assumed: with a manifest saying RGB
+    planes scaled by 1/127.5, runtime_py packs the BGR / 255 golden's planes swapped and
+    doubled, and the C++ core must pack the same to match its golden vectors."""
+    import json
+
+    export = tmp_path / "export"
+    shutil.copytree(golden.parent / "export", export)
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["preprocess"].update(color_order="RGB", scale=1 / 127.5)
+    (export / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    rgb = tmp_path / "golden"
+    r = run_cli("golden", export / "model_fp32.mnn", "--data", synth_hubert, "-o", rgb, "--frames", "6")
+    assert r.exit_code == 0, r.output
+    assert (rgb / "cases.txt").read_text() == (golden / "cases.txt").read_text()
+    for k in range(6):
+        bgr_255, rgb_127 = _read_f32(golden / f"face_{k}.f32"), _read_f32(rgb / f"face_{k}.f32")
+        np.testing.assert_allclose(rgb_127, 2 * bgr_255[:, [2, 1, 0, 5, 4, 3]], rtol=0, atol=1e-6)
+    _check_golden(core_build, rgb)

@@ -14,6 +14,39 @@ def test_pingpong_follows_ultralight_inference():
     # Ultralight: idx starts at 0, steps before use, turns at len_img-1 and at 0
     assert pingpong(4, 10) == [1, 2, 3, 2, 1, 0, 1, 2, 3, 2]
     assert pingpong(1, 3) == [0, 0, 0]
+    # the closed form against Ultralight's loop (inference.py: step, then use, turn at the ends)
+    for n in range(1, 30):
+        last, idx, step, want = n - 1, 0, 0, []
+        for _ in range(200):
+            if last > 0:
+                if idx >= last:
+                    step = -1
+                elif idx < 1:
+                    step = 1
+                idx += step
+            want.append(idx)
+        assert pingpong(n, 200) == want, n
+
+
+def test_packing_follows_scale_and_colour_order():
+    """x / 255 in float32 bit for bit (not x * rounded(1/255)); RGB swaps the planes both
+    ways; the layout is checked."""
+    from dataclasses import replace
+
+    from dhm.data.preprocess import to_chw_float, to_uint8_image
+    from dhm.spec import PREPROCESS
+
+    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    chw = to_chw_float(img)
+    assert np.array_equal(chw, img.transpose(2, 0, 1).astype(np.float32) / np.float32(255))
+    assert np.array_equal(to_uint8_image(chw), img)
+    rgb = replace(PREPROCESS, color_order="RGB", scale=1 / 127.5)
+    assert np.array_equal(
+        to_chw_float(img, rgb), img[..., ::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(127.5)
+    )
+    assert np.array_equal(to_uint8_image(to_chw_float(img, rgb), rgb), img)
+    with pytest.raises(SpecError, match="layout 'NHWC'"):
+        to_chw_float(img, replace(PREPROCESS, layout="NHWC"))
 
 
 @pytest.fixture(scope="module")

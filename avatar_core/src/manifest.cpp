@@ -104,6 +104,7 @@ Manifest Manifest::parse(const std::string& json_text) {
         throw Error("manifest: mask_rect lies outside the inner crop");
     const double scale = pre.at("scale").number("preprocess.scale");
     if (!(scale > 0 && scale <= 1)) throw Error("manifest: preprocess.scale must be a finite number in (0, 1]");
+    p.divisor = static_cast<float>(1.0 / scale);
     within(a.fps, 1, 240, "audio.fps");
     within(a.window_before, 0, 32, "audio.window_before");
     within(a.window_after, 1, 32, "audio.window_after");
@@ -123,9 +124,15 @@ Manifest Manifest::parse(const std::string& json_text) {
     if (gen.has("crop_interpolation") &&
         gen.at("crop_interpolation").str("generator.crop_interpolation") != pre.at("crop_interpolation").str("preprocess.crop_interpolation"))
         throw Error("manifest: preprocess.crop_interpolation contradicts generator.crop_interpolation");
-    if (p.color_order != "BGR" || p.layout != "NCHW") throw Error("manifest: only BGR NCHW models are supported");
+    if (p.color_order != "BGR" && p.color_order != "RGB") throw Error("manifest: preprocess.color_order '" + p.color_order + "' is not supported (BGR or RGB)");
+    p.rgb = p.color_order == "RGB";
+    if (p.layout != "NCHW") throw Error("manifest: preprocess.layout '" + p.layout + "' is not supported (NCHW)");
     if (m.inputs.size() != 2 || m.outputs.size() != 1) throw Error("manifest: expected inputs (face, audio) and one output");
-    const std::vector<int> face = {1, 6, p.inner_size, p.inner_size};
+    // Channel counts from the I/O shapes: the output is one colour image, the face input two.
+    if (m.outputs[0].shape.size() != 4 || m.outputs[0].shape[1] != 3)
+        throw Error("manifest: output is " + shape_str(m.outputs[0].shape) + ", expected one 3-channel image [1, 3, H, W]");
+    p.channels = m.outputs[0].shape[1];
+    const std::vector<int> face = {1, 2 * p.channels, p.inner_size, p.inner_size};
     if (m.inputs[0].shape != face)
         throw Error("manifest: face input " + m.inputs[0].name + " is " + shape_str(m.inputs[0].shape) + ", expected " + shape_str(face));
     std::vector<int> audio = {1};
@@ -135,7 +142,7 @@ Manifest Manifest::parse(const std::string& json_text) {
     if (element_count(a.input_shape) != static_cast<size_t>(a.per_frame_size()) * a.window_frames())
         throw Error("manifest: audio window of " + std::to_string(a.window_frames()) + " frames of " + shape_str(a.per_frame_shape) +
                     " does not fill " + shape_str(a.input_shape));
-    const std::vector<int> out = {1, 3, p.inner_size, p.inner_size};
+    const std::vector<int> out = {1, p.channels, p.inner_size, p.inner_size};
     if (m.outputs[0].shape != out) throw Error("manifest: output is " + shape_str(m.outputs[0].shape) + ", expected " + shape_str(out));
     if (a.mode != m.generator_mode) throw Error("manifest: audio.mode and generator.mode disagree");
     return m;

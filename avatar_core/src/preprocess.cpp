@@ -61,22 +61,26 @@ Image masked(const Image& img, const PreprocessConfig& p) {
     return out;
 }
 
-static void to_chw(const Image& img, std::vector<float>& out) {
+// BGR frame pixels -> the network's planes, in its colour order, divided by 1/scale in
+// float32 (x / 255 exactly as numpy's astype(float32) / float32(255)).
+static void to_chw(const Image& img, const PreprocessConfig& p, std::vector<float>& out) {
+    if (img.channels != p.channels) throw Error("image channels differ from the model's");
     const size_t plane = static_cast<size_t>(img.width) * img.height;
     const size_t base = out.size();
     out.resize(base + plane * img.channels);
     for (int y = 0; y < img.height; ++y) {
         const uint8_t* r = img.row(y);
         for (int x = 0; x < img.width; ++x)
-            for (int c = 0; c < img.channels; ++c)
-                // x / 255 in float32, exactly as numpy's astype(float32) / float32(255)
-                out[base + c * plane + static_cast<size_t>(y) * img.width + x] = static_cast<float>(r[x * img.channels + c]) / 255.0f;
+            for (int c = 0; c < img.channels; ++c) {
+                const int src = p.rgb ? img.channels - 1 - c : c;
+                out[base + c * plane + static_cast<size_t>(y) * img.width + x] = static_cast<float>(r[x * img.channels + src]) / p.divisor;
+            }
     }
 }
 
 void pack_face(const Image& reference_inner, const Image& target_inner, const PreprocessConfig& p, std::vector<float>& out) {
-    to_chw(reference_inner, out);
-    to_chw(masked(target_inner, p), out);
+    to_chw(reference_inner, p, out);
+    to_chw(masked(target_inner, p), p, out);
 }
 
 void audio_window(const float* features, int n, int index, const AudioConfig& a, std::vector<float>& out) {
@@ -91,16 +95,18 @@ void audio_window(const float* features, int n, int index, const AudioConfig& a,
 }
 
 void paste_back(Image& frame, const Image& crop_img, const float* pred, const CropBox& box, const PreprocessConfig& p) {
+    if (crop_img.channels != p.channels) throw Error("crop channels differ from the model's");
     Image patched = crop_img;
     const int n = p.inner_size;
     const size_t plane = static_cast<size_t>(n) * n;
     for (int y = 0; y < n; ++y) {
         uint8_t* r = patched.row(p.border + y) + static_cast<size_t>(p.border) * patched.channels;
         for (int x = 0; x < n; ++x)
-            for (int c = 0; c < 3; ++c) {
+            for (int c = 0; c < p.channels; ++c) {
                 // np.uint8(x * 255): truncation; clamped so a stray value cannot wrap
-                const float v = pred[c * plane + static_cast<size_t>(y) * n + x] * 255.0f;
-                r[x * 3 + c] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, v)));
+                const float v = pred[c * plane + static_cast<size_t>(y) * n + x] * p.divisor;
+                const int dst = p.rgb ? p.channels - 1 - c : c;
+                r[x * p.channels + dst] = static_cast<uint8_t>(std::min(255.0f, std::max(0.0f, v)));
             }
     }
     const int w = std::min(box.x1, frame.width) - box.x0;

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dhm.errors import DatasetError
+from dhm.errors import DatasetError, SpecError
 from dhm.spec import PREPROCESS, Conventions, PreprocessSpec
 
 # The filters of dhm.spec.INTERPOLATIONS. Since upstream's 2026-05-23 revision the crop is a
@@ -100,14 +100,32 @@ def mask(inner_img: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> np.ndarray
     return out
 
 
-def to_chw_float(img: np.ndarray) -> np.ndarray:
-    """uint8 HWC BGR -> float32 CHW in [0,1] (x / 255 in float32, like Ultralight)."""
-    return img.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+def _divisor(spec: PreprocessSpec) -> np.float32:
+    """1 / scale in float32: dividing by it is Ultralight's x / 255 bit for bit (multiplying
+    by a rounded 1/255 is not)."""
+    if spec.layout != "NCHW":
+        raise SpecError(f"preprocess layout {spec.layout!r}: dhm's runtimes pack NCHW")
+    return np.float32(1.0 / spec.scale)
+
+
+def _planes(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """OpenCV's BGR channel order -> the network's (`color_order`), and back (a swap)."""
+    if spec.color_order == "RGB":
+        return img[..., ::-1]
+    if spec.color_order != "BGR":
+        raise SpecError(f"preprocess color_order {spec.color_order!r}: expected BGR or RGB")
+    return img
+
+
+def to_chw_float(img: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> np.ndarray:
+    """uint8 HWC BGR -> float32 CHW in the model's colour order, x * scale (x / 255 in
+    float32, like Ultralight)."""
+    return _planes(img, spec).transpose(2, 0, 1).astype(np.float32) / _divisor(spec)
 
 
 def face_input(reference_inner: np.ndarray, target_inner: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> np.ndarray:
-    """The 6-channel network input: concat(reference, masked target) / 255, [6,160,160]."""
-    return np.concatenate([to_chw_float(reference_inner), to_chw_float(mask(target_inner, spec))], axis=0)
+    """The network's face input: concat(reference, masked target) * scale, [2C,H,W]."""
+    return np.concatenate([to_chw_float(reference_inner, spec), to_chw_float(mask(target_inner, spec), spec)], axis=0)
 
 
 def audio_window(features: np.ndarray, index: int, conv: Conventions) -> np.ndarray:
@@ -122,9 +140,9 @@ def audio_window(features: np.ndarray, index: int, conv: Conventions) -> np.ndar
     return window.reshape(conv.audio_shape)
 
 
-def to_uint8_image(pred_chw: np.ndarray) -> np.ndarray:
-    """Network output [3,160,160] in [0,1] -> uint8 HWC, truncating like np.uint8(x*255)."""
-    return (pred_chw.transpose(1, 2, 0) * np.float32(255.0)).astype(np.uint8)
+def to_uint8_image(pred_chw: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> np.ndarray:
+    """Network output [C,H,W] in [0,1] -> uint8 HWC BGR, truncating like np.uint8(x*255)."""
+    return np.ascontiguousarray(_planes((pred_chw.transpose(1, 2, 0) * _divisor(spec)).astype(np.uint8), spec))
 
 
 def paste_back(
@@ -141,6 +159,6 @@ def paste_back(
     h, w = region.shape[:2]
     patched = crop.copy()
     b = spec.border
-    patched[b : b + spec.inner_size, b : b + spec.inner_size] = to_uint8_image(pred_chw)
+    patched[b : b + spec.inner_size, b : b + spec.inner_size] = to_uint8_image(pred_chw, spec)
     region[...] = cv2.resize(patched, (w, h), interpolation=_INTERPOLATION[spec.paste_interpolation])
     return out_frame

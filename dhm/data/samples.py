@@ -82,7 +82,7 @@ class SampleBuilder:
             reference=ref,
             face=face_input(ref_inner, target, self.conventions.preprocess),
             audio=audio_window(self.features, i, self.conventions),
-            target=to_chw_float(target),
+            target=to_chw_float(target, self.conventions.preprocess),
         )
 
     def inference_sample(self, i: int) -> Sample:

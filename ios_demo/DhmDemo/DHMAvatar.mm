@@ -21,7 +21,6 @@ NSString *const DHMErrorDomain = @"ai.dhm.avatar";
 
 struct DHMState {
     std::unique_ptr<dhm::AvatarSession> session;
-    std::vector<int> references;  // the ping-pong schedule, grown on demand
     int imageCount = 0;
 };
 
@@ -71,9 +70,7 @@ static DHMState *state(void *p) { return static_cast<DHMState *>(p); }
 
 - (NSInteger)referenceForFrame:(NSInteger)index {
     if (index < 0) return 0;  // frames are numbered from 0; the schedule has nothing before it
-    std::vector<int> &refs = state(_state)->references;
-    if ((size_t)index >= refs.size()) refs = dhm::pingpong(state(_state)->imageCount, std::max((int)index + 1, 2 * (int)refs.size()));
-    return refs[(size_t)index];
+    return dhm::pingpong_reference(state(_state)->imageCount, (long long)index);
 }
 
 - (NSData *)renderFrame:(NSData *)bgr

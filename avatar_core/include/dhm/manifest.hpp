@@ -25,6 +25,10 @@ struct PreprocessConfig {
     // ones (and FeatherTalk) with INTER_AREA. Paste-back is bilinear in every revision.
     Interpolation crop_interpolation = Interpolation::Linear, paste_interpolation = Interpolation::Linear;
     std::string color_order, layout;
+    // From color_order, scale and the output shape: what the packers and paste-back use.
+    bool rgb = false;         // the network takes RGB planes (the frames are BGR)
+    float divisor = 255.0f;   // 1 / scale in float32: x / 255 exactly, as numpy's x / float32(255)
+    int channels = 3;         // image channels: the output's, half the face input's
 };
 
 struct AudioConfig {

@@ -1,21 +1,16 @@
 // Reference frames in Ultralight's ping-pong order: 1, 2, …, n-1, n-2, …, 0, 1, …
+// One definition for the core and both app bridges (dhm.pipeline.pingpong_reference is
+// the Python runtime's, checked against this one by the golden tests).
 #pragma once
 
 #include <vector>
 
 namespace dhm {
 
-class PingPong {
-public:
-    explicit PingPong(int n_images) : last_(n_images - 1) {}
-    int next();  // the reference frame of the next output frame
+// The reference image of output frame `index` (>= 0) over a clip of `n_images` frames.
+int pingpong_reference(int n_images, long long index);
 
-private:
-    int last_;
-    int idx_ = 0;
-    int step_ = 0;
-};
-
+// The first `count` references (for tests and tools).
 std::vector<int> pingpong(int n_images, int count);
 
 }  // namespace dhm

@@ -16,7 +16,6 @@ namespace {
 
 struct Handle {
     std::unique_ptr<dhm::AvatarSession> session;
-    std::vector<int> references;  // the ping-pong schedule, grown on demand
     int n_images = 0;
 };
 
@@ -62,10 +61,7 @@ JNIEXPORT jint JNICALL Java_ai_dhm_demo_DhmNative_nativeReference(JNIEnv* env, j
         throw_java(env, "frame index must be >= 0");
         return 0;
     }
-    Handle* s = handle(h);
-    if (static_cast<size_t>(index) >= s->references.size())
-        s->references = dhm::pingpong(s->n_images, std::max<int>(index + 1, 2 * static_cast<int>(s->references.size())));
-    return s->references[static_cast<size_t>(index)];
+    return dhm::pingpong_reference(handle(h)->n_images, index);
 }
 
 JNIEXPORT jbyteArray JNICALL Java_ai_dhm_demo_DhmNative_nativeRender(JNIEnv* env, jclass, jlong h, jbyteArray bgr, jint width,
