@@ -72,9 +72,9 @@ def parity(
 
 
 def _db(v: Any) -> str:
-    if v is None:
-        return "–"
-    return "inf" if v == "inf" else f"{float(v):.2f} dB"
+    from dhm.manifest import format_figure
+
+    return format_figure(v, ".2f", " dB")
 
 
 def latency(

@@ -14,11 +14,9 @@ PLOT_PSNR_CAP_DB = 60.0  # identical outputs have infinite PSNR; plots cap it he
 
 
 def _num(v: Any, fmt: str = ".2f", unit: str = "") -> str:
-    if v is None:
-        return "–"
-    if v == "inf" or (isinstance(v, float) and math.isinf(v)):
-        return "∞"
-    return f"{float(v):{fmt}}{unit}"
+    from dhm.manifest import format_figure
+
+    return format_figure(v, fmt, unit)
 
 
 def _size(n: int) -> str:

@@ -290,10 +290,12 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
 
 
 def _db(v: Any) -> str:
-    if v is None:
-        return "–"
-    return "inf" if v == "inf" else f"{float(v):.2f} dB"
+    from dhm.manifest import format_figure
+
+    return format_figure(v, ".2f", " dB")
 
 
 def _num(v: Any, fmt: str) -> str:
-    return "–" if v is None else f"{float(v):{fmt}}"
+    from dhm.manifest import format_figure
+
+    return format_figure(v, fmt)

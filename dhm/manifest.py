@@ -429,6 +429,17 @@ def from_json_number(value: float | str) -> float:
     return float(value)  # float() reads "inf" and "-inf"
 
 
+def format_figure(value: float | str | None, fmt: str = ".2f", unit: str = "") -> str:
+    """A figure for a report: "–" when absent, ∞ for identical outputs' PSNR (a float or
+    json_number's "inf"), else `value` in `fmt` with `unit`."""
+    if value is None:
+        return "–"
+    x = from_json_number(value)
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    return f"{x:{fmt}}{unit}"
+
+
 # ----------------------------------------------------------------- reading
 
 

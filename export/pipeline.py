@@ -33,7 +33,7 @@ from dhm.engines import (
 )
 from dhm.errors import ConversionError, ParityError, SpecError
 from dhm.io import atomic_dir, check_output, human_size
-from dhm.manifest import MANIFEST_FILE, build_header, validate
+from dhm.manifest import MANIFEST_FILE, build_header, format_figure, validate
 from dhm.recipe import INT8_SECTIONS, int8_config, measured_psnr, read_recipe
 from dhm.spec import GeneratorSpec
 
@@ -54,9 +54,8 @@ class ExportResult:
         ]
         for a in self.artifacts:
             p = a.parity or {}
-            ps = p["psnr"] if isinstance(p["psnr"], str) else f"{p['psnr']:.1f} dB"
-            lip = a.quality.get("lip_psnr")
-            lip_text = "-" if lip is None else (lip if isinstance(lip, str) else f"{lip:.1f} dB")
+            ps = format_figure(p["psnr"], ".1f", " dB")
+            lip_text = format_figure(a.quality.get("lip_psnr"), ".1f", " dB")
             tol = Tolerance.from_dict(p["tolerance"]).describe() or "-"
             rows.append(
                 f"| {a.file} | {a.engine} | {a.variant} | {human_size(a.size_bytes)} | {p['max_abs']:.2e} | {ps} | "
@@ -226,10 +225,7 @@ def export_model(
             )
             records.append(artifact_record(art, onnx_info))
             p = art.parity or {}
-            log(
-                f"{art.file}: max abs {p['max_abs']:.2e}, PSNR "
-                f"{p['psnr'] if isinstance(p['psnr'], str) else round(p['psnr'], 1)}"
-            )
+            log(f"{art.file}: max abs {p['max_abs']:.2e}, PSNR {format_figure(p['psnr'], '.1f', ' dB')}")
         if onnx_fp32.name.startswith("."):
             onnx_fp32.unlink()
 

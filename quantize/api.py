@@ -23,7 +23,7 @@ from dhm.data.inputs import InputSet, load_inputs, save_inputs
 from dhm.engines import Artifact, Fp16, Fp32, MnnInt8, OnnxInt8, build_and_validate, get, validate, versions
 from dhm.errors import ConversionError, SpecError
 from dhm.io import atomic_dir, check_output, human_size
-from dhm.manifest import from_json_number
+from dhm.manifest import format_figure, from_json_number
 from dhm.recipe import CALIB_FILE, EVAL_FILE, RECIPE_FILE, RECIPE_SCHEMA, SOURCE_FILE
 
 DEFAULT_TARGET_PSNR = 35.0
@@ -422,11 +422,11 @@ def _report(job: _Job, variants: list[Variant], target_psnr: float) -> dict[str,
 
 
 def _fmt_db(v: Any) -> str:
-    return "–" if v is None else "inf" if v == "inf" else f"{float(v):.2f}"
+    return format_figure(v, ".2f", " dB")
 
 
 def _fmt_lvl(v: Any) -> str:
-    return "–" if v is None else f"{float(v):.1f}"
+    return format_figure(v, ".1f")
 
 
 def variant_table(report: dict[str, Any]) -> str:
@@ -440,8 +440,8 @@ def variant_table(report: dict[str, Any]) -> str:
         rows.append(
             f"| {v['file']} | {v['engine']} | {v['precision']} | {human_size(v['size_bytes'])} | "
             f"{v['size_vs_fp32']:.2f}x | "
-            f"{_fmt_db(q['psnr'])} dB | {float(q['ssim']):.4f} | {_fmt_db(q['mouth_psnr'])} dB | "
-            f"{_fmt_db(q.get('lip_psnr'))} dB | {_fmt_lvl(q.get('lip_color_diff'))} | {float(q['max_abs']):.2e} |"
+            f"{_fmt_db(q['psnr'])} | {float(q['ssim']):.4f} | {_fmt_db(q['mouth_psnr'])} | "
+            f"{_fmt_db(q.get('lip_psnr'))} | {_fmt_lvl(q.get('lip_color_diff'))} | {float(q['max_abs']):.2e} |"
         )
     return "\n".join(rows)
 
@@ -476,7 +476,7 @@ def _markdown(report: dict[str, Any]) -> str:
         for i, s in enumerate(q["fallback"]):
             gain = "-" if s["gain_db"] is None else f"{s['gain_db']:+.2f} dB"
             lines.append(
-                f"| {i} | {s.get('layers_in_float', 0)} | {_fmt_db(s['psnr'])} dB | {human_size(s['size_bytes'])} | "
+                f"| {i} | {s.get('layers_in_float', 0)} | {_fmt_db(s['psnr'])} | {human_size(s['size_bytes'])} | "
                 f"{gain} |"
             )
         lines.append("")

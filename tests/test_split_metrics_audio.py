@@ -133,3 +133,12 @@ def test_psnr_and_both_ssims_match_scikit_image():
         assert ssim(a, b) == pytest.approx(recorded[name]["ssim"], abs=1e-7), name
         in_torch = float(torch_ssim(torch.from_numpy(a).float(), torch.from_numpy(b).float()))
         assert in_torch == pytest.approx(ssim(a, b), abs=2e-5), name
+
+
+def test_figures_format_one_way():
+    from dhm.manifest import format_figure, json_number
+
+    assert format_figure(json_number(float("inf")), ".2f", " dB") == "∞"
+    assert format_figure(float("-inf")) == "-∞"
+    assert format_figure(None) == "–"
+    assert format_figure(31.256, ".1f", " dB") == "31.3 dB"
