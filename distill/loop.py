@@ -397,6 +397,173 @@ def run_training(
         raise
 
 
+@dataclass
+class _Session:
+    """One run's mutable state: the models, the optimizer, the evaluation record."""
+
+    config: RunConfig
+    out: Path
+    spec: GeneratorSpec
+    builder: SampleBuilder
+    student: nn.Module
+    trainable: _Trainable
+    model: nn.Module  # trainable, or its DDP wrapper
+    teacher: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    weights: LossWeights
+    mouth_w: torch.Tensor
+    heldout: HeldOut
+    dev: torch.device
+    checkpoint_name: str
+    folder: "RunFolder | None"
+    metadata: dict[str, Any] | None
+    is_main: bool
+    init_note: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    start: int = 0
+    scaler: Any = None
+
+    def save_state(self, step_done: int) -> None:
+        if not self.is_main:
+            return
+        payload = {
+            "config": self.config.to_dict(),
+            "step": step_done,
+            "trainable": {k: v.detach().cpu() for k, v in self.trainable.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "history": json.dumps(self.history),
+            "best": json.dumps(self.best),
+        }
+        with atomic_path(self.out / STATE_FILE) as tmp:
+            write_torch(payload, tmp, self.out / STATE_FILE)
+        if self.folder is not None:
+            self.folder.commit()
+
+    def evaluate(self, step_done: int, loss_value: float) -> str:
+        """Score the student on the held-out frames, keep the best step's checkpoint, and
+        return the progress line."""
+        self.trainable.eval()
+        row: dict[str, Any] = {"step": step_done, "loss": loss_value, **self.heldout.evaluate(self.student)}
+        self.trainable.train()
+        self.history.append(row)
+        if not self.best or self.heldout.score(row) > self.heldout.score(self.best):
+            self.best.clear()
+            self.best.update(row)
+            c = self.config
+            save_checkpoint(
+                self.out / self.checkpoint_name,
+                self.student,
+                self.spec,
+                kind=c.kind,
+                step=step_done,
+                teacher_sha256=c.teacher_sha256,
+                data_hash=c.data_hash,
+                heldout=row,
+                **(self.metadata or {}),
+            )
+            if self.folder is not None:
+                self.folder.commit()
+        protocol, against = self.heldout.key
+        q = row[protocol][against]
+        lip = f", lip-box {q['lip_psnr']:.2f} dB" if "lip_psnr" in q else ""
+        return (
+            f"  eval @ {step_done}: PSNR {q['psnr']:.2f} dB{lip}, SSIM {q['ssim']:.4f} "
+            f"({against.replace('_', ' ')}, {protocol} protocol)"
+        )
+
+    def step(self, step: int, train_frames: np.ndarray, rank: int) -> float:
+        """One optimization step on a random batch (reference = another training frame)."""
+        c, dev = self.config, self.dev
+        rng = np.random.default_rng([c.seed, step, rank])
+        idx = rng.choice(train_frames, size=c.batch_size).tolist()
+        refs = rng.choice(train_frames, size=c.batch_size).tolist()
+        batch = self.builder.batch(idx, refs)
+        face, audio, target, lips = (torch.from_numpy(batch[k]).to(dev) for k in ("face", "audio", "target", "lips"))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(step, c.steps, c.lr)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.scaler is not None):
+            logits, adapted = self.model(face, audio)
+            pred = torch.sigmoid(logits.float())
+            t_out = t_feats = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    t_logits, t_feats = self.teacher.features(face, audio)
+                    t_out = torch.sigmoid(t_logits.float())
+            loss = objective(self.weights, pred, target, lips, self.mouth_w, t_out, adapted, t_feats)
+        if not torch.isfinite(loss):
+            kept = self.out / self.checkpoint_name
+            note = f"; the last good checkpoint is kept: {kept}" if kept.exists() else "; no checkpoint was saved yet"
+            raise TrainingError(f"loss became {float(loss.detach())} at step {step + 1}; training stopped{note}")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return float(loss.detach())
+
+
+def _session(
+    config: RunConfig,
+    out: Path,
+    spec: GeneratorSpec,
+    teacher: LoadedCheckpoint | None,
+    ds: Any,
+    eval_frames: list[int],
+    state: dict[str, Any] | None,
+    folder: "RunFolder | None",
+    world: int,
+    is_main: bool,
+    dev: torch.device,
+    checkpoint_name: str,
+    metadata: dict[str, Any] | None,
+) -> _Session:
+    """The student (initialised from the teacher's channels or at random), its feature
+    adapters, the optimizer, restored from `state` when resuming."""
+    builder = SampleBuilder(ds, spec, cache_frames=ds.n_frames)
+    torch.manual_seed(config.seed)
+    student = build_model(spec)
+    init_note = "random"
+    if teacher is not None and config.init == "teacher":
+        from dhm.distill.init import init_from_teacher
+
+        sd, init_note = init_from_teacher(teacher.model.state_dict(), teacher.spec, spec, student.state_dict())
+        student.load_state_dict(sd)
+    w = LossWeights(**config.weights)
+    adapters = None
+    if teacher is not None and w.feature > 0:
+        adapters = FeatureAdapters(feature_channels(student, spec), feature_channels(teacher.model, teacher.spec))
+    trainable = _Trainable(student, adapters).to(dev)
+    optimizer = torch.optim.Adam(trainable.parameters(), lr=config.lr)
+    teacher_model = teacher.model.to(dev).eval() if teacher is not None else None
+    if teacher_model is not None:
+        for p in teacher_model.parameters():
+            p.requires_grad_(False)
+    model: nn.Module = trainable
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(trainable, device_ids=[dev.index] if dev.type == "cuda" else None)
+    session = _Session(
+        config=config, out=out, spec=spec, builder=builder, student=student, trainable=trainable, model=model,
+        teacher=teacher_model, optimizer=optimizer, weights=w,
+        mouth_w=mouth_weight_map(spec.image_size, w.mouth, dev),
+        heldout=HeldOut(builder, eval_frames, teacher_model, dev), dev=dev, checkpoint_name=checkpoint_name,
+        folder=folder, metadata=metadata, is_main=is_main, init_note=init_note,
+        scaler=torch.amp.GradScaler("cuda") if dev.type == "cuda" else None,
+    )  # fmt: skip
+    if state is not None:
+        trainable.load_state_dict(state["trainable"])
+        optimizer.load_state_dict(state["optimizer"])
+        session.history = json.loads(state["history"])
+        session.best = json.loads(state["best"])
+        session.start = int(state["step"])
+    return session
+
+
 def _train(
     config: RunConfig,
     out: Path,
@@ -423,148 +590,43 @@ def _train(
         dist.barrier()
         if not is_main and resume:
             state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
-
-    builder = SampleBuilder(ds, student_spec, cache_frames=ds.n_frames)
     train_frames = np.asarray(split.train)
     eval_frames = evenly_spaced(split.eval, config.eval_frames)
-
-    torch.manual_seed(config.seed)
-    student = build_model(student_spec)
-    init_note = "random"
-    if teacher is not None and config.init == "teacher":
-        from dhm.distill.init import init_from_teacher
-
-        sd, init_note = init_from_teacher(teacher.model.state_dict(), teacher.spec, student_spec, student.state_dict())
-        student.load_state_dict(sd)
-    w = LossWeights(**config.weights)
-    adapters = None
-    if teacher is not None and w.feature > 0:
-        adapters = FeatureAdapters(
-            feature_channels(student, student_spec), feature_channels(teacher.model, teacher.spec)
-        )
-    trainable = _Trainable(student, adapters).to(dev)
-    optimizer = torch.optim.Adam(trainable.parameters(), lr=config.lr)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {}
-    start = 0
-    if state is not None:
-        trainable.load_state_dict(state["trainable"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = json.loads(state["history"])
-        best = json.loads(state["best"])
-        start = int(state["step"])
-    teacher_model = teacher.model.to(dev).eval() if teacher is not None else None
-    if teacher_model is not None:
-        for p in teacher_model.parameters():
-            p.requires_grad_(False)
-    model = trainable
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(trainable, device_ids=[dev.index] if dev.type == "cuda" else None)
-    use_amp = dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
-
-    mouth_w = mouth_weight_map(student_spec.image_size, w.mouth, dev)
-    heldout = HeldOut(builder, eval_frames, teacher_model, dev)
-
+    run = _session(
+        config,
+        out,
+        student_spec,
+        teacher,
+        ds,
+        eval_frames,
+        state,
+        folder,
+        world,
+        is_main,
+        dev,
+        checkpoint_name,
+        metadata,
+    )
     if is_main:
-        _write_json(out / RUN_FILE, {"config": config.to_dict(), "student": student_spec.to_dict(), "init": init_note})
+        _write_json(
+            out / RUN_FILE, {"config": config.to_dict(), "student": student_spec.to_dict(), "init": run.init_note}
+        )
 
-    def save_state(step_done: int) -> None:
-        if not is_main:
-            return
-        payload = {
-            "config": config.to_dict(),
-            "step": step_done,
-            "trainable": {k: v.detach().cpu() for k, v in trainable.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "history": json.dumps(history),
-            "best": json.dumps(best),
-        }
-        with atomic_path(out / STATE_FILE) as tmp:
-            write_torch(payload, tmp, out / STATE_FILE)
-        if folder is not None:
-            folder.commit()
-
-    def evaluate(step_done: int, loss_value: float) -> None:
-        row: dict[str, Any] = {"step": step_done, "loss": loss_value, **heldout.evaluate(student)}
-        history.append(row)
-        if not best or heldout.score(row) > heldout.score(best):
-            best.clear()
-            best.update(row)
-            save_checkpoint(
-                out / checkpoint_name,
-                student,
-                student_spec,
-                kind=config.kind,
-                step=step_done,
-                teacher_sha256=config.teacher_sha256,
-                data_hash=config.data_hash,
-                heldout=row,
-                **(metadata or {}),
-            )
-            if folder is not None:
-                folder.commit()
-
-    bar = Progress(config.steps, start, config.kind, enabled=progress and is_main)
+    bar = Progress(config.steps, run.start, config.kind, enabled=progress and is_main)
     stop = _StopFlag()
     t0 = time.perf_counter()
-    last_loss = float("nan")
     try:
         stop.install()
-        trainable.train()
-        for step in range(start, config.steps):
-            rng = np.random.default_rng([config.seed, step, rank])
-            idx = rng.choice(train_frames, size=config.batch_size).tolist()
-            refs = rng.choice(train_frames, size=config.batch_size).tolist()
-            batch = builder.batch(idx, refs)
-            face = torch.from_numpy(batch["face"]).to(dev)
-            audio = torch.from_numpy(batch["audio"]).to(dev)
-            target = torch.from_numpy(batch["target"]).to(dev)
-            lips = torch.from_numpy(batch["lips"]).to(dev)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, config.steps, config.lr)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits, adapted = model(face, audio)
-                pred = torch.sigmoid(logits.float())
-                t_out = t_feats = None
-                if teacher_model is not None:
-                    with torch.no_grad():
-                        t_logits, t_feats = teacher_model.features(face, audio)
-                        t_out = torch.sigmoid(t_logits.float())
-                loss = objective(w, pred, target, lips, mouth_w, t_out, adapted, t_feats)
-            if not torch.isfinite(loss):
-                kept = out / checkpoint_name
-                note = (
-                    f"; the last good checkpoint is kept: {kept}" if kept.exists() else "; no checkpoint was saved yet"
-                )
-                raise TrainingError(f"loss became {float(loss.detach())} at step {step + 1}; training stopped{note}")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            last_loss = float(loss.detach())
+        run.trainable.train()
+        for step in range(run.start, config.steps):
+            loss = run.step(step, train_frames, rank)
             done = step + 1
             if is_main and (done % config.eval_every == 0 or done == config.steps):
-                trainable.eval()
-                evaluate(done, last_loss)
-                trainable.train()
-                protocol, against = heldout.key
-                q = history[-1][protocol][against]
-                lip = f", lip-box {q['lip_psnr']:.2f} dB" if "lip_psnr" in q else ""
-                bar.message(
-                    f"  eval @ {done}: PSNR {q['psnr']:.2f} dB{lip}, SSIM {q['ssim']:.4f} "
-                    f"({against.replace('_', ' ')}, {protocol} protocol)"
-                )
+                bar.message(run.evaluate(done, loss))
             interrupted = stop.requested(world, dev)
             if done % save_every == 0 or done == config.steps or interrupted:
-                save_state(done)
-            bar.update(step, last_loss)
+                run.save_state(done)
+            bar.update(step, loss)
             if on_step:
                 on_step(done)
             if interrupted:
@@ -578,21 +640,20 @@ def _train(
 
             if dist.is_initialized():
                 dist.destroy_process_group()
-    seconds = time.perf_counter() - t0
     return RunResult(
         out_dir=out,
         checkpoint=out / checkpoint_name,
-        history=history,
-        best=best,
-        seconds=seconds,
-        steps_done=config.steps - start,
-        resumed_from=start,
+        history=run.history,
+        best=run.best,
+        seconds=time.perf_counter() - t0,
+        steps_done=config.steps - run.start,
+        resumed_from=run.start,
         extra={
-            "init": init_note,
+            "init": run.init_note,
             "train_frames": len(split.train),
             "eval_frames": eval_frames,
             "heldout_frames": len(split.heldout),
-            "ceiling": heldout.ceiling(),
+            "ceiling": run.heldout.ceiling(),
         },
     )
 
