@@ -98,6 +98,43 @@ def test_core_matches_runtime_py_on_golden_vectors(golden, core_build):
     assert int(sides.group(2)) < 168, out  # INTER_AREA enlarging: OpenCV's area-weighted bilinear
 
 
+MNN_HEADERS = os.environ.get("DHM_MNN_INCLUDE")
+
+
+@pytest.mark.skipif(
+    not MNN_HEADERS, reason="DHM_MNN_INCLUDE is not set: MNN's C++ headers are on no registry CI reaches"
+)
+def test_mnn_engine_on_the_wheels_mnn(golden, tmp_path):
+    """src/mnn_engine.cpp compiled against MNN's headers (DHM_MNN_INCLUDE=<MNN>/include, the
+    same release as the installed wheel) and linked to the engine inside MNN's Python wheel:
+    it must reproduce runtime_py's MNN outputs bit for bit and refuse a manifest whose output
+    shape is not the model's."""
+    import sysconfig
+
+    import MNN
+
+    need("cmake")
+    ext = next(Path(MNN.__file__).parents[1].glob("_mnncengine*.so"))
+    libs = Path(MNN.__file__).parents[1] / "mnn.libs"
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libMNN.so").symlink_to(ext)  # no SONAME: give it a library's name
+    (tmp_path / "lib" / "mnn.libs").symlink_to(libs)  # its RPATH is $ORIGIN/mnn.libs (libgomp)
+    libpython = Path(sysconfig.get_config_var("LIBDIR")) / str(sysconfig.get_config_var("LDLIBRARY"))
+    build = tmp_path / "build"
+    run(
+        [
+            "cmake", "-S", CORE, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DDHM_WITH_MNN=ON",
+            f"-DMNN_INCLUDE_DIR={MNN_HEADERS}", f"-DMNN_LIBRARY={tmp_path / 'lib' / 'libMNN.so'}",
+            f"-DMNN_EXTRA_LIBRARIES={libpython};-Wl,-rpath,{libpython.parent}",
+            # the manylinux wheel is built with the pre-C++11 std::string ABI
+            "-DCMAKE_CXX_FLAGS=-D_GLIBCXX_USE_CXX11_ABI=0",
+        ]
+    )  # fmt: skip
+    run(["cmake", "--build", build, "-j2", "--target", "mnn_engine_test"])
+    out = run([build / "mnn_engine_test", golden, golden.parent / "export" / "model_fp32.mnn"]).stdout
+    assert "max abs 0 against dhm.runtime_py" in out and out.strip().endswith("all checks passed"), out
+
+
 @pytest.mark.parametrize("revision,crop,window", [("2026-05-23", "area", 8), ("2024-10-14", "linear", 16)])
 def test_core_on_a_face_larger_than_the_crop(tmp_path, core_build, big_face, revision, crop, window):
     """A ~220 px face box: INTER_AREA averages (a non-integer ratio) where the 2026 layout

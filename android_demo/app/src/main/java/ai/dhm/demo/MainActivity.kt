@@ -67,6 +67,18 @@ class MainActivity : Activity() {
     }
 
     private fun renderLoop(c: Clip) {
+        // A native error (a bad frame, landmarks or model) is shown and stops playback; it
+        // never takes the app down with an uncaught exception on the render thread.
+        try {
+            renderFrames(c)
+        } catch (e: Exception) {
+            val message = "error: ${e.message}"
+            runOnUiThread { stats.text = message }
+        }
+        runOnUiThread { stop() }
+    }
+
+    private fun renderFrames(c: Clip) {
         val start = SystemClock.elapsedRealtime()
         var i = 0
         while (running && i < c.frames) {
@@ -89,7 +101,6 @@ class MainActivity : Activity() {
             if (due > late) Thread.sleep(due - late)
             i++
         }
-        runOnUiThread { stop() }
     }
 
     private fun stop() {
