@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from dhm import __version__
-from dhm.distill.weights import DISTILL_DEFAULTS, TRAIN_DEFAULTS, LossWeights
+from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
 from dhm.errors import DhmError, Terminated
 from dhm.spec import ARCHS, INTERPOLATIONS, LATEST_REVISION, REVISIONS
 
@@ -254,7 +254,7 @@ def data_check(folder: Path, mode: str | None) -> None:
 # ------------------------------------------------------------------- train, distill
 
 
-def _training_options(default_steps: int) -> Any:
+def _training_options(default_steps: int, default_lr: float) -> Any:
     def wrap(f: Any) -> Any:
         options = [
             click.option(
@@ -269,7 +269,7 @@ def _training_options(default_steps: int) -> Any:
             ),
             click.option(
                 "--lr",
-                default=2e-3,
+                default=default_lr,
                 show_default=True,
                 type=Finite(0.0, 1e12, lo_open=True),
                 help="Peak learning rate (warm-up, then cosine decay; a diverging run stops naming the step).",
@@ -395,7 +395,7 @@ def _summary(report: dict[str, Any]) -> None:
     type=WEIGHT,
     help="L1 averaged over the lips alone (from the lip landmarks).",
 )
-@_training_options(default_steps=600)
+@_training_options(default_steps=600, default_lr=TRAIN_LR)
 def train(
     data: Path,
     out: Path,
@@ -491,7 +491,7 @@ def train(
     type=WEIGHT,
     help="L1 to the teacher averaged over the lips alone (0 disables).",
 )
-@_training_options(default_steps=600)
+@_training_options(default_steps=600, default_lr=DISTILL_LR)
 def distill(
     teacher: Path,
     data: Path,

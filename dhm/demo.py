@@ -109,6 +109,7 @@ class _Stages:
 def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     from dhm.bench.api import BenchSettings, run_bench
     from dhm.distill import TrainingSettings, distill_student, train_generator
+    from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR
     from dhm.export.pipeline import export_model
     from dhm.quantize.api import quantize_model
     from dhm.runtime_py.video import render_video
@@ -131,7 +132,9 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
     )
     data = workdir / "data"
 
-    teacher_fp = _digest("teacher", data_digest, cfg.teacher_widths, cfg.teacher_steps)
+    # A stage's fingerprint holds everything its result depends on, the objective's defaults
+    # included: a changed default retrains instead of reusing a stale cached model.
+    teacher_fp = _digest("teacher", data_digest, cfg.teacher_widths, cfg.teacher_steps, TRAIN_DEFAULTS, TRAIN_LR)
     teacher_digest = st.run(
         "teacher",
         teacher_fp,
@@ -146,7 +149,7 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
     )
     teacher = workdir / "teacher" / "model.pt"
 
-    student_fp = _digest("student", teacher_digest, cfg.student, cfg.student_steps)
+    student_fp = _digest("student", teacher_digest, cfg.student, cfg.student_steps, DISTILL_DEFAULTS, DISTILL_LR)
     student_digest = st.run(
         "student",
         student_fp,
@@ -155,7 +158,7 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
             data,
             d,
             student=cfg.student,
-            settings=TrainingSettings(steps=cfg.student_steps, eval_frames=cfg.eval_frames),
+            settings=TrainingSettings(steps=cfg.student_steps, lr=DISTILL_LR, eval_frames=cfg.eval_frames),
             force=True,
         ),
         "student.pt",

@@ -20,7 +20,7 @@ from dhm.models import LoadedCheckpoint, file_sha256, load_checkpoint
 from dhm.plots import image_strip, line_chart
 from dhm.spec import GeneratorSpec
 from dhm.distill.loop import RunConfig, RunResult, dataset_hash, run_training
-from dhm.distill.weights import DISTILL_DEFAULTS, TRAIN_DEFAULTS, LossWeights
+from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
 from dhm.distill.presets import DEFAULT_PRESET, resolve_student
 
 
@@ -28,7 +28,7 @@ from dhm.distill.presets import DEFAULT_PRESET, resolve_student
 class TrainingSettings:
     steps: int = 600
     batch_size: int = 8
-    lr: float = 2e-3
+    lr: float = TRAIN_LR  # distill_student's default: DISTILL_LR
     seed: int = 0
     eval_every: int = 0  # 0: steps // 6
     eval_frames: int = 16
@@ -169,7 +169,7 @@ def distill_student(
 
     The student inherits the teacher's conventions (revision, audio window, crop filter);
     `student_arch` picks another family (the MobileOne U-Net) with the same window."""
-    settings = settings or TrainingSettings()
+    settings = settings or TrainingSettings(lr=DISTILL_LR)
     settings.check()
     if init not in ("teacher", "random"):
         raise SpecError(f"--init {init!r}: expected teacher or random")
