@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -324,3 +325,20 @@ def test_torchrun_trains_with_distributed_data_parallel(tmp_path, teacher, synth
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["world_size"] == 2 and report["training"]["processes"] == 2
     assert load_checkpoint(out / "student.pt").spec.widths == (4, 8, 12, 16, 32)
+
+
+def test_the_generation_protocol_hides_the_true_mouth(synth_hubert):
+    """Held-out "generation" inputs carry another frame as reference (channels 0-2), so a
+    model that copies its input cannot score; "inference" inputs carry the target itself."""
+    import torch
+
+    from dhm.data import SampleBuilder, open_dataset
+    from dhm.distill.loop import HeldOut
+    from dhm.spec import GeneratorSpec
+
+    builder = SampleBuilder(open_dataset(synth_hubert), GeneratorSpec(widths=(4, 8, 8, 16, 16)))
+    held = HeldOut(builder, [100, 110, 120, 130], teacher=None, dev=torch.device("cpu"))
+    for protocol, copies in (("inference", True), ("generation", False)):
+        batch = held.batches[protocol]
+        same = [np.array_equal(face[:3], target) for face, target in zip(batch["face"], batch["target"], strict=True)]
+        assert same == [copies] * 4, (protocol, same)

@@ -131,8 +131,11 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-4),
     # FP16 weights round each weight to 11 significant bits; 45 dB is far below what a
-    # correct conversion gives (about 60 dB here) and far above a broken one.
-    "fp16": Tolerance(max_abs=2e-2, min_psnr=45.0),
+    # correct conversion gives (about 60 dB here) and far above a broken one. The max abs
+    # bound only catches a single wild pixel: 2e-2 refused the demo's x10 student in MNN
+    # FP16 at 62.1 dB (max abs 2.48e-2, ~6 levels on one pixel of export's check frames,
+    # after quantize had passed it on its own), so it is 5e-2 (~13 levels).
+    "fp16": Tolerance(max_abs=5e-2, min_psnr=45.0),
 }
 
 
