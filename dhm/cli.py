@@ -511,10 +511,13 @@ def distill(
     """Distil a trained generator into a phone-sized student.
 
     The teacher is frozen; the student (same family, smaller widths) learns the
-    teacher's outputs (L1 + SSIM, extra mouth weight) and intermediate features (1x1
-    adapters), optionally the ground truth. Held-out frames, never trained on, are
-    evaluated at regular steps against the teacher and the ground truth; the best step
-    is kept. Under torchrun it trains with DistributedDataParallel.
+    teacher's outputs (L1 + SSIM, extra mouth weight, an L1 over the lips alone) and
+    intermediate features (1x1 adapters), optionally the ground truth. Held-out frames,
+    never trained on, are evaluated at regular steps against the teacher and the ground
+    truth in two protocols (reference = the target, as deployed; reference = another
+    frame, so the mouth must come from the audio), with whole-crop, lip-box PSNR and lip
+    colour; the best step by the second is kept. Under torchrun it trains with
+    DistributedDataParallel.
 
     \b
     OUT/student.pt      best student (dhm format, with teacher and data hashes)
