@@ -418,12 +418,30 @@ def fake_adb(tmp_path, monkeypatch) -> tuple[Path, Path]:
     return phone, log
 
 
-def test_device_bench_through_adb(tmp_path, exported, teacher, synth_hubert, mnn_bin, fake_adb):
+@pytest.fixture(scope="module")
+def distinct_student(tmp_path_factory, synth_hubert) -> Path:
+    """An export whose outputs are far from the teacher's (an untrained model of the same
+    spec): a device check fed the teacher's outputs instead of the model's own fails on it."""
+    import torch
+
+    from dhm.export.pipeline import export_model
+    from dhm.models import build_model, save_checkpoint
+    from dhm.spec import GeneratorSpec
+
+    work = tmp_path_factory.mktemp("distinct")
+    spec = GeneratorSpec(widths=(4, 8, 8, 16, 16))
+    torch.manual_seed(1)
+    ckpt = save_checkpoint(work / "student.pt", build_model(spec).eval(), spec)
+    export_model(ckpt, work / "export", targets=["mnn"], variants=["fp32", "fp16"], data=synth_hubert, frames=4)
+    return work / "export"
+
+
+def test_device_bench_through_adb(tmp_path, distinct_student, teacher, synth_hubert, mnn_bin, fake_adb):
     """The real AdbTransport end to end (device choice, getprop, push, shell, pull, clean-up)
     against a fake adb executable; ModuleBasic is the stand-in running the real MNN engine."""
     phone, log = fake_adb
     result = run_bench(
-        [f"student={exported}"],
+        [f"student={distinct_student}"],
         teacher,
         synth_hubert,
         _device_settings(mnn_bin),
