@@ -116,6 +116,14 @@ class _Job:
     def evaluate(self, path: Path, engine: str) -> dict[str, Any]:
         return validate(path, engine, "int8", self.evaluation, self.reference)[0]
 
+    def int8_variant(self, path: Path, backend: Any) -> Variant:
+        """The kept INT8 file as a report row: judged on the evaluation frames, and refused
+        unless it is structurally INT8."""
+        return Variant(
+            path.name, backend.name, "int8", self.evaluate(path, backend.name), path.stat().st_size,
+            backend.require_int8(path),
+        )  # fmt: skip
+
     def trial_path(self, stem: str, fmt: str) -> Path:
         return self.work / f"{stem}_{next(self.counter)}.{fmt}"
 
@@ -322,14 +330,7 @@ def _onnx_int8(
         "nodes_to_exclude": kept,
         "fallback": steps,
     }
-    return Variant(
-        final.name,
-        backend.name,
-        "int8",
-        job.evaluate(final, backend.name),
-        final.stat().st_size,
-        backend.require_int8(final),
-    )
+    return job.int8_variant(final, backend)
 
 
 def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_method: str, target: float) -> Variant:
@@ -400,14 +401,7 @@ def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_met
         "fallback_method": skip_method,
         "fallback": steps,
     }
-    return Variant(
-        final.name,
-        backend.name,
-        "int8",
-        job.evaluate(final, backend.name),
-        final.stat().st_size,
-        backend.require_int8(final),
-    )
+    return job.int8_variant(final, backend)
 
 
 def _report(job: _Job, variants: list[Variant], target_psnr: float) -> dict[str, Any]:

@@ -15,29 +15,9 @@
 #include "dhm/error.hpp"
 #include "dhm/manifest.hpp"
 #include "dhm/mnn_engine.hpp"
+#include "check.hpp"
 
 using namespace dhm;
-
-static int failures = 0;
-#define EXPECT(cond, ...)                                    \
-    do {                                                     \
-        if (!(cond)) {                                       \
-            ++failures;                                      \
-            std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-            std::printf(__VA_ARGS__);                        \
-            std::printf("\n");                               \
-        }                                                    \
-    } while (0)
-
-template <typename F>
-static std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
 
 static bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
