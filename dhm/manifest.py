@@ -153,6 +153,9 @@ BOUNDS = {
     "dim": (1, 65536),
     "per_frame_values": 1 << 20,
     "tensor_values": 1 << 26,
+    "frame_rows": (1, 1024),
+    "frame_offset": (-1024, 1024),
+    "pad_left": (0, 65536),
 }
 
 
@@ -216,6 +219,27 @@ def bounds_errors(manifest: dict[str, Any]) -> list[str]:
     for a in manifest["artifacts"]:
         if not plain_file_name(a["file"]):
             errors.append(f"manifest.artifacts: {a['file']!r} is not a plain file name in the export folder")
+    if "audio_model" in manifest:
+        errors += _audio_model_bounds(manifest["audio_model"], within)
+    return errors
+
+
+def _audio_model_bounds(am: dict[str, Any], within) -> list[str]:
+    errors: list[str] = []
+    where = "manifest.audio_model"
+    for key in ("input", "output"):
+        for d in am[key]["shape"]:
+            within(d, "dim", f"{where}.{key}.shape")
+    within(am["row_hop"], "dim", f"{where}.row_hop")
+    within(am["pad_left"], "pad_left", f"{where}.pad_left")
+    within(am["frame_rows"]["count"], "frame_rows", f"{where}.frame_rows.count")
+    within(am["frame_rows"]["stride"], "frame_rows", f"{where}.frame_rows.stride")
+    within(am["frame_rows"]["offset"], "frame_offset", f"{where}.frame_rows.offset")
+    within(am["tail"]["hop"], "dim", f"{where}.tail.hop")
+    within(am["tail"]["hops_per_row"], "frame_rows", f"{where}.tail.hops_per_row")
+    for a in am["artifacts"]:
+        if not plain_file_name(a["file"]):
+            errors.append(f"{where}.artifacts: {a['file']!r} is not a plain file name in the export folder")
     return errors
 
 
@@ -292,6 +316,11 @@ def consistency_errors(manifest: dict[str, Any]) -> list[str]:
         errors.append(
             f"manifest.io.outputs: {manifest['io']['outputs'][0]['shape']}, the generator gives {list(out_shape)}"
         )
+    if "audio_model" in manifest:
+        from dhm.audio_model import AudioModelSpec
+
+        audio_model = AudioModelSpec.from_dict(manifest["audio_model"])
+        errors += [f"manifest.{e}" for e in audio_model.consistency_errors(spec.mode)]
     return errors
 
 

@@ -7,6 +7,7 @@ inputs are detected by a leading axis of 3 when the last axis is not.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -214,10 +215,9 @@ def count_macs(model: "torch.nn.Module", *inputs: "torch.Tensor") -> int:
 
     total = 0
 
-    def conv_hook(module: nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
+    def conv_hook(module: nn.Conv1d | nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
         nonlocal total
-        kh, kw = module.kernel_size
-        per_output = (module.in_channels // module.groups) * kh * kw
+        per_output = (module.in_channels // module.groups) * math.prod(module.kernel_size)
         total += int(out.numel() // out.shape[0]) * per_output
 
     def linear_hook(module: nn.Linear, _inp: tuple, out: torch.Tensor) -> None:
@@ -226,7 +226,7 @@ def count_macs(model: "torch.nn.Module", *inputs: "torch.Tensor") -> int:
 
     handles = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             handles.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(linear_hook))

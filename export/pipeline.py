@@ -230,6 +230,15 @@ def export_model(
             onnx_fp32.unlink()
 
         manifest = {**header, "artifacts": records}
+        audio_model = _audio_model(header, spec, tmp, targets, data, log)
+        if audio_model is not None:
+            manifest["audio_model"] = audio_model
+            notes.append(_audio_note(audio_model, spec))
+        else:
+            notes.append(
+                f"no audio model: this model listens to {spec.mode} features computed off the phone "
+                "(dhm exports the front end of models trained on its own features); runtimes take feature files"
+            )
         validate(manifest, "generated manifest")
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         result = ExportResult(out_dir=out, manifest=manifest, artifacts=artifacts, notes=notes)
@@ -237,6 +246,35 @@ def export_model(
     for a in artifacts:  # the files now live in OUT
         a.path = out / a.file
     return result
+
+
+def _audio_model(
+    header: dict[str, Any], spec: GeneratorSpec, tmp: Path, targets: list[str], data: str | Path | None, log
+) -> dict[str, Any] | None:
+    """The front end as audio_fp32.onnx/.mnn when the model was trained on dhm's own features."""
+    from dhm.data.audio import FRONTEND_ID
+
+    from .audio import export_audio_model
+
+    if header["audio"].get("frontend") != FRONTEND_ID:
+        return None
+    wav = Path(data) / "aud.wav" if data else None
+    return export_audio_model(spec.mode, tmp, [get(TARGETS[t]).format for t in targets], wav=wav, log=log)
+
+
+
+def _audio_note(section: dict[str, Any], spec: GeneratorSpec) -> str:
+    from dhm.audio_model import AudioModelSpec
+
+    am = AudioModelSpec.from_dict(section)
+    mmacs = section["macs_per_call"] * section["calls_per_second"] / 1e6
+    worst = max(a["parity"]["max_abs"] for a in section["artifacts"])
+    return (
+        f"audio model ({am.frontend}, {', '.join(a['file'] for a in section['artifacts'])}): "
+        f"{am.window_samples} PCM samples -> {am.rows_per_call} row(s) of {am.row_size} per call, "
+        f"{mmacs:.1f} MMACs per second of audio; features max abs {worst:.1e} vs the numpy front end; "
+        f"audio-to-frame lookahead {am.lookahead_ms(spec.window):.0f} ms with the {spec.window}-frame window"
+    )
 
 
 def _report(result: ExportResult, model: str, source: str) -> str:

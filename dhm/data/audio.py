@@ -137,6 +137,8 @@ def hubert_layout(mel: np.ndarray, n_frames: int) -> np.ndarray:
 
 def wenet_layout(mel: np.ndarray, n_frames: int) -> np.ndarray:
     """[n_frames, 16, 512]: frame i (at 20 fps = 5 hops) holds hops 5i-8 … 5i+7."""
+    if n_frames == 0:  # under one frame of audio (rows.max() of nothing would raise)
+        return np.zeros((0, *AUDIO_MODES["wenet"].per_frame_shape), dtype=np.float32)
     rows = np.arange(n_frames)[:, None] * 5 + np.arange(-8, 8)[None, :]
     mel = _pad_rows(mel, int(rows.max()) + 1)
     picked = np.where((rows >= 0)[..., None], mel[np.clip(rows, 0, None)], 0.0)

@@ -21,6 +21,20 @@ from dhm.spec import GeneratorSpec
 DEFAULT_OPSET = 17
 
 
+@dataclass(frozen=True)
+class ModelIO:
+    """Named static input shapes and output names of a network to export."""
+
+    inputs: dict[str, tuple[int, ...]]
+    outputs: list[str]
+
+    @classmethod
+    def of(cls, io: "GeneratorSpec | ModelIO") -> "ModelIO":
+        if isinstance(io, ModelIO):
+            return io
+        return cls(inputs=dict(io.input_shapes(1)), outputs=list(io.output_shapes(1)))
+
+
 @dataclass
 class OnnxExport:
     path: Path
@@ -51,10 +65,10 @@ def _native_output_dropped() -> Iterator[None]:
                 os.close(copy)
 
 
-def _torch_export(model, spec: GeneratorSpec, path: Path, opset: int) -> None:
+def _torch_export(model, model_io: ModelIO, path: Path, opset: int) -> None:
     import torch
 
-    shapes = spec.input_shapes(1)
+    shapes = model_io.inputs
     args = tuple(torch.zeros(s) for s in shapes.values())
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _native_output_dropped():
         # The TorchScript exporter: the dynamo one needs onnxscript, which dhm does not
@@ -66,7 +80,7 @@ def _torch_export(model, spec: GeneratorSpec, path: Path, opset: int) -> None:
                 args,
                 str(path),
                 input_names=list(shapes),
-                output_names=list(spec.output_shapes(1)),
+                output_names=list(model_io.outputs),
                 opset_version=opset,
                 do_constant_folding=True,
                 dynamo=False,
@@ -87,7 +101,7 @@ def _ort_outputs(path: Path, inputs: list[dict[str, np.ndarray]]) -> list[np.nda
 
 def export_onnx(
     model,
-    spec: GeneratorSpec,
+    spec: GeneratorSpec | ModelIO,
     path: Path,
     check_inputs: list[dict[str, np.ndarray]],
     opset: int = DEFAULT_OPSET,
@@ -98,7 +112,7 @@ def export_onnx(
     only if it matches the raw export on `check_inputs`."""
     import onnx
 
-    _torch_export(model, spec, path, opset)
+    _torch_export(model, ModelIO.of(spec), path, opset)
     try:
         proto = onnx.load(str(path))
         onnx.checker.check_model(proto, full_check=True)

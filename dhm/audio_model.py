@@ -1,0 +1,347 @@
+"""The audio model: PCM in, the generator's per-frame audio features out, streamed.
+
+An audio model turns a fixed-length window of 16 kHz PCM into `rows_per_call` feature
+*rows*; a video frame's features are `frame_rows.count` consecutive rows starting at row
+`frame_rows.stride * i + frame_rows.offset` (rows before 0 are zeros). For dhm's own
+front end (`dhm-logmel-v1`, `dhm.data.audio`):
+
+    hubert layout: a row is one 50 Hz step (mel hops 2r, 2r+1 -> 1024), 2 rows per frame
+    wenet layout:  a row is one 10 ms mel hop (80 -> 512), frame i holds hops 5i-8 … 5i+7
+
+The front end is exported as a small network (STFT as a fixed convolution, mel matrix,
+log, normalisation, the layout projection), so one engine, one export path and one
+parity check cover everything numeric on the phone. `AudioModelSpec` is the geometry the
+manifest's `audio_model` section records; `PcmFeatureStream` is the buffering that
+`runtime_py` and the native core (`avatar_core/src/audio_stream.cpp`) both implement:
+PCM chunks of any size in, every feature frame whose rows are computable out, and at
+`finish()` the tail exactly as `dhm.data.audio.features_for_mode` computes it offline
+(samples past the end are zeros; rows past the audio's last mel hop are zeros).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from dhm.data.audio import (
+    FRONTEND_ID,
+    HOP,
+    LOG_FLOOR,
+    LOG_MEAN,
+    LOG_STD,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    WIN,
+    _projection,
+    mel_filterbank,
+)
+from dhm.errors import SpecError
+from dhm.spec import AUDIO_MODES, window_bounds
+
+PCM_INPUT = "pcm"
+ROWS_OUTPUT = "rows"
+AUDIO_MODEL_FILE = "audio_{variant}.{fmt}"
+
+
+@dataclass(frozen=True)
+class AudioModelSpec:
+    """The streaming geometry of one audio model (the manifest's `audio_model` section,
+    without its artefacts)."""
+
+    frontend: str
+    mode: str
+    sample_rate: int
+    window_samples: int  # PCM samples per call (the model's input length)
+    row_hop: int  # samples between consecutive rows
+    pad_left: int  # zeros before sample 0 (a centred first window)
+    rows_per_call: int
+    row_size: int  # values per row
+    frame_count: int  # rows per video frame
+    frame_stride: int  # rows between consecutive video frames
+    frame_offset: int  # first row of frame 0 (negative: rows before the audio, zeros)
+    tail_hop: int  # the audio has n // tail_hop + 1 hops ...
+    hops_per_row: int  # ... and (that) // hops_per_row valid rows; later rows are zeros
+
+    @property
+    def fps(self) -> int:
+        return AUDIO_MODES[self.mode].fps
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.sample_rate // self.fps
+
+    def frames_for(self, n_samples: int) -> int:
+        """Video frames of an utterance of `n_samples` (as `features_for_mode` counts them)."""
+        return n_samples * self.fps // self.sample_rate
+
+    def valid_rows(self, n_samples: int) -> int:
+        return (n_samples // self.tail_hop + 1) // self.hops_per_row
+
+    def last_row_of_frame(self, i: int) -> int:
+        return self.frame_stride * i + self.frame_offset + self.frame_count - 1
+
+    def samples_for_call(self, call: int) -> int:
+        """Samples (from sample 0) that call `call` reads: its window's end."""
+        return call * self.rows_per_call * self.row_hop - self.pad_left + self.window_samples
+
+    def lookahead_samples(self, window: int) -> int:
+        """How far past the end of frame i the PCM must reach before generator frame i
+        (with a `window`-frame feature window) can be rendered: the algorithmic latency."""
+        _, after = window_bounds(window)
+        j = after - 1  # the last feature frame generator frame 0 reads
+        call = self.last_row_of_frame(j) // self.rows_per_call
+        return self.samples_for_call(call) - self.samples_per_frame
+
+    def lookahead_ms(self, window: int) -> float:
+        return 1000.0 * self.lookahead_samples(window) / self.sample_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {
+            "frontend": d["frontend"],
+            "mode": d["mode"],
+            "sample_rate": d["sample_rate"],
+            "input": {"name": PCM_INPUT, "shape": [1, 1, self.window_samples]},
+            "output": {"name": ROWS_OUTPUT, "shape": [1, self.rows_per_call, self.row_size]},
+            "row_hop": self.row_hop,
+            "pad_left": self.pad_left,
+            "frame_rows": {"count": self.frame_count, "stride": self.frame_stride, "offset": self.frame_offset},
+            "tail": {"hop": self.tail_hop, "hops_per_row": self.hops_per_row},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AudioModelSpec":
+        shape_in, shape_out = d["input"]["shape"], d["output"]["shape"]
+        fr = d["frame_rows"]
+        return cls(
+            frontend=d["frontend"],
+            mode=d["mode"],
+            sample_rate=d["sample_rate"],
+            window_samples=shape_in[-1],
+            row_hop=d["row_hop"],
+            pad_left=d["pad_left"],
+            rows_per_call=shape_out[1],
+            row_size=shape_out[2],
+            frame_count=fr["count"],
+            frame_stride=fr["stride"],
+            frame_offset=fr["offset"],
+            tail_hop=d["tail"]["hop"],
+            hops_per_row=d["tail"]["hops_per_row"],
+        )
+
+    def consistency_errors(self, mode: str) -> list[str]:
+        """What makes this audio model unusable with a `mode` generator."""
+        errors = []
+        m = AUDIO_MODES.get(self.mode)
+        if self.mode != mode or m is None:
+            return [f"audio_model.mode: {self.mode!r}, the generator listens to {mode!r}"]
+        if [self.frame_count, self.row_size] != [int(np.prod(m.per_frame_shape[:-1])), m.per_frame_shape[-1]]:
+            errors.append(
+                f"audio_model: {self.frame_count} rows of {self.row_size} per frame, the generator's {mode} frames "
+                f"are {list(m.per_frame_shape)}"
+            )
+        if self.sample_rate % m.fps or self.frame_stride * self.row_hop != self.sample_rate // m.fps:
+            errors.append(
+                f"audio_model: {self.frame_stride} rows x {self.row_hop} samples per frame is not one {m.fps} fps "
+                f"frame at {self.sample_rate} Hz"
+            )
+        if not (0 <= self.pad_left < self.window_samples and self.rows_per_call >= 1 and self.row_hop >= 1):
+            errors.append("audio_model: pad_left, row_hop and the output's rows are out of range")
+        if self.tail_hop < 1 or self.hops_per_row < 1:
+            errors.append("audio_model.tail: hop and hops_per_row must be >= 1")
+        return errors
+
+
+def logmel_spec(mode: str, rows_per_call: int = 1) -> AudioModelSpec:
+    """The geometry of dhm's own front end (`dhm-logmel-v1`) in `mode`'s layout."""
+    if mode == "hubert":  # a row is a 50 Hz step: mel hops 2r and 2r+1
+        hops_per_row, row_size, count, stride, offset = 2, 1024, 2, 2, 0
+    elif mode == "wenet":  # a row is one mel hop; frame i (5 hops at 20 fps) holds hops 5i-8 … 5i+7
+        hops_per_row, row_size, count, stride, offset = 1, 512, 16, 5, -8
+    else:
+        raise SpecError(f"unknown audio mode {mode!r}")
+    hops = hops_per_row * rows_per_call
+    return AudioModelSpec(
+        frontend=FRONTEND_ID,
+        mode=mode,
+        sample_rate=SAMPLE_RATE,
+        window_samples=(hops - 1) * HOP + N_FFT,
+        row_hop=hops_per_row * HOP,
+        pad_left=N_FFT // 2,
+        rows_per_call=rows_per_call,
+        row_size=row_size,
+        frame_count=count,
+        frame_stride=stride,
+        frame_offset=offset,
+        tail_hop=HOP,
+        hops_per_row=hops_per_row,
+    )
+
+
+# ----------------------------------------------------------------- the front end
+
+
+def _stft_window() -> np.ndarray:
+    window = np.zeros(N_FFT)
+    off = (N_FFT - WIN) // 2
+    window[off : off + WIN] = np.hanning(WIN)
+    return window
+
+
+def _layout_kernel(spec: AudioModelSpec) -> np.ndarray:
+    """The layout projection as a Conv1d kernel [row_size, N_MELS, hops_per_row]: a row is
+    its hops' normalised mel vectors, concatenated, times the front end's projection."""
+    k = spec.hops_per_row
+    proj = _projection(k * N_MELS, spec.row_size, 1 if spec.mode == "hubert" else 2)  # [k*80, C]
+    return np.ascontiguousarray(proj.reshape(k, N_MELS, spec.row_size).transpose(2, 1, 0))
+
+
+def logmel_rows_numpy(spec: AudioModelSpec, pcm: np.ndarray) -> np.ndarray:
+    """The reference front end (float64 FFT, as training computed its features) on one
+    window: [window_samples] -> [rows_per_call, row_size]."""
+    pcm = np.asarray(pcm, dtype=np.float64).reshape(-1)
+    if pcm.size != spec.window_samples:
+        raise SpecError(f"audio window of {pcm.size} samples; the front end takes {spec.window_samples}")
+    n_hops = spec.rows_per_call * spec.hops_per_row
+    idx = np.arange(n_hops)[:, None] * HOP + np.arange(N_FFT)[None, :]
+    power = np.abs(np.fft.rfft(pcm[idx] * _stft_window(), axis=1)) ** 2
+    mel = (np.log(power @ mel_filterbank().T + LOG_FLOOR) - LOG_MEAN) / LOG_STD  # [hops, 80]
+    steps = mel.reshape(spec.rows_per_call, spec.hops_per_row * N_MELS)
+    proj = _projection(spec.hops_per_row * N_MELS, spec.row_size, 1 if spec.mode == "hubert" else 2)
+    return (steps.astype(np.float32) @ proj).astype(np.float32)
+
+
+def logmel_module(spec: AudioModelSpec):
+    """The front end as a torch network [1,1,window_samples] -> [1,rows_per_call,row_size]:
+    Conv1d STFT (windowed cos/sin kernels, stride HOP), power, 1x1 mel conv, log,
+    normalisation, the layout projection as a Conv1d over each row's hops."""
+    import torch
+    from torch import nn
+
+    n_bins = N_FFT // 2 + 1
+    t = np.arange(N_FFT)[None, :]
+    f = np.arange(n_bins)[:, None]
+    ang = 2.0 * np.pi * f * t / N_FFT
+    win = _stft_window()[None, :]
+    stft = np.concatenate([np.cos(ang) * win, -np.sin(ang) * win])[:, None, :]  # [2*bins, 1, N_FFT]
+
+    def fixed_conv(weight: np.ndarray, stride: int = 1) -> nn.Conv1d:
+        conv = nn.Conv1d(weight.shape[1], weight.shape[0], weight.shape[2], stride=stride, bias=False)
+        conv.weight = nn.Parameter(torch.tensor(weight, dtype=torch.float32), requires_grad=False)
+        return conv
+
+    class LogMelRows(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stft = fixed_conv(stft, stride=HOP)
+            self.mel = fixed_conv(mel_filterbank()[:, :, None])
+            self.layout = fixed_conv(_layout_kernel(spec), stride=spec.hops_per_row)
+
+        def forward(self, pcm: torch.Tensor) -> torch.Tensor:
+            spectrum = self.stft(pcm)  # [1, 2*bins, hops]
+            re, im = spectrum[:, :n_bins], spectrum[:, n_bins:]
+            x = (torch.log(self.mel(re * re + im * im) + LOG_FLOOR) - LOG_MEAN) * (1.0 / LOG_STD)
+            return self.layout(x).transpose(1, 2)  # [1, rows, C]
+
+    return LogMelRows().eval()
+
+
+# ----------------------------------------------------------------- streaming
+
+
+RowsFn = Callable[[np.ndarray], np.ndarray]  # [window_samples] float32 -> [rows_per_call, row_size]
+
+
+class PcmFeatureStream:
+    """PCM chunks in, the generator's per-frame features out, as soon as each frame's rows
+    can be computed. Any chunking of the same PCM gives the same features, and after
+    `finish()` they equal `features_for_mode` on the whole utterance (the front end's
+    numerics aside)."""
+
+    def __init__(self, spec: AudioModelSpec, rows_fn: RowsFn) -> None:
+        self.spec = spec
+        self.rows_fn = rows_fn
+        # the PCM not yet consumed; pcm[0] is buffer position `base` (sample base - pad_left)
+        self.pcm = np.zeros(spec.pad_left, dtype=np.float32)
+        self.base = 0
+        self.n_samples = 0
+        self.rows: list[np.ndarray] = []  # computed rows, row r at index r
+        self.frames_out = 0
+        self.finished = False
+
+    def _call(self, call: int) -> None:
+        s = self.spec
+        start = call * s.rows_per_call * s.row_hop - self.base  # buffer position (pad_left included)
+        window = self.pcm[start : start + s.window_samples]
+        if window.size < s.window_samples:
+            window = np.concatenate([window, np.zeros(s.window_samples - window.size, np.float32)])
+        rows = np.asarray(self.rows_fn(window), dtype=np.float32).reshape(s.rows_per_call, s.row_size)
+        self.rows.extend(rows)
+
+    def _frame(self, i: int, valid_rows: int | None) -> np.ndarray:
+        s = self.spec
+        first = s.frame_stride * i + s.frame_offset
+        out = np.zeros((s.frame_count, s.row_size), dtype=np.float32)
+        for k in range(s.frame_count):
+            r = first + k
+            if r >= 0 and (valid_rows is None or r < valid_rows):
+                out[k] = self.rows[r]
+        return out.reshape(AUDIO_MODES[s.mode].per_frame_shape)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Add 16 kHz mono samples; return the feature frames that became computable."""
+        if self.finished:
+            raise SpecError("audio stream: samples pushed after finish(); start a new stream")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.pcm = np.concatenate([self.pcm, samples])
+        self.n_samples += samples.size
+        s = self.spec
+        while s.samples_for_call(len(self.rows) // s.rows_per_call) <= self.n_samples:
+            self._call(len(self.rows) // s.rows_per_call)
+        # drop what no later call reads (keeps the buffer a window long for any chunking)
+        drop = (len(self.rows) // s.rows_per_call) * s.rows_per_call * s.row_hop - self.base
+        if drop > 0:
+            self.pcm = self.pcm[drop:]
+            self.base += drop
+        ready = []
+        # frame i exists once its own samples have arrived and its last row is computed
+        while (self.frames_out + 1) * s.samples_per_frame <= self.n_samples and s.last_row_of_frame(
+            self.frames_out
+        ) < len(self.rows):
+            ready.append(self._frame(self.frames_out, None))
+            self.frames_out += 1
+        return self._stack(ready)
+
+    def finish(self) -> np.ndarray:
+        """The utterance has ended: the remaining frames, padded as offline features are."""
+        if self.finished:
+            raise SpecError("audio stream: finish() called twice")
+        self.finished = True
+        s = self.spec
+        n_frames = s.frames_for(self.n_samples)
+        if n_frames:
+            need = s.last_row_of_frame(n_frames - 1)
+            while len(self.rows) <= need:
+                self._call(len(self.rows) // s.rows_per_call)
+        valid = s.valid_rows(self.n_samples)
+        ready = [self._frame(i, valid) for i in range(self.frames_out, n_frames)]
+        self.frames_out = n_frames
+        return self._stack(ready)
+
+    def _stack(self, frames: list[np.ndarray]) -> np.ndarray:
+        shape = AUDIO_MODES[self.spec.mode].per_frame_shape
+        return np.stack(frames) if frames else np.zeros((0, *shape), dtype=np.float32)
+
+
+def stream_features(spec: AudioModelSpec, rows_fn: RowsFn, pcm: np.ndarray, chunk: int | None = None) -> np.ndarray:
+    """All features of `pcm` through a stream (in chunks of `chunk` samples, or at once)."""
+    stream = PcmFeatureStream(spec, rows_fn)
+    pcm = np.asarray(pcm, dtype=np.float32)
+    step = chunk or max(1, pcm.size)
+    parts = [stream.push(pcm[i : i + step]) for i in range(0, pcm.size, step)]
+    parts.append(stream.finish())
+    return np.concatenate(parts)
