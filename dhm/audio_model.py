@@ -314,7 +314,7 @@ class PcmFeatureStream:
         ) < len(self.rows):
             ready.append(self._frame(self.frames_out, None))
             self.frames_out += 1
-        return self._stack(ready)
+        return self.stack_frames(ready)
 
     def finish(self) -> np.ndarray:
         """The utterance has ended: the remaining frames, padded as offline features are."""
@@ -330,9 +330,9 @@ class PcmFeatureStream:
         valid = s.valid_rows(self.n_samples)
         ready = [self._frame(i, valid) for i in range(self.frames_out, n_frames)]
         self.frames_out = n_frames
-        return self._stack(ready)
+        return self.stack_frames(ready)
 
-    def _stack(self, frames: list[np.ndarray]) -> np.ndarray:
+    def stack_frames(self, frames: list[np.ndarray]) -> np.ndarray:
         shape = AUDIO_MODES[self.spec.mode].per_frame_shape
         return np.stack(frames) if frames else np.zeros((0, *shape), dtype=np.float32)
 

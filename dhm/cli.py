@@ -740,6 +740,9 @@ def export(
         crop_interpolation=crop_interpolation,
     )
     click.echo(result.table())
+    for note in result.notes:
+        if "audio model" in note:
+            click.echo(note)
     click.echo(f"wrote {len(result.artifacts)} artefacts and manifest.json to {result.out_dir}")
 
 
@@ -761,7 +764,8 @@ def export(
     "--wav",
     type=click.Path(path_type=Path),
     default=None,
-    help="A WAV file, featurised by dhm's own front end (for models trained on it).",
+    help="A WAV file (any rate; resampled to 16 kHz), streamed in 20 ms chunks through the model's audio model "
+    "(the manifest's audio_fp32.mnn/.onnx, or dhm's numpy front end for a .pt trained on dhm features).",
 )
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output .mp4.")
 @click.option(
@@ -817,6 +821,8 @@ def run(
         f"wrote {r['frames']} frames at {r['fps']} fps to {r['out']} ({'with' if r['audio'] else 'without'} audio); "
         f"per frame: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()) + f" = {r['pipeline_fps']:.1f} fps"
     )
+    if "lookahead_ms" in r:
+        click.echo(f"audio: {r['audio_model']}; audio-to-frame lookahead {r['lookahead_ms']:.0f} ms plus compute")
 
 
 # ----------------------------------------------------------------------------- bench

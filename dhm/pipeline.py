@@ -168,3 +168,50 @@ class StreamSession:
             out.append(self.pipeline.render(self._reference(i), audio_window(feats, i, self.pipeline.conventions)))
             self.next_frame += 1
         return out
+
+
+class PcmSession:
+    """Audio in, frames out: 16 kHz mono PCM chunks of any size go through the audio model
+    (`dhm.audio_model.PcmFeatureStream`) and the feature stream (`StreamSession`); every
+    frame that can be rendered comes back. The native core's `PcmSession` is the same loop.
+
+    Frame i comes out once the PCM reaches `lookahead_ms` past its end (the audio model's
+    window plus the generator's W/2-1 feature frames of lookahead); `finish()` renders
+    the rest. Any chunking gives the same frames, and they equal offline rendering of
+    the same utterance's features.
+    """
+
+    def __init__(self, pipeline: AvatarPipeline, front_end) -> None:
+        from dhm.audio_model import PcmFeatureStream
+
+        if front_end.spec.mode != pipeline.mode.name:
+            raise SpecError(f"audio model is {front_end.spec.mode}, the generator listens to {pipeline.mode.name}")
+        self.front_end = front_end
+        self.audio = PcmFeatureStream(front_end.spec, self._timed_rows)
+        self.frames = StreamSession(pipeline)
+        self.audio_seconds = 0.0  # time spent in the audio model
+        self.samples_in = 0
+
+    def _timed_rows(self, window: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        rows = self.front_end.rows(window)
+        self.audio_seconds += time.perf_counter() - t0
+        return rows
+
+    @property
+    def lookahead_ms(self) -> float:
+        return self.front_end.spec.lookahead_ms(self.frames.pipeline.conventions.window)
+
+    @property
+    def features(self) -> np.ndarray:
+        return self.audio.stack_frames(self.frames.features)
+
+    def push_pcm(self, samples: np.ndarray) -> list[np.ndarray]:
+        self.samples_in += int(np.asarray(samples).size)
+        feats = self.audio.push(samples)
+        return self.frames.push(feats) if len(feats) else []
+
+    def finish(self) -> list[np.ndarray]:
+        feats = self.audio.finish()
+        ready = self.frames.push(feats) if len(feats) else []
+        return ready + self.frames.finish()

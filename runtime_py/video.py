@@ -6,34 +6,36 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from dhm.errors import OutputError, SpecError
+from dhm.errors import DatasetError, OutputError, SpecError
 from dhm.io import check_output, publish
-from dhm.spec import AudioMode
 
 
-def load_features(mode: AudioMode, features: str | Path | None, wav: str | Path | None) -> np.ndarray:
-    if (features is None) == (wav is None):
-        raise SpecError("give exactly one of --audio-features FILE.npy and --wav FILE.wav")
-    if wav is not None:
-        from dhm.data.audio import features_from_wav
-        from dhm.errors import DatasetError
+CHUNK_SAMPLES = 320  # 20 ms: what an audio callback typically delivers
 
-        feats = features_from_wav(wav, mode.name)
-        if len(feats) == 0:
-            raise DatasetError(
-                f"{wav}: too short for one video frame ({1000 / mode.fps:.0f} ms at {mode.fps} fps); nothing to render"
-            )
-        return feats
-    from dhm.data.dataset import read_features
 
-    return read_features(features, mode)
+def read_pcm(wav: str | Path, log: Callable[[str], None]) -> np.ndarray:
+    """16 kHz mono float PCM of a WAV (resampled, and said so, at any other rate)."""
+    from dhm.data.audio import SAMPLE_RATE, read_wav, resample
+
+    samples, rate = read_wav(wav)
+    if rate != SAMPLE_RATE:
+        log(f"{Path(wav).name}: {rate} Hz, resampled to {SAMPLE_RATE} Hz (soxr HQ)")
+        samples = resample(samples, rate)
+    return samples
+
+
+def pcm_frames(session: Any, samples: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
+    """Frames of a PCM session fed `chunk` samples at a time, as a microphone would."""
+    for start in range(0, samples.size, chunk):
+        yield from session.push_pcm(samples[start : start + chunk])
+    yield from session.finish()
 
 
 def check_video(path: Path, frames: int, size: tuple[int, int], out: Path) -> None:
@@ -85,7 +87,6 @@ def render_video(
     mode = conv.mode
     log(f"{Path(model).name}: {conv.describe()}")
     ds = open_dataset(data, need_features=False)
-    feats = load_features(mode, audio_features, wav)
     pipelines = [AvatarPipeline(engine, ds, conv)]
     if side_by_side is not None:
         other = load(side_by_side, threads=threads, precision=precision)
@@ -96,7 +97,34 @@ def render_video(
         pipelines.append(AvatarPipeline(other, ds, other_conv))
     h, w = ds.frame_hw
     size = (w * len(pipelines), h)
-    streams = [p.frames(feats) for p in pipelines]
+    if (audio_features is None) == (wav is None):
+        raise SpecError("give exactly one of --audio-features FILE.npy and --wav FILE.wav")
+    sessions = []
+    if wav is not None:
+        # PCM -> each model's own audio model -> frames, streamed in 20 ms chunks
+        from dhm.engines.audio import audio_front_end
+        from dhm.pipeline import PcmSession
+
+        samples = read_pcm(wav, log)
+        for p in pipelines:
+            front_end = audio_front_end(p.engine, threads=threads)
+            sessions.append(PcmSession(p, front_end))
+            log(
+                f"{p.engine.path.name}: audio from {front_end.description}, "
+                f"lookahead {sessions[-1].lookahead_ms:.0f} ms"
+            )
+        n_frames = sessions[0].front_end.spec.frames_for(samples.size)
+        if n_frames == 0:
+            raise DatasetError(
+                f"{wav}: too short for one video frame ({1000 / mode.fps:.0f} ms at {mode.fps} fps); nothing to render"
+            )
+        streams = [pcm_frames(s, samples, CHUNK_SAMPLES) for s in sessions]
+    else:
+        from dhm.data.dataset import read_features
+
+        feats = read_features(audio_features, mode)
+        n_frames = len(feats)
+        streams = [p.frames(feats) for p in pipelines]
     audio = Path(wav) if wav else ds.wav_path
     ffmpeg = shutil.which("ffmpeg")
     muxed = False
@@ -115,7 +143,7 @@ def render_video(
             writer.release()
         # OpenCV's writer reports no failed write (a full disk truncates the file silently):
         # the file must play back with every frame before it replaces anything.
-        check_video(video, len(feats), size, out)
+        check_video(video, n_frames, size, out)
         if ffmpeg and audio is not None:
             mux = _temp_beside(out)
             cmd = [
@@ -137,7 +165,7 @@ def render_video(
             muxed = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL).returncode == 0
             if muxed:
                 try:
-                    check_video(mux, len(feats), size, out)
+                    check_video(mux, n_frames, size, out)
                 except OutputError:
                     muxed = False
             final = mux if muxed else video
@@ -155,12 +183,23 @@ def render_video(
             else "audio not muxed (no aud.wav, or ffmpeg failed): silent video"
         )
     times = pipelines[0].times
+    stage_ms = times.per_frame_ms()
+    fps = times.fps()
+    if sessions:  # the audio model's share, per frame
+        stage_ms["audio"] = 1000.0 * sessions[0].audio_seconds / max(1, times.frames)
+        total_ms = sum(stage_ms.values())
+        fps = 1000.0 / total_ms if total_ms > 0 else float("inf")
     return {
         "out": str(out),
-        "frames": len(feats),
+        "frames": n_frames,
         "fps": mode.fps,
         "audio": muxed,
-        "stage_ms": times.per_frame_ms(),
-        "pipeline_fps": times.fps(),
+        "stage_ms": stage_ms,
+        "pipeline_fps": fps,
+        **(
+            {"audio_model": sessions[0].front_end.description, "lookahead_ms": sessions[0].lookahead_ms}
+            if sessions
+            else {}
+        ),
         "models": [str(model)] + ([str(side_by_side)] if side_by_side else []),
     }

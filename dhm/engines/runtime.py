@@ -99,6 +99,7 @@ class TorchEngine:
         ckpt = load_checkpoint(path, crop_interpolation=crop_interpolation)
         self.spec: GeneratorSpec | None = ckpt.spec
         self.conventions: Conventions | None = ckpt.spec.conventions
+        self.frontend: str | None = ckpt.metadata.get("audio_frontend")  # the features it was trained on
         # MobileOne runs reparameterized, as after export.
         self.model = ckpt.inference_model().eval()
 
@@ -282,6 +283,7 @@ def load(
         manifest, manifest_path = found
         _check_io(engine, manifest, manifest_path)
         engine.spec, engine.conventions = generator_spec(manifest), conventions(manifest)
+        engine.manifest, engine.manifest_path = manifest, manifest_path  # type: ignore[attr-defined]
     elif backend == "mnn" and {"generator", "preprocess", "audio"} <= set(getattr(engine, "biz", {})):
         from dhm.manifest import conventions, generator_spec
 
