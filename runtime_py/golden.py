@@ -107,9 +107,60 @@ def write_golden(
             write_u8(tmp / f"pasted_{i}.u8", frame)
             cases.append((i, ref))
         (tmp / "cases.txt").write_text("".join(f"{i} {r}\n" for i, r in cases))
+        pcm_cases = _pcm_golden(tmp, loaded, ds, conv, manifest, frames, threads)
         (tmp / "README.txt").write_text(
             f"Golden vectors from dhm.runtime_py for {model.name} ({engine.engine.backend}; {conv.describe()}).\n"
             "Per case i with reference frame r: ref_r.u8 (decoded frame, HWC BGR), ref_r.lms, "
             "<input>_i.f32 (network inputs), <output>_i.f32 (recorded outputs), pasted_i.u8 (the output frame).\n"
         )
-    return {"out": str(out), "cases": len(cases), "engine": engine.engine.backend}
+    return {"out": str(out), "cases": len(cases), "pcm_cases": pcm_cases, "engine": engine.engine.backend}
+
+
+PCM_CHUNK = 320  # 20 ms
+
+
+def _pcm_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str, Any], frames: int, threads: int) -> int:
+    """PCM -> audio model -> features -> frames through `PcmSession`, with every audio-model
+    and generator run recorded: `pcm.f32` (the utterance: `frames` frames and 201 samples
+    more, so the tail rule is exercised), `pcm_windows.f32`/`pcm_rows.f32` (the audio
+    model's runs), `pcm_features.f32`, and per frame `pcm_<input>_i.f32`, `pcm_<output>_i.f32`,
+    `pcm_pasted_i.u8`; `pcm_cases.txt` lists them. Nothing when the manifest has no audio model."""
+    from dhm.data.audio import read_wav, resample
+    from dhm.engines.audio import AudioFrontEnd, audio_front_end
+    from dhm.pipeline import AvatarPipeline, PcmSession, pingpong
+
+    if "audio_model" not in manifest or ds.wav_path is None:
+        return 0
+    front = audio_front_end(engine, threads=threads)
+    samples, rate = read_wav(ds.wav_path)
+    pcm = resample(samples, rate)[: frames * front.spec.samples_per_frame + 201]
+    windows: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+
+    def recorded_rows(window: np.ndarray) -> np.ndarray:
+        windows.append(np.array(window, dtype=np.float32))
+        rows.append(np.array(front.rows(window), dtype=np.float32))
+        return rows[-1]
+
+    generator = _Recording(engine)
+    session = PcmSession(
+        AvatarPipeline(generator, ds, conv), AudioFrontEnd(front.spec, recorded_rows, front.description)
+    )
+    out = []
+    for start in range(0, pcm.size, PCM_CHUNK):
+        out += session.push_pcm(pcm[start : start + PCM_CHUNK])
+    out += session.finish()
+    write_f32(tmp / "pcm.f32", pcm)
+    write_f32(tmp / "pcm_windows.f32", np.stack(windows))
+    write_f32(tmp / "pcm_rows.f32", np.stack(rows))
+    write_f32(tmp / "pcm_features.f32", session.features)
+    refs = pingpong(ds.n_frames, len(out))
+    for i, (frame, (inputs, outputs)) in enumerate(zip(out, generator.calls, strict=True)):
+        for name, value in {**inputs, **outputs}.items():
+            write_f32(tmp / f"pcm_{name}_{i}.f32", value)
+        write_u8(tmp / f"pcm_pasted_{i}.u8", frame)
+        write_u8(tmp / f"ref_{refs[i]}.u8", ds.frame(refs[i]))
+        shutil.copy(ds.landmark_path(refs[i]), tmp / f"ref_{refs[i]}.lms")
+    (tmp / "pcm_references.txt").write_text(f"{ds.n_frames}\n")
+    (tmp / "pcm_cases.txt").write_text("".join(f"{i} {r}\n" for i, r in enumerate(refs)))
+    return len(out)

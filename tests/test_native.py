@@ -81,6 +81,22 @@ def _random_model(path: Path, revision: str) -> Path:
     return save_checkpoint(path, build_model(spec).eval(), spec)
 
 
+def test_core_streams_pcm_of_a_wenet_model(tmp_path, core_build, synth_wenet):
+    """wenet frames read hops 5i-8 … 5i+7: the stream's start (rows before 0) and tail (rows
+    past the last mel hop are zeros) rules, which a hubert utterance never reaches."""
+    import torch
+
+    from dhm.data.audio import FRONTEND_ID
+    from dhm.models import build_model, save_checkpoint
+    from dhm.spec import GeneratorSpec
+
+    spec = GeneratorSpec(mode="wenet", widths=(4, 8, 8, 16, 16))
+    torch.manual_seed(0)
+    model = save_checkpoint(tmp_path / "wenet.pt", build_model(spec).eval(), spec, audio_frontend=FRONTEND_ID)
+    out = _check_golden(core_build, _golden(tmp_path, model, synth_wenet))
+    assert "pcm: 5001 samples -> 6 frames" in out and "lookahead 186 ms" in out, out
+
+
 def _check_golden(build: Path, golden: Path) -> str:
     out = run([build / "golden_test", golden]).stdout
     assert out.strip().endswith("OK"), out
@@ -94,6 +110,8 @@ def _check_golden(build: Path, golden: Path) -> str:
 def test_core_matches_runtime_py_on_golden_vectors(golden, core_build):
     out = _check_golden(core_build, golden)
     assert "crop filter: area" in out and "audio window 8 frames" in out
+    # PCM -> audio model -> frames: the core's PcmSession reproduces runtime_py's
+    assert re.search(r"pcm: 4041 samples -> 6 frames for chunks of 1, 97, 320 and all; frames max [01] LSB", out), out
     sides = re.search(r"crop boxes (\d+)\.\.(\d+) px", out)
     assert int(sides.group(2)) < 168, out  # INTER_AREA enlarging: OpenCV's area-weighted bilinear
 
@@ -453,6 +471,20 @@ def _mutations(text: str):
     yield "face shape", edit(lambda m: m["io"]["inputs"][0].__setitem__("shape", [1, 6, inner, inner + 1]))
     yield "output shape", edit(lambda m: m["io"]["outputs"][0].__setitem__("shape", [1, 3, inner, 1]))
     yield "schema 9", edit(lambda m: m.__setitem__("schema", "dhm.manifest/9"))
+    if "audio_model" in m0:
+        am = lambda fn: edit(lambda m: fn(m["audio_model"]))  # noqa: E731
+        yield "no audio model", edit(lambda m: m.pop("audio_model"))
+        yield "audio rows 4", am(lambda a: a["frame_rows"].__setitem__("count", 4))
+        yield "audio offset -2000", am(lambda a: a["frame_rows"].__setitem__("offset", -2000))
+        yield "audio stride 3", am(lambda a: a["frame_rows"].__setitem__("stride", 3))
+        yield "audio row_hop 0", am(lambda a: a.__setitem__("row_hop", 0))
+        yield "audio pad = window", am(lambda a: a.__setitem__("pad_left", a["input"]["shape"][2]))
+        yield "audio mode wenet", am(lambda a: a.__setitem__("mode", "wenet"))
+        yield "audio 8 kHz", am(lambda a: a.__setitem__("sample_rate", 8000))
+        yield "audio input 2 dims", am(lambda a: a["input"].__setitem__("shape", [1, 672]))
+        yield "audio row size", am(lambda a: a["output"].__setitem__("shape", [1, 1, 1023]))
+        yield "audio file path", am(lambda a: a["artifacts"][0].__setitem__("file", "../audio.mnn"))
+        yield "audio tail 0", am(lambda a: a["tail"].__setitem__("hop", 0))
     yield "nan", text.replace('"fps": 25', '"fps": NaN')
     yield "infinity", text.replace('"fps": 25', '"fps": Infinity')
     yield "hex", text.replace('"fps": 25', '"fps": 0x19')
@@ -490,6 +522,7 @@ def test_python_and_the_core_accept_and_refuse_the_same_manifests(golden, core_b
     assert not disagree, disagree
     accepted = {name for name, ok, _ in verdicts if ok}
     assert {"unchanged", "landmark left 1023", "mask 10,10,150,1", "crop area", "crop linear", "scale 0.5"} <= accepted
+    assert "no audio model" in accepted and not any(n.startswith("audio ") for n in accepted), accepted
     assert len(accepted) < len(verdicts) - 30  # most mutations are refused, by both
 
 

@@ -29,6 +29,11 @@ ReplayEngine::ReplayEngine(const Manifest& m, std::vector<Record> records, float
     if (records_.empty()) throw Error("replay engine: no recorded runs");
 }
 
+ReplayEngine::ReplayEngine(std::vector<TensorInfo> inputs, std::vector<TensorInfo> outputs, std::vector<Record> records, float tolerance)
+    : inputs_(std::move(inputs)), outputs_(std::move(outputs)), records_(std::move(records)), tolerance_(tolerance) {
+    if (records_.empty()) throw Error("replay engine: no recorded runs");
+}
+
 TensorMap ReplayEngine::run(const TensorMap& inputs) {
     float best = std::numeric_limits<float>::infinity();
     const Record* match = nullptr;

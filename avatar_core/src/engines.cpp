@@ -10,16 +10,35 @@
 
 namespace dhm {
 
-std::vector<ReplayEngine::Record> read_golden_records(const std::string& dir, const Manifest& m) {
-    std::ifstream cases(dir + "/cases.txt");
-    if (!cases) throw Error(dir + ": not a golden folder (no cases.txt)");
+std::vector<ReplayEngine::Record> read_golden_records(const std::string& dir, const Manifest& m, const std::string& prefix) {
+    std::ifstream cases(dir + "/" + prefix + "cases.txt");
+    if (!cases) throw Error(dir + ": not a golden folder (no " + prefix + "cases.txt)");
     std::vector<ReplayEngine::Record> records;
     int i, r;
     while (cases >> i >> r) {
         ReplayEngine::Record rec;
-        for (const auto& t : m.inputs) rec.inputs[t.name] = read_f32(dir + "/" + t.name + "_" + std::to_string(i) + ".f32");
-        for (const auto& t : m.outputs) rec.outputs[t.name] = read_f32(dir + "/" + t.name + "_" + std::to_string(i) + ".f32");
+        for (const auto& t : m.inputs) rec.inputs[t.name] = read_f32(dir + "/" + prefix + t.name + "_" + std::to_string(i) + ".f32");
+        for (const auto& t : m.outputs) rec.outputs[t.name] = read_f32(dir + "/" + prefix + t.name + "_" + std::to_string(i) + ".f32");
         records.push_back(std::move(rec));
+    }
+    return records;
+}
+
+std::vector<ReplayEngine::Record> read_golden_audio_records(const std::string& dir, const Manifest& m) {
+    const AudioModelConfig& am = m.audio_model;
+    Tensor windows = read_f32(dir + "/pcm_windows.f32"), rows = read_f32(dir + "/pcm_rows.f32");
+    const size_t in_size = element_count(am.input.shape), out_size = element_count(am.output.shape);
+    if (windows.shape.empty() || rows.shape.empty() || windows.shape[0] != rows.shape[0] ||
+        windows.data.size() != in_size * windows.shape[0] || rows.data.size() != out_size * rows.shape[0])
+        throw Error(dir + ": pcm_windows.f32 and pcm_rows.f32 do not hold the audio model's runs");
+    std::vector<ReplayEngine::Record> records(static_cast<size_t>(windows.shape[0]));
+    for (size_t k = 0; k < records.size(); ++k) {
+        Tensor& in = records[k].inputs[am.input.name];
+        in.shape = am.input.shape;
+        in.data.assign(windows.data.begin() + k * in_size, windows.data.begin() + (k + 1) * in_size);
+        Tensor& out = records[k].outputs[am.output.name];
+        out.shape = am.output.shape;
+        out.data.assign(rows.data.begin() + k * out_size, rows.data.begin() + (k + 1) * out_size);
     }
     return records;
 }

@@ -34,6 +34,19 @@ std::string shape_str(const std::vector<int>& shape) {
 
 int AudioConfig::per_frame_size() const { return static_cast<int>(element_count(per_frame_shape)); }
 
+static void parse_audio_model(const Json& j, Manifest& m);
+
+// dhm.io.plain_file_name: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}, and no "..".
+static bool plain_file_name(const std::string& name) {
+    if (name.empty() || name.size() > 128 || name.find("..") != std::string::npos) return false;
+    for (size_t i = 0; i < name.size(); ++i) {
+        const char c = name[i];
+        const bool word = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        if (!word && (i == 0 || (c != '.' && c != '-'))) return false;
+    }
+    return true;
+}
+
 static std::vector<TensorInfo> tensors(const Json& list, const char* what) {
     std::vector<TensorInfo> out;
     for (size_t i = 0; i < list.size(); ++i) {
@@ -145,7 +158,71 @@ Manifest Manifest::parse(const std::string& json_text) {
     const std::vector<int> out = {1, p.channels, p.inner_size, p.inner_size};
     if (m.outputs[0].shape != out) throw Error("manifest: output is " + shape_str(m.outputs[0].shape) + ", expected " + shape_str(out));
     if (a.mode != m.generator_mode) throw Error("manifest: audio.mode and generator.mode disagree");
+    if (root.has("audio_model")) parse_audio_model(root.at("audio_model"), m);
     return m;
+}
+
+std::string AudioModelConfig::file_for(const std::string& format) const {
+    for (const auto& f : files)
+        if (f.first == format) return f.second;
+    return "";
+}
+
+// The same rules as dhm.manifest (bounds) and AudioModelSpec.consistency_errors (Python).
+static void parse_audio_model(const Json& j, Manifest& m) {
+    AudioModelConfig& am = m.audio_model;
+    auto within = [](int v, int lo, int hi, const std::string& what) {
+        if (v < lo || v > hi)
+            throw Error("manifest: audio_model." + what + " " + std::to_string(v) + " is outside " + std::to_string(lo) + " … " + std::to_string(hi));
+    };
+    am.frontend = j.at("frontend").str("audio_model.frontend");
+    am.mode = j.at("mode").str("audio_model.mode");
+    am.sample_rate = j.at("sample_rate").integer("audio_model.sample_rate");
+    if (am.sample_rate != 16000) throw Error("manifest: audio_model.sample_rate must be 16000");
+    am.input = {j.at("input").at("name").str("audio_model.input.name"), j.at("input").at("shape").int_list("audio_model.input.shape")};
+    am.output = {j.at("output").at("name").str("audio_model.output.name"), j.at("output").at("shape").int_list("audio_model.output.shape")};
+    if (am.input.shape.size() != 3 || am.output.shape.size() != 3)
+        throw Error("manifest: audio_model input and output must have 3 dimensions");
+    for (int d : am.input.shape) within(d, 1, 65536, "input.shape");
+    for (int d : am.output.shape) within(d, 1, 65536, "output.shape");
+    am.window_samples = am.input.shape[2];
+    am.rows_per_call = am.output.shape[1];
+    am.row_size = am.output.shape[2];
+    am.row_hop = j.at("row_hop").integer("audio_model.row_hop");
+    am.pad_left = j.at("pad_left").integer("audio_model.pad_left");
+    within(am.row_hop, 1, 65536, "row_hop");
+    within(am.pad_left, 0, 65536, "pad_left");
+    const Json& fr = j.at("frame_rows");
+    am.frame_count = fr.at("count").integer("audio_model.frame_rows.count");
+    am.frame_stride = fr.at("stride").integer("audio_model.frame_rows.stride");
+    am.frame_offset = fr.at("offset").integer("audio_model.frame_rows.offset");
+    within(am.frame_count, 1, 1024, "frame_rows.count");
+    within(am.frame_stride, 1, 1024, "frame_rows.stride");
+    within(am.frame_offset, -1024, 1024, "frame_rows.offset");
+    am.tail_hop = j.at("tail").at("hop").integer("audio_model.tail.hop");
+    am.hops_per_row = j.at("tail").at("hops_per_row").integer("audio_model.tail.hops_per_row");
+    within(am.tail_hop, 1, 65536, "tail.hop");
+    within(am.hops_per_row, 1, 1024, "tail.hops_per_row");
+    const Json& arts = j.at("artifacts");
+    for (size_t i = 0; i < arts.size(); ++i) {
+        const std::string& file = arts.at(i).at("file").str("audio_model.artifacts.file");
+        if (!plain_file_name(file))
+            throw Error("manifest: audio_model.artifacts: '" + file + "' is not a plain file name in the export folder");
+        am.files.push_back({arts.at(i).at("format").str("audio_model.artifacts.format"), file});
+    }
+    if (am.mode != m.generator_mode)
+        throw Error("manifest: audio_model.mode '" + am.mode + "', the generator listens to '" + m.generator_mode + "'");
+    const auto& pf = m.audio.per_frame_shape;
+    size_t rows = 1;
+    for (size_t i = 0; i + 1 < pf.size(); ++i) rows *= static_cast<size_t>(pf[i]);
+    if (static_cast<size_t>(am.frame_count) != rows || am.row_size != pf.back())
+        throw Error("manifest: audio_model: " + std::to_string(am.frame_count) + " rows of " + std::to_string(am.row_size) +
+                    " per frame, the generator's frames are " + shape_str(pf));
+    if (am.sample_rate % m.audio.fps != 0 || am.frame_stride * am.row_hop != am.sample_rate / m.audio.fps)
+        throw Error("manifest: audio_model: " + std::to_string(am.frame_stride) + " rows x " + std::to_string(am.row_hop) +
+                    " samples per frame is not one frame at " + std::to_string(m.audio.fps) + " fps");
+    if (am.pad_left >= am.window_samples) throw Error("manifest: audio_model.pad_left must be inside the window");
+    am.present = true;
 }
 
 Manifest Manifest::load(const std::string& path) {

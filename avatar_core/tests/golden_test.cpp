@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "dhm/audio_stream.hpp"
 #include "dhm/avatar.hpp"
 #include "dhm/engines.hpp"
 #include "dhm/error.hpp"
@@ -78,6 +79,58 @@ static void test_schedule() {
     EXPECT(pingpong(1, 3) == std::vector<int>({0, 0, 0}), "single frame");
 }
 
+// PCM in, frames out: the core's PcmSession against runtime_py's, with the audio model's
+// and the generator's recorded runs replayed. Chunkings of 1 sample, 97, 320 and the
+// whole utterance must give the same features (exactly: the rows are replayed) and frames.
+static void test_pcm_stream(const std::string& dir, const Manifest& m) {
+    std::ifstream probe(dir + "/pcm_cases.txt");
+    if (!probe) {
+        std::printf("pcm: no audio model in this golden folder\n");
+        return;
+    }
+    Tensor pcm = read_f32(dir + "/pcm.f32");
+    Tensor want_features = read_f32(dir + "/pcm_features.f32");
+    std::vector<ReplayEngine::Record> audio = read_golden_audio_records(dir, m);
+    std::vector<ReplayEngine::Record> generator = read_golden_records(dir, m, "pcm_");
+    std::vector<std::pair<int, int>> cases;
+    {
+        std::ifstream in(dir + "/pcm_cases.txt");
+        int i, r;
+        while (in >> i >> r) cases.push_back({i, r});
+    }
+    EXPECT(!cases.empty(), "pcm: no cases");
+    int n_references = 0;
+    std::ifstream(dir + "/pcm_references.txt") >> n_references;
+    double worst_frame = 0, lookahead = 0;
+    for (size_t chunk : {size_t(1), size_t(97), size_t(320), pcm.data.size()}) {
+        AvatarSession avatar(m, std::unique_ptr<Engine>(new ReplayEngine(m, generator)));
+        std::unique_ptr<Engine> audio_engine(new ReplayEngine({m.audio_model.input}, {m.audio_model.output}, audio, 0.0f));
+        ReferenceSource refs = [&](int r) {
+            return ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(r) + ".u8"),
+                                  parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(r) + ".lms"))};
+        };
+        PcmSession session(avatar, std::move(audio_engine), n_references, refs);
+        std::vector<Image> frames;
+        for (size_t start = 0; start < pcm.data.size(); start += chunk)
+            for (Image& f : session.push_pcm(pcm.data.data() + start, std::min(chunk, pcm.data.size() - start)))
+                frames.push_back(std::move(f));
+        for (Image& f : session.finish()) frames.push_back(std::move(f));
+        Compare fc = compare(session.stream().features(), want_features.data);
+        EXPECT(fc.max_abs <= 1e-4, "pcm chunk %zu: features differ by %g", chunk, fc.max_abs);
+        EXPECT(frames.size() == cases.size(), "pcm chunk %zu: %zu frames, runtime_py rendered %zu", chunk, frames.size(), cases.size());
+        for (size_t i = 0; i < std::min(frames.size(), cases.size()); ++i) {
+            Compare c = compare(frames[i], read_u8(dir + "/pcm_pasted_" + std::to_string(i) + ".u8"));
+            EXPECT(c.max_abs <= 1, "pcm chunk %zu frame %zu: differs by %g LSB", chunk, i, c.max_abs);
+            worst_frame = std::max(worst_frame, c.max_abs);
+        }
+        lookahead = session.lookahead_ms();
+        std::string e = error_of([&] { session.push_pcm(pcm.data.data(), 1); });
+        EXPECT(e.find("after finish") != std::string::npos, "push after finish: got '%s'", e.c_str());
+    }
+    std::printf("pcm: %zu samples -> %zu frames for chunks of 1, 97, 320 and all; frames max %g LSB; lookahead %.0f ms\n",
+                pcm.data.size(), cases.size(), worst_frame, lookahead);
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) {
         std::fprintf(stderr, "usage: golden_test GOLDEN_DIR\n");
@@ -89,6 +142,7 @@ int main(int argc, char** argv) {
         Manifest m = Manifest::parse(manifest_text);
         test_manifest_checks(manifest_text);
         test_schedule();
+        test_pcm_stream(dir, m);
 
         Tensor features = read_f32(dir + "/features.f32");
         const int n_feat = features.shape.at(0);

@@ -39,6 +39,7 @@ public:
         TensorMap inputs, outputs;
     };
     ReplayEngine(const Manifest& manifest, std::vector<Record> records, float tolerance = 1.0f / 255.0f + 1e-6f);
+    ReplayEngine(std::vector<TensorInfo> inputs, std::vector<TensorInfo> outputs, std::vector<Record> records, float tolerance);
     std::vector<TensorInfo> inputs() const override { return inputs_; }
     std::vector<TensorInfo> outputs() const override { return outputs_; }
     TensorMap run(const TensorMap& inputs) override;

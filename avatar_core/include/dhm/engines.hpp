@@ -18,7 +18,10 @@ struct EngineOptions {
 
 std::unique_ptr<Engine> open_engine(const std::string& model_path, const Manifest& manifest, const EngineOptions& options);
 
-// The recorded runs of a golden folder (`dhm golden`), for a ReplayEngine.
-std::vector<ReplayEngine::Record> read_golden_records(const std::string& dir, const Manifest& manifest);
+// The recorded runs of a golden folder (`dhm golden`), for a ReplayEngine: the cases of
+// <prefix>cases.txt, tensors <prefix><name>_<i>.f32 ("pcm_" for the PCM-driven frames).
+std::vector<ReplayEngine::Record> read_golden_records(const std::string& dir, const Manifest& manifest, const std::string& prefix = "");
+// The audio model's recorded runs (pcm_windows.f32 -> pcm_rows.f32), for a ReplayEngine.
+std::vector<ReplayEngine::Record> read_golden_audio_records(const std::string& dir, const Manifest& manifest);
 
 }  // namespace dhm

@@ -41,6 +41,23 @@ struct AudioConfig {
     int window_frames() const { return window_before + window_after; }
 };
 
+// The audio model (`audio_model` in the manifest, dhm.audio_model.AudioModelSpec): a fixed
+// window of 16 kHz PCM in, `rows_per_call` feature rows out; video frame i holds rows
+// frame_stride*i + frame_offset … + frame_count-1 (rows before 0 are zeros). At the end of
+// an utterance of n samples, rows from (n / tail_hop + 1) / hops_per_row on are zeros.
+struct AudioModelConfig {
+    bool present = false;
+    std::string frontend, mode;
+    int sample_rate = 0;
+    TensorInfo input, output;  // [1, 1, window_samples] -> [1, rows_per_call, row_size]
+    int window_samples = 0, rows_per_call = 0, row_size = 0;
+    int row_hop = 0, pad_left = 0;
+    int frame_count = 0, frame_stride = 0, frame_offset = 0;
+    int tail_hop = 0, hops_per_row = 0;
+    std::vector<std::pair<std::string, std::string>> files;  // (format, file name)
+    std::string file_for(const std::string& format) const;   // "" when none
+};
+
 struct Manifest {
     static constexpr const char* kSchema = "dhm.manifest/1";
 
@@ -49,6 +66,7 @@ struct Manifest {
     std::vector<TensorInfo> inputs, outputs;
     PreprocessConfig preprocess;
     AudioConfig audio;
+    AudioModelConfig audio_model;  // .present is false for models fed precomputed features
 
     // Parse and check: unknown schema, missing fields, inconsistent shapes or constants
     // this core cannot honour raise dhm::Error with one clear line.

@@ -1,0 +1,85 @@
+// Audio in, frames out, streamed: 16 kHz mono PCM in chunks of any size goes through the
+// audio model (an Engine: PCM window -> feature rows) into per-frame features, and every
+// frame whose features are complete is rendered. Step for step as dhm.audio_model.
+// PcmFeatureStream and dhm.pipeline.PcmSession in Python: any chunking gives the same
+// frames, and after finish() they equal offline rendering of the utterance's features.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "dhm/avatar.hpp"
+#include "dhm/engine.hpp"
+#include "dhm/manifest.hpp"
+
+namespace dhm {
+
+class PcmFeatureStream {
+public:
+    // `engine` must take the audio model's input and give its output (checked here).
+    PcmFeatureStream(const Manifest& manifest, Engine& engine);
+
+    // Add samples; returns how many feature frames became complete.
+    int push(const float* samples, size_t n);
+    // The utterance has ended: the remaining frames, padded as offline features are.
+    int finish();
+
+    const std::vector<float>& features() const { return features_; }  // frames x per-frame values
+    int frames() const { return frames_out_; }
+    long long samples() const { return n_samples_; }
+    bool finished() const { return finished_; }
+    double audio_ms() const { return audio_ms_; }  // time spent in the audio model
+    // PCM past the end of frame i needed before generator frame i can be rendered.
+    long long lookahead_samples() const;
+
+private:
+    long long samples_for_call(long long call) const;
+    int last_row_of_frame(long long frame) const;
+    void call(long long index);
+    void emit(long long frame, long long valid_rows);
+
+    const AudioModelConfig& am_;
+    const AudioConfig& audio_;
+    Engine& engine_;
+    std::vector<float> pcm_;  // unread PCM; pcm_[0] is buffer position base_ (pad_left zeros first)
+    long long base_ = 0;
+    long long n_samples_ = 0;
+    std::vector<float> rows_;  // every computed row, row_size values each
+    long long n_rows_ = 0;
+    std::vector<float> features_;
+    int frames_out_ = 0;
+    bool finished_ = false;
+    double audio_ms_ = 0;
+};
+
+// The app supplies reference frames by index (decoded image and landmarks).
+using ReferenceSource = std::function<ReferenceFrame(int reference_index)>;
+
+class PcmSession {
+public:
+    // `avatar` renders; `audio_engine` runs the manifest's audio model; references follow
+    // Ultralight's ping-pong order over `n_reference_frames` frames.
+    PcmSession(AvatarSession& avatar, std::unique_ptr<Engine> audio_engine, int n_reference_frames, ReferenceSource references);
+
+    std::vector<Image> push_pcm(const float* samples, size_t n);
+    std::vector<Image> finish();
+
+    const PcmFeatureStream& stream() const { return *stream_; }
+    int frames_rendered() const { return next_frame_; }
+    // Algorithmic audio-to-frame latency: the audio model's window plus the generator's
+    // W/2-1 feature frames of lookahead (compute time comes on top).
+    double lookahead_ms() const;
+
+private:
+    std::vector<Image> render_until(int stop);
+
+    AvatarSession& avatar_;
+    std::unique_ptr<Engine> audio_engine_;
+    std::unique_ptr<PcmFeatureStream> stream_;
+    int n_references_;
+    ReferenceSource references_;
+    int next_frame_ = 0;
+};
+
+}  // namespace dhm

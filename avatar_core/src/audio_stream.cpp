@@ -1,0 +1,147 @@
+#include "dhm/audio_stream.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "dhm/error.hpp"
+#include "dhm/schedule.hpp"
+
+namespace dhm {
+
+static long long floor_div(long long a, long long b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+PcmFeatureStream::PcmFeatureStream(const Manifest& m, Engine& engine) : am_(m.audio_model), audio_(m.audio), engine_(engine) {
+    if (!am_.present)
+        throw Error("manifest: no audio model; export the generator with `dhm export` from a checkpoint trained on dhm features");
+    auto check = [&](const std::vector<TensorInfo>& got, const TensorInfo& want, const char* what) {
+        for (const auto& g : got)
+            if (g.name == want.name) {
+                if (g.shape != want.shape)
+                    throw Error(engine.describe() + ": audio model " + what + " '" + want.name + "' is " + shape_str(g.shape) +
+                                ", the manifest says " + shape_str(want.shape));
+                return;
+            }
+        throw Error(engine.describe() + ": no audio model " + what + " named '" + want.name + "' (the manifest's)");
+    };
+    check(engine.inputs(), am_.input, "input");
+    check(engine.outputs(), am_.output, "output");
+    pcm_.assign(static_cast<size_t>(am_.pad_left), 0.0f);
+}
+
+long long PcmFeatureStream::samples_for_call(long long c) const {
+    return c * am_.rows_per_call * am_.row_hop - am_.pad_left + am_.window_samples;
+}
+
+int PcmFeatureStream::last_row_of_frame(long long i) const {
+    return static_cast<int>(am_.frame_stride * i + am_.frame_offset + am_.frame_count - 1);
+}
+
+long long PcmFeatureStream::lookahead_samples() const {
+    const long long spf = am_.sample_rate / audio_.fps;
+    const long long call = floor_div(last_row_of_frame(audio_.window_after - 1), am_.rows_per_call);
+    return samples_for_call(call) - spf;
+}
+
+void PcmFeatureStream::call(long long index) {
+    const size_t start = static_cast<size_t>(index * am_.rows_per_call * am_.row_hop - base_);
+    const size_t len = static_cast<size_t>(am_.window_samples);
+    TensorMap in;
+    Tensor& t = in[am_.input.name];
+    t.shape = am_.input.shape;
+    t.data.assign(len, 0.0f);  // past the end of the utterance: zeros, as offline
+    if (start < pcm_.size()) std::memcpy(t.data.data(), pcm_.data() + start, std::min(len, pcm_.size() - start) * sizeof(float));
+    auto t0 = std::chrono::steady_clock::now();
+    TensorMap out = engine_.run(in);
+    audio_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    auto it = out.find(am_.output.name);
+    const size_t values = static_cast<size_t>(am_.rows_per_call) * am_.row_size;
+    if (it == out.end() || it->second.data.size() != values)
+        throw Error(engine_.describe() + ": no audio model output '" + am_.output.name + "' of shape " + shape_str(am_.output.shape));
+    rows_.insert(rows_.end(), it->second.data.begin(), it->second.data.end());
+    n_rows_ += am_.rows_per_call;
+}
+
+void PcmFeatureStream::emit(long long i, long long valid_rows) {
+    const size_t row = static_cast<size_t>(am_.row_size);
+    const size_t start = features_.size();
+    features_.resize(start + row * am_.frame_count, 0.0f);
+    const long long first = am_.frame_stride * i + am_.frame_offset;
+    for (int k = 0; k < am_.frame_count; ++k) {
+        const long long r = first + k;
+        if (r < 0 || (valid_rows >= 0 && r >= valid_rows)) continue;  // zeros, as offline
+        std::memcpy(features_.data() + start + k * row, rows_.data() + static_cast<size_t>(r) * row, row * sizeof(float));
+    }
+    ++frames_out_;
+}
+
+int PcmFeatureStream::push(const float* samples, size_t n) {
+    if (finished_) throw Error("audio stream: samples pushed after finish(); start a new stream");
+    if (n > 0 && samples == nullptr) throw Error("audio stream: no samples");
+    pcm_.insert(pcm_.end(), samples, samples + n);
+    n_samples_ += static_cast<long long>(n);
+    while (samples_for_call(n_rows_ / am_.rows_per_call) <= n_samples_) call(n_rows_ / am_.rows_per_call);
+    // drop what no later call reads
+    const long long drop = (n_rows_ / am_.rows_per_call) * am_.rows_per_call * am_.row_hop - base_;
+    if (drop > 0) {
+        pcm_.erase(pcm_.begin(), pcm_.begin() + static_cast<std::ptrdiff_t>(std::min<long long>(drop, static_cast<long long>(pcm_.size()))));
+        base_ += drop;
+    }
+    const long long spf = am_.sample_rate / audio_.fps;
+    int ready = 0;
+    while ((frames_out_ + 1LL) * spf <= n_samples_ && last_row_of_frame(frames_out_) < n_rows_) {
+        emit(frames_out_, -1);
+        ++ready;
+    }
+    return ready;
+}
+
+int PcmFeatureStream::finish() {
+    if (finished_) throw Error("audio stream: finish() called twice");
+    finished_ = true;
+    const long long n_frames = n_samples_ * audio_.fps / am_.sample_rate;
+    if (n_frames > 0) {
+        const long long need = last_row_of_frame(n_frames - 1);
+        while (n_rows_ <= need) call(n_rows_ / am_.rows_per_call);
+    }
+    const long long valid = (n_samples_ / am_.tail_hop + 1) / am_.hops_per_row;
+    int ready = 0;
+    for (long long i = frames_out_; i < n_frames; ++i, ++ready) emit(i, valid);
+    return ready;
+}
+
+PcmSession::PcmSession(AvatarSession& avatar, std::unique_ptr<Engine> audio_engine, int n_references, ReferenceSource references)
+    : avatar_(avatar), audio_engine_(std::move(audio_engine)), n_references_(n_references), references_(std::move(references)) {
+    if (!audio_engine_) throw Error("no audio engine");
+    if (n_references_ < 1) throw Error("PCM session: no reference frames");
+    stream_.reset(new PcmFeatureStream(avatar_.manifest(), *audio_engine_));
+}
+
+double PcmSession::lookahead_ms() const {
+    return 1000.0 * static_cast<double>(stream_->lookahead_samples()) / avatar_.manifest().audio_model.sample_rate;
+}
+
+std::vector<Image> PcmSession::render_until(int stop) {
+    std::vector<Image> out;
+    const int n = stream_->frames();
+    while (next_frame_ < stop) {
+        const ReferenceFrame ref = references_(pingpong_reference(n_references_, next_frame_));
+        // Frames < n exist; the window is zero-padded past the end only after finish().
+        out.push_back(avatar_.render(ref, stream_->features().data(), n, next_frame_));
+        ++next_frame_;
+    }
+    return out;
+}
+
+std::vector<Image> PcmSession::push_pcm(const float* samples, size_t n) {
+    stream_->push(samples, n);
+    // generator frame i reads feature frames up to i + window_after - 1
+    return render_until(stream_->frames() - (avatar_.manifest().audio.window_after - 1));
+}
+
+std::vector<Image> PcmSession::finish() {
+    stream_->finish();
+    return render_until(stream_->frames());
+}
+
+}  // namespace dhm
