@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,12 @@ def write_app_assets(
     frames: int = 250,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Everything a demo app embeds: the model and its manifest, and a short clip (reference
-    frames as JPEG, their landmarks, the clip's features as .f32, the clip's audio as WAV).
+    """Everything a demo app embeds: the model and its manifest, the audio model when the
+    export has one, and a short clip (reference frames as JPEG, their landmarks, the
+    clip's audio as 16 kHz mono WAV). The app turns the audio into frames itself; only a
+    model without an audio model gets the clip's precomputed features (features.f32).
 
-    The model shipped is the one the manifest lists, checked against its sha256: a
+    Every model shipped is the one the manifest lists, checked against its sha256: a
     tampered or replaced file is never put into an app."""
     from dhm.data.dataset import open_dataset
     from dhm.io import atomic_dir, check_output
@@ -52,31 +53,62 @@ def write_app_assets(
     n = min(frames, ds.n_frames)
     if n < 2:
         raise DatasetError(f"{data}: too few frames for a clip")
-    feats = ds.audio(mode)[:n]
+    audio_model = _audio_model(export_dir, manifest)
+    if audio_model is not None and ds.wav_path is None:
+        raise DatasetError(f"{data}: no aud.wav; the app's audio model needs the clip's audio")
     with atomic_dir(out, replace=True, command="app-assets") as tmp:
         shutil.copy(model, tmp / "model.mnn")
         m = dict(manifest)
         m["artifacts"] = [dict(arts[0], file="model.mnn")]
+        if audio_model is not None:
+            path, entry = audio_model
+            shutil.copy(path, tmp / "audio.mnn")
+            m["audio_model"] = dict(manifest["audio_model"], artifacts=[dict(entry, file="audio.mnn")])
+        else:
+            m.pop("audio_model", None)
         (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
         clip = tmp / "clip"
         clip.mkdir()
         for i in range(n):
             shutil.copy(ds.image_path(i), clip / f"{i}.jpg")
             shutil.copy(ds.landmark_path(i), clip / f"{i}.lms")
-        write_f32(clip / "features.f32", feats)
+        if audio_model is None:  # features computed off the phone
+            write_f32(clip / "features.f32", ds.audio(mode)[:n])
         wav = ds.wav_path
         if wav is not None:
             _cut_wav(wav, clip / "audio.wav", n / fps)
-        (clip / "clip.json").write_text(
-            json.dumps({"frames": n, "fps": fps, "mode": mode, "audio": wav is not None}, indent=2) + "\n"
-        )
-    return {"out": str(out), "frames": n, "model": arts[0]["file"], "variant": variant}
+        info = {"frames": n, "fps": fps, "mode": mode, "audio": wav is not None, "pcm": audio_model is not None}
+        (clip / "clip.json").write_text(json.dumps(info, indent=2) + "\n")
+    return {
+        "out": str(out),
+        "frames": n,
+        "model": arts[0]["file"],
+        "variant": variant,
+        "audio_model": audio_model[1]["file"] if audio_model else None,
+    }
+
+
+def _audio_model(export_dir: Path, manifest: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
+    """The export's MNN audio model, checked against its sha256 (None: the model is fed features)."""
+    from dhm.models.checkpoint import file_sha256
+
+    section = manifest.get("audio_model")
+    if section is None:
+        return None
+    entries = [a for a in section["artifacts"] if a["format"] == "mnn"]
+    if not entries:
+        raise SpecError(f"{export_dir}: its audio model has no MNN file; export with --target mnn")
+    path = export_dir / entries[0]["file"]
+    if not path.is_file() or path.is_symlink():
+        raise SpecError(f"{path}: listed in the manifest but missing (or a link)")
+    if file_sha256(path) != entries[0]["sha256"]:
+        raise SpecError(f"{path}: sha256 differs from the manifest: the file was changed or replaced")
+    return path, entries[0]
 
 
 def _cut_wav(src: Path, dst: Path, seconds: float) -> None:
-    with wave.open(str(src), "rb") as r:
-        params = r.getparams()
-        data = r.readframes(min(r.getnframes(), int(seconds * r.getframerate())))
-    with wave.open(str(dst), "wb") as w:
-        w.setparams(params)
-        w.writeframes(data)
+    """The clip's audio as 16 kHz mono PCM16: what the apps push to the core as they play it."""
+    from dhm.data.audio import SAMPLE_RATE, read_wav, resample, write_wav
+
+    samples, rate = read_wav(src)
+    write_wav(dst, resample(samples, rate)[: int(round(seconds * SAMPLE_RATE))], SAMPLE_RATE)

@@ -237,6 +237,7 @@ def test_jni_glue_on_the_jvm(golden, tmp_path, synth_hubert):
     ).stdout
     assert out.strip().endswith("OK"), out
     assert "worst difference 0 LSB" in out or "worst difference 1 LSB" in out
+    assert re.search(r"pcm: 6 frames from 4041 samples, worst difference [01] LSB, lookahead 126 ms", out), out
     # A golden folder with no cases compares nothing: the host test must fail, not pass.
     empty = tmp_path / "empty_golden"
     shutil.copytree(golden, empty)
@@ -296,6 +297,7 @@ def test_objc_bridge_under_gnustep(golden, tmp_path, synth_hubert):
     run([gxx, *objs, "-o", exe, *libs])
     out = run([exe, golden, str(open_dataset(synth_hubert).n_frames)]).stdout
     assert out.strip().endswith("OK"), out
+    assert re.search(r"pcm: 6 frames from 4041 samples, worst difference [01] LSB, lookahead 126 ms", out), out
 
 
 def test_bridge_source_stays_valid_under_arc():
@@ -368,7 +370,17 @@ def test_app_assets_bundle(tmp_path, teacher, synth_hubert, golden):
     assert [a["file"] for a in m["artifacts"]] == ["model.mnn"] and (out / "model.mnn").stat().st_size > 0
     clip = json.loads((out / "clip" / "clip.json").read_text())
     assert clip["frames"] == 30 and clip["fps"] == 25
-    assert len(list((out / "clip").glob("*.jpg"))) == 30 and (out / "clip" / "features.f32").is_file()
+    assert len(list((out / "clip").glob("*.jpg"))) == 30
+    # the app turns audio into frames itself: the audio model ships, precomputed features do not
+    assert m["audio_model"]["artifacts"][0]["file"] == "audio.mnn" and (out / "audio.mnn").stat().st_size > 0
+    assert clip["pcm"] and not (out / "clip" / "features.f32").exists()
+    from dhm.data.audio import read_wav
+
+    pcm, rate = read_wav(out / "clip" / "audio.wav")
+    assert rate == 16000 and pcm.size == 30 * 640
+    from dhm.manifest import validate
+
+    validate(m)
     r = run_cli("app-assets", export, "--data", synth_hubert, "-o", tmp_path / "x", "--variant", "int8")
     assert r.exit_code == 1 and "no MNN int8 model" in r.stderr
 

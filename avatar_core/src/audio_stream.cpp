@@ -110,8 +110,8 @@ int PcmFeatureStream::finish() {
     return ready;
 }
 
-PcmSession::PcmSession(AvatarSession& avatar, std::unique_ptr<Engine> audio_engine, int n_references, ReferenceSource references)
-    : avatar_(avatar), audio_engine_(std::move(audio_engine)), n_references_(n_references), references_(std::move(references)) {
+PcmSession::PcmSession(AvatarSession& avatar, std::unique_ptr<Engine> audio_engine, int n_references)
+    : avatar_(avatar), audio_engine_(std::move(audio_engine)), n_references_(n_references) {
     if (!audio_engine_) throw Error("no audio engine");
     if (n_references_ < 1) throw Error("PCM session: no reference frames");
     stream_.reset(new PcmFeatureStream(avatar_.manifest(), *audio_engine_));
@@ -121,27 +121,46 @@ double PcmSession::lookahead_ms() const {
     return 1000.0 * static_cast<double>(stream_->lookahead_samples()) / avatar_.manifest().audio_model.sample_rate;
 }
 
-std::vector<Image> PcmSession::render_until(int stop) {
-    std::vector<Image> out;
-    const int n = stream_->frames();
-    while (next_frame_ < stop) {
-        const ReferenceFrame ref = references_(pingpong_reference(n_references_, next_frame_));
-        // Frames < n exist; the window is zero-padded past the end only after finish().
-        out.push_back(avatar_.render(ref, stream_->features().data(), n, next_frame_));
-        ++next_frame_;
-    }
+int PcmSession::push(const float* samples, size_t n) {
+    stream_->push(samples, n);
+    // generator frame i reads feature frames up to i + window_after - 1
+    ready_ = std::max(ready_, stream_->frames() - (avatar_.manifest().audio.window_after - 1));
+    return pending();
+}
+
+int PcmSession::finish() {
+    stream_->finish();
+    ready_ = stream_->frames();
+    return pending();
+}
+
+int PcmSession::next_reference() const {
+    if (pending() <= 0) throw Error("PCM session: no frame is ready; push more audio (or finish)");
+    return pingpong_reference(n_references_, next_frame_);
+}
+
+Image PcmSession::render_next(const ReferenceFrame& reference, double load_ms) {
+    if (pending() <= 0) throw Error("PCM session: no frame is ready; push more audio (or finish)");
+    // Frames < frames() exist; the window is zero-padded past the end only after finish().
+    Image out = avatar_.render(reference, stream_->features().data(), stream_->frames(), next_frame_, load_ms);
+    ++next_frame_;
     return out;
 }
 
-std::vector<Image> PcmSession::push_pcm(const float* samples, size_t n) {
-    stream_->push(samples, n);
-    // generator frame i reads feature frames up to i + window_after - 1
-    return render_until(stream_->frames() - (avatar_.manifest().audio.window_after - 1));
+std::vector<Image> PcmSession::render_pending(const ReferenceSource& references) {
+    std::vector<Image> out;
+    while (pending() > 0) out.push_back(render_next(references(next_reference())));
+    return out;
 }
 
-std::vector<Image> PcmSession::finish() {
-    stream_->finish();
-    return render_until(stream_->frames());
+std::vector<Image> PcmSession::push_pcm(const float* samples, size_t n, const ReferenceSource& references) {
+    push(samples, n);
+    return render_pending(references);
+}
+
+std::vector<Image> PcmSession::finish(const ReferenceSource& references) {
+    finish();
+    return render_pending(references);
 }
 
 }  // namespace dhm

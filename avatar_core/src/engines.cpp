@@ -44,7 +44,13 @@ std::vector<ReplayEngine::Record> read_golden_audio_records(const std::string& d
 }
 
 std::unique_ptr<Engine> open_engine(const std::string& path, const Manifest& m, const EngineOptions& o) {
-    if (std::ifstream(path + "/cases.txt")) return std::unique_ptr<Engine>(new ReplayEngine(m, read_golden_records(path, m)));
+    if (std::ifstream(path + "/cases.txt")) {
+        // the feature-driven runs and, where recorded, the PCM-driven ones
+        std::vector<ReplayEngine::Record> records = read_golden_records(path, m);
+        if (std::ifstream(path + "/pcm_cases.txt"))
+            for (auto& r : read_golden_records(path, m, "pcm_")) records.push_back(std::move(r));
+        return std::unique_ptr<Engine>(new ReplayEngine(m, std::move(records)));
+    }
 #ifdef DHM_WITH_MNN
     MnnOptions mo;
     mo.threads = o.threads;
@@ -53,6 +59,23 @@ std::unique_ptr<Engine> open_engine(const std::string& path, const Manifest& m, 
     return make_mnn_engine(path, m, mo);
 #else
     (void)o;
+    throw Error(path + ": this build of the dhm core has no MNN engine (configure with DHM_WITH_MNN=ON)");
+#endif
+}
+
+std::unique_ptr<Engine> open_audio_engine(const std::string& path, const Manifest& m, int threads) {
+    const AudioModelConfig& am = m.audio_model;
+    if (!am.present)
+        throw Error("manifest: no audio model; export the generator with `dhm export` from a checkpoint trained on dhm features");
+    if (std::ifstream(path + "/pcm_windows.f32"))
+        return std::unique_ptr<Engine>(new ReplayEngine({am.input}, {am.output}, read_golden_audio_records(path, m), 0.0f));
+#ifdef DHM_WITH_MNN
+    MnnOptions mo;
+    mo.threads = threads;
+    mo.fp16 = false;
+    return make_mnn_engine(path, {am.input}, {am.output}, mo);
+#else
+    (void)threads;
     throw Error(path + ": this build of the dhm core has no MNN engine (configure with DHM_WITH_MNN=ON)");
 #endif
 }

@@ -36,7 +36,8 @@ size_t checked_count(const std::vector<int>& shape, const std::string& what) {
 
 class MnnEngine : public Engine {
 public:
-    MnnEngine(const std::string& path, const Manifest& m, const MnnOptions& o) : inputs_(m.inputs), outputs_(m.outputs), path_(path) {
+    MnnEngine(const std::string& path, const std::vector<TensorInfo>& inputs, const std::vector<TensorInfo>& outputs, const MnnOptions& o)
+        : inputs_(inputs), outputs_(outputs), path_(path) {
         MNN::ScheduleConfig config;
         config.type = forward_type(o.backend);
         config.backupType = MNN_FORWARD_CPU;
@@ -134,7 +135,12 @@ private:
 }  // namespace
 
 std::unique_ptr<Engine> make_mnn_engine(const std::string& path, const Manifest& m, const MnnOptions& o) {
-    return std::unique_ptr<Engine>(new MnnEngine(path, m, o));
+    return std::unique_ptr<Engine>(new MnnEngine(path, m.inputs, m.outputs, o));
+}
+
+std::unique_ptr<Engine> make_mnn_engine(const std::string& path, const std::vector<TensorInfo>& inputs,
+                                        const std::vector<TensorInfo>& outputs, const MnnOptions& o) {
+    return std::unique_ptr<Engine>(new MnnEngine(path, inputs, outputs, o));
 }
 
 }  // namespace dhm

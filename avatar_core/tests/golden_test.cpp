@@ -109,12 +109,12 @@ static void test_pcm_stream(const std::string& dir, const Manifest& m) {
             return ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(r) + ".u8"),
                                   parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(r) + ".lms"))};
         };
-        PcmSession session(avatar, std::move(audio_engine), n_references, refs);
+        PcmSession session(avatar, std::move(audio_engine), n_references);
         std::vector<Image> frames;
         for (size_t start = 0; start < pcm.data.size(); start += chunk)
-            for (Image& f : session.push_pcm(pcm.data.data() + start, std::min(chunk, pcm.data.size() - start)))
+            for (Image& f : session.push_pcm(pcm.data.data() + start, std::min(chunk, pcm.data.size() - start), refs))
                 frames.push_back(std::move(f));
-        for (Image& f : session.finish()) frames.push_back(std::move(f));
+        for (Image& f : session.finish(refs)) frames.push_back(std::move(f));
         Compare fc = compare(session.stream().features(), want_features.data);
         EXPECT(fc.max_abs <= 1e-4, "pcm chunk %zu: features differ by %g", chunk, fc.max_abs);
         EXPECT(frames.size() == cases.size(), "pcm chunk %zu: %zu frames, runtime_py rendered %zu", chunk, frames.size(), cases.size());
@@ -124,7 +124,7 @@ static void test_pcm_stream(const std::string& dir, const Manifest& m) {
             worst_frame = std::max(worst_frame, c.max_abs);
         }
         lookahead = session.lookahead_ms();
-        std::string e = error_of([&] { session.push_pcm(pcm.data.data(), 1); });
+        std::string e = error_of([&] { session.push(pcm.data.data(), 1); });
         EXPECT(e.find("after finish") != std::string::npos, "push after finish: got '%s'", e.c_str());
     }
     std::printf("pcm: %zu samples -> %zu frames for chunks of 1, 97, 320 and all; frames max %g LSB; lookahead %.0f ms\n",

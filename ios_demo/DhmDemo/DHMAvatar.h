@@ -35,6 +35,29 @@ extern NSString *const DHMErrorDomain;
                           loadMs:(double)loadMs
                            error:(NSError **)error;
 
+/// Attaches the manifest's audio model (audio_fp32.mnn beside the manifest): PCM in, frames out.
+- (BOOL)openAudioModel:(NSString *)audioModelPath threads:(NSInteger)threads error:(NSError **)error;
+
+/// 16 kHz mono float32 samples in [-1, 1]; returns how many frames are ready to render (-1 on error).
+- (NSInteger)pushPCM:(NSData *)samples error:(NSError **)error;
+
+/// The utterance ended; returns how many frames are ready to render (-1 on error).
+- (NSInteger)finishPCM:(NSError **)error;
+
+/// The reference frame the next ready frame is painted on (-1 when none is ready).
+- (NSInteger)nextReference;
+
+/// Paints the next ready frame on the given reference frame (BGR bytes and .lms text).
+- (NSData *)renderNext:(NSData *)bgr
+                  width:(NSInteger)width
+                 height:(NSInteger)height
+              landmarks:(NSString *)landmarks
+                 loadMs:(double)loadMs
+                  error:(NSError **)error;
+
+/// "audio_ms" (audio model per frame), "lookahead_ms" (audio-to-frame, algorithmic), "frames".
+- (NSDictionary *)audioStats;
+
 /// Per-frame milliseconds by stage (load, crop, pack, infer, paste) and "fps".
 - (NSDictionary *)stageTimes;
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dhm/audio_stream.hpp"
 #include "dhm/avatar.hpp"
 #include "dhm/engines.hpp"
 #include "dhm/error.hpp"
@@ -21,6 +22,7 @@ NSString *const DHMErrorDomain = @"ai.dhm.avatar";
 
 struct DHMState {
     std::unique_ptr<dhm::AvatarSession> session;
+    std::unique_ptr<dhm::PcmSession> pcm;  // after session: destroyed first
     int imageCount = 0;
 };
 
@@ -73,6 +75,84 @@ static DHMState *state(void *p) { return static_cast<DHMState *>(p); }
     return dhm::pingpong_reference(state(_state)->imageCount, (long long)index);
 }
 
+static dhm::ReferenceFrame DHMReference(NSData *bgr, NSInteger width, NSInteger height, NSString *landmarks) {
+    dhm::ReferenceFrame ref;
+    ref.image = dhm::Image((int)width, (int)height, 3);
+    if (bgr.length != ref.image.data.size()) throw dhm::Error("frame bytes do not match width x height x 3");
+    memcpy(ref.image.data.data(), bgr.bytes, bgr.length);
+    ref.landmarks = dhm::parse_landmarks(landmarks.UTF8String);
+    return ref;
+}
+
+static dhm::PcmSession &DHMPcm(void *p) {
+    if (!state(p)->pcm) throw dhm::Error("no audio model opened (openAudioModel:)");
+    return *state(p)->pcm;
+}
+
+- (BOOL)openAudioModel:(NSString *)audioModelPath threads:(NSInteger)threads error:(NSError **)error {
+    try {
+        DHMState *s = state(_state);
+        auto engine = dhm::open_audio_engine(audioModelPath.UTF8String, s->session->manifest(), (int)threads);
+        s->pcm.reset(new dhm::PcmSession(*s->session, std::move(engine), s->imageCount));
+        return YES;
+    } catch (const std::exception &e) {
+        if (error) *error = DHMError(e);
+        return NO;
+    }
+}
+
+- (NSInteger)pushPCM:(NSData *)samples error:(NSError **)error {
+    try {
+        return DHMPcm(_state).push((const float *)samples.bytes, samples.length / sizeof(float));
+    } catch (const std::exception &e) {
+        if (error) *error = DHMError(e);
+        return -1;
+    }
+}
+
+- (NSInteger)finishPCM:(NSError **)error {
+    try {
+        return DHMPcm(_state).finish();
+    } catch (const std::exception &e) {
+        if (error) *error = DHMError(e);
+        return -1;
+    }
+}
+
+- (NSInteger)nextReference {
+    try {
+        return DHMPcm(_state).next_reference();
+    } catch (const std::exception &) {
+        return -1;
+    }
+}
+
+- (NSData *)renderNext:(NSData *)bgr
+                  width:(NSInteger)width
+                 height:(NSInteger)height
+              landmarks:(NSString *)landmarks
+                 loadMs:(double)loadMs
+                  error:(NSError **)error {
+    try {
+        dhm::Image out = DHMPcm(_state).render_next(DHMReference(bgr, width, height, landmarks), loadMs);
+        return [NSData dataWithBytes:out.data.data() length:out.data.size()];
+    } catch (const std::exception &e) {
+        if (error) *error = DHMError(e);
+        return nil;
+    }
+}
+
+- (NSDictionary *)audioStats {
+    NSMutableDictionary *d = [NSMutableDictionary dictionary];
+    DHMState *s = state(_state);
+    if (!s->pcm) return d;
+    const int n = s->pcm->frames_rendered();
+    [d setObject:[NSNumber numberWithDouble:n ? s->pcm->stream().audio_ms() / n : 0.0] forKey:@"audio_ms"];
+    [d setObject:[NSNumber numberWithDouble:s->pcm->lookahead_ms()] forKey:@"lookahead_ms"];
+    [d setObject:[NSNumber numberWithInt:n] forKey:@"frames"];
+    return d;
+}
+
 - (NSData *)renderFrame:(NSData *)bgr
                            width:(NSInteger)width
                           height:(NSInteger)height
@@ -83,11 +163,7 @@ static DHMState *state(void *p) { return static_cast<DHMState *>(p); }
                           loadMs:(double)loadMs
                            error:(NSError **)error {
     try {
-        dhm::ReferenceFrame ref;
-        ref.image = dhm::Image((int)width, (int)height, 3);
-        if (bgr.length != ref.image.data.size()) throw dhm::Error("frame bytes do not match width x height x 3");
-        memcpy(ref.image.data.data(), bgr.bytes, bgr.length);
-        ref.landmarks = dhm::parse_landmarks(landmarks.UTF8String);
+        dhm::ReferenceFrame ref = DHMReference(bgr, width, height, landmarks);
         const auto &audio = state(_state)->session->manifest().audio;
         if (features.length != (NSUInteger)featureFrames * audio.per_frame_size() * sizeof(float))
             throw dhm::Error("features do not hold " + std::to_string(featureFrames) + " frames of " + dhm::shape_str(audio.per_frame_shape));

@@ -86,6 +86,42 @@ static int run(int argc, char **argv) {
         std::printf("%s\npasted frames: worst difference %d LSB over %d cases; crop %.3f ms, paste %.3f ms per frame\n",
                     [avatar describe].UTF8String, worst, n, [[t objectForKey:@"crop"] doubleValue], [[t objectForKey:@"paste"] doubleValue]);
 
+        // PCM in, frames out, in 20 ms chunks as AVAudioEngine delivers them.
+        int pdims[8], pnd = 0;
+        NSData *pcm = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:@"pcm.f32"]], pdims, &pnd);
+        expect(pcm != nil && [avatar openAudioModel:dir threads:1 error:&error], "open the audio model");
+        int rendered = 0, pcmWorst = 0;
+        const NSUInteger chunk = 320 * sizeof(float);
+        const NSUInteger chunks = pcm != nil ? (pcm.length + chunk - 1) / chunk : 0;
+        for (NSUInteger c = 0; pcm != nil && c <= chunks; ++c) {  // the last round finishes the utterance
+            const NSUInteger start = c * chunk;
+            NSInteger pending = c < chunks
+                                    ? [avatar pushPCM:[pcm subdataWithRange:NSMakeRange(start, std::min(chunk, pcm.length - start))] error:&error]
+                                    : [avatar finishPCM:&error];
+            expect(pending >= 0, "push PCM");
+            for (; pending > 0; --pending, ++rendered) {
+                NSInteger reference = [avatar nextReference];
+                int dims[3], nd = 3;
+                NSString *ref = [NSString stringWithFormat:@"ref_%d", (int)reference];
+                NSData *bgr = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:[ref stringByAppendingString:@".u8"]]], dims, &nd);
+                NSString *lms = [NSString stringWithContentsOfFile:[dir stringByAppendingPathComponent:[ref stringByAppendingString:@".lms"]]
+                                                          encoding:NSUTF8StringEncoding
+                                                             error:NULL];
+                NSData *out = [avatar renderNext:bgr width:dims[1] height:dims[0] landmarks:lms loadMs:0.0 error:&error];
+                int wd[3], wnd = 3;
+                NSString *want = [NSString stringWithFormat:@"pcm_pasted_%d.u8", rendered];
+                NSData *expected = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:want]], wd, &wnd);
+                expect(out != nil && expected != nil && out.length == expected.length, "PCM frame");
+                if (out == nil || expected == nil) break;
+                const uint8_t *a = (const uint8_t *)out.bytes, *b = (const uint8_t *)expected.bytes;
+                for (NSUInteger i = 0; i < out.length && i < expected.length; ++i) pcmWorst = std::max(pcmWorst, std::abs((int)a[i] - (int)b[i]));
+            }
+        }
+        NSDictionary *audio = [avatar audioStats];
+        expect(rendered > 0 && pcmWorst <= 1, "PCM frames within 1 LSB of runtime_py");
+        std::printf("pcm: %d frames from %d samples, worst difference %d LSB, lookahead %.0f ms\n", rendered, pdims[0], pcmWorst,
+                    [[audio objectForKey:@"lookahead_ms"] doubleValue]);
+
         // Errors come back as NSError with the core's one line.
         NSData *shortFrame = [NSData dataWithBytes:"abc" length:3];
         NSData *none = [avatar renderFrame:shortFrame width:5 height:5 landmarks:@"1 2\n" features:features featureFrames:fdims[0]

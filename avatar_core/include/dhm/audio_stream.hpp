@@ -56,14 +56,24 @@ private:
 // The app supplies reference frames by index (decoded image and landmarks).
 using ReferenceSource = std::function<ReferenceFrame(int reference_index)>;
 
+// Two ways to drive it: push_pcm(samples, n, references) renders every ready frame with
+// frames fetched through `references`; or, where the app loads frames itself (the JNI
+// and Objective-C++ bridges), push() / finish() say how many frames are ready,
+// next_reference() names the frame the next one is painted on, render_next() paints it.
 class PcmSession {
 public:
     // `avatar` renders; `audio_engine` runs the manifest's audio model; references follow
     // Ultralight's ping-pong order over `n_reference_frames` frames.
-    PcmSession(AvatarSession& avatar, std::unique_ptr<Engine> audio_engine, int n_reference_frames, ReferenceSource references);
+    PcmSession(AvatarSession& avatar, std::unique_ptr<Engine> audio_engine, int n_reference_frames);
 
-    std::vector<Image> push_pcm(const float* samples, size_t n);
-    std::vector<Image> finish();
+    int push(const float* samples, size_t n);  // returns pending()
+    int finish();                              // returns pending()
+    int pending() const { return ready_ - next_frame_; }
+    int next_reference() const;
+    Image render_next(const ReferenceFrame& reference, double load_ms = 0.0);
+
+    std::vector<Image> push_pcm(const float* samples, size_t n, const ReferenceSource& references);
+    std::vector<Image> finish(const ReferenceSource& references);
 
     const PcmFeatureStream& stream() const { return *stream_; }
     int frames_rendered() const { return next_frame_; }
@@ -72,13 +82,13 @@ public:
     double lookahead_ms() const;
 
 private:
-    std::vector<Image> render_until(int stop);
+    std::vector<Image> render_pending(const ReferenceSource& references);
 
     AvatarSession& avatar_;
     std::unique_ptr<Engine> audio_engine_;
     std::unique_ptr<PcmFeatureStream> stream_;
     int n_references_;
-    ReferenceSource references_;
+    int ready_ = 0;
     int next_frame_ = 0;
 };
 

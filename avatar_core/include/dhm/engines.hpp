@@ -17,6 +17,9 @@ struct EngineOptions {
 };
 
 std::unique_ptr<Engine> open_engine(const std::string& model_path, const Manifest& manifest, const EngineOptions& options);
+// The manifest's audio model: MNN at fp32 (its log needs float32), or a golden folder's
+// recorded audio-model runs replayed (host builds).
+std::unique_ptr<Engine> open_audio_engine(const std::string& model_path, const Manifest& manifest, int threads);
 
 // The recorded runs of a golden folder (`dhm golden`), for a ReplayEngine: the cases of
 // <prefix>cases.txt, tensors <prefix><name>_<i>.f32 ("pcm_" for the PCM-driven frames).

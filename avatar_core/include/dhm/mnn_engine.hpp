@@ -16,5 +16,8 @@ struct MnnOptions {
 };
 
 std::unique_ptr<Engine> make_mnn_engine(const std::string& model_path, const Manifest& manifest, const MnnOptions& options);
+// Any model with the given I/O (the manifest's audio model).
+std::unique_ptr<Engine> make_mnn_engine(const std::string& model_path, const std::vector<TensorInfo>& inputs,
+                                        const std::vector<TensorInfo>& outputs, const MnnOptions& options);
 
 }  // namespace dhm

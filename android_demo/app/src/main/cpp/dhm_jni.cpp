@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "dhm/audio_stream.hpp"
 #include "dhm/avatar.hpp"
 #include "dhm/engines.hpp"
 #include "dhm/error.hpp"
@@ -16,6 +17,7 @@ namespace {
 
 struct Handle {
     std::unique_ptr<dhm::AvatarSession> session;
+    std::unique_ptr<dhm::PcmSession> pcm;  // after session: destroyed first
     int n_images = 0;
 };
 
@@ -33,6 +35,27 @@ std::string to_string(JNIEnv* env, jstring s) {
 }
 
 Handle* handle(jlong h) { return reinterpret_cast<Handle*>(h); }
+
+dhm::PcmSession& pcm(jlong h) {
+    if (!handle(h)->pcm) throw dhm::Error("no audio model opened (nativeOpenAudio)");
+    return *handle(h)->pcm;
+}
+
+dhm::ReferenceFrame reference_frame(JNIEnv* env, jbyteArray bgr, jint width, jint height, jstring landmarks) {
+    dhm::ReferenceFrame ref;
+    ref.image = dhm::Image(width, height, 3);
+    if (bgr == nullptr || env->GetArrayLength(bgr) != static_cast<jsize>(ref.image.data.size()))
+        throw dhm::Error("frame bytes do not match width x height x 3");
+    env->GetByteArrayRegion(bgr, 0, static_cast<jsize>(ref.image.data.size()), reinterpret_cast<jbyte*>(ref.image.data.data()));
+    ref.landmarks = dhm::parse_landmarks(to_string(env, landmarks));
+    return ref;
+}
+
+jbyteArray to_java(JNIEnv* env, const dhm::Image& out) {
+    jbyteArray result = env->NewByteArray(static_cast<jsize>(out.data.size()));
+    env->SetByteArrayRegion(result, 0, static_cast<jsize>(out.data.size()), reinterpret_cast<const jbyte*>(out.data.data()));
+    return result;
+}
 
 }  // namespace
 
@@ -68,11 +91,7 @@ JNIEXPORT jbyteArray JNICALL Java_ai_dhm_demo_DhmNative_nativeRender(JNIEnv* env
                                                                       jint height, jstring landmarks, jfloatArray features,
                                                                       jint n_feature_frames, jint index, jdouble load_ms) {
     try {
-        dhm::ReferenceFrame ref;
-        ref.image = dhm::Image(width, height, 3);
-        if (env->GetArrayLength(bgr) != static_cast<jsize>(ref.image.data.size())) throw dhm::Error("frame bytes do not match width x height x 3");
-        env->GetByteArrayRegion(bgr, 0, static_cast<jsize>(ref.image.data.size()), reinterpret_cast<jbyte*>(ref.image.data.data()));
-        ref.landmarks = dhm::parse_landmarks(to_string(env, landmarks));
+        dhm::ReferenceFrame ref = reference_frame(env, bgr, width, height, landmarks);
         const jsize n_values = env->GetArrayLength(features);
         const auto& audio = handle(h)->session->manifest().audio;
         if (n_values != static_cast<jsize>(n_feature_frames) * audio.per_frame_size())
@@ -87,9 +106,74 @@ JNIEXPORT jbyteArray JNICALL Java_ai_dhm_demo_DhmNative_nativeRender(JNIEnv* env
             throw;
         }
         env->ReleaseFloatArrayElements(features, f, JNI_ABORT);
-        jbyteArray result = env->NewByteArray(static_cast<jsize>(out.data.size()));
-        env->SetByteArrayRegion(result, 0, static_cast<jsize>(out.data.size()), reinterpret_cast<const jbyte*>(out.data.data()));
-        return result;
+        return to_java(env, out);
+    } catch (const std::exception& e) {
+        throw_java(env, e.what());
+        return nullptr;
+    }
+}
+
+// Audio in, frames out: the manifest's audio model (MNN file, or a golden folder on the host).
+JNIEXPORT void JNICALL Java_ai_dhm_demo_DhmNative_nativeOpenAudio(JNIEnv* env, jclass, jlong h, jstring audio_model_path, jint threads) {
+    try {
+        Handle* hd = handle(h);
+        auto engine = dhm::open_audio_engine(to_string(env, audio_model_path), hd->session->manifest(), threads);
+        hd->pcm = std::make_unique<dhm::PcmSession>(*hd->session, std::move(engine), hd->n_images);
+    } catch (const std::exception& e) {
+        throw_java(env, e.what());
+    }
+}
+
+// 16 kHz mono samples in; returns how many frames are ready to render.
+JNIEXPORT jint JNICALL Java_ai_dhm_demo_DhmNative_nativePushPcm(JNIEnv* env, jclass, jlong h, jfloatArray samples, jint n) {
+    try {
+        if (samples == nullptr || n < 0 || n > env->GetArrayLength(samples)) throw dhm::Error("PCM: n exceeds the array");
+        std::vector<float> buf(static_cast<size_t>(n));
+        env->GetFloatArrayRegion(samples, 0, n, buf.data());
+        return pcm(h).push(buf.data(), buf.size());
+    } catch (const std::exception& e) {
+        throw_java(env, e.what());
+        return 0;
+    }
+}
+
+JNIEXPORT jint JNICALL Java_ai_dhm_demo_DhmNative_nativeFinishPcm(JNIEnv* env, jclass, jlong h) {
+    try {
+        return pcm(h).finish();
+    } catch (const std::exception& e) {
+        throw_java(env, e.what());
+        return 0;
+    }
+}
+
+JNIEXPORT jint JNICALL Java_ai_dhm_demo_DhmNative_nativeNextReference(JNIEnv* env, jclass, jlong h) {
+    try {
+        return pcm(h).next_reference();
+    } catch (const std::exception& e) {
+        throw_java(env, e.what());
+        return 0;
+    }
+}
+
+JNIEXPORT jbyteArray JNICALL Java_ai_dhm_demo_DhmNative_nativeRenderNext(JNIEnv* env, jclass, jlong h, jbyteArray bgr, jint width,
+                                                                          jint height, jstring landmarks, jdouble load_ms) {
+    try {
+        return to_java(env, pcm(h).render_next(reference_frame(env, bgr, width, height, landmarks), load_ms));
+    } catch (const std::exception& e) {
+        throw_java(env, e.what());
+        return nullptr;
+    }
+}
+
+// Audio-model ms per rendered frame, the algorithmic audio-to-frame lookahead (ms), frames rendered.
+JNIEXPORT jdoubleArray JNICALL Java_ai_dhm_demo_DhmNative_nativeAudioStats(JNIEnv* env, jclass, jlong h) {
+    try {
+        const dhm::PcmSession& p = pcm(h);
+        double values[3] = {p.frames_rendered() ? p.stream().audio_ms() / p.frames_rendered() : 0.0, p.lookahead_ms(),
+                            static_cast<double>(p.frames_rendered())};
+        jdoubleArray out = env->NewDoubleArray(3);
+        env->SetDoubleArrayRegion(out, 0, 3, values);
+        return out;
     } catch (const std::exception& e) {
         throw_java(env, e.what());
         return nullptr;

@@ -93,6 +93,54 @@ public final class DhmNativeHostTest {
         System.out.println("per frame: " + timing + String.format("= %.1f fps", t[5]));
         System.out.println("pasted frames: worst difference " + worst + " LSB over " + cases.size() + " cases");
 
+        // PCM in, frames out, as MainActivity streams the clip's audio: 20 ms chunks; the app
+        // loads each frame the core asks for. Frames must equal runtime_py's PcmSession.
+        if (Files.exists(dir.resolve("pcm_cases.txt"))) {
+            float[] pcm = readF32(dir.resolve("pcm.f32"), new int[1]);
+            List<String> pcmCases = Files.readAllLines(dir.resolve("pcm_cases.txt"));
+            pcmCases.removeIf(String::isBlank);
+            DhmNative.nativeOpenAudio(h, dir.toString(), 1);
+            int rendered = 0;
+            int pcmWorst = 0;
+            int chunks = (pcm.length + 319) / 320;
+            for (int c = 0; c <= chunks; c++) {  // the last round finishes the utterance
+                int start = 320 * c;
+                int pending;
+                if (c < chunks) {
+                    float[] chunk = java.util.Arrays.copyOfRange(pcm, start, Math.min(pcm.length, start + 320));
+                    pending = DhmNative.nativePushPcm(h, chunk, chunk.length);
+                } else {
+                    pending = DhmNative.nativeFinishPcm(h);
+                }
+                for (; pending > 0; pending--, rendered++) {
+                    int reference = DhmNative.nativeNextReference(h);
+                    expect(rendered < pcmCases.size() && pcmCases.get(rendered).trim().endsWith(" " + reference),
+                        "PCM frame " + rendered + " reference " + reference);
+                    int[] hw = new int[2];
+                    byte[] bgr = readU8(dir.resolve("ref_" + reference + ".u8"), hw);
+                    String lms = new String(Files.readAllBytes(dir.resolve("ref_" + reference + ".lms")), StandardCharsets.UTF_8);
+                    byte[] out = DhmNative.nativeRenderNext(h, bgr, hw[1], hw[0], lms, 0.0);
+                    byte[] want = readU8(dir.resolve("pcm_pasted_" + rendered + ".u8"), new int[2]);
+                    expect(out.length == want.length, "PCM frame size");
+                    for (int i = 0; i < Math.min(out.length, want.length); i++)
+                        pcmWorst = Math.max(pcmWorst, Math.abs((out[i] & 0xff) - (want[i] & 0xff)));
+                }
+            }
+            expect(rendered == pcmCases.size(), "PCM frames: " + rendered + " of " + pcmCases.size());
+            expect(pcmWorst <= 1, "PCM frames within 1 LSB of runtime_py (worst " + pcmWorst + ")");
+            double[] a = DhmNative.nativeAudioStats(h);
+            System.out.println(String.format("pcm: %d frames from %d samples, worst difference %d LSB, lookahead %.0f ms",
+                rendered, pcm.length, pcmWorst, a[1]));
+            try {
+                DhmNative.nativePushPcm(h, pcm, 10);
+                expect(false, "PCM after finish must throw");
+            } catch (IllegalArgumentException e) {
+                expect(e.getMessage().contains("after finish"), "after-finish message: " + e.getMessage());
+            }
+        } else {
+            expect(false, "the golden folder has no PCM cases (its manifest lists no audio model)");
+        }
+
         // Errors cross the boundary as one-line exceptions.
         try {
             byte[] tooShort = new byte[10];

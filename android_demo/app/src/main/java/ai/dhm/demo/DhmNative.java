@@ -23,6 +23,24 @@ public final class DhmNative {
     public static native byte[] nativeRender(long handle, byte[] bgr, int width, int height, String landmarks,
                                              float[] features, int featureFrames, int index, double loadMs);
 
+    /** Attaches the manifest's audio model (audio_fp32.mnn): PCM in, frames out. */
+    public static native void nativeOpenAudio(long handle, String audioModelPath, int threads);
+
+    /** 16 kHz mono samples in [-1, 1]; returns how many frames are ready to render. */
+    public static native int nativePushPcm(long handle, float[] samples, int count);
+
+    /** The utterance ended; returns how many frames are ready to render. */
+    public static native int nativeFinishPcm(long handle);
+
+    /** The reference frame the next ready frame is painted on (ping-pong order). */
+    public static native int nativeNextReference(long handle);
+
+    /** Paints the next ready frame on the given reference frame; BGR bytes out. */
+    public static native byte[] nativeRenderNext(long handle, byte[] bgr, int width, int height, String landmarks, double loadMs);
+
+    /** Audio-model ms per frame, audio-to-frame lookahead ms, frames rendered. */
+    public static native double[] nativeAudioStats(long handle);
+
     /** Per-frame ms of load, crop, pack, infer, paste, then frames per second. */
     public static native double[] nativeStageTimes(long handle);
 
