@@ -2,10 +2,12 @@ import Foundation
 import UIKit
 
 /// The assets `dhm app-assets` writes into the app bundle's `dhm` folder: model.mnn and
-/// manifest.json, and a clip (reference frames as JPEG, landmarks, features .f32, audio WAV).
+/// manifest.json, audio.mnn (the audio model) when the export has one, and a clip (reference
+/// frames as JPEG, landmarks, 16 kHz mono audio WAV; features .f32 only without an audio model).
 struct Clip {
     let manifestPath: String
     let modelPath: String
+    let audioModelPath: String?
     let frames: Int
     let fps: Int
     let features: Data      // float32 values, little-endian
@@ -26,15 +28,26 @@ struct Clip {
         }
         let clipDir = root.appendingPathComponent("clip")
         let info = try JSONSerialization.jsonObject(with: Data(contentsOf: clipDir.appendingPathComponent("clip.json"))) as? [String: Any] ?? [:]
-        let raw = try Data(contentsOf: clipDir.appendingPathComponent("features.f32"))
-        let ndim = raw.withUnsafeBytes { Int($0.load(fromByteOffset: 0, as: Int32.self).littleEndian) }
-        let first = raw.withUnsafeBytes { Int($0.load(fromByteOffset: 4, as: Int32.self).littleEndian) }
+        let pcm = info["pcm"] as? Bool ?? false
+        var features = Data()
+        var featureFrames = 0
+        if !pcm {  // a model fed features computed off the phone
+            let raw = try Data(contentsOf: clipDir.appendingPathComponent("features.f32"))
+            let ndim = raw.withUnsafeBytes { Int($0.load(fromByteOffset: 0, as: Int32.self).littleEndian) }
+            featureFrames = raw.withUnsafeBytes { Int($0.load(fromByteOffset: 4, as: Int32.self).littleEndian) }
+            features = raw.subdata(in: (4 + 4 * ndim)..<raw.count)
+        }
         let audio = clipDir.appendingPathComponent("audio.wav")
         return Clip(manifestPath: root.appendingPathComponent("manifest.json").path,
                     modelPath: root.appendingPathComponent("model.mnn").path,
+                    audioModelPath: pcm ? root.appendingPathComponent("audio.mnn").path : nil,
                     frames: info["frames"] as? Int ?? 0, fps: info["fps"] as? Int ?? 25,
-                    features: raw.subdata(in: (4 + 4 * ndim)..<raw.count), featureFrames: first,
+                    features: features, featureFrames: featureFrames,
                     audioURL: FileManager.default.fileExists(atPath: audio.path) ? audio : nil, root: clipDir)
+    }
+
+    static func error(_ code: Int, _ message: String) -> NSError {
+        NSError(domain: DHMErrorDomain, code: code, userInfo: [NSLocalizedDescriptionKey: message])
     }
 
     func landmarks(_ i: Int) throws -> String {

@@ -14,8 +14,13 @@ struct ContentView: View {
                 .font(.system(size: 13, design: .monospaced))
                 .foregroundColor(.white)
                 .frame(maxWidth: .infinity, alignment: .leading)
-            Button(player.playing ? "Stop" : "Play") { player.toggle() }
-                .buttonStyle(.borderedProminent)
+            HStack {
+                Button(player.playing ? "Stop" : "Play") { player.toggle() }
+                    .buttonStyle(.borderedProminent)
+                Button("Microphone") { player.listen() }
+                    .buttonStyle(.bordered)
+                    .disabled(!player.canListen || player.playing)
+            }
         }
         .padding()
         .background(Color.black.ignoresSafeArea())

@@ -8,12 +8,14 @@ import java.nio.ByteBuffer
 import java.nio.ByteOrder
 
 /**
- * The assets `dhm app-assets` writes into assets/dhm: model.mnn + manifest.json, and a clip
- * (reference frames as JPEG, their landmarks, the audio features as .f32, the audio as WAV).
+ * The assets `dhm app-assets` writes into assets/dhm: model.mnn + manifest.json, the audio
+ * model (audio.mnn) when the export has one, and a clip (reference frames as JPEG, their
+ * landmarks, the audio as 16 kHz mono WAV; features.f32 only for models without an audio model).
  */
 class Clip private constructor(
     val manifestJson: String,
     val modelPath: String,
+    val audioModelPath: String?,
     val frames: Int,
     val fps: Int,
     val features: FloatArray,
@@ -46,8 +48,34 @@ class Clip private constructor(
 
     fun openAudio() = assets.openFd("$ROOT/clip/audio.wav")
 
+    /** The clip's audio as 16-bit PCM samples (app-assets writes 16 kHz mono PCM16). */
+    fun pcm16(): ShortArray {
+        val raw = assets.open("$ROOT/clip/audio.wav").use { it.readBytes() }
+        val buf = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN)
+        // RIFF chunks: find "fmt " (16 kHz, 1 channel, 16 bit) and "data"
+        var pos = 12
+        var data: ShortArray? = null
+        while (pos + 8 <= raw.size) {
+            val id = String(raw, pos, 4, Charsets.US_ASCII)
+            val size = buf.getInt(pos + 4)
+            if (id == "fmt ") {
+                val channels = buf.getShort(pos + 10).toInt()
+                val rate = buf.getInt(pos + 12)
+                val bits = buf.getShort(pos + 22).toInt()
+                if (channels != 1 || rate != SAMPLE_RATE || bits != 16)
+                    throw IllegalStateException("audio.wav is $rate Hz, $channels channel(s), $bits bit; the core takes 16 kHz mono")
+            } else if (id == "data") {
+                val n = minOf(size, raw.size - pos - 8) / 2
+                data = ShortArray(n) { buf.getShort(pos + 8 + 2 * it) }
+            }
+            pos += 8 + size + (size and 1)
+        }
+        return data ?: throw IllegalStateException("audio.wav has no data chunk")
+    }
+
     companion object {
         const val ROOT = "dhm"
+        const val SAMPLE_RATE = 16000
 
         fun load(assets: AssetManager, filesDir: File): Clip {
             val manifest = assets.open("$ROOT/manifest.json").bufferedReader().use { it.readText() }
@@ -55,14 +83,24 @@ class Clip private constructor(
             val model = File(filesDir, "model.mnn")
             assets.open("$ROOT/model.mnn").use { input -> model.outputStream().use { input.copyTo(it) } }
             val info = JSONObject(assets.open("$ROOT/clip/clip.json").bufferedReader().use { it.readText() })
-            val raw = assets.open("$ROOT/clip/features.f32").use { it.readBytes() }
-            val buf = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN)
-            val ndim = buf.int
-            val dims = IntArray(ndim) { buf.int }
-            val values = FloatArray(dims.fold(1) { a, d -> a * d })
-            buf.asFloatBuffer().get(values)
-            return Clip(manifest, model.absolutePath, info.getInt("frames"), info.getInt("fps"), values, dims[0],
-                info.optBoolean("audio", false), assets)
+            var audioModel: String? = null
+            var values = FloatArray(0)
+            var featureFrames = 0
+            if (info.optBoolean("pcm", false)) {
+                val audio = File(filesDir, "audio.mnn")
+                assets.open("$ROOT/audio.mnn").use { input -> audio.outputStream().use { input.copyTo(it) } }
+                audioModel = audio.absolutePath
+            } else {  // a model fed features computed off the phone
+                val raw = assets.open("$ROOT/clip/features.f32").use { it.readBytes() }
+                val buf = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN)
+                val ndim = buf.int
+                val dims = IntArray(ndim) { buf.int }
+                values = FloatArray(dims.fold(1) { a, d -> a * d })
+                buf.asFloatBuffer().get(values)
+                featureFrames = dims[0]
+            }
+            return Clip(manifest, model.absolutePath, audioModel, info.getInt("frames"), info.getInt("fps"), values,
+                featureFrames, info.optBoolean("audio", false), assets)
         }
     }
 }
