@@ -311,9 +311,13 @@ def run_bench(
         ]
         records: list[dict[str, Any]] = []
         device: dict[str, Any] | None = None
+        audio: list[dict[str, Any]] = []
         if settings.device == "host":
+            from dhm.bench.audio import audio_records
+
             runner = end_to_end_runner(ds, ref_cand.spec.conventions, list(split.eval))
             records = latency(cands, inputs.inputs[0], settings.host(), runner, log)
+            audio = audio_records(cands, ds, list(split.eval), settings.host().threads, log)
         else:
             device = _device(cands, inputs, outputs, outputs[ref_cand.id], settings, transport_obj, log)
     speedups = ratios(entries, records)
@@ -346,6 +350,7 @@ def run_bench(
         "ratios": speedups,
         "engine_ratios": engine_ratios(entries, records),
         "targets": targets(entries, records, speedups) if records else None,
+        "audio": audio,
         "device": device,
     }
     write_outputs(result, json_path, report_path)

@@ -149,6 +149,9 @@ def _host_sections(result: dict[str, Any]) -> list[str]:
                 f"| {r['model']} | {r['variant']} | {r['threads']} | {r['mnn_p50_ms']:.2f} ms | "
                 f"{r['onnxruntime_p50_ms']:.2f} ms | {r['mnn_over_onnxruntime']:.2f} |"
             )
+    from dhm.bench.audio import markdown as audio_markdown
+
+    lines += audio_markdown(result.get("audio") or [])
     t = result.get("targets")
     if t:
         lines += ["", "## Targets", ""]

@@ -244,6 +244,28 @@ def test_host_bench_record(host_result):
     assert result["targets"]["winners"] and result["versions"]["mnn"] and result["machine"]["cores"] >= 1
 
 
+def test_host_bench_audio_in_frames_out(host_result):
+    """The student's export carries an audio model: its cost per second of audio and the
+    PCM -> frames loop are benched; the teacher's bench-made exports have none and are skipped."""
+    out, result, r = host_result
+    audio = {a["id"]: a for a in result["audio"]}
+    assert set(audio) == {f"student/{b}/{v}" for b in ("onnxruntime", "mnn") for v in ("fp32", "fp16")}
+    for a in audio.values():
+        assert a["audio_model"].startswith("audio_fp32.mnn" if "/mnn/" in a["id"] else "audio_fp32.onnx")
+        assert a["calls_per_second"] == 50.0 and a["lookahead_ms"] == pytest.approx(126.0)
+        assert a["ms_per_second_of_audio_1_thread"] == pytest.approx(50.0 * a["call_ms_1_thread"])
+        assert [loop["threads"] for loop in a["loop"]] == [1, 2]
+        for loop in a["loop"]:
+            # every frame of the held-out run came out; none before its lookahead
+            assert loop["frames"] == round(a["heldout_seconds"] * 25) and loop["fps"] > 0
+            assert (
+                a["lookahead_ms"] <= loop["latency_ms"]["p50"] <= loop["latency_ms"]["p99"] <= loop["latency_ms"]["max"]
+            )
+            assert 0 < loop["audio_ms_per_frame"] < 1000.0 / loop["fps"]
+    md = (out / "b.md").read_text()
+    assert "## Audio in, frames out (host)" in md and "Moonshot: full audio -> frame loop" in md
+
+
 def test_host_bench_reports_both_protocols_with_lips(host_result, teacher, synth_hubert):
     """The generation block is a second, independent evaluation: its reference frames
     differ from the targets, its figures differ from the inference ones, and the lip

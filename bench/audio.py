@@ -1,0 +1,161 @@
+"""Audio in, frames out on this host: the audio model's cost and the PCM -> frame loop.
+
+For every candidate whose export carries an audio model (`audio_model` in its manifest):
+
+* the audio model alone, 1 thread: ms per call, and ms per second of audio (calls per
+  second × ms per call), timed over many calls on held-out audio;
+* the full loop (`dhm.pipeline.PcmSession`): held-out PCM pushed in 20 ms chunks as fast as
+  the machine goes, at each thread count: frames per second with the audio model
+  included, and each frame's audio-to-frame latency as a phone would see it if the audio
+  arrived in real time: the algorithmic lookahead (the audio model's window plus the
+  generator's W/2-1 feature frames) plus the compute from the arrival of the chunk that
+  completed it to the frame's return. Percentiles over the frames.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from dhm.audio_model import PCM_INPUT
+from dhm.data.audio import SAMPLE_RATE, read_wav, resample
+
+CHUNK = 320  # 20 ms
+AUDIO_CALLS = 200
+
+
+def heldout_pcm(ds: Any, frames: Sequence[int], fps: int) -> np.ndarray:
+    """The PCM of the first contiguous run of held-out frames."""
+    samples, rate = read_wav(ds.wav_path)
+    samples = resample(samples, rate)
+    run = [frames[0]]
+    for f in frames[1:]:
+        if f != run[-1] + 1:
+            break
+        run.append(f)
+    spf = SAMPLE_RATE // fps
+    return samples[run[0] * spf : (run[-1] + 1) * spf]
+
+
+def audio_records(
+    cands: Sequence[Any],
+    ds: Any,
+    eval_frames: Sequence[int],
+    thread_counts: Sequence[int],
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    from dhm.engines import conventions_of, load
+    from dhm.engines.audio import audio_front_end
+    from dhm.errors import SpecError
+    from dhm.pipeline import AvatarPipeline, PcmSession
+
+    if ds.wav_path is None:
+        return []
+    records = []
+    for c in cands:
+        if c.backend == "torch":
+            continue
+        probe = load(c.path, threads=1, precision=c.precision)
+        try:
+            front = audio_front_end(probe, threads=1)
+        except SpecError:
+            continue  # fed features computed off the phone
+        conv = conventions_of(probe)
+        pcm = heldout_pcm(ds, eval_frames, conv.mode.fps)
+        spec = front.spec
+        windows = [
+            pcm[s : s + spec.window_samples]
+            for s in np.linspace(0, pcm.size - spec.window_samples, AUDIO_CALLS).astype(int)
+        ]
+        for w in windows[:5]:
+            front.rows(w)
+        t0 = time.perf_counter()
+        for w in windows:
+            front.rows(w)
+        call_ms = 1000.0 * (time.perf_counter() - t0) / len(windows)
+        calls_per_second = SAMPLE_RATE / (spec.rows_per_call * spec.row_hop)
+        record: dict[str, Any] = {
+            "id": c.id,
+            "audio_model": front.description,
+            "input": {PCM_INPUT: [1, 1, spec.window_samples]},
+            "call_ms_1_thread": call_ms,
+            "calls_per_second": calls_per_second,
+            "ms_per_second_of_audio_1_thread": call_ms * calls_per_second,
+            "lookahead_ms": spec.lookahead_ms(conv.window),
+            "heldout_seconds": pcm.size / SAMPLE_RATE,
+            "loop": [],
+        }
+        for threads in thread_counts:
+            engine = load(c.path, threads=threads, precision=c.precision)
+            session_front = audio_front_end(engine, threads=1)  # the audio model runs on one thread
+            session = PcmSession(AvatarPipeline(engine, ds, conv), session_front)
+            latencies, frames = [], 0
+            start = time.perf_counter()
+            for s in range(0, pcm.size + CHUNK, CHUNK):
+                t_in = time.perf_counter()
+                out = session.push_pcm(pcm[s : s + CHUNK]) if s < pcm.size else session.finish()
+                t_out = time.perf_counter()
+                latencies += [record["lookahead_ms"] + 1000.0 * (t_out - t_in)] * len(out)
+                frames += len(out)
+            wall = time.perf_counter() - start
+            lat = np.asarray(latencies)
+            record["loop"].append(
+                {
+                    "threads": threads,
+                    "frames": frames,
+                    "fps": frames / wall if wall > 0 else float("inf"),
+                    "audio_ms_per_frame": 1000.0 * session.audio_seconds / max(1, frames),
+                    "latency_ms": {
+                        "p50": float(np.percentile(lat, 50)),
+                        "p99": float(np.percentile(lat, 99)),
+                        "max": float(lat.max()),
+                    },
+                }
+            )
+            r = record["loop"][-1]
+            log(
+                f"[bench]   {c.id:<34} PCM -> frames at {threads} thread(s): {r['fps']:.1f} fps, audio-to-frame "
+                f"p50 {r['latency_ms']['p50']:.0f} ms p99 {r['latency_ms']['p99']:.0f} ms"
+            )
+        records.append(record)
+    return records
+
+
+def markdown(records: list[dict[str, Any]]) -> list[str]:
+    if not records:
+        return []
+    lines = [
+        "",
+        "## Audio in, frames out (host)",
+        "",
+        "The audio model alone on 1 thread (cost per second of audio), then the full loop "
+        "(`PcmSession`: 20 ms PCM chunks -> audio model -> generator -> pasted frames) as fast as this host goes. "
+        "Latency is what a real-time stream would see: the algorithmic lookahead plus the compute from the chunk "
+        "that completed a frame to the frame's return.",
+        "",
+        "| model / engine / variant | audio model | ms per s of audio (1 thread) | threads | loop fps | "
+        "audio ms / frame | latency p50 | p99 | lookahead |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        for loop in r["loop"]:
+            lat = loop["latency_ms"]
+            lines.append(
+                f"| {r['id']} | {r['audio_model']} | {r['ms_per_second_of_audio_1_thread']:.1f} ms | "
+                f"{loop['threads']} | {loop['fps']:.1f} | {loop['audio_ms_per_frame']:.2f} ms | {lat['p50']:.0f} ms | "
+                f"{lat['p99']:.0f} ms | {r['lookahead_ms']:.0f} ms |"
+            )
+    at_two = [(loop["fps"], r["id"], loop) for r in records for loop in r["loop"] if loop["threads"] == 2]
+    if at_two:
+        fps, rid, loop = max(at_two, key=lambda t: t[0])
+        p99 = loop["latency_ms"]["p99"]
+        lines += [
+            "",
+            f"- Moonshot: full audio -> frame loop ≥ 100 fps at 2 threads: `{rid}` {fps:.0f} fps "
+            f"({'met' if fps >= 100 else 'not met'}); latency ≤ 200 ms at 25 fps: p99 {p99:.0f} ms "
+            f"({'met' if p99 <= 200 else 'not met'}).",
+        ]
+    return lines
