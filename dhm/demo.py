@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 STAGE_FILE = ".stage.json"
 
@@ -180,7 +179,7 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
     st.run(
         "export",
         export_fp,
-        lambda d: export_model(quant, d, variants=["fp32", "fp16", "int8"], force=True),
+        lambda d: export_model(quant, d, variants=["fp32", "fp16", "int8"], data=data, force=True),
         "manifest.json",
     )
     export = workdir / "export"
@@ -188,14 +187,18 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
     video_fp = _digest("video", export_fp, teacher_digest, cfg.video_frames)
 
     def video(d: Path) -> None:
+        # PCM in, frames out: the teacher through dhm's numpy front end, the INT8 student
+        # through its exported audio model (audio_fp32.mnn), both streamed in 20 ms chunks.
+        from dhm.data.audio import SAMPLE_RATE, read_wav, resample, write_wav
+
         d.mkdir(parents=True, exist_ok=True)
-        feats = np.load(data / "aud_hu.npy")[: cfg.video_frames]
-        np.save(d / "features.npy", feats)
+        samples, rate = read_wav(data / "aud.wav")
+        write_wav(d / "audio.wav", resample(samples, rate)[: cfg.video_frames * SAMPLE_RATE // 25])
         render_video(
             teacher,
             data,
             d / "teacher_vs_int8.mp4",
-            audio_features=d / "features.npy",
+            wav=d / "audio.wav",
             side_by_side=export / "model_int8.mnn",
             log=log,
             force=True,
@@ -274,6 +277,16 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
         "Generation PSNR and lip sync: reference = another held-out frame, so the mouth comes from the audio; lip sync "
         f"correlates the synth's true mouth opening with the generated one (ground truth: {_num(gt_sync, '.3f')}).",
     ]
+    audio = [(loop, a) for a in result.get("audio") or [] for loop in a["loop"] if loop["threads"] == threads]
+    int8 = [(loop, a) for loop, a in audio if a["id"].endswith("/mnn/int8")]
+    if int8:
+        loop, a = int8[0]
+        notes.append(
+            f"\nAudio in, frames out ({a['id']}, {threads} threads): PCM -> {a['audio_model']} -> generator -> "
+            f"frames at {loop['fps']:.0f} fps; audio-to-frame latency p50 {loop['latency_ms']['p50']:.0f} ms, "
+            f"p99 {loop['latency_ms']['p99']:.0f} ms ({a['lookahead_ms']:.0f} ms of it is the model's lookahead); the "
+            f"audio model costs {a['ms_per_second_of_audio_1_thread']:.1f} ms per second of audio on 1 thread."
+        )
     summary = {
         "workdir": str(workdir),
         "quick": quick,
@@ -281,6 +294,7 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
         "skipped": st.skipped,
         "seconds": round(time.perf_counter() - t0, 1),
         "rows": rows,
+        "audio": [{"id": a["id"], **loop} for loop, a in audio],
         "table": "\n".join(table + notes),
         "video": str(workdir / "video" / "teacher_vs_int8.mp4"),
         "bench_report": str(workdir / "bench" / "bench.md"),

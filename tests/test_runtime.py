@@ -185,6 +185,10 @@ def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     assert all(r["end_to_end_fps"] > 0 for r in first["rows"])
     bench = json.loads((work / "bench" / "bench.json").read_text())
     assert bench["schema"] == "dhm.bench/2" and (work / "bench" / "bench_pareto.png").is_file()
+    # the student's export carries its audio model; the summary reports the PCM -> frames loop
+    assert json.loads((work / "export" / "manifest.json").read_text())["audio_model"]["frontend"] == "dhm-logmel-v1"
+    assert {a["id"] for a in first["audio"]} >= {"student/mnn/int8"}
+    assert "Audio in, frames out (student/mnn/int8" in first["table"]
 
     again = run_demo(work, quick=True, log=lambda m: None)
     assert again["ran"] == [] and len(again["skipped"]) == 7
