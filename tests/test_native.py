@@ -151,6 +151,8 @@ def test_mnn_engine_on_the_wheels_mnn(golden, tmp_path):
     run(["cmake", "--build", build, "-j2", "--target", "mnn_engine_test"])
     out = run([build / "mnn_engine_test", golden, golden.parent / "export" / "model_fp32.mnn"]).stdout
     assert "max abs 0 against dhm.runtime_py" in out and out.strip().endswith("all checks passed"), out
+    # PCM -> audio_fp32.mnn -> model_fp32.mnn in C++ reproduces runtime_py's PcmSession
+    assert re.search(r"pcm with MNN .*: 6 frames, features max abs [0-9e.-]+, frames max [01] LSB", out), out
 
 
 @pytest.mark.parametrize("revision,crop,window", [("2026-05-23", "area", 8), ("2024-10-14", "linear", 16)])

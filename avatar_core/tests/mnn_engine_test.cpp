@@ -11,7 +11,11 @@
 #include <cstdio>
 #include <string>
 
+#include <fstream>
+
+#include "dhm/audio_stream.hpp"
 #include "dhm/engines.hpp"
+#include "dhm/golden.hpp"
 #include "dhm/error.hpp"
 #include "dhm/manifest.hpp"
 #include "dhm/mnn_engine.hpp"
@@ -75,6 +79,41 @@ int main(int argc, char** argv) {
         missing.erase(m.face_input().name);
         e = error_of([&] { engine->run(missing); });
         EXPECT(contains(e, "missing input"), "missing input: got '%s'", e.c_str());
+
+        // 4. PCM in, frames out with both models on MNN: the audio model beside MODEL.mnn
+        // (the manifest's mnn file) computes the features runtime_py's PcmSession recorded.
+        if (m.audio_model.present && std::ifstream(dir + "/pcm.f32")) {
+            const std::string folder = model.substr(0, model.find_last_of('/') + 1);
+            const std::string audio_path = folder + m.audio_model.file_for("mnn");
+            AvatarSession avatar(m, make_mnn_engine(model, m, one));
+            int n_references = 0;
+            std::ifstream(dir + "/pcm_references.txt") >> n_references;
+            PcmSession session(avatar, open_audio_engine(audio_path, m, 1), n_references);
+            Tensor pcm = read_f32(dir + "/pcm.f32");
+            ReferenceSource refs = [&](int r) {
+                return ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(r) + ".u8"),
+                                      parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(r) + ".lms"))};
+            };
+            std::vector<Image> frames;
+            for (size_t start = 0; start < pcm.data.size(); start += 320)
+                for (Image& f : session.push_pcm(pcm.data.data() + start, std::min<size_t>(320, pcm.data.size() - start), refs))
+                    frames.push_back(std::move(f));
+            for (Image& f : session.finish(refs)) frames.push_back(std::move(f));
+            Tensor want = read_f32(dir + "/pcm_features.f32");
+            double feat = 0;
+            const auto& got = session.stream().features();
+            EXPECT(got.size() == want.data.size(), "PCM features: %zu values, recorded %zu", got.size(), want.data.size());
+            for (size_t k = 0; k < std::min(got.size(), want.data.size()); ++k) feat = std::max(feat, std::fabs(double(got[k]) - want.data[k]));
+            int lsb = 0;
+            for (size_t i = 0; i < frames.size(); ++i) {
+                Image ref = read_u8(dir + "/pcm_pasted_" + std::to_string(i) + ".u8");
+                for (size_t k = 0; k < ref.data.size() && k < frames[i].data.size(); ++k)
+                    lsb = std::max(lsb, std::abs(int(frames[i].data[k]) - int(ref.data[k])));
+            }
+            EXPECT(feat <= 1e-4 && lsb <= 1, "PCM with MNN: features %g, frames %d LSB", feat, lsb);
+            std::printf("pcm with MNN (%s + %s): %zu frames, features max abs %g, frames max %d LSB vs dhm.runtime_py\n",
+                        model.c_str(), audio_path.c_str(), frames.size(), feat, lsb);
+        }
     } catch (const Error& e) {
         std::printf("FAIL: %s\n", e.what());
         return 1;
