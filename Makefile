@@ -9,11 +9,12 @@ STAMP := $(VENV)/.dhm-installed
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo_work
 
-# Debian packages for the native tests (C++ core, JNI host test, GNUstep bridge, aapt).
-NATIVE_PACKAGES := cmake g++ default-jdk-headless gobjc++ libgnustep-base-dev aapt android-framework-res
-NATIVE_TOOLS := cmake g++ javac gnustep-config aapt
+# Debian packages for the native tests (C++ core, JNI host test, GNUstep bridge, aapt) and
+# qemu-user-static for ARM numerics (MNN's aarch64 kernels, as phones run them).
+NATIVE_PACKAGES := cmake g++ default-jdk-headless gobjc++ libgnustep-base-dev aapt android-framework-res qemu-user-static
+NATIVE_TOOLS := cmake g++ javac gnustep-config aapt qemu-aarch64-static
 
-.PHONY: demo test install native-deps clean
+.PHONY: demo test install native-deps arm-env clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,7 @@ DHM := $(VENV)/bin/dhm
 # synth -> train -> distill -> quantize -> export -> video -> bench, then the summary table
 # (about 8-12 minutes on 2 cores; a second run reuses finished stages).
 demo: $(STAMP)
+	-@$(MAKE) --no-print-directory native-deps arm-env || echo "demo: no ARM numerics on this machine (needs apt-get): x86 figures only"
 	$(DHM) demo --workdir $(DEMO_DIR)
 
 # Installs the Debian packages only when a tool is missing (apt-get needs root or sudo).
@@ -43,8 +45,14 @@ native-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(NATIVE_PACKAGES); \
 	fi
 
+# An arm64 sysroot (Debian packages, downloaded and unpacked, never installed) and the
+# aarch64 MNN and numpy wheels, cached in ~/.cache/dhm/arm64 (or $$DHM_ARM_ROOT): MNN
+# files are then also run on MNN's aarch64 kernels under qemu-aarch64 (numerics only).
+arm-env: $(STAMP) native-deps
+	$(PY) -m dhm.engines.arm setup
+
 # ruff first: lint (pyflakes, pycodestyle at the configured line length, bugbear) in seconds
-test: $(STAMP) native-deps
+test: $(STAMP) native-deps arm-env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

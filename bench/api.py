@@ -306,7 +306,9 @@ def run_bench(
         )
         quality, outputs = parity(cands, ref_cand, sets, log)
         entries = [
-            c.to_dict() | {"parity": quality[c.id]["inference"], "generation": quality[c.id]["generation"]}
+            c.to_dict()
+            | {"parity": quality[c.id]["inference"], "generation": quality[c.id]["generation"]}
+            | ({"parity_arm": quality[c.id]["arm"]} if "arm" in quality[c.id] else {})
             for c in cands
         ]
         records: list[dict[str, Any]] = []

@@ -68,7 +68,32 @@ def parity(
             )
         if protocol == "inference":
             kept = outputs
+            _arm_parity(cands, inputs, outputs[reference.id], quality, log)
     return quality, kept
+
+
+def _arm_parity(
+    cands: Sequence[Candidate],
+    inputs: InputSet,
+    reference: np.ndarray,
+    quality: dict[str, dict[str, Any]],
+    log: Callable[[str], None],
+) -> None:
+    """MNN candidates again on MNN's aarch64 kernels (qemu-user; numerics only, never timed)."""
+    from dhm.engines.arm import KERNELS, run_mnn, unavailable
+    from dhm.spec import OUTPUT
+
+    why_not = unavailable()
+    for c in cands:
+        if c.backend != "mnn":
+            continue
+        if why_not is not None:
+            quality[c.id]["arm"] = {"measured": False, "why": why_not}
+            continue
+        out = np.concatenate([o[OUTPUT] for o in run_mnn(c.path, inputs.inputs, [OUTPUT], c.precision)])
+        q = inputs.quality(out, reference)
+        quality[c.id]["arm"] = {"measured": True, "kernels": KERNELS, **q}
+        log(f"[bench] ARM        {c.id}: PSNR {_db(q['psnr'])}, lip-box PSNR {_db(q.get('lip_psnr'))}")
 
 
 def _db(v: Any) -> str:

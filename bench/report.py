@@ -53,18 +53,30 @@ def markdown(result: dict[str, Any], plots: dict[str, str] | None = None) -> str
         "outer-lip landmarks plus a margin; lip colour: the largest channel difference of the lips' mean BGR, in "
         "levels.",
         "",
-        "| model | engine | variant | MACs | params | size | PSNR | SSIM | mouth-PSNR | lip-box PSNR | lip colour Δ "
-        "| max abs |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "PSNR (x86) is this host's kernels; PSNR (ARM) runs the same MNN file on MNN's aarch64 kernels, as phones "
+        "do (numerics only: emulated, never timed).",
+        "",
+        "| model | engine | variant | MACs | params | size | PSNR (x86) | PSNR (ARM) | SSIM | mouth-PSNR "
+        "| lip-box PSNR | lip-box (ARM) | lip colour Δ | max abs |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in result["entries"]:
         p = e["parity"]
+        arm = e.get("parity_arm") or {}
         lines.append(
             f"| {e['model']} | {e['backend']} | {e['variant']} | {e['macs'] / 1e6:.1f} M | {e['params'] / 1e6:.3f} M | "
-            f"{_size(e['size_bytes'])} | {_num(p['psnr'], '.2f', ' dB')} | {_num(p['ssim'], '.4f')} | "
+            f"{_size(e['size_bytes'])} | {_num(p['psnr'], '.2f', ' dB')} | {_num(arm.get('psnr'), '.2f', ' dB')} | "
+            f"{_num(p['ssim'], '.4f')} | "
             f"{_num(p['mouth_psnr'], '.2f', ' dB')} | {_num(p.get('lip_psnr'), '.2f', ' dB')} | "
+            f"{_num(arm.get('lip_psnr'), '.2f', ' dB')} | "
             f"{_num(p.get('lip_color_diff'), '.1f')} | {_num(p['max_abs'], '.2e')} |"
         )
+    kernels = next(
+        (e["parity_arm"]["kernels"] for e in result["entries"] if e.get("parity_arm", {}).get("measured")), None
+    )
+    why = next((e["parity_arm"]["why"] for e in result["entries"] if "why" in e.get("parity_arm", {})), None)
+    if kernels or why:
+        lines += ["", f"ARM: {kernels}." if kernels else f"ARM numerics not measured: {why}."]
     if any("generation" in e for e in result["entries"]):
         gt = result["data"].get("ground_truth_lip_sync")
         lines += [

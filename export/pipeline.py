@@ -49,17 +49,19 @@ class ExportResult:
 
     def table(self) -> str:
         rows = [
-            "| artefact | engine | variant | size | max abs diff | PSNR vs torch FP32 | lip-box PSNR | tolerance |",
-            "|---|---|---|---:|---:|---:|---:|---|",
+            "| artefact | engine | variant | size | max abs diff | PSNR vs torch FP32 | PSNR on ARM | lip-box PSNR | "
+            "tolerance |",
+            "|---|---|---|---:|---:|---:|---:|---:|---|",
         ]
         for a in self.artifacts:
             p = a.parity or {}
             ps = format_figure(p["psnr"], ".1f", " dB")
+            arm = format_figure((p.get("arm") or {}).get("psnr"), ".1f", " dB")
             lip_text = format_figure(a.quality.get("lip_psnr"), ".1f", " dB")
             tol = Tolerance.from_dict(p["tolerance"]).describe() or "-"
             rows.append(
                 f"| {a.file} | {a.engine} | {a.variant} | {human_size(a.size_bytes)} | {p['max_abs']:.2e} | {ps} | "
-                f"{lip_text} | {tol} |"
+                f"{arm} | {lip_text} | {tol} |"
             )
         return "\n".join(rows)
 
@@ -229,6 +231,15 @@ def export_model(
         if onnx_fp32.name.startswith("."):
             onnx_fp32.unlink()
 
+        from dhm.engines.arm import KERNELS, unavailable
+
+        why_not = unavailable()
+        if any(b.name == "mnn" for b, _ in plan):
+            notes.append(
+                f"ARM numerics: every MNN file also ran on {KERNELS}; INT8 must meet its tolerance there too"
+                if why_not is None
+                else f"ARM numerics not measured: {why_not}"
+            )
         manifest = {**header, "artifacts": records}
         audio_model = _audio_model(header, spec, tmp, targets, data, log)
         if audio_model is not None:

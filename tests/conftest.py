@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,23 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))  # for `import helpers`
 
 FIXTURES = TESTS / "fixtures"
+
+# ARM numerics (every MNN file again on MNN's aarch64 kernels under qemu) cost ~2 s per file
+# plus ~1 s per frame: the suite measures them where a test is about them (`arm_numerics`)
+# and turns them off elsewhere (subprocesses inherit it).
+os.environ["DHM_ARM"] = "off"
+
+
+@contextlib.contextmanager
+def arm_numerics() -> Iterator[None]:
+    """ARM numerics on; the environment must exist (`make test` builds it: `make arm-env`)."""
+    from dhm.engines.arm import unavailable
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("DHM_ARM")
+        reason = unavailable()
+        assert reason is None, f"ARM numerics: {reason}"
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TESTS, run_cli
+from conftest import arm_numerics, TESTS, run_cli
 from dhm.bench.api import SCHEMA_ID, BenchSettings, run_bench
 from dhm.bench.device import LocalTransport, parse_adb_devices, pick_device
 from dhm.bench.modulebasic import (
@@ -170,7 +170,14 @@ def exported(tmp_path_factory, teacher, synth_hubert) -> Path:
 @pytest.fixture(scope="module")
 def host_result(tmp_path_factory, exported, teacher, synth_hubert):
     out = tmp_path_factory.mktemp("bench_out")
-    r = run_cli(
+    with arm_numerics():
+        r = _bench_cli(out, exported, teacher, synth_hubert)
+    assert r.exit_code == 0, r.output
+    return out, json.loads((out / "b.json").read_text()), r
+
+
+def _bench_cli(out, exported, teacher, synth_hubert):
+    return run_cli(
         "bench",
         f"student={exported}",
         "--reference",
@@ -194,8 +201,6 @@ def host_result(tmp_path_factory, exported, teacher, synth_hubert):
         "--report",
         out / "b.md",
     )
-    assert r.exit_code == 0, r.output
-    return out, json.loads((out / "b.json").read_text()), r
 
 
 def test_host_bench_record(host_result):
@@ -242,6 +247,14 @@ def test_host_bench_record(host_result):
         ("teacher", "fp32", 2),
     }
     assert result["targets"]["winners"] and result["versions"]["mnn"] and result["machine"]["cores"] >= 1
+    # MNN candidates also ran on MNN's aarch64 kernels; the other engines have no ARM figure
+    for e in result["entries"]:
+        if e["backend"] == "mnn":
+            arm = e["parity_arm"]
+            assert arm["measured"] and "cortex-a76" in arm["kernels"], e["id"]
+            assert _db_value(arm["psnr"]) >= (45.0 if e["variant"] == "fp16" else 90.0), e["id"]
+        else:
+            assert "parity_arm" not in e
 
 
 def test_host_bench_audio_in_frames_out(host_result):
@@ -568,3 +581,7 @@ def test_device_refuses_a_binary_for_another_abi(tmp_path, exported, teacher, sy
             _device_settings(empty),
             transport=LocalTransport(tmp_path),
         )
+
+
+def _db_value(v):
+    return float("inf") if v == "inf" else float(v)

@@ -161,7 +161,7 @@ class MnnBackend(Backend):
                     else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dhm-mnn-int8-")))
                 )
                 store = cache if cache is not None else {}
-                if "mnn_source" not in store:  # the quantizer keeps its source's bizCode: the int8 one
+                if "mnn_source" not in store:
                     store["mnn_source"] = work / "int8-source.mnn"
                     convert_onnx(onnx_fp32, store["mnn_source"], biz_code=biz)
                 if "mnn_calib" not in store:
@@ -169,7 +169,7 @@ class MnnBackend(Backend):
                     outputs = [t["name"] for t in header["io"]["outputs"]] if header else [OUTPUT]
                     write_calibration_folder(calib, store["mnn_calib"], outputs)
                 used = quantize(
-                    store["mnn_source"], dst, store["mnn_calib"], len(calib), config.method, list(config.skip)
+                    store["mnn_source"], dst, store["mnn_calib"], len(calib), config.method, list(config.skip), biz
                 )
             return {**(self.require_int8(dst) if verify else {}), "method": used}
         return super().build(config, onnx_fp32, dst)
