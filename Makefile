@@ -9,10 +9,11 @@ STAMP := $(VENV)/.dhm-installed
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo_work
 
-# Debian packages for the native tests (C++ core, JNI host test, GNUstep bridge, aapt) and
-# qemu-user-static for ARM numerics (MNN's aarch64 kernels, as phones run them).
-NATIVE_PACKAGES := cmake g++ default-jdk-headless gobjc++ libgnustep-base-dev aapt android-framework-res qemu-user-static
-NATIVE_TOOLS := cmake g++ javac gnustep-config aapt qemu-aarch64-static
+# Debian packages for the native tests (C++ core, JNI host test, GNUstep bridge, aapt),
+# qemu-user-static for ARM numerics (MNN's aarch64 kernels, as phones run them) and the
+# aarch64 cross compiler (the core's golden tests, built as phones build it, under qemu).
+NATIVE_PACKAGES := cmake g++ default-jdk-headless gobjc++ libgnustep-base-dev aapt android-framework-res qemu-user-static g++-aarch64-linux-gnu
+NATIVE_TOOLS := cmake g++ javac gnustep-config aapt qemu-aarch64-static aarch64-linux-gnu-g++
 
 .PHONY: demo test install native-deps arm-env clean
 

@@ -116,6 +116,27 @@ def test_core_matches_runtime_py_on_golden_vectors(golden, core_build):
     assert int(sides.group(2)) < 168, out  # INTER_AREA enlarging: OpenCV's area-weighted bilinear
 
 
+def test_core_cross_built_for_aarch64_matches_under_qemu(golden, tmp_path):
+    """The core as phones compile it (aarch64, GCC fuses multiply-adds there by default;
+    the core builds with -ffp-contract=off) runs the golden vectors under qemu-aarch64:
+    the same inputs, frames and PCM frames as runtime_py."""
+    cxx = need("aarch64-linux-gnu-g++")
+    qemu = need("qemu-aarch64-static")
+    need("cmake")
+    toolchain = tmp_path / "aarch64.cmake"
+    toolchain.write_text(
+        f"set(CMAKE_SYSTEM_NAME Linux)\nset(CMAKE_SYSTEM_PROCESSOR aarch64)\nset(CMAKE_CXX_COMPILER {cxx})\n"
+    )
+    build = tmp_path / "build"
+    run(["cmake", "-S", CORE, "-B", build, "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_TOOLCHAIN_FILE={toolchain}"])
+    run(["cmake", "--build", build, "-j2", "--target", "golden_test"])
+    assert (build / "golden_test").read_bytes()[18:20] == b"\xb7\x00"  # ELF e_machine: EM_AARCH64
+    out = run([qemu, "-L", "/usr/aarch64-linux-gnu", build / "golden_test", golden]).stdout
+    assert out.strip().endswith("OK"), out
+    assert "face input: max abs 0.000000" in out and re.search(r"pasted frame: max [01] LSB", out), out
+    assert re.search(r"pcm: 4041 samples -> 6 frames .* frames max [01] LSB", out), out
+
+
 MNN_HEADERS = os.environ.get("DHM_MNN_INCLUDE")
 
 
