@@ -23,7 +23,7 @@ from dhm.data.inputs import InputSet, load_inputs, save_inputs
 from dhm.engines import Artifact, Fp16, Fp32, MnnInt8, OnnxInt8, build_and_validate, get, validate, versions
 from dhm.errors import ConversionError, SpecError
 from dhm.io import atomic_dir, check_output, human_size
-from dhm.manifest import format_figure, from_json_number
+from dhm.manifest import format_figure, from_json_number, json_number
 from dhm.recipe import CALIB_FILE, EVAL_FILE, RECIPE_FILE, RECIPE_SCHEMA, SOURCE_FILE
 
 DEFAULT_TARGET_PSNR = 35.0
@@ -59,6 +59,13 @@ def _psnr(q: dict[str, Any]) -> float:
     return db
 
 
+def _step_psnr(q: dict[str, Any]) -> dict[str, Any]:
+    """A fallback round's figure: the one its choices were made by (x86 and ARM apart)."""
+    if "arm" not in q:
+        return {"psnr": q["psnr"]}
+    return {"psnr": json_number(_psnr(q)), "psnr_x86": q["psnr"], "psnr_arm": q["arm"]["psnr"]}
+
+
 def _fallback(
     build: Callable[[list[str]], Path],
     evaluate: Callable[[Path], dict[str, Any]],
@@ -72,7 +79,7 @@ def _fallback(
     row gain less than 0.1 dB over the best so far (no gain left). Returns the best round."""
     path = build([])
     q = evaluate(path)
-    steps = [{"kept_float": [], "psnr": q["psnr"], "size_bytes": path.stat().st_size, "gain_db": None}]
+    steps = [{"kept_float": [], **_step_psnr(q), "size_bytes": path.stat().st_size, "gain_db": None}]
     log(f"{engine} int8: full quantization: PSNR {_psnr(q):.2f} dB vs FP32")
     best = (path, [], q)
     stale = 0
@@ -87,7 +94,7 @@ def _fallback(
             {
                 "kept_float": candidate[len(best[1]) :] if gain >= 0.1 else candidate,
                 "layers_in_float": len(candidate),
-                "psnr": q["psnr"],
+                **_step_psnr(q),
                 "size_bytes": path.stat().st_size,
                 "gain_db": round(gain, 3),
             }
