@@ -17,7 +17,7 @@ def quantized(tmp_path_factory, teacher, synth_hubert):
     out = tmp_path_factory.mktemp("quant") / "q"
     with arm_numerics():  # MNN files are judged on MNN's aarch64 kernels too
         r = run_cli(
-            "quantize", teacher, "--data", synth_hubert, "-o", out, "--calib-frames", "12", "--eval-frames", "8"
+            "quantize", teacher, "--data", synth_hubert, "-o", out, "--calib-frames", "12", "--eval-frames", "6"
         )
     assert r.exit_code == 0, r.output
     return out, json.loads((out / "report.json").read_text())

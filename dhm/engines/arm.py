@@ -105,12 +105,40 @@ def _run(args: list[str], what: str, timeout_s: int = TIMEOUT_S) -> str:
 def run_mnn(
     model: str | Path, inputs: list[dict[str, np.ndarray]], output_names: list[str], precision: str = "fp32"
 ) -> list[dict[str, np.ndarray]]:
-    """Outputs of `model` for every input, computed by MNN's aarch64 kernels (1 thread)."""
+    """Outputs of `model` for every input, computed by MNN's aarch64 kernels (2 threads)."""
     reason = unavailable()
     if reason:
         raise ArmError(f"ARM numerics: {reason}")
     if not inputs:
         return []
+    key = _cache_key(Path(model), inputs, output_names, precision)
+    if key not in _CACHE:
+        if len(_CACHE) >= 32:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _run_mnn(Path(model), inputs, output_names, precision)
+    return [{k: v.copy() for k, v in out.items()} for out in _CACHE[key]]
+
+
+# The same bytes on the same inputs give the same outputs: quantize re-judges the INT8 file
+# it keeps, and export rebuilds byte-identical INT8 files from a recipe.
+_CACHE: dict[str, list[dict[str, np.ndarray]]] = {}
+
+
+def _cache_key(model: Path, inputs: list[dict[str, np.ndarray]], output_names: list[str], precision: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256(model.read_bytes())
+    h.update(json.dumps([output_names, precision]).encode())
+    for x in inputs:
+        for k in sorted(x):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(x[k], np.float32).tobytes())
+    return h.hexdigest()
+
+
+def _run_mnn(
+    model: Path, inputs: list[dict[str, np.ndarray]], output_names: list[str], precision: str
+) -> list[dict[str, np.ndarray]]:
     names = list(inputs[0])
     with tempfile.TemporaryDirectory(prefix="dhm-arm-") as tmp:
         work = Path(tmp)
@@ -126,6 +154,9 @@ def run_mnn(
             "output_names": output_names,
             "precision": "low" if precision == "fp16" else "high",
             "count": len(inputs),
+            # two threads as the x86 parity runs use; the outputs equal one thread's
+            # (checked: max abs 0 for FP32 and INT8), the emulation takes ~25 % less time
+            "threads": 2,
         }
         (work / "spec.json").write_text(json.dumps(spec))
         _run(["run", str(work / "spec.json")], f"running {Path(model).name}")

@@ -5,8 +5,8 @@ with only the aarch64 MNN and numpy wheels on its path (no dhm, no torch). Not i
     python3.11 arm_child.py run SPEC.json
 
 SPEC: {"model", "inputs" (an .npz of "<name>_<i>"), "outputs" (.npz to write),
-"input_names", "input_shapes", "output_names", "precision" ("high"|"low"), "count"}.
-One thread: the figures are numerics, never timings (the CPU is emulated).
+"input_names", "input_shapes", "output_names", "precision" ("high"|"low"), "count",
+"threads"}. The figures are numerics, never timings (the CPU is emulated).
 """
 
 import json
@@ -26,7 +26,9 @@ def main() -> None:
 
     with open(sys.argv[2]) as f:
         spec = json.load(f)
-    runtime = nn.create_runtime_manager(({"backend": "CPU", "precision": spec["precision"], "numThread": 1},))
+    runtime = nn.create_runtime_manager(
+        ({"backend": "CPU", "precision": spec["precision"], "numThread": spec.get("threads", 1)},)
+    )
     module = nn.load_module_from_file(spec["model"], spec["input_names"], spec["output_names"], runtime_manager=runtime)
     data = np.load(spec["inputs"])
     outs = {}
