@@ -21,16 +21,14 @@ from typing import Any
 import numpy as np
 
 from dhm.audio_model import PCM_INPUT
-from dhm.data.audio import SAMPLE_RATE, read_wav, resample
+from dhm.data.audio import SAMPLE_RATE, read_pcm
 
 CHUNK = 320  # 20 ms
 AUDIO_CALLS = 200
 
 
-def heldout_pcm(ds: Any, frames: Sequence[int], fps: int) -> np.ndarray:
+def heldout_pcm(samples: np.ndarray, frames: Sequence[int], fps: int) -> np.ndarray:
     """The PCM of the first contiguous run of held-out frames."""
-    samples, rate = read_wav(ds.wav_path)
-    samples = resample(samples, rate)
     run = [frames[0]]
     for f in frames[1:]:
         if f != run[-1] + 1:
@@ -54,6 +52,7 @@ def audio_records(
 
     if ds.wav_path is None:
         return []
+    samples = read_pcm(ds.wav_path)[0]
     records = []
     for c in cands:
         if c.backend == "torch":
@@ -64,7 +63,7 @@ def audio_records(
         except SpecError:
             continue  # fed features computed off the phone
         conv = conventions_of(probe)
-        pcm = heldout_pcm(ds, eval_frames, conv.mode.fps)
+        pcm = heldout_pcm(samples, eval_frames, conv.mode.fps)
         spec = front.spec
         windows = [
             pcm[s : s + spec.window_samples]

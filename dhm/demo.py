@@ -189,11 +189,10 @@ def run_demo(workdir: str | Path, quick: bool = False, log: Callable[[str], None
     def video(d: Path) -> None:
         # PCM in, frames out: the teacher through dhm's numpy front end, the INT8 student
         # through its exported audio model (audio_fp32.mnn), both streamed in 20 ms chunks.
-        from dhm.data.audio import SAMPLE_RATE, read_wav, resample, write_wav
+        from dhm.data.audio import SAMPLE_RATE, read_pcm, write_wav
 
         d.mkdir(parents=True, exist_ok=True)
-        samples, rate = read_wav(data / "aud.wav")
-        write_wav(d / "audio.wav", resample(samples, rate)[: cfg.video_frames * SAMPLE_RATE // 25])
+        write_wav(d / "audio.wav", read_pcm(data / "aud.wav")[0][: cfg.video_frames * SAMPLE_RATE // 25])
         render_video(
             teacher,
             data,

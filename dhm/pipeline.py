@@ -158,14 +158,18 @@ class StreamSession:
 
     def _render_until(self, stop: int) -> list[np.ndarray]:
         out = []
-        if not self.features:
+        if not self.features or self.next_frame >= stop:
             return out
-        feats = np.stack(self.features)
+        conv = self.pipeline.conventions
+        # Only the feature frames these windows read (not the whole stream on every push).
+        # A slice that ends before the stream's end is never read past its end; one that
+        # reaches it zero-pads exactly as offline rendering does (finish() only).
+        lo = max(0, self.next_frame - conv.window_before)
+        hi = min(len(self.features), stop - 1 + conv.window_after)
+        feats = np.stack(self.features[lo:hi])
         while self.next_frame < stop:
             i = self.next_frame
-            # Only frames < len(features) exist yet; audio_window zero-pads past the end,
-            # which is exact for a finished stream and never reached before finish().
-            out.append(self.pipeline.render(self._reference(i), audio_window(feats, i, self.pipeline.conventions)))
+            out.append(self.pipeline.render(self._reference(i), audio_window(feats, i - lo, conv)))
             self.next_frame += 1
         return out
 

@@ -40,10 +40,9 @@ def check_windows(spec: AudioModelSpec, wav: Path | None, n: int = 12) -> tuple[
     ]
     source = "synthetic (silence, quiet tone, loud noise)"
     if wav is not None and wav.is_file():
-        from dhm.data.audio import read_wav, resample
+        from dhm.data.audio import read_pcm
 
-        samples, rate = read_wav(wav)
-        samples = resample(samples, rate)
+        samples = read_pcm(wav)[0]
         if samples.size >= L:
             starts = np.linspace(0, samples.size - L, n - len(windows)).astype(int)
             windows += [samples[s : s + L].astype(np.float32) for s in starts]

@@ -125,15 +125,14 @@ def _pcm_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str, 
     more, so the tail rule is exercised), `pcm_windows.f32`/`pcm_rows.f32` (the audio
     model's runs), `pcm_features.f32`, and per frame `pcm_<input>_i.f32`, `pcm_<output>_i.f32`,
     `pcm_pasted_i.u8`; `pcm_cases.txt` lists them. Nothing when the manifest has no audio model."""
-    from dhm.data.audio import read_wav, resample
+    from dhm.data.audio import read_pcm
     from dhm.engines.audio import AudioFrontEnd, audio_front_end
     from dhm.pipeline import AvatarPipeline, PcmSession, pingpong
 
     if "audio_model" not in manifest or ds.wav_path is None:
         return 0
     front = audio_front_end(engine, threads=threads)
-    samples, rate = read_wav(ds.wav_path)
-    pcm = resample(samples, rate)[: frames * front.spec.samples_per_frame + 201]
+    pcm = read_pcm(ds.wav_path)[0][: frames * front.spec.samples_per_frame + 201]
     windows: list[np.ndarray] = []
     rows: list[np.ndarray] = []
 

@@ -22,12 +22,11 @@ CHUNK_SAMPLES = 320  # 20 ms: what an audio callback typically delivers
 
 def read_pcm(wav: str | Path, log: Callable[[str], None]) -> np.ndarray:
     """16 kHz mono float PCM of a WAV (resampled, and said so, at any other rate)."""
-    from dhm.data.audio import SAMPLE_RATE, read_wav, resample
+    from dhm.data.audio import SAMPLE_RATE, read_pcm
 
-    samples, rate = read_wav(wav)
+    samples, rate = read_pcm(wav)
     if rate != SAMPLE_RATE:
         log(f"{Path(wav).name}: {rate} Hz, resampled to {SAMPLE_RATE} Hz (soxr HQ)")
-        samples = resample(samples, rate)
     return samples
 
 

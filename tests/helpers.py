@@ -50,3 +50,10 @@ def golden_inputs(face_shape: Sequence[int], audio_shape: Sequence[int], seed: i
     face = rng.uniform(0.0, 1.0, tuple(face_shape)).astype(np.float32)
     audio = rng.normal(0.0, 1.0, tuple(audio_shape)).astype(np.float32)
     return face, audio
+
+
+def one_error_line(result, needle: str) -> None:
+    """A CLI run that failed with exactly one `dhm: error:` line, which names `needle`."""
+    assert result.exit_code != 0
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("dhm: error:")]
+    assert len(lines) == 1 and needle in lines[0], result.output

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import run_cli
+from helpers import one_error_line
 
 from dhm.audio_model import (
     AudioModelSpec,
@@ -169,77 +170,31 @@ def test_run_wav_streams_through_the_audio_model(exported_teacher, synth_hubert,
     assert "wrote 25 frames" in r.output and "lookahead 126 ms" in r.output
 
 
-def _error(r, needle):
-    assert r.exit_code != 0
-    lines = [ln for ln in r.output.splitlines() if ln.startswith("dhm: error:")]
-    assert len(lines) == 1 and needle in lines[0], r.output
-
-
 def test_audio_model_bad_input(exported_teacher, synth_hubert, tmp_path):
+    def run_wav(folder, wav, out):
+        return run_cli("run", folder / "model_fp32.mnn", "--data", synth_hubert, "--wav", wav, "-o", tmp_path / out)
+
     short = tmp_path / "short.wav"
-    write_wav(short, np.zeros(1600, np.float32))  # 0.1 s: under one 40 ms frame? no: 2 frames
-    r = run_cli(
-        "run", exported_teacher / "model_fp32.mnn", "--data", synth_hubert, "--wav", short, "-o", tmp_path / "s.mp4"
-    )
+    write_wav(short, np.zeros(1600, np.float32))  # 0.1 s: two 40 ms frames
+    r = run_wav(exported_teacher, short, "s.mp4")
     assert r.exit_code == 0 and "wrote 2 frames" in r.output, r.output
     tiny = tmp_path / "tiny.wav"
     write_wav(tiny, np.zeros(300, np.float32))
-    _error(
-        run_cli(
-            "run", exported_teacher / "model_fp32.mnn", "--data", synth_hubert, "--wav", tiny, "-o", tmp_path / "t.mp4"
-        ),
-        "too short for one video frame",
-    )
+    one_error_line(run_wav(exported_teacher, tiny, "t.mp4"), "too short for one video frame")
     # a manifest without an audio model: say which command makes one
     bare = tmp_path / "bare"
     shutil.copytree(exported_teacher, bare)
     m = json.loads((bare / "manifest.json").read_text())
     del m["audio_model"]
     (bare / "manifest.json").write_text(json.dumps(m))
-    _error(
-        run_cli(
-            "run",
-            bare / "model_fp32.mnn",
-            "--data",
-            synth_hubert,
-            "--wav",
-            synth_hubert / "aud.wav",
-            "-o",
-            tmp_path / "b.mp4",
-        ),
-        "lists no audio model",
-    )
+    one_error_line(run_wav(bare, synth_hubert / "aud.wav", "b.mp4"), "lists no audio model")
     # an audio model that disagrees with the generator
     m = json.loads((exported_teacher / "manifest.json").read_text())
     m["audio_model"]["frame_rows"]["count"] = 4
     (bare / "manifest.json").write_text(json.dumps(m))
-    _error(
-        run_cli(
-            "run",
-            bare / "model_fp32.mnn",
-            "--data",
-            synth_hubert,
-            "--wav",
-            synth_hubert / "aud.wav",
-            "-o",
-            tmp_path / "b.mp4",
-        ),
-        "4 rows of 1024 per frame",
-    )
+    one_error_line(run_wav(bare, synth_hubert / "aud.wav", "b.mp4"), "4 rows of 1024 per frame")
     # a replaced audio model file
     (bare / "manifest.json").write_text((exported_teacher / "manifest.json").read_text())
     (bare / "audio_fp32.mnn").write_bytes(b"\x00" * 64)
-    _error(
-        run_cli(
-            "run",
-            bare / "model_fp32.mnn",
-            "--data",
-            synth_hubert,
-            "--wav",
-            synth_hubert / "aud.wav",
-            "-o",
-            tmp_path / "b.mp4",
-        ),
-        "audio_fp32.mnn: sha256 differs",
-    )
+    one_error_line(run_wav(bare, synth_hubert / "aud.wav", "b.mp4"), "audio_fp32.mnn: sha256 differs")
     assert not any(tmp_path.glob("*.mp4")) or sorted(p.name for p in tmp_path.glob("*.mp4")) == ["s.mp4"]

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 from conftest import run_cli
+from helpers import one_error_line
 from dhm.engines import load
 from dhm.pipeline import AvatarPipeline, StreamSession, pingpong
 
@@ -113,20 +114,14 @@ def test_run_from_wav(tmp_path, teacher, synth_hubert):
     assert (tmp_path / "w.mp4").stat().st_size > 0
 
 
-def _error(r, needle):
-    assert r.exit_code != 0
-    lines = [ln for ln in r.output.splitlines() if ln.startswith("dhm: error:")]
-    assert len(lines) == 1 and needle in lines[0], r.output
-
-
 def test_run_bad_input(tmp_path, teacher, synth_hubert):
     wrong = tmp_path / "wenet.npy"
     np.save(wrong, np.zeros((10, 16, 512), np.float32))
-    _error(
+    one_error_line(
         run_cli("run", teacher, "--data", synth_hubert, "--audio-features", wrong, "-o", tmp_path / "v.mp4"),
         "does not fit the hubert mode",
     )
-    _error(
+    one_error_line(
         run_cli("run", teacher, "--data", synth_hubert, "--audio-features", wrong, "-o", tmp_path / "nope" / "v.mp4"),
         "does not exist",
     )
@@ -134,7 +129,7 @@ def test_run_bad_input(tmp_path, teacher, synth_hubert):
 
     bare = tmp_path / "bare"
     shutil.copytree(synth_hubert / "full_body_img", bare / "full_body_img")
-    _error(
+    one_error_line(
         run_cli("run", teacher, "--data", bare, "--wav", synth_hubert / "aud.wav", "-o", tmp_path / "v.mp4"),
         "missing landmarks/",
     )

@@ -165,6 +165,11 @@ def features_for_mode(samples: np.ndarray, mode: str, n_frames: int | None = Non
     raise ValueError(mode)
 
 
-def features_from_wav(path: str | Path, mode: str) -> np.ndarray:
+def read_pcm(path: str | Path) -> tuple[np.ndarray, int]:
+    """A WAV as 16 kHz mono float PCM (resampled when it is not), and its own rate."""
     samples, rate = read_wav(path)
-    return features_for_mode(resample(samples, rate), mode)
+    return resample(samples, rate), rate
+
+
+def features_from_wav(path: str | Path, mode: str) -> np.ndarray:
+    return features_for_mode(read_pcm(path)[0], mode)
