@@ -181,6 +181,9 @@ def test_audio_model_bad_input(exported_teacher, synth_hubert, tmp_path):
     tiny = tmp_path / "tiny.wav"
     write_wav(tiny, np.zeros(300, np.float32))
     one_error_line(run_wav(exported_teacher, tiny, "t.mp4"), "too short for one video frame")
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"garbage")
+    one_error_line(run_wav(exported_teacher, garbage, "g.mp4"), "not a readable WAV file (truncated, or not RIFF")
     # a manifest without an audio model: say which command makes one
     bare = tmp_path / "bare"
     shutil.copytree(exported_teacher, bare)

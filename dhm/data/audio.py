@@ -47,7 +47,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
             n_ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             raw = w.readframes(n)
     except (wave.Error, EOFError, OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: not a readable WAV file ({exc})") from None
+        raise DatasetError(f"{path}: not a readable WAV file ({str(exc) or 'truncated, or not RIFF/WAVE'})") from None
     if width != 2:
         raise DatasetError(f"{path}: {8 * width}-bit WAV; dhm reads 16-bit PCM")
     if not 1 <= n_ch <= 32 or not 1000 <= rate <= 384_000:
