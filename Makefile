@@ -23,7 +23,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test,inc]"
+	$(PY) -m pip install --quiet -e ".[test,inc,audio]"
 	touch $@
 
 install: $(STAMP)

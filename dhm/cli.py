@@ -116,6 +116,7 @@ def main() -> None:
     \b
     Pipeline:
       dhm data synth   write the built-in talking-head dataset (no download)
+      dhm features     HuBERT / wenet teacher features of WAVs, exactly as Ultralight
       dhm info         what a checkpoint is: arch, audio mode, widths, MACs, size
       dhm train        train a generator on a dataset folder
       dhm distill      teacher -> smaller student, judged on held-out frames
@@ -249,6 +250,57 @@ def data_check(folder: Path, mode: str | None) -> None:
         f"{folder}: {ds.n_frames} frames of {ds.frame_hw[1]}x{ds.frame_hw[0]}, "
         f"{ds.landmarks.shape[1]} landmarks each, features: {', '.join(ds.modes)}"
     )
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--hubert",
+    "hubert_dir",
+    type=click.Path(path_type=Path),
+    help="A local transformers HubertModel folder (your hubert-large-ls960-ft): hubert features.",
+)
+@click.option(
+    "--wenet",
+    "wenet_onnx",
+    type=click.Path(path_type=Path),
+    help="Your wenet encoder.onnx (Ultralight's streaming conformer): wenet features.",
+)
+@click.option(
+    "-o", "--out-dir", type=click.Path(path_type=Path), default=None, help="Write here instead of beside each WAV."
+)
+@click.option("--force", is_flag=True, help="Replace existing feature files.")
+def features(
+    inputs: tuple[Path, ...], hubert_dir: Path | None, wenet_onnx: Path | None, out_dir: Path | None, force: bool
+) -> None:
+    """Teacher audio features of WAVs (or dataset folders' aud.wav), exactly as
+    Ultralight's data_utils/hubert.py and wenet_infer.py compute them.
+
+    \b
+    x.wav -> x_hu.npy    [N,2,1024] at 25 fps   (--hubert FOLDER)
+    x.wav -> x_wenet.npy [N,16,512] at 20 fps   (--wenet encoder.onnx)
+
+    Weights are read from this disk only (no hub access). WAVs at other rates are resampled
+    to 16 kHz with soxr's HQ filter (what librosa.resample does upstream); of a stereo WAV
+    the first channel is used, as upstream does. A dataset folder's features are checked
+    against its video frame count (at most 2 apart). Needs the audio extra:
+    pip install 'dhm[audio]'.
+    """
+    from dhm.data.teacher_audio import open_teacher, plan_feature_jobs, run_feature_job
+    from dhm.io import ensure_writable_dir
+
+    if (hubert_dir is None) == (wenet_onnx is None):
+        raise click.UsageError("give exactly one teacher: --hubert FOLDER or --wenet encoder.onnx")
+    mode = "hubert" if hubert_dir is not None else "wenet"
+    if out_dir is not None:
+        ensure_writable_dir(out_dir)
+    jobs = plan_feature_jobs(mode, list(inputs), out_dir, force)
+    teacher = open_teacher(mode, hubert_dir or wenet_onnx)
+    with click.progressbar(jobs, label=f"{mode} features", file=sys.stderr) as bar:
+        for job in bar:
+            feats, rate = run_feature_job(teacher, mode, job)
+            note = f", resampled from {rate} Hz" if rate != 16000 else ""
+            click.echo(f"{job.wav} -> {job.out}: {list(feats.shape)}{note}", err=False)
 
 
 # ------------------------------------------------------------------- train, distill

@@ -25,6 +25,10 @@ class DatasetError(DhmError):
     """A dataset folder that is missing files, inconsistent or unreadable."""
 
 
+class AudioTeacherError(DhmError):
+    """A HuBERT folder or wenet encoder that cannot give Ultralight's features."""
+
+
 class OutputError(DhmError):
     """An output location that cannot be written, or would clobber another run."""
 

@@ -39,8 +39,9 @@ LOG_STD = 4.0
 _PROJECTION_SEED = 0x0D11A7
 
 
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a PCM16 WAV as float32 mono in [-1, 1]."""
+def read_wav(path: str | Path, first_channel: bool = False) -> tuple[np.ndarray, int]:
+    """Read a PCM16 WAV as float32 mono in [-1, 1]: channels averaged, or (`first_channel`,
+    as Ultralight's feature scripts do) the first one."""
     path = Path(path)
     try:
         with wave.open(str(path), "rb") as w:
@@ -55,7 +56,8 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     usable = len(raw) // (2 * n_ch) * 2 * n_ch  # a truncated last frame is dropped
     samples = np.frombuffer(raw[:usable], dtype="<i2").astype(np.float32) / 32768.0
     if n_ch > 1:
-        samples = samples.reshape(-1, n_ch).mean(axis=1)
+        frames = samples.reshape(-1, n_ch)
+        samples = np.ascontiguousarray(frames[:, 0]) if first_channel else frames.mean(axis=1)
     return samples, rate
 
 
@@ -165,9 +167,9 @@ def features_for_mode(samples: np.ndarray, mode: str, n_frames: int | None = Non
     raise ValueError(mode)
 
 
-def read_pcm(path: str | Path) -> tuple[np.ndarray, int]:
+def read_pcm(path: str | Path, first_channel: bool = False) -> tuple[np.ndarray, int]:
     """A WAV as 16 kHz mono float PCM (resampled when it is not), and its own rate."""
-    samples, rate = read_wav(path)
+    samples, rate = read_wav(path, first_channel)
     return resample(samples, rate), rate
 
 
