@@ -215,10 +215,11 @@ def logmel_rows_numpy(spec: AudioModelSpec, pcm: np.ndarray) -> np.ndarray:
     return (steps.astype(np.float32) @ proj).astype(np.float32)
 
 
-def logmel_module(spec: AudioModelSpec):
-    """The front end as a torch network [1,1,window_samples] -> [1,rows_per_call,row_size]:
-    Conv1d STFT (windowed cos/sin kernels, stride HOP), power, 1x1 mel conv, log,
-    normalisation, the layout projection as a Conv1d over each row's hops."""
+def logmel_hops_module():
+    """dhm's log-mel front end as a fixed torch network: [B,1,L] PCM -> [B,80,hops]
+    normalised log-mel, hop h from samples [160h, 160h+512) of the input (Conv1d STFT of
+    windowed cos/sin kernels, stride HOP; power; 1x1 mel conv; log; normalisation).
+    Shared by the exported front end and the distilled audio students."""
     import torch
     from torch import nn
 
@@ -229,23 +230,44 @@ def logmel_module(spec: AudioModelSpec):
     win = _stft_window()[None, :]
     stft = np.concatenate([np.cos(ang) * win, -np.sin(ang) * win])[:, None, :]  # [2*bins, 1, N_FFT]
 
-    def fixed_conv(weight: np.ndarray, stride: int = 1) -> nn.Conv1d:
-        conv = nn.Conv1d(weight.shape[1], weight.shape[0], weight.shape[2], stride=stride, bias=False)
-        conv.weight = nn.Parameter(torch.tensor(weight, dtype=torch.float32), requires_grad=False)
-        return conv
-
-    class LogMelRows(nn.Module):
+    class LogMelHops(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.stft = fixed_conv(stft, stride=HOP)
             self.mel = fixed_conv(mel_filterbank()[:, :, None])
+
+        def forward(self, pcm: torch.Tensor) -> torch.Tensor:
+            spectrum = self.stft(pcm)  # [B, 2*bins, hops]
+            re, im = spectrum[:, :n_bins], spectrum[:, n_bins:]
+            return (torch.log(self.mel(re * re + im * im) + LOG_FLOOR) - LOG_MEAN) * (1.0 / LOG_STD)
+
+    return LogMelHops().eval()
+
+
+def fixed_conv(weight: np.ndarray, stride: int = 1):
+    """A Conv1d with a fixed (non-trainable) kernel [out, in, k]."""
+    import torch
+    from torch import nn
+
+    conv = nn.Conv1d(weight.shape[1], weight.shape[0], weight.shape[2], stride=stride, bias=False)
+    conv.weight = nn.Parameter(torch.tensor(weight, dtype=torch.float32), requires_grad=False)
+    return conv
+
+
+def logmel_module(spec: AudioModelSpec):
+    """The front end as a torch network [1,1,window_samples] -> [1,rows_per_call,row_size]:
+    the log-mel hops, then the layout projection as a Conv1d over each row's hops."""
+    import torch
+    from torch import nn
+
+    class LogMelRows(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.frontend = logmel_hops_module()
             self.layout = fixed_conv(_layout_kernel(spec), stride=spec.hops_per_row)
 
         def forward(self, pcm: torch.Tensor) -> torch.Tensor:
-            spectrum = self.stft(pcm)  # [1, 2*bins, hops]
-            re, im = spectrum[:, :n_bins], spectrum[:, n_bins:]
-            x = (torch.log(self.mel(re * re + im * im) + LOG_FLOOR) - LOG_MEAN) * (1.0 / LOG_STD)
-            return self.layout(x).transpose(1, 2)  # [1, rows, C]
+            return self.layout(self.frontend(pcm)).transpose(1, 2)  # [1, rows, C]
 
     return LogMelRows().eval()
 

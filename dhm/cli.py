@@ -120,6 +120,7 @@ def main() -> None:
       dhm info         what a checkpoint is: arch, audio mode, widths, MACs, size
       dhm train        train a generator on a dataset folder
       dhm distill      teacher -> smaller student, judged on held-out frames
+      dhm distill-audio  HuBERT/wenet features -> a small streaming audio student
       dhm quantize     FP16 and INT8 variants calibrated on held-out frames
       dhm export       checkpoint -> validated ONNX and MNN files + manifest.json
       dhm run          render a lip-synced video with any .pt / .onnx / .mnn model
@@ -600,6 +601,97 @@ def distill(
         click.echo(f"wrote {out / 'student.pt'} and report.md")
 
 
+@main.command("distill-audio")
+@click.option(
+    "--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: aud.wav + aud_hu/aud_wenet.npy."
+)
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option(
+    "--mode", default=None, type=click.Choice(["hubert", "wenet"]), help="Features to learn (default: the dataset's)."
+)
+@click.option(
+    "--audio-dir",
+    "audio_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="More training audio: x.wav + x_hu.npy / x_wenet.npy pairs (`dhm features`). Repeatable.",
+)
+@click.option(
+    "--generator",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A generator of this mode: the report renders held-out frames with student vs teacher features.",
+)
+@click.option("--size", default="m", show_default=True, type=click.Choice(["s", "m", "l"]), help="Student preset.")
+@click.option(
+    "--lookahead-hops",
+    default=4,
+    show_default=True,
+    type=Count(0, 200),
+    help="10 ms hops of audio the student may read past a frame's own (latency vs quality).",
+)
+@click.option("--steps", default=2000, show_default=True, type=Count(1, 10_000_000), help="Optimizer steps.")
+@click.option("--batch-size", default=32, show_default=True, type=Count(1, 4096), help="Pairs of consecutive frames.")
+@click.option("--lr", default=3e-3, show_default=True, type=Finite(0.0, 1.0, lo_open=True), help="Peak learning rate.")
+@click.option("--seed", default=0, show_default=True, type=SEED)
+@click.option("--w-mse", default=1.0, show_default=True, type=WEIGHT, help="MSE on normalised features.")
+@click.option("--w-cos", default=0.5, show_default=True, type=WEIGHT, help="1 - cosine per feature row.")
+@click.option("--w-delta", default=0.5, show_default=True, type=WEIGHT, help="MSE of the frame-to-frame change.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new run succeeded).")
+@click.option("--quiet", is_flag=True, help="No progress line.")
+def distill_audio(
+    data: Path,
+    out: Path,
+    mode: str | None,
+    audio_dirs: tuple[Path, ...],
+    generator: Path | None,
+    size: str,
+    lookahead_hops: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    w_mse: float,
+    w_cos: float,
+    w_delta: float,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Distil the audio teacher (HuBERT, wenet, or dhm's front end) into a small streaming
+    student that runs on the phone: PCM in, the generator's per-frame features out.
+
+    Trained on the dataset's aud.wav and its teacher features (plus --audio-dir pairs);
+    judged on the dataset's held-out blocks, never trained on: feature cosine and relative
+    error against the teacher, and with --generator the generator's output driven by
+    student features against it driven by teacher features (PSNR, SSIM, mouth and lip
+    box), each next to a student that ignores the audio (the training mean).
+
+    \b
+    OUT/audio_student.pt  the student (`dhm export MODEL --audio-model` puts it on the phone)
+    OUT/report.json|md    cost (params, MACs per second of audio, lookahead) and figures
+    """
+    from dhm.distill.audio import AudioDistillSettings, AudioWeights
+    from dhm.distill.audio import distill_audio as run
+
+    settings = AudioDistillSettings(
+        steps=steps, batch_size=batch_size, lr=lr, seed=seed, weights=AudioWeights(w_mse, w_cos, w_delta)
+    )
+    run(
+        data,
+        out,
+        mode=mode,
+        audio_dirs=list(audio_dirs),
+        generator=generator,
+        size=size,
+        lookahead_hops=lookahead_hops,
+        settings=settings,
+        force=force,
+        progress=not quiet,
+    )
+    click.echo((out / "report.md").read_text().rstrip())
+    click.echo(f"wrote {out / 'audio_student.pt'} and report.md")
+
+
 # ------------------------------------------------------------------------- quantize
 
 
@@ -750,6 +842,12 @@ def quantize(
 )
 @click.option("--frames", default=8, show_default=True, type=Count(1, 1000), help="Validation frames.")
 @click.option("--opset", default=None, type=Count(7, 21), help="ONNX opset (default 17).")
+@click.option(
+    "--audio-model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="An audio student (`dhm distill-audio` OUT/audio_student.pt) to ship as the phone's PCM -> features model.",
+)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new export succeeded).")
 @crop_interpolation_option
 def export(
@@ -760,6 +858,7 @@ def export(
     data: Path | None,
     frames: int,
     opset: int | None,
+    audio_model: Path | None,
     force: bool,
     crop_interpolation: str | None,
 ) -> None:
@@ -772,6 +871,8 @@ def export(
     OUT/model_<variant>.mnn    ONNX -> MNN through MNN's compiled converter in a child process
     OUT/manifest.json          I/O, preprocessing, audio window, versions, sha256, parity
     OUT/report.md              size and parity per artefact
+    OUT/audio_fp32.onnx|mnn    the audio model (PCM -> features): --audio-model, or dhm's
+                               front end for models trained on dhm's own features
 
     Every artefact is run by its engine against the torch FP32 model and must match
     (FP32: max abs diff <= 1e-4), or nothing is written. No network, no installs.
@@ -790,6 +891,7 @@ def export(
         opset=opset,
         log=lambda msg: click.echo(msg, err=True),
         crop_interpolation=crop_interpolation,
+        audio_model=audio_model,
     )
     click.echo(result.table())
     for note in result.notes:

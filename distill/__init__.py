@@ -11,6 +11,8 @@ from typing import Any
 from dhm.distill.weights import DISTILL_DEFAULTS, TRAIN_DEFAULTS, LossWeights
 
 _LAZY = {
+    "AudioDistillSettings": "dhm.distill.audio",
+    "distill_audio": "dhm.distill.audio",
     "TrainingSettings": "dhm.distill.api",
     "distill_student": "dhm.distill.api",
     "train_generator": "dhm.distill.api",

@@ -128,7 +128,10 @@ def export_model(
     opset: int | None = None,
     log: Callable[[str], None] = lambda _msg: None,
     crop_interpolation: str | None = None,
+    audio_model: str | Path | None = None,
 ) -> ExportResult:
+    """`audio_model`: an audio student (`dhm distill-audio`) to ship as the audio model;
+    without it, a model trained on dhm's own features ships that front end."""
     import torch
 
     from dhm.data.inputs import heldout_inputs, load_inputs, random_inputs
@@ -147,7 +150,7 @@ def export_model(
         )
     if not 1 <= frames <= 1000:
         raise SpecError(f"--frames {frames}: expected 1 … 1000 validation frames")
-    check_output(out, kind="dir", command="export", force=force, inputs=[model_path, data])
+    check_output(out, kind="dir", command="export", force=force, inputs=[model_path, data, audio_model])
     plan = _plan(targets, variants, recipe)
 
     quant_dir = Path(model_path) if recipe is not None else None
@@ -168,6 +171,11 @@ def export_model(
             calib = load_inputs(quant_dir / recipe["calibration"]["file"])
     ckpt = load_checkpoint(model_path, crop_interpolation=crop_interpolation)
     spec = ckpt.spec
+    audio_source = None
+    if audio_model is not None:  # checked before any work, like the generator
+        from .audio import student_source
+
+        audio_source = student_source(Path(audio_model), spec.mode)
     log(
         f"model: {spec.describe()} ({ckpt.form}): {spec.describe_conventions()}"
         + (f", quantize recipe from {quant_dir}" if quant_dir else "")
@@ -241,14 +249,15 @@ def export_model(
                 else f"ARM numerics not measured: {why_not}"
             )
         manifest = {**header, "artifacts": records}
-        audio_model = _audio_model(header, spec, tmp, targets, data, log)
-        if audio_model is not None:
-            manifest["audio_model"] = audio_model
-            notes.append(_audio_note(audio_model, spec))
+        audio_section = _audio_model(header, spec, tmp, targets, data, log, audio_source)
+        if audio_section is not None:
+            manifest["audio_model"] = audio_section
+            notes.append(_audio_note(audio_section, spec))
         else:
             notes.append(
                 f"no audio model: this model listens to {spec.mode} features computed off the phone "
-                "(dhm exports the front end of models trained on its own features); runtimes take feature files"
+                "(dhm exports the front end of models trained on its own features, or an audio student given with "
+                "--audio-model); runtimes take feature files"
             )
         validate(manifest, "generated manifest")
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -260,18 +269,26 @@ def export_model(
 
 
 def _audio_model(
-    header: dict[str, Any], spec: GeneratorSpec, tmp: Path, targets: list[str], data: str | Path | None, log
+    header: dict[str, Any],
+    spec: GeneratorSpec,
+    tmp: Path,
+    targets: list[str],
+    data: str | Path | None,
+    log,
+    source=None,
 ) -> dict[str, Any] | None:
-    """The front end as audio_fp32.onnx/.mnn when the model was trained on dhm's own features."""
+    """audio_fp32.onnx/.mnn: the given audio student, or the front end when the model was
+    trained on dhm's own features."""
     from dhm.data.audio import FRONTEND_ID
 
-    from .audio import export_audio_model
+    from .audio import export_audio_model, logmel_source
 
-    if header["audio"].get("frontend") != FRONTEND_ID:
-        return None
+    if source is None:
+        if header["audio"].get("frontend") != FRONTEND_ID:
+            return None
+        source = logmel_source(spec.mode)
     wav = Path(data) / "aud.wav" if data else None
-    return export_audio_model(spec.mode, tmp, [get(TARGETS[t]).format for t in targets], wav=wav, log=log)
-
+    return export_audio_model(source, tmp, [get(TARGETS[t]).format for t in targets], wav=wav, log=log)
 
 
 def _audio_note(section: dict[str, Any], spec: GeneratorSpec) -> str:
@@ -280,10 +297,11 @@ def _audio_note(section: dict[str, Any], spec: GeneratorSpec) -> str:
     am = AudioModelSpec.from_dict(section)
     mmacs = section["macs_per_call"] * section["calls_per_second"] / 1e6
     worst = max(a["parity"]["max_abs"] for a in section["artifacts"])
+    reference = section["artifacts"][0]["parity"]["reference"]
     return (
         f"audio model ({am.frontend}, {', '.join(a['file'] for a in section['artifacts'])}): "
         f"{am.window_samples} PCM samples -> {am.rows_per_call} row(s) of {am.row_size} per call, "
-        f"{mmacs:.1f} MMACs per second of audio; features max abs {worst:.1e} vs the numpy front end; "
+        f"{mmacs:.1f} MMACs per second of audio; features max abs {worst:.1e} vs {reference}; "
         f"audio-to-frame lookahead {am.lookahead_ms(spec.window):.0f} ms with the {spec.window}-frame window"
     )
 

@@ -1,0 +1,437 @@
+"""`dhm distill-audio`: a small streaming audio student trained on (audio, teacher features).
+
+Every Ultralight dataset holds its pairs already: `aud.wav` beside `aud_hu.npy` or
+`aud_wenet.npy`. More audio comes as `x.wav` + `x_hu.npy` pairs (`dhm features`). The
+dataset's held-out blocks (`dhm.data.split`, the same frames the generator is judged on)
+are never trained on; the report measures there:
+
+- features: cosine and relative error against the teacher's, next to what the training
+  set's mean feature (a student that ignores the audio) scores;
+- the figure that matters, with `--generator`: the generator's output driven by student
+  features against the same generator driven by teacher features (PSNR, SSIM, mouth and lip
+  box), next to the mean-feature student's figure on the same frames;
+- cost: MACs per second of audio, parameters, file size, lookahead with the generator's window.
+
+Objective: MSE on per-channel normalised features + (1 - cosine) per row + MSE of the
+frame-to-frame change (consecutive frames are trained in pairs), weights in `AudioWeights`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dhm.errors import DatasetError, SpecError
+from dhm.spec import AUDIO_MODES
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+STUDENT_FILE = "audio_student.pt"
+LENGTH_TOLERANCE = 2  # feature frames vs the audio's video frames, as for datasets
+MIN_HELDOUT = 8
+
+
+@dataclass(frozen=True)
+class AudioWeights:
+    mse: float = 1.0
+    cosine: float = 0.5
+    delta: float = 0.5
+
+
+@dataclass(frozen=True)
+class AudioDistillSettings:
+    steps: int = 2000
+    batch_size: int = 32  # pairs of consecutive frames
+    lr: float = 3e-3
+    seed: int = 0
+    eval_frames: int = 16  # generator frames rendered for the report
+    weights: AudioWeights = field(default_factory=AudioWeights)
+
+
+@dataclass
+class Utterance:
+    """16 kHz PCM and its teacher features; `train` lists the frames trained on."""
+
+    name: str
+    pcm: np.ndarray
+    features: np.ndarray  # [N, *per_frame_shape]
+    train: list[int]
+    heldout: list[int] = field(default_factory=list)
+
+
+def _check_lengths(name: str, pcm: np.ndarray, feats: np.ndarray, mode: str) -> None:
+    fps = AUDIO_MODES[mode].fps
+    frames = pcm.size * fps // 16000
+    if abs(feats.shape[0] - frames) > LENGTH_TOLERANCE:
+        raise DatasetError(
+            f"{name}: {feats.shape[0]} feature frames for {pcm.size / 16000:.2f} s of audio ({frames} frames at "
+            f"{fps} fps); at most {LENGTH_TOLERANCE} apart is accepted (are they the same clip?)"
+        )
+
+
+def dataset_utterance(data: Path, mode: str) -> Utterance:
+    """The dataset's audio and features, split like the generator's frames."""
+    from dhm.data.audio import read_pcm
+    from dhm.data.dataset import WAV_FILE, open_dataset
+    from dhm.data.split import split_frames
+
+    ds = open_dataset(data, mode=mode)
+    wav = Path(data) / WAV_FILE
+    if not wav.is_file():
+        raise DatasetError(f"{data}: missing {WAV_FILE} (the audio the features were computed from)")
+    pcm = read_pcm(wav)[0]
+    feats = ds.audio(mode)
+    _check_lengths(str(wav), pcm, feats, mode)
+    split = split_frames(ds.n_frames)
+    if len(split.heldout) < MIN_HELDOUT:
+        raise DatasetError(
+            f"{data}: {len(split.heldout)} held-out frames; too little audio to hold out (needs {MIN_HELDOUT})"
+        )
+    return Utterance(str(wav), pcm, feats, list(split.train), list(split.heldout))
+
+
+def extra_utterances(audio_dirs: list[Path], mode: str) -> list[Utterance]:
+    """`x.wav` + `x_hu.npy` / `x_wenet.npy` pairs, all trained on."""
+    from dhm.data.audio import read_pcm
+    from dhm.data.dataset import read_features
+    from dhm.data.teacher_audio import feature_file_for
+
+    out = []
+    for folder in audio_dirs:
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: no such audio folder")
+        wavs = sorted(folder.glob("*.wav"))
+        if not wavs:
+            raise DatasetError(f"{folder}: no .wav files")
+        for wav in wavs:
+            npy = feature_file_for(wav, mode)
+            if not npy.is_file():
+                raise DatasetError(
+                    f"{wav}: no {npy.name} beside it; compute the teacher's features with `dhm features`"
+                )
+            feats = read_features(npy, AUDIO_MODES[mode])
+            pcm = read_pcm(wav)[0]
+            _check_lengths(str(wav), pcm, feats, mode)
+            frames = min(len(feats), pcm.size * AUDIO_MODES[mode].fps // 16000)
+            out.append(Utterance(str(wav), pcm, feats, list(range(frames))))
+    return out
+
+
+# ------------------------------------------------------------------------------ windows
+
+
+def padded_pcm(spec, pcm: np.ndarray) -> np.ndarray:
+    """The utterance with pad_left zeros before and a window of zeros after."""
+    z = np.zeros
+    return np.concatenate([z(spec.pad_left, np.float32), pcm.astype(np.float32), z(spec.window_samples, np.float32)])
+
+
+def frame_windows(
+    spec, pcm: np.ndarray, frames: list[int] | np.ndarray, padded: np.ndarray | None = None
+) -> np.ndarray:
+    """[len(frames), 1, window_samples]: each frame's call window, zeros outside the audio
+    (exactly what `PcmFeatureStream` feeds the model)."""
+    L, spf = spec.window_samples, spec.samples_per_frame
+    padded = padded_pcm(spec, pcm) if padded is None else padded
+    out = np.zeros((len(frames), 1, L), np.float32)
+    for k, i in enumerate(frames):
+        chunk = padded[i * spf : i * spf + L]  # pad_left already shifts the window
+        out[k, 0, : chunk.size] = chunk
+    return out
+
+
+def student_features(model, spec, pcm: np.ndarray, n_frames: int, batch: int = 64) -> np.ndarray:
+    """Every frame's features (the stream's values: stateless calls, batched)."""
+    import torch
+
+    shape = AUDIO_MODES[spec.mode].per_frame_shape
+    out = []
+    padded = padded_pcm(spec, pcm)
+    with torch.inference_mode():
+        for s in range(0, n_frames, batch):
+            frames = list(range(s, min(n_frames, s + batch)))
+            out.append(model(torch.from_numpy(frame_windows(spec, pcm, frames, padded))).numpy())
+    return np.concatenate(out).reshape(n_frames, *shape).astype(np.float32)
+
+
+def feature_figures(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    p = pred.reshape(-1, pred.shape[-1]).astype(np.float64)
+    r = ref.reshape(-1, ref.shape[-1]).astype(np.float64)
+    cos = (p * r).sum(1) / (np.linalg.norm(p, axis=1) * np.linalg.norm(r, axis=1) + 1e-12)
+    rel = np.linalg.norm(p - r) / (np.linalg.norm(r) + 1e-12)
+    return {"cosine": round(float(cos.mean()), 4), "rel_error": round(float(rel), 4)}
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def _train(
+    config,
+    utterances: list[Utterance],
+    settings: AudioDistillSettings,
+    progress: bool,
+) -> tuple[Any, list[dict[str, float]]]:
+    import torch
+
+    from dhm.models.audio_student import build_student
+
+    from .loop import Progress
+
+    spec = config.audio_spec()
+    rows, width = spec.rows_per_call, spec.row_size
+    train_rows = np.concatenate([u.features[u.train].reshape(-1, width) for u in utterances])
+    mean = train_rows.mean(0)
+    std = np.maximum(train_rows.std(0), 1e-3 * max(float(train_rows.std()), 1e-6))
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    model = build_student(config, mean, std).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=1e-4)
+    # (utterance, frame) pairs whose next frame is trained on too
+    train_sets = [set(u.train) for u in utterances]
+    pairs = [(k, i) for k, u in enumerate(utterances) for i in u.train if i + 1 in train_sets[k]]
+    if not pairs:
+        raise DatasetError("no two consecutive training frames: too little audio to train on")
+    w = settings.weights
+    mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
+    padded = [padded_pcm(spec, u.pcm) for u in utterances]
+    bar = Progress(settings.steps, 0, "distill-audio", enabled=progress)
+    history = []
+    for step in range(settings.steps):
+        lr = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        pick = rng.integers(0, len(pairs), settings.batch_size)
+        windows, targets = [], []
+        for j in pick:
+            k, i = pairs[j]
+            u = utterances[k]
+            windows.append(frame_windows(spec, u.pcm, [i, i + 1], padded[k]))
+            targets.append(u.features[[i, i + 1]].reshape(2, rows, width))
+        x = torch.from_numpy(np.concatenate(windows))
+        t = torch.from_numpy(np.concatenate(targets).astype(np.float32))
+        tn = (t - mean_t) / std_t
+        pn = model.body(model.frontend(x))
+        loss_mse = ((pn - tn) ** 2).mean()
+        p = pn * std_t + mean_t
+        loss_cos = (1 - torch.nn.functional.cosine_similarity(p, t, dim=-1, eps=1e-6)).mean()
+        dp = pn.view(-1, 2, rows, width)
+        dt = tn.view(-1, 2, rows, width)
+        loss_delta = (((dp[:, 1] - dp[:, 0]) - (dt[:, 1] - dt[:, 0])) ** 2).mean()
+        loss = w.mse * loss_mse + w.cosine * loss_cos + w.delta * loss_delta
+        if not torch.isfinite(loss):
+            from .loop import TrainingError
+
+            raise TrainingError(f"distill-audio: the loss became {loss.item()} at step {step + 1}; lower --lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0 or step + 1 == settings.steps:
+            history.append(
+                {
+                    "step": step + 1,
+                    "loss": round(loss.item(), 5),
+                    "mse": round(loss_mse.item(), 5),
+                    "cosine": round(loss_cos.item(), 5),
+                    "delta": round(loss_delta.item(), 5),
+                }
+            )
+        bar.update(step, loss.item())
+    return model.eval(), history
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def generator_figures(
+    generator_path: Path, data: Path, mode: str, student_feats: np.ndarray, mean_feat: np.ndarray, n_frames: int
+) -> dict[str, Any]:
+    """The generator driven by student features vs by teacher features, on the held-out
+    eval frames, and the same for a student that outputs the training mean."""
+    import torch
+
+    from dhm.data.inputs import heldout_inputs
+    from dhm.data.preprocess import audio_window
+    from dhm.models.checkpoint import load_checkpoint
+    from dhm.spec import AUDIO_INPUT, FACE_INPUT
+
+    gen = load_checkpoint(generator_path)
+    if gen.spec.mode != mode:
+        raise SpecError(f"{generator_path}: a {gen.spec.mode} generator; these are {mode} features")
+    inputs = heldout_inputs(data, gen.spec, "eval", max_frames=n_frames)
+    model = gen.inference_model().eval()
+    conv = gen.spec.conventions
+    constant = np.broadcast_to(mean_feat, student_feats.shape).astype(np.float32)
+
+    def render(feats: np.ndarray | None) -> np.ndarray:
+        outs = []
+        with torch.inference_mode():
+            for i, x in zip(inputs.frames, inputs.inputs, strict=True):
+                audio = x[AUDIO_INPUT] if feats is None else audio_window(feats, i, conv)[None]
+                outs.append(model(torch.from_numpy(x[FACE_INPUT]), torch.from_numpy(audio)).numpy())
+        return np.concatenate(outs)
+
+    teacher_out = render(None)
+    return {
+        "generator": str(generator_path),
+        "frames": inputs.frames,
+        "student": inputs.quality(render(student_feats), teacher_out),
+        "mean_feature": inputs.quality(render(constant), teacher_out),
+    }
+
+
+def distill_audio(
+    data: Path,
+    out: Path,
+    mode: str | None = None,
+    audio_dirs: list[Path] | None = None,
+    generator: Path | None = None,
+    size: str = "m",
+    lookahead_hops: int = 4,
+    settings: AudioDistillSettings | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train an audio student on the dataset's (and any extra) pairs; write OUT/."""
+    import torch
+
+    from dhm.data.dataset import open_dataset
+    from dhm.io import atomic_dir, check_output
+    from dhm.metrics import count_macs, count_params
+    from dhm.models.audio_student import SIZES, StudentConfig, save_student
+    from dhm.spec import window_bounds
+
+    settings = settings or AudioDistillSettings()
+    check_output(out, kind="dir", command="distill-audio", force=force, inputs=[data, *(audio_dirs or []), generator])
+    if mode is None:
+        modes = open_dataset(data).modes
+        if len(modes) != 1:
+            raise DatasetError(f"{data}: holds {' and '.join(modes)} features; pick one with --mode")
+        mode = modes[0]
+    if size not in SIZES:
+        raise SpecError(f"--size {size}: expected one of {', '.join(SIZES)}")
+    config = StudentConfig(mode=mode, lookahead_hops=lookahead_hops, **SIZES[size])
+    spec = config.audio_spec()
+    main = dataset_utterance(data, mode)
+    extra = extra_utterances(list(audio_dirs or []), mode)
+    t0 = time.perf_counter()
+    model, history = _train(config, [main, *extra], settings, progress)
+    train_s = time.perf_counter() - t0
+
+    held = main.heldout
+    feats = student_features(model, spec, main.pcm, main.features.shape[0])
+    mean_feat = np.concatenate([u.features[u.train] for u in (main, *extra)]).mean(0)
+    teacher_held = main.features[held]
+    window = 8
+    report: dict[str, Any] = {
+        "kind": "distill-audio",
+        "mode": mode,
+        "data": str(data),
+        "extra_audio": [u.name for u in extra],
+        "student": {"family": config.family, "size": size, **config.to_dict()},
+        "audio_model": spec.to_dict(),
+        "train": {
+            "frames": sum(len(u.train) for u in (main, *extra)),
+            "seconds_of_audio": round(sum(u.pcm.size for u in (main, *extra)) / 16000, 1),
+            "steps": settings.steps,
+            "batch_size": settings.batch_size,
+            "lr": settings.lr,
+            "weights": asdict(settings.weights),
+            "wall_s": round(train_s, 1),
+            "history": history,
+        },
+        "heldout": {
+            "frames": len(held),
+            "student": feature_figures(feats[held], teacher_held),
+            "mean_feature": feature_figures(np.broadcast_to(mean_feat, teacher_held.shape), teacher_held),
+        },
+    }
+    macs = count_macs(model, torch.zeros(1, 1, spec.window_samples))
+    calls = 16000 / (spec.rows_per_call * spec.row_hop)
+    report["cost"] = {
+        "params": count_params(model),
+        "macs_per_call": macs,
+        "calls_per_second": calls,
+        "gmacs_per_second": round(macs * calls / 1e9, 4),
+        "receptive_field_ms": config.receptive_field * 10,
+    }
+    if generator is not None:
+        g = generator_figures(generator, data, mode, feats, mean_feat, settings.eval_frames)
+        window = _generator_window(generator)
+        report["generator"] = g
+    report["cost"]["lookahead_ms"] = round(spec.lookahead_ms(window), 1)
+    report["cost"]["lookahead_window"] = window
+    window_bounds(window)
+
+    with atomic_dir(out, replace=force, command="distill-audio") as tmp:
+        save_student(tmp / STUDENT_FILE, model, config, {"report": _plain(report)})
+        report["cost"]["size_bytes"] = (tmp / STUDENT_FILE).stat().st_size
+        (tmp / REPORT_JSON).write_text(json.dumps(_plain(report), indent=2) + "\n")
+        (tmp / REPORT_MD).write_text(markdown(report))
+    return report
+
+
+def _generator_window(path: Path) -> int:
+    from dhm.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).spec.window
+
+
+def _plain(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def _fmt(q: dict[str, Any], key: str) -> str:
+    v = q.get(key)
+    return "–" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def markdown(r: dict[str, Any]) -> str:
+    c, h = r["cost"], r["heldout"]
+    lines = [
+        f"# Audio student ({r['mode']}, {r['student']['family']} size {r['student']['size']})",
+        "",
+        f"Trained on {r['train']['frames']} frames ({r['train']['seconds_of_audio']} s of audio) for "
+        f"{r['train']['steps']} steps in {r['train']['wall_s']} s; judged on {h['frames']} held-out frames "
+        "never trained on.",
+        "",
+        "## Cost",
+        "",
+        "| params | MACs / s of audio | receptive field | lookahead | file |",
+        "|---|---|---|---|---|",
+        f"| {c['params'] / 1e6:.3f} M | {c['gmacs_per_second']:.3f} G | {c['receptive_field_ms']} ms | "
+        f"{c['lookahead_ms']:.0f} ms (with the {c['lookahead_window']}-frame window) | "
+        f"{c.get('size_bytes', 0) / 1e6:.2f} MB |",
+        "",
+        "## Features against the teacher's (held-out audio)",
+        "",
+        "| features | cosine | relative error |",
+        "|---|---|---|",
+        f"| student | {h['student']['cosine']:.4f} | {h['student']['rel_error']:.4f} |",
+        f"| training mean (ignores the audio) | {h['mean_feature']['cosine']:.4f} | "
+        f"{h['mean_feature']['rel_error']:.4f} |",
+        "",
+    ]
+    g = r.get("generator")
+    if g:
+        lines += [
+            "## The generator driven by these features, against it driven by the teacher's",
+            "",
+            f"{g['generator']}, {len(g['frames'])} held-out eval frames.",
+            "",
+            "| features | PSNR | SSIM | mouth PSNR | lip-box PSNR |",
+            "|---|---|---|---|---|",
+        ]
+        for name, label in (("student", "student"), ("mean_feature", "training mean (ignores the audio)")):
+            q = g[name]
+            lines.append(
+                f"| {label} | {_fmt(q, 'psnr')} | {_fmt(q, 'ssim')} | {_fmt(q, 'mouth_psnr')} | {_fmt(q, 'lip_psnr')} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,185 @@
+"""Audio students (`dhm distill-audio`): streaming geometry, training, report, export, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from helpers import one_error_line
+
+from dhm.audio_model import stream_features
+from dhm.data.audio import SAMPLE_RATE, read_wav, write_wav
+from dhm.errors import CheckpointError
+
+
+def _speechlike(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / SAMPLE_RATE
+    pcm = 0.3 * np.sin(2 * np.pi * 140 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t))
+    return (pcm + 0.02 * rng.standard_normal(n)).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", ["hubert", "wenet"])
+def test_student_streams_exactly_its_batched_features(mode):
+    """One call per frame, stateless: the PCM stream (any chunking) gives exactly the
+    batched per-frame windows training and evaluation use."""
+    import torch
+
+    from dhm.distill.audio import student_features
+    from dhm.models.audio_student import SIZES, StudentConfig, build_student
+
+    config = StudentConfig(mode=mode, **SIZES["s"])
+    spec = config.audio_spec()
+    assert spec.consistency_errors(mode) == []
+    torch.manual_seed(0)
+    model = build_student(config).eval()
+
+    def rows(window: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(window.reshape(1, 1, -1)))[0].numpy()
+
+    pcm = _speechlike(spec.samples_per_frame * 9 + 123)
+    n = spec.frames_for(pcm.size)
+    batched = student_features(model, spec, pcm, n)
+    for chunk in (97, 1601, None):
+        streamed = stream_features(spec, rows, pcm, chunk=chunk)
+        assert streamed.shape == batched.shape == (9, *batched.shape[1:])
+        np.testing.assert_allclose(streamed, batched, atol=2e-5)
+
+
+def test_student_lookahead_by_hand():
+    from dhm.models.audio_student import SIZES, StudentConfig
+
+    spec = StudentConfig(mode="hubert", lookahead_hops=4, **SIZES["s"]).audio_spec()
+    # frame 3 (the last the 8-frame window of frame 0 reads) outputs hops 12..15 and reads 4
+    # more: its window ends at hop 19's last sample, 19*160 + 200; frame 0 ends at 640
+    assert spec.lookahead_samples(8) == 19 * 160 + 200 - 640
+    later = StudentConfig(mode="hubert", lookahead_hops=10, **SIZES["s"]).audio_spec()
+    assert later.lookahead_samples(8) - spec.lookahead_samples(8) == 6 * 160
+
+
+def test_student_checkpoint_round_trip_and_refusals(tmp_path, teacher):
+    import torch
+
+    from dhm.models.audio_student import SIZES, StudentConfig, build_student, load_student, save_student
+
+    config = StudentConfig(mode="hubert", **SIZES["s"])
+    torch.manual_seed(1)
+    model = build_student(config, mean=np.full(1024, 0.5, np.float32), std=np.full(1024, 2.0, np.float32)).eval()
+    path = tmp_path / "s.pt"
+    save_student(path, model, config, {"report": {"note": "x"}})
+    loaded = load_student(path)
+    x = torch.from_numpy(_speechlike(config.audio_spec().window_samples).reshape(1, 1, -1))
+    with torch.inference_mode():
+        assert torch.equal(loaded.model(x), model(x))
+    assert loaded.config == config and loaded.record["report"] == {"note": "x"}
+
+    with pytest.raises(CheckpointError, match="not a dhm audio student"):
+        load_student(teacher)
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="not a readable audio student"):
+        load_student(tmp_path / "junk.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["state_dict"]["head.bias"][0] = float("nan")
+    torch.save(blob, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="non-finite values in head.bias"):
+        load_student(tmp_path / "nan.pt")
+    blob = torch.load(path, weights_only=True)
+    blob["config"]["channels"] = 32
+    torch.save(blob, tmp_path / "wrong.pt")
+    with pytest.raises(CheckpointError, match="weights do not fit its config"):
+        load_student(tmp_path / "wrong.pt")
+
+
+@pytest.fixture(scope="module")
+def audio_student(tmp_path_factory, synth_hubert, teacher) -> Path:
+    out = tmp_path_factory.mktemp("distill_audio") / "student"
+    r = run_cli(
+        "distill-audio", "--data", synth_hubert, "--generator", teacher, "-o", out, "--size", "s",
+        "--steps", "150", "--quiet",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_distill_audio_report(audio_student):
+    report = json.loads((audio_student / "report.json").read_text())
+    assert (audio_student / "audio_student.pt").stat().st_size == report["cost"]["size_bytes"]
+    held = report["heldout"]
+    assert held["frames"] >= 8
+    # the student learned the audio: better than a student that ignores it (the training mean)
+    assert held["student"]["cosine"] > held["mean_feature"]["cosine"] + 0.1
+    assert held["student"]["rel_error"] < held["mean_feature"]["rel_error"] * 0.8
+    g = report["generator"]
+    assert g["student"]["psnr"] > g["mean_feature"]["psnr"]
+    cost = report["cost"]
+    assert cost["params"] < 1_000_000 and 0 < cost["gmacs_per_second"] < 0.15
+    assert cost["lookahead_ms"] == pytest.approx(162.5) and cost["lookahead_window"] == 8
+    md = (audio_student / "report.md").read_text()
+    assert "training mean (ignores the audio)" in md and "lookahead" in md
+
+
+def test_export_ships_the_audio_student(audio_student, teacher, synth_hubert, tmp_path):
+    out = tmp_path / "export"
+    r = run_cli(
+        "export", teacher, "-o", out, "--data", synth_hubert, "--frames", "2", "--target", "mnn",
+        "--audio-model", audio_student / "audio_student.pt",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    am = json.loads((out / "manifest.json").read_text())["audio_model"]
+    assert am["frontend"] == "dhm-audio-student-v1:dhm-tcn" and am["student"]["family"] == "dhm-tcn"
+    (art,) = am["artifacts"]
+    assert art["file"] == "audio_fp32.mnn" and art["parity"]["reference"] == "the torch FP32 audio student"
+    # within 1e-3 of the features' scale (the bound grows with the largest value above 1)
+    assert art["parity"]["passed"] and art["parity"]["max_abs"] <= art["parity"]["tolerance"]["max_abs"] <= 0.05
+    # PCM -> the exported student -> frames, through `dhm run --wav`
+    pcm, _ = read_wav(synth_hubert / "aud.wav")
+    write_wav(tmp_path / "a.wav", pcm[:16000])
+    r = run_cli(
+        "run", out / "model_fp32.mnn", "--data", synth_hubert, "--wav", tmp_path / "a.wav", "-o", tmp_path / "v.mp4"
+    )
+    assert r.exit_code == 0, r.output
+    assert "audio from audio_fp32.mnn (mnn)" in r.output and "wrote 25 frames" in r.output
+
+
+def test_distill_audio_bad_input(synth_hubert, synth_wenet, teacher, audio_student, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(synth_hubert, ds)
+    pcm, _ = read_wav(ds / "aud.wav")
+    write_wav(ds / "aud.wav", pcm[: pcm.size // 2])
+    one_error_line(run_cli("distill-audio", "--data", ds, "-o", tmp_path / "o1"), "feature frames for")
+    (ds / "aud.wav").unlink()
+    one_error_line(run_cli("distill-audio", "--data", ds, "-o", tmp_path / "o2"), "missing aud.wav")
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    write_wav(extra / "x.wav", pcm[:16000])
+    r = run_cli("distill-audio", "--data", synth_hubert, "--audio-dir", extra, "-o", tmp_path / "o3")
+    one_error_line(r, "no x_hu.npy beside it")
+
+    short = tmp_path / "short"
+    from dhm.data.synth import write_synth_dataset
+
+    write_synth_dataset(short, frames=40, seed=3)
+    one_error_line(
+        run_cli("distill-audio", "--data", short, "-o", tmp_path / "o4"), "dataset too small for a held-out split"
+    )
+
+    r = run_cli("distill-audio", "--data", synth_wenet, "--generator", teacher, "-o", tmp_path / "o5", "--steps", "1")
+    one_error_line(r, "a hubert generator; these are wenet features")
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))
+
+    # a generator passed as a student, and a wenet student for a hubert generator
+    r = run_cli("export", teacher, "-o", tmp_path / "e", "--audio-model", teacher)
+    one_error_line(r, "not a dhm audio student")
+    from dhm.models.audio_student import SIZES, StudentConfig, build_student, save_student
+
+    config = StudentConfig(mode="wenet", **SIZES["s"])
+    save_student(tmp_path / "w.pt", build_student(config), config, {})
+    r = run_cli("export", teacher, "-o", tmp_path / "e", "--audio-model", tmp_path / "w.pt")
+    one_error_line(r, "does not fit this generator: audio_model.mode: 'wenet', the generator listens to 'hubert'")
+    assert not (tmp_path / "e").exists()
