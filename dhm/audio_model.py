@@ -99,6 +99,27 @@ class AudioModelSpec:
     def lookahead_ms(self, window: int) -> float:
         return 1000.0 * self.lookahead_samples(window) / self.sample_rate
 
+    def padded_pcm(self, pcm: np.ndarray) -> np.ndarray:
+        """The utterance with pad_left zeros before and a window of zeros after."""
+        z = np.zeros
+        return np.concatenate(
+            [z(self.pad_left, np.float32), np.asarray(pcm, np.float32), z(self.window_samples, np.float32)]
+        )
+
+    def frame_windows(self, pcm: np.ndarray, frames, padded: np.ndarray | None = None) -> np.ndarray:
+        """[len(frames), 1, window_samples]: the call windows of `frames` for a model with one
+        call per frame (rows_per_call == frame_stride), zeros outside the audio: exactly what
+        `PcmFeatureStream` feeds the model, batched."""
+        if self.rows_per_call != self.frame_stride or self.frame_offset != 0:
+            raise SpecError("frame_windows: the model does not make one call per frame")
+        L, spf = self.window_samples, self.samples_per_frame
+        padded = self.padded_pcm(pcm) if padded is None else padded
+        out = np.zeros((len(frames), 1, L), np.float32)
+        for k, i in enumerate(frames):
+            chunk = padded[i * spf : i * spf + L]  # pad_left already shifts the window
+            out[k, 0, : chunk.size] = chunk
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         return {
@@ -367,3 +388,18 @@ def stream_features(spec: AudioModelSpec, rows_fn: RowsFn, pcm: np.ndarray, chun
     parts = [stream.push(pcm[i : i + step]) for i in range(0, pcm.size, step)]
     parts.append(stream.finish())
     return np.concatenate(parts)
+
+
+def windowed_features(model, spec: AudioModelSpec, pcm: np.ndarray, n_frames: int, batch: int = 64) -> np.ndarray:
+    """Every frame's features from a torch model with one stateless call per frame: what
+    the stream computes, batched ([n_frames, *per_frame_shape])."""
+    import torch
+
+    shape = AUDIO_MODES[spec.mode].per_frame_shape
+    padded = spec.padded_pcm(pcm)
+    out = [np.zeros((0, *shape), np.float32)]
+    with torch.inference_mode():
+        for s in range(0, n_frames, batch):
+            frames = list(range(s, min(n_frames, s + batch)))
+            out.append(model(torch.from_numpy(spec.frame_windows(pcm, frames, padded))).numpy().reshape(-1, *shape))
+    return np.concatenate(out).astype(np.float32)

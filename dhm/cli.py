@@ -622,7 +622,27 @@ def distill(
     default=None,
     help="A generator of this mode: the report renders held-out frames with student vs teacher features.",
 )
-@click.option("--size", default="m", show_default=True, type=click.Choice(["s", "m", "l"]), help="Student preset.")
+@click.option(
+    "--size",
+    default="m",
+    show_default=True,
+    type=click.Choice(["s", "m", "l"]),
+    help="Preset (featherhubert m: FeatherTalk's 3.36 M).",
+)
+@click.option(
+    "--family",
+    default="dhm-tcn",
+    show_default=True,
+    type=click.Choice(["dhm-tcn", "featherhubert"]),
+    help="dhm-tcn (band filterbank + dilated TCN, sizes s/m/l) or featherhubert (FeatherTalk 3.36 M encoder, hubert).",
+)
+@click.option(
+    "--context",
+    default=0,
+    show_default=True,
+    type=Count(0, 200),
+    help="featherhubert: 20 ms tokens read on each side of a frame's two per call (0: FeatherTalk's [1,720] calls).",
+)
 @click.option(
     "--lookahead-hops",
     default=4,
@@ -646,6 +666,8 @@ def distill_audio(
     audio_dirs: tuple[Path, ...],
     generator: Path | None,
     size: str,
+    family: str,
+    context: int,
     lookahead_hops: int,
     steps: int,
     batch_size: int,
@@ -684,6 +706,8 @@ def distill_audio(
         generator=generator,
         size=size,
         lookahead_hops=lookahead_hops,
+        family=family,
+        context=context,
         settings=settings,
         force=force,
         progress=not quiet,

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from dhm.audio_model import windowed_features as student_features
 from dhm.errors import DatasetError, SpecError
 from dhm.spec import AUDIO_MODES
 
@@ -51,6 +52,8 @@ class AudioDistillSettings:
     lr: float = 3e-3
     seed: int = 0
     eval_frames: int = 16  # generator frames rendered for the report
+    feather_offline: bool = True  # featherhubert: train on whole crops (upstream's use), then choose the slot
+    crop_frames: int = 25
     weights: AudioWeights = field(default_factory=AudioWeights)
 
 
@@ -126,40 +129,6 @@ def extra_utterances(audio_dirs: list[Path], mode: str) -> list[Utterance]:
 # ------------------------------------------------------------------------------ windows
 
 
-def padded_pcm(spec, pcm: np.ndarray) -> np.ndarray:
-    """The utterance with pad_left zeros before and a window of zeros after."""
-    z = np.zeros
-    return np.concatenate([z(spec.pad_left, np.float32), pcm.astype(np.float32), z(spec.window_samples, np.float32)])
-
-
-def frame_windows(
-    spec, pcm: np.ndarray, frames: list[int] | np.ndarray, padded: np.ndarray | None = None
-) -> np.ndarray:
-    """[len(frames), 1, window_samples]: each frame's call window, zeros outside the audio
-    (exactly what `PcmFeatureStream` feeds the model)."""
-    L, spf = spec.window_samples, spec.samples_per_frame
-    padded = padded_pcm(spec, pcm) if padded is None else padded
-    out = np.zeros((len(frames), 1, L), np.float32)
-    for k, i in enumerate(frames):
-        chunk = padded[i * spf : i * spf + L]  # pad_left already shifts the window
-        out[k, 0, : chunk.size] = chunk
-    return out
-
-
-def student_features(model, spec, pcm: np.ndarray, n_frames: int, batch: int = 64) -> np.ndarray:
-    """Every frame's features (the stream's values: stateless calls, batched)."""
-    import torch
-
-    shape = AUDIO_MODES[spec.mode].per_frame_shape
-    out = []
-    padded = padded_pcm(spec, pcm)
-    with torch.inference_mode():
-        for s in range(0, n_frames, batch):
-            frames = list(range(s, min(n_frames, s + batch)))
-            out.append(model(torch.from_numpy(frame_windows(spec, pcm, frames, padded))).numpy())
-    return np.concatenate(out).reshape(n_frames, *shape).astype(np.float32)
-
-
 def feature_figures(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     p = pred.reshape(-1, pred.shape[-1]).astype(np.float64)
     r = ref.reshape(-1, ref.shape[-1]).astype(np.float64)
@@ -179,7 +148,8 @@ def _train(
 ) -> tuple[Any, list[dict[str, float]]]:
     import torch
 
-    from dhm.models.audio_student import build_student
+    from dhm.models.audio_student import StudentConfig, build_student
+    from dhm.models.feather_hubert import build_feather
 
     from .loop import Progress
 
@@ -190,7 +160,10 @@ def _train(
     std = np.maximum(train_rows.std(0), 1e-3 * max(float(train_rows.std()), 1e-6))
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    model = build_student(config, mean, std).train()
+    if isinstance(config, StudentConfig):
+        model = build_student(config, mean, std).train()
+    else:  # FeatherHuBERT: its own projection learns the scale
+        model = build_feather(config)[1].train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=1e-4)
     # (utterance, frame) pairs whose next frame is trained on too
     train_sets = [set(u.train) for u in utterances]
@@ -199,30 +172,39 @@ def _train(
         raise DatasetError("no two consecutive training frames: too little audio to train on")
     w = settings.weights
     mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
-    padded = [padded_pcm(spec, u.pcm) for u in utterances]
+    padded = [spec.padded_pcm(u.pcm) for u in utterances]
+    offline = not isinstance(config, StudentConfig) and settings.feather_offline
+    if offline:  # FeatherTalk-style: whole crops of the utterance, normalised as a whole
+        crops = _crops(utterances, settings.crop_frames)
+        encoder = model.net
     bar = Progress(settings.steps, 0, "distill-audio", enabled=progress)
     history = []
     for step in range(settings.steps):
         lr = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        pick = rng.integers(0, len(pairs), settings.batch_size)
-        windows, targets = [], []
-        for j in pick:
-            k, i = pairs[j]
-            u = utterances[k]
-            windows.append(frame_windows(spec, u.pcm, [i, i + 1], padded[k]))
-            targets.append(u.features[[i, i + 1]].reshape(2, rows, width))
-        x = torch.from_numpy(np.concatenate(windows))
-        t = torch.from_numpy(np.concatenate(targets).astype(np.float32))
+        if offline:
+            x, t = _crop_batch(
+                utterances, crops, rng.integers(0, len(crops), max(1, settings.batch_size // 4)), settings.crop_frames
+            )
+            pred = encoder(x).reshape(t.shape)
+        else:
+            pick = rng.integers(0, len(pairs), settings.batch_size)
+            windows, targets = [], []
+            for j in pick:
+                k, i = pairs[j]
+                u = utterances[k]
+                windows.append(spec.frame_windows(u.pcm, [i, i + 1], padded[k]))
+                targets.append(u.features[[i, i + 1]].reshape(1, 2, rows, width))
+            x = torch.from_numpy(np.concatenate(windows))
+            t = torch.from_numpy(np.concatenate(targets).astype(np.float32))
+            pred = model(x).reshape(t.shape)
+        # t, pred: [batch, consecutive frames, rows, width]
         tn = (t - mean_t) / std_t
-        pn = model.body(model.frontend(x))
+        pn = (pred - mean_t) / std_t
         loss_mse = ((pn - tn) ** 2).mean()
-        p = pn * std_t + mean_t
-        loss_cos = (1 - torch.nn.functional.cosine_similarity(p, t, dim=-1, eps=1e-6)).mean()
-        dp = pn.view(-1, 2, rows, width)
-        dt = tn.view(-1, 2, rows, width)
-        loss_delta = (((dp[:, 1] - dp[:, 0]) - (dt[:, 1] - dt[:, 0])) ** 2).mean()
+        loss_cos = (1 - torch.nn.functional.cosine_similarity(pred, t, dim=-1, eps=1e-6)).mean()
+        loss_delta = (((pn[:, 1:] - pn[:, :-1]) - (tn[:, 1:] - tn[:, :-1])) ** 2).mean()
         loss = w.mse * loss_mse + w.cosine * loss_cos + w.delta * loss_delta
         if not torch.isfinite(loss):
             from .loop import TrainingError
@@ -244,6 +226,62 @@ def _train(
             )
         bar.update(step, loss.item())
     return model.eval(), history
+
+
+def _choose_feather_slot(config, model, main: Utterance):
+    """FeatherHuBERT was trained on whole crops; on the phone it runs on windows. Measure
+    each (context, normalisation) against the offline features of the same weights and
+    against the teacher on held-out frames, within 200 ms of lookahead (8-frame window),
+    and keep the one closest to the teacher."""
+    import dataclasses
+
+    from dhm.audio_model import windowed_features
+    from dhm.models.feather_hubert import build_feather, stream_parity
+
+    encoder = model.net.eval()
+    choices = stream_parity(encoder, config, main.pcm, contexts=(0, 1, 3), norms=("window", "none"))
+    best = None
+    for c in choices:
+        cfg = dataclasses.replace(config, context=c["context"], normalize=c["normalize"])
+        _, windowed = build_feather(cfg)
+        windowed.net = encoder
+        feats = windowed_features(windowed, cfg.audio_spec(), main.pcm, main.features.shape[0])
+        c["vs_teacher"] = feature_figures(feats[main.heldout], main.features[main.heldout])
+        if best is None or c["vs_teacher"]["cosine"] > best[0]["vs_teacher"]["cosine"]:
+            best = (c, cfg, windowed)
+    assert best is not None
+    best[0]["chosen"] = True
+    return best[1], best[2].eval(), choices
+
+
+def _crops(utterances: list[Utterance], frames: int) -> list[tuple[int, int]]:
+    """(utterance, first frame) of every run of `frames` consecutive training frames."""
+    out = []
+    for k, u in enumerate(utterances):
+        train = set(u.train)
+        out += [(k, f) for f in range(0, len(u.features) - frames + 1, 2) if all(f + j in train for j in range(frames))]
+    if not out:
+        raise DatasetError(f"no {frames} consecutive training frames for FeatherHuBERT's crops")
+    return out
+
+
+def _crop_batch(utterances: list[Utterance], crops, picks, frames: int):
+    """Crops of `frames` frames (640 samples each, plus the 80 that make 2 tokens per frame),
+    normalised with their utterance's mean and variance as upstream normalises a file."""
+    import torch
+
+    from dhm.data.teacher_audio import NORMALIZE_EPS
+
+    xs, ts = [], []
+    for j in picks:
+        k, f = crops[j]
+        u = utterances[k]
+        seg = u.pcm[640 * f : 640 * (f + frames) + 80]
+        seg = np.concatenate([seg, np.zeros(640 * frames + 80 - seg.size, np.float32)])
+        xs.append((seg - u.pcm.mean()) / np.sqrt(u.pcm.var() + NORMALIZE_EPS))
+        ts.append(u.features[f : f + frames])
+    x = torch.from_numpy(np.stack(xs).astype(np.float32)[:, None])
+    return x, torch.from_numpy(np.stack(ts).astype(np.float32))
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -294,6 +332,8 @@ def distill_audio(
     generator: Path | None = None,
     size: str = "m",
     lookahead_hops: int = 4,
+    family: str = "dhm-tcn",
+    context: int = 0,
     settings: AudioDistillSettings | None = None,
     force: bool = False,
     progress: bool = True,
@@ -316,13 +356,26 @@ def distill_audio(
         mode = modes[0]
     if size not in SIZES:
         raise SpecError(f"--size {size}: expected one of {', '.join(SIZES)}")
-    config = StudentConfig(mode=mode, lookahead_hops=lookahead_hops, **SIZES[size])
+    if family == "featherhubert":
+        from dhm.models.feather_hubert import FEATHER_SIZES, FeatherConfig
+
+        if mode != "hubert":
+            raise SpecError("FeatherHuBERT gives hubert features; this dataset's are wenet (use --family dhm-tcn)")
+        config: Any = FeatherConfig(context=context, **FEATHER_SIZES[size])
+    elif family == "dhm-tcn":
+        config = StudentConfig(mode=mode, lookahead_hops=lookahead_hops, **SIZES[size])
+    else:
+        raise SpecError(f"--family {family}: expected dhm-tcn or featherhubert")
     spec = config.audio_spec()
     main = dataset_utterance(data, mode)
     extra = extra_utterances(list(audio_dirs or []), mode)
     t0 = time.perf_counter()
     model, history = _train(config, [main, *extra], settings, progress)
     train_s = time.perf_counter() - t0
+    choices = None
+    if family == "featherhubert" and settings.feather_offline:
+        config, model, choices = _choose_feather_slot(config, model, main)
+        spec = config.audio_spec()
 
     held = main.heldout
     feats = student_features(model, spec, main.pcm, main.features.shape[0])
@@ -334,7 +387,11 @@ def distill_audio(
         "mode": mode,
         "data": str(data),
         "extra_audio": [u.name for u in extra],
-        "student": {"family": config.family, "size": size, **config.to_dict()},
+        "student": {
+            "family": family,
+            "size": size,
+            **config.to_dict(),
+        },
         "audio_model": spec.to_dict(),
         "train": {
             "frames": sum(len(u.train) for u in (main, *extra)),
@@ -354,12 +411,14 @@ def distill_audio(
     }
     macs = count_macs(model, torch.zeros(1, 1, spec.window_samples))
     calls = 16000 / (spec.rows_per_call * spec.row_hop)
+    if choices is not None:
+        report["streaming_choices"] = choices
     report["cost"] = {
         "params": count_params(model),
         "macs_per_call": macs,
         "calls_per_second": calls,
         "gmacs_per_second": round(macs * calls / 1e9, 4),
-        "receptive_field_ms": config.receptive_field * 10,
+        "receptive_field_ms": (config.receptive_field * 10 if family == "dhm-tcn" else round(spec.window_samples / 16)),
     }
     if generator is not None:
         g = generator_figures(generator, data, mode, feats, mean_feat, settings.eval_frames)
@@ -418,6 +477,25 @@ def markdown(r: dict[str, Any]) -> str:
         f"{h['mean_feature']['rel_error']:.4f} |",
         "",
     ]
+    if r.get("streaming_choices"):
+        lines += [
+            "## FeatherHuBERT on the phone: windows instead of the whole utterance",
+            "",
+            "Trained on whole crops (the utterance normalised as a whole, as upstream runs it); the phone calls it",
+            "on one frame's window. Each choice against the same weights run offline, and against the teacher on",
+            "held-out frames; the closest to the teacher is kept.",
+            "",
+            "| context (tokens each side) | normalisation | cosine vs offline | rel. error vs offline | "
+            "cosine vs teacher | GMACs / s | lookahead (w8) | kept |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in r["streaming_choices"]:
+            lines.append(
+                f"| {c['context']} | {c['normalize']} | {c['cosine']:.4f} | {c['rel_error']:.4f} | "
+                f"{c['vs_teacher']['cosine']:.4f} | {c['gmacs_per_second']:.3f} | {c['lookahead_ms_w8']:.0f} ms | "
+                f"{'yes' if c.get('chosen') else ''} |"
+            )
+        lines.append("")
     g = r.get("generator")
     if g:
         lines += [

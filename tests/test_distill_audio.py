@@ -183,3 +183,109 @@ def test_distill_audio_bad_input(synth_hubert, synth_wenet, teacher, audio_stude
     r = run_cli("export", teacher, "-o", tmp_path / "e", "--audio-model", tmp_path / "w.pt")
     one_error_line(r, "does not fit this generator: audio_model.mode: 'wenet', the generator listens to 'hubert'")
     assert not (tmp_path / "e").exists()
+
+
+# ------------------------------------------------------------------------ FeatherHuBERT
+
+
+def _feather_checkpoint(path: Path, size: str = "s", bare: bool = False, seed: int = 0) -> Path:
+    """A checkpoint in FeatherTalk's own layout ({"model": state, "config": {...}}), random weights."""
+    import torch
+
+    from dhm.models.feather_hubert import FEATHER_SIZES, FeatherConfig, build_feather
+
+    torch.manual_seed(seed)
+    config = FeatherConfig(**FEATHER_SIZES[size])
+    encoder, _ = build_feather(config)
+    state = encoder.state_dict()
+    blob = state if bare else {"model": state, "config": {"channels": config.channels, "num_blocks": config.num_blocks}}
+    torch.save(blob, path)
+    return path
+
+
+def test_featherhubert_is_feathertalks_architecture():
+    """FeatherTalk's published 256-channel, 8-block encoder: 3.36 M parameters, 0.43 GMACs
+    per second of audio; one [1,720] call gives one frame's two tokens."""
+    import torch
+
+    from dhm.metrics import count_macs, count_params
+    from dhm.models.feather_hubert import FEATHER_SIZES, FeatherConfig, build_feather
+
+    config = FeatherConfig(**FEATHER_SIZES["m"])
+    encoder, windowed = build_feather(config)
+    assert count_params(encoder) == 3_364_096
+    assert count_macs(encoder, torch.zeros(1, 1, 16000)) == pytest.approx(0.432e9, rel=0.01)
+    assert config.audio_spec().window_samples == 720
+    assert windowed(torch.zeros(1, 1, 720)).shape == (1, 2, 1024)
+    # 16000 samples: HuBERT's (16000 - 80) // 320 = 49 tokens
+    assert encoder(torch.randn(1, 1, 16000)).shape == (1, 49, 1024)
+
+
+def test_featherhubert_checkpoints_load_and_refuse(tmp_path):
+    import torch
+
+    from dhm.models.audio_student import load_student
+
+    a = load_student(_feather_checkpoint(tmp_path / "f.pt"))
+    b = load_student(_feather_checkpoint(tmp_path / "bare.pt", bare=True))
+    assert a.config.channels == b.config.channels == 64 and a.config.num_blocks == 4
+    assert a.audio_spec.frontend == "featherhubert" and a.audio_spec.consistency_errors("hubert") == []
+    x = torch.from_numpy(_speechlike(720).reshape(1, 1, -1))
+    with torch.inference_mode():
+        assert torch.equal(a.model(x), b.model(x))
+        # the window's own normalisation: the input's gain does not matter
+        torch.testing.assert_close(a.model(3 * x), a.model(x), atol=1e-4, rtol=1e-4)
+    blob = torch.load(tmp_path / "f.pt", weights_only=True)
+    blob["config"]["channels"] = 128
+    torch.save(blob, tmp_path / "lies.pt")
+    with pytest.raises(CheckpointError, match="its config says channels=128, its weights 64"):
+        load_student(tmp_path / "lies.pt")
+    blob = torch.load(tmp_path / "f.pt", weights_only=True)
+    blob["model"]["proj.bias"][3] = float("inf")
+    torch.save(blob, tmp_path / "inf.pt")
+    with pytest.raises(CheckpointError, match="non-finite values in proj.bias"):
+        load_student(tmp_path / "inf.pt")
+    blob = torch.load(tmp_path / "f.pt", weights_only=True)
+    del blob["model"]["encoder.1.dw_conv.weight"]
+    torch.save(blob, tmp_path / "cut.pt")
+    with pytest.raises(CheckpointError, match="weights do not fit FeatherHuBERT"):
+        load_student(tmp_path / "cut.pt")
+
+
+def test_featherhubert_exports_into_the_audio_slot(teacher, synth_hubert, tmp_path):
+    ckpt = _feather_checkpoint(tmp_path / "feather.pt")
+    out = tmp_path / "export"
+    r = run_cli(
+        "export", teacher, "-o", out, "--data", synth_hubert, "--frames", "2", "--target", "mnn", "--audio-model", ckpt
+    )
+    assert r.exit_code == 0, r.output
+    am = json.loads((out / "manifest.json").read_text())["audio_model"]
+    assert am["frontend"] == "featherhubert" and am["input"]["shape"] == [1, 1, 720]
+    assert am["artifacts"][0]["parity"]["passed"]
+    pcm, _ = read_wav(synth_hubert / "aud.wav")
+    write_wav(tmp_path / "a.wav", pcm[:8000])
+    r = run_cli(
+        "run", out / "model_fp32.mnn", "--data", synth_hubert, "--wav", tmp_path / "a.wav", "-o", tmp_path / "v.mp4"
+    )
+    assert r.exit_code == 0, r.output
+    assert "wrote 12 frames" in r.output
+
+
+def test_distill_audio_featherhubert_measures_and_chooses_its_window(synth_hubert, tmp_path):
+    out = tmp_path / "fh"
+    r = run_cli(
+        "distill-audio", "--data", synth_hubert, "-o", out, "--family", "featherhubert", "--size", "s",
+        "--steps", "4", "--quiet",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "report.json").read_text())
+    choices = report["streaming_choices"]
+    assert {(c["context"], c["normalize"]) for c in choices} == {(c, n) for c in (0, 1, 3) for n in ("window", "none")}
+    (kept,) = [c for c in choices if c.get("chosen")]
+    assert kept["vs_teacher"]["cosine"] == max(c["vs_teacher"]["cosine"] for c in choices)
+    assert all(c["lookahead_ms_w8"] <= 200 for c in choices)
+    from dhm.models.audio_student import load_student
+
+    loaded = load_student(out / "audio_student.pt")
+    assert (loaded.config.context, loaded.config.normalize) == (kept["context"], kept["normalize"])
+    assert "FeatherHuBERT on the phone" in (out / "report.md").read_text()

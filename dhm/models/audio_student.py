@@ -32,7 +32,7 @@ from dhm.errors import CheckpointError, SpecError
 from dhm.spec import AUDIO_MODES
 
 STUDENT_FORMAT = "dhm-audio-student-v1"
-FAMILIES = ("dhm-tcn",)
+FAMILIES = ("dhm-tcn", "featherhubert")
 
 # (output hops per frame, hops between frames, first output hop of frame 0, head kernel)
 _LAYOUT = {"hubert": (4, 4, 0, 2), "wenet": (16, 5, -8, 1)}
@@ -58,7 +58,7 @@ class StudentConfig:
     def __post_init__(self) -> None:
         if self.mode not in _LAYOUT:
             raise SpecError(f"audio student: unknown mode {self.mode!r}")
-        if self.family not in FAMILIES:
+        if self.family != "dhm-tcn":
             raise SpecError(f"audio student: unknown family {self.family!r}; expected one of {', '.join(FAMILIES)}")
         if not (8 <= self.channels <= 1024 and 8 <= self.bands <= 128 and self.kernel in (3, 5) and self.dilations):
             raise SpecError("audio student: channels 8..1024, bands 8..128, kernel 3 or 5, at least one block")
@@ -187,23 +187,36 @@ def band_kernels(bands: int) -> np.ndarray:
 # ------------------------------------------------------------------------- checkpoints
 
 
-def save_student(path, model, config: StudentConfig, extra: dict[str, Any]) -> None:
-    """Plain tensors and JSON-able values only: loads with torch.load(weights_only=True)."""
+def save_student(path, model, config, extra: dict[str, Any]) -> None:
+    """Plain tensors and JSON-able values only: loads with torch.load(weights_only=True).
+    `config`: a StudentConfig (dhm-tcn) or a FeatherConfig (featherhubert)."""
     import torch
 
+    from dhm.models.feather_hubert import FeatherConfig
+
+    cfg = config.to_dict() | ({"family": "featherhubert"} if isinstance(config, FeatherConfig) else {})
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": STUDENT_FORMAT, "config": config.to_dict(), "state_dict": state, **extra}, path)
+    torch.save({"format": STUDENT_FORMAT, "config": cfg, "state_dict": state, **extra}, path)
 
 
 @dataclass
 class LoadedStudent:
-    config: StudentConfig
+    config: Any  # StudentConfig or FeatherConfig
     model: Any
     audio_spec: AudioModelSpec
     record: dict[str, Any]
 
 
-def load_student(path) -> LoadedStudent:
+def _looks_feather(blob: dict[str, Any]) -> bool:
+    state = blob.get("model", blob)
+    return (
+        isinstance(state, dict) and "proj.weight" in state and any(str(k).startswith("frontend.layers.") for k in state)
+    )
+
+
+def load_student(path, feather: dict[str, Any] | None = None) -> LoadedStudent:
+    """A `dhm distill-audio` student, or a FeatherTalk FeatherHuBERT checkpoint (`feather`:
+    its slot settings, context and normalize)."""
     import torch
 
     try:
@@ -212,13 +225,28 @@ def load_student(path) -> LoadedStudent:
         raise CheckpointError(f"{path}: no such audio student") from None
     except Exception as exc:  # noqa: BLE001 - corrupt or not a torch file: one line
         raise CheckpointError(f"{path}: not a readable audio student ({type(exc).__name__})") from None
+    if isinstance(blob, dict) and blob.get("format") != STUDENT_FORMAT and _looks_feather(blob):
+        from dhm.models.feather_hubert import load_feather_checkpoint
+
+        config, _encoder, windowed = load_feather_checkpoint(path, **(feather or {}))
+        return LoadedStudent(config, windowed, config.audio_spec(), {"source": "FeatherTalk checkpoint"})
     if not isinstance(blob, dict) or blob.get("format") != STUDENT_FORMAT:
-        raise CheckpointError(f"{path}: not a dhm audio student (written by `dhm distill-audio`)")
+        raise CheckpointError(
+            f"{path}: not a dhm audio student (written by `dhm distill-audio`) nor a FeatherHuBERT checkpoint"
+        )
     try:
-        config = StudentConfig.from_dict(blob["config"])
+        raw = dict(blob["config"])
+        if raw.get("family") == "featherhubert":
+            from dhm.models.feather_hubert import FeatherConfig, build_feather
+
+            raw.pop("family")
+            config = FeatherConfig(**raw)
+            model = build_feather(config)[1]
+        else:
+            config = StudentConfig.from_dict(raw)
+            model = build_student(config)
     except (KeyError, TypeError, SpecError) as exc:
         raise CheckpointError(f"{path}: audio student with a bad config ({exc})") from None
-    model = build_student(config)
     state = blob["state_dict"]
     for name, tensor in state.items():
         if not torch.isfinite(tensor).all():
