@@ -1267,18 +1267,25 @@ def golden(model: Path, data: Path, out: Path, frames: int, force: bool) -> None
     help="Where every stage writes; finished stages are reused.",
 )
 @click.option("--quick", is_flag=True, help="Tiny data and budgets (for tests; the numbers mean little).")
-def demo(workdir: Path, quick: bool) -> None:
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Also the audio-encoder path: distill-audio on the teacher's features, the INT8 student exported with "
+    "that audio student, a video driven from PCM through it.",
+)
+def demo(workdir: Path, quick: bool, full: bool) -> None:
     """The whole pipeline on the built-in data, no download.
 
     synth data -> train a teacher -> distil a student -> quantize (FP16, INT8) -> export
     ONNX and MNN -> a side-by-side video (teacher | INT8 student) -> dhm bench, then one
     table with MACs, size, host latency, end-to-end fps and PSNR against the teacher for
     every variant. A second run skips finished stages; a changed input re-runs what
-    depends on it.
+    depends on it. --full adds the audio student (`dhm distill-audio`), judged on held-out
+    audio, exported into the INT8 student's audio-model slot and rendered from PCM.
     """
     from dhm.demo import run_demo
 
-    summary = run_demo(workdir, quick=quick, log=lambda m: click.echo(m, err=True))
+    summary = run_demo(workdir, quick=quick, full=full, log=lambda m: click.echo(m, err=True))
     click.echo(summary["table"])
     click.echo(
         f"stages run: {', '.join(summary['ran']) or 'none'}; skipped: {', '.join(summary['skipped']) or 'none'}; "

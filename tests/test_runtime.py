@@ -171,8 +171,15 @@ def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     from dhm.models import load_checkpoint, save_checkpoint
 
     work = tmp_path / "demo"
-    first = run_demo(work, quick=True, log=lambda m: None)
-    assert first["ran"] == ["data", "teacher", "student", "quant", "export", "video", "bench"]
+    first = run_demo(work, quick=True, full=True, log=lambda m: None)
+    assert first["ran"] == [
+        "data", "teacher", "student", "quant", "export", "video", "bench", "audio", "export_audio", "video_audio"
+    ]  # fmt: skip
+    # --full: the audio student, exported into the INT8 student's audio-model slot, rendered from PCM
+    am = json.loads((work / "export_audio" / "manifest.json").read_text())["audio_model"]
+    assert am["frontend"] == "dhm-audio-student-v1:dhm-tcn" and am["artifacts"][0]["parity"]["passed"]
+    assert (work / "video_audio" / "teacher_vs_int8_audio_student.mp4").stat().st_size > 0
+    assert "Audio student (--full" in first["table"] and "ignoring the audio" in first["table"]
     variants = {(r["engine"], r["variant"]) for r in first["rows"]}
     assert variants >= {("torch", "fp32"), ("onnxruntime", "int8"), ("mnn", "int8"), ("mnn", "fp16")}
     assert all(r["latency_ms"] > 0 for r in first["rows"])
@@ -185,8 +192,8 @@ def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     assert {a["id"] for a in first["audio"]} >= {"student/mnn/int8"}
     assert "Audio in, frames out (student/mnn/int8" in first["table"]
 
-    again = run_demo(work, quick=True, log=lambda m: None)
-    assert again["ran"] == [] and len(again["skipped"]) == 7
+    again = run_demo(work, quick=True, full=True, log=lambda m: None)
+    assert again["ran"] == [] and len(again["skipped"]) == 10
 
     ckpt = load_checkpoint(work / "student" / "student.pt")
     with torch.no_grad():
