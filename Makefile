@@ -52,13 +52,10 @@ native-deps:
 arm-env: $(STAMP) native-deps
 	$(PY) -m dhm.engines.arm setup
 
-# ruff first: lint (pyflakes, pycodestyle at the configured line length, bugbear) in seconds.
-# Two pytest workers: a serial run keeps ~1.1 of 2 cores busy (compilers, qemu, converters and
-# subprocesses wait on one another), and each test file stays in one worker (its fixtures too).
-TEST_WORKERS ?= 2
+# ruff first: lint (pyflakes, pycodestyle at the configured line length, bugbear) in seconds
 test: $(STAMP) native-deps arm-env
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -37,6 +37,7 @@ class DemoConfig:
     bench_runs: int
     bench_e2e_frames: int
     audio_steps: int = 2000  # --full: the audio student (dhm-tcn size s)
+    mnn_method: str = "auto"  # MNN INT8 calibration; auto tries KL, ADMM and EMA
 
 
 DEFAULT = DemoConfig(
@@ -65,6 +66,7 @@ QUICK = DemoConfig(
     bench_runs=6,
     bench_e2e_frames=3,
     audio_steps=10,
+    mnn_method="EMA",  # the method search is quantize's own test's business
 )
 
 
@@ -168,12 +170,18 @@ def run_demo(
     )
     student = workdir / "student" / "student.pt"
 
-    quant_fp = _digest("quant", student_digest, cfg.calib_frames, cfg.eval_frames)
+    quant_fp = _digest("quant", student_digest, cfg.calib_frames, cfg.eval_frames, cfg.mnn_method)
     quant_digest = st.run(
         "quant",
         quant_fp,
         lambda d: quantize_model(
-            student, d, data, calib_frames=cfg.calib_frames, eval_frames=cfg.eval_frames, force=True
+            student,
+            d,
+            data,
+            calib_frames=cfg.calib_frames,
+            eval_frames=cfg.eval_frames,
+            force=True,
+            mnn_method=cfg.mnn_method,
         ),
         "recipe.json",
     )

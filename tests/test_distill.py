@@ -114,13 +114,13 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth
         "--student",
         STUDENT_W,
         "--steps",
-        "40",
+        "24",
         "--batch-size",
         "4",
         "--lr",
         "0.003",
         "--eval-every",
-        "10",
+        "8",
         "--eval-frames",
         "8",
         "--threads",
@@ -141,13 +141,13 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth
     assert proc.returncode == 130, err
     assert "interrupted: state saved after step" in err and "--resume" in err
     saved_step = torch.load(cut / "resume.pt", weights_only=True)["step"]
-    assert 0 < saved_step < 40
+    assert 0 < saved_step < 24
 
     r = subprocess.run([DHM, *args, "-o", str(cut), "--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     a = torch.load(whole / "resume.pt", weights_only=True)
     b = torch.load(cut / "resume.pt", weights_only=True)
-    assert a["step"] == b["step"] == 40
+    assert a["step"] == b["step"] == 24
     for k in a["trainable"]:
         assert torch.equal(a["trainable"][k], b["trainable"][k]), k
     assert a["history"] == b["history"]

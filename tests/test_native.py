@@ -36,10 +36,12 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return proc
 
 
-def _golden(work: Path, checkpoint: Path, data: Path) -> Path:
+def _golden(work: Path, checkpoint: Path, data: Path, audio_model: Path | None = None) -> Path:
     from dhm.export.pipeline import export_model
 
-    export_model(checkpoint, work / "export", targets=["mnn"], variants=["fp32"], data=data, frames=4)
+    export_model(
+        checkpoint, work / "export", targets=["mnn"], variants=["fp32"], data=data, frames=4, audio_model=audio_model
+    )
     r = run_cli("golden", work / "export" / "model_fp32.mnn", "--data", data, "-o", work / "golden", "--frames", "6")
     assert r.exit_code == 0, r.output
     return work / "golden"
@@ -95,6 +97,27 @@ def test_core_streams_pcm_of_a_wenet_model(tmp_path, core_build, synth_wenet):
     model = save_checkpoint(tmp_path / "wenet.pt", build_model(spec).eval(), spec, audio_frontend=FRONTEND_ID)
     out = _check_golden(core_build, _golden(tmp_path, model, synth_wenet))
     assert "pcm: 5001 samples -> 6 frames" in out and "lookahead 186 ms" in out, out
+
+
+@pytest.mark.parametrize("family", ["dhm-tcn", "featherhubert"])
+def test_core_streams_pcm_through_an_audio_student(tmp_path, core_build, teacher, synth_hubert, family):
+    """An audio student's geometry (one stateless call per frame, its own pad and window)
+    in the C++ PcmFeatureStream: the core's frames equal runtime_py's for every chunking."""
+    import torch
+
+    from dhm.models.audio_student import SIZES, StudentConfig, build_student, save_student
+    from dhm.models.feather_hubert import FEATHER_SIZES, FeatherConfig, build_feather
+
+    torch.manual_seed(0)
+    if family == "dhm-tcn":
+        config = StudentConfig(mode="hubert", **SIZES["s"])
+        model = build_student(config)
+    else:
+        config = FeatherConfig(context=1, **FEATHER_SIZES["s"])
+        model = build_feather(config)[1]
+    save_student(tmp_path / "student.pt", model.eval(), config, {})
+    out = _check_golden(core_build, _golden(tmp_path, teacher, synth_hubert, audio_model=tmp_path / "student.pt"))
+    assert re.search(r"pcm: \d+ samples -> 6 frames for chunks of 1, 97, 320 and all; frames max [01] LSB", out), out
 
 
 def _check_golden(build: Path, golden: Path) -> str:
