@@ -99,24 +99,33 @@ def test_core_streams_pcm_of_a_wenet_model(tmp_path, core_build, synth_wenet):
     assert "pcm: 5001 samples -> 6 frames" in out and "lookahead 186 ms" in out, out
 
 
-@pytest.mark.parametrize("family", ["dhm-tcn", "featherhubert"])
-def test_core_streams_pcm_through_an_audio_student(tmp_path, core_build, teacher, synth_hubert, family):
+@pytest.mark.parametrize("family", ["dhm-tcn", "featherhubert", "dhm-tcn-wenet"])
+def test_core_streams_pcm_through_an_audio_student(tmp_path, core_build, teacher, synth_hubert, synth_wenet, family):
     """An audio student's geometry (one stateless call per frame, its own pad and window)
-    in the C++ PcmFeatureStream: the core's frames equal runtime_py's for every chunking."""
+    in the C++ PcmFeatureStream: the core's frames equal runtime_py's for every chunking,
+    for hubert students of both families and a wenet student beside a wenet generator."""
     import torch
 
+    from dhm.models import build_model, save_checkpoint
     from dhm.models.audio_student import SIZES, StudentConfig, build_student, save_student
     from dhm.models.feather_hubert import FEATHER_SIZES, FeatherConfig, build_feather
+    from dhm.spec import GeneratorSpec
 
     torch.manual_seed(0)
-    if family == "dhm-tcn":
-        config = StudentConfig(mode="hubert", **SIZES["s"])
-        model = build_student(config)
-    else:
+    generator, data = teacher, synth_hubert
+    if family == "featherhubert":
         config = FeatherConfig(context=1, **FEATHER_SIZES["s"])
         model = build_feather(config)[1]
+    else:
+        mode = "wenet" if family.endswith("wenet") else "hubert"
+        config = StudentConfig(mode=mode, **SIZES["s"])
+        model = build_student(config)
+        if mode == "wenet":
+            spec = GeneratorSpec(mode="wenet", widths=(4, 8, 8, 16, 16))
+            generator = save_checkpoint(tmp_path / "wenet.pt", build_model(spec).eval(), spec)
+            data = synth_wenet
     save_student(tmp_path / "student.pt", model.eval(), config, {})
-    out = _check_golden(core_build, _golden(tmp_path, teacher, synth_hubert, audio_model=tmp_path / "student.pt"))
+    out = _check_golden(core_build, _golden(tmp_path, generator, data, audio_model=tmp_path / "student.pt"))
     assert re.search(r"pcm: \d+ samples -> 6 frames for chunks of 1, 97, 320 and all; frames max [01] LSB", out), out
 
 
