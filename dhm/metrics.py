@@ -204,6 +204,16 @@ def lip_sync(images: np.ndarray, openness: Sequence[float], window: tuple[int, i
 # ------------------------------------------------------------------------ model cost
 
 
+def feature_agreement(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Audio features against a reference (the last axis is a feature vector): mean cosine
+    per vector and the relative error over all of them."""
+    p = pred.reshape(-1, pred.shape[-1]).astype(np.float64)
+    r = ref.reshape(-1, ref.shape[-1]).astype(np.float64)
+    cos = (p * r).sum(1) / (np.linalg.norm(p, axis=1) * np.linalg.norm(r, axis=1) + 1e-12)
+    rel = np.linalg.norm(p - r) / (np.linalg.norm(r) + 1e-12)
+    return {"cosine": round(float(cos.mean()), 4), "rel_error": round(float(rel), 4)}
+
+
 def count_macs(model: "torch.nn.Module", *inputs: "torch.Tensor") -> int:
     """Multiply-accumulates of one forward pass over convolutions and linear layers.
 

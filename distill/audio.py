@@ -28,13 +28,14 @@ from typing import Any
 import numpy as np
 
 from dhm.audio_model import windowed_features as student_features
+from dhm.data.dataset import COUNT_TOLERANCE
 from dhm.errors import DatasetError, SpecError
+from dhm.metrics import feature_agreement
 from dhm.spec import AUDIO_MODES
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 STUDENT_FILE = "audio_student.pt"
-LENGTH_TOLERANCE = 2  # feature frames vs the audio's video frames, as for datasets
 MIN_HELDOUT = 8
 
 
@@ -72,10 +73,10 @@ class Utterance:
 def _check_lengths(name: str, pcm: np.ndarray, feats: np.ndarray, mode: str) -> None:
     fps = AUDIO_MODES[mode].fps
     frames = pcm.size * fps // 16000
-    if abs(feats.shape[0] - frames) > LENGTH_TOLERANCE:
+    if abs(feats.shape[0] - frames) > COUNT_TOLERANCE:
         raise DatasetError(
             f"{name}: {feats.shape[0]} feature frames for {pcm.size / 16000:.2f} s of audio ({frames} frames at "
-            f"{fps} fps); at most {LENGTH_TOLERANCE} apart is accepted (are they the same clip?)"
+            f"{fps} fps); at most {COUNT_TOLERANCE} apart is accepted (are they the same clip?)"
         )
 
 
@@ -128,14 +129,6 @@ def extra_utterances(audio_dirs: list[Path], mode: str) -> list[Utterance]:
 
 
 # ------------------------------------------------------------------------------ windows
-
-
-def feature_figures(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    p = pred.reshape(-1, pred.shape[-1]).astype(np.float64)
-    r = ref.reshape(-1, ref.shape[-1]).astype(np.float64)
-    cos = (p * r).sum(1) / (np.linalg.norm(p, axis=1) * np.linalg.norm(r, axis=1) + 1e-12)
-    rel = np.linalg.norm(p - r) / (np.linalg.norm(r) + 1e-12)
-    return {"cosine": round(float(cos.mean()), 4), "rel_error": round(float(rel), 4)}
 
 
 # ------------------------------------------------------------------------------ training
@@ -248,7 +241,7 @@ def _choose_feather_slot(config, model, main: Utterance):
         windowed.net = encoder
         feats = windowed_features(windowed, cfg.audio_spec(), main.pcm, main.features.shape[0])
         choose_on = main.calib or main.heldout  # not the frames the report is judged on, where there are others
-        c["vs_teacher"] = feature_figures(feats[choose_on], main.features[choose_on])
+        c["vs_teacher"] = feature_agreement(feats[choose_on], main.features[choose_on])
         if best is None or c["vs_teacher"]["cosine"] > best[0]["vs_teacher"]["cosine"]:
             best = (c, cfg, windowed)
     assert best is not None
@@ -320,6 +313,7 @@ def generator_figures(
     teacher_out = render(None)
     return {
         "generator": str(generator_path),
+        "window": gen.spec.window,
         "frames": inputs.frames,
         "student": inputs.quality(render(student_feats), teacher_out),
         "mean_feature": inputs.quality(render(constant), teacher_out),
@@ -347,7 +341,6 @@ def distill_audio(
     from dhm.io import atomic_dir, check_output
     from dhm.metrics import count_macs, count_params
     from dhm.models.audio_student import SIZES, StudentConfig, save_student
-    from dhm.spec import window_bounds
 
     settings = settings or AudioDistillSettings()
     check_output(out, kind="dir", command="distill-audio", force=force, inputs=[data, *(audio_dirs or []), generator])
@@ -407,8 +400,8 @@ def distill_audio(
         },
         "heldout": {
             "frames": len(held),
-            "student": feature_figures(feats[held], teacher_held),
-            "mean_feature": feature_figures(np.broadcast_to(mean_feat, teacher_held.shape), teacher_held),
+            "student": feature_agreement(feats[held], teacher_held),
+            "mean_feature": feature_agreement(np.broadcast_to(mean_feat, teacher_held.shape), teacher_held),
         },
     }
     macs = count_macs(model, torch.zeros(1, 1, spec.window_samples))
@@ -424,11 +417,10 @@ def distill_audio(
     }
     if generator is not None:
         g = generator_figures(generator, data, mode, feats, mean_feat, settings.eval_frames)
-        window = _generator_window(generator)
+        window = g.pop("window")
         report["generator"] = g
     report["cost"]["lookahead_ms"] = round(spec.lookahead_ms(window), 1)
     report["cost"]["lookahead_window"] = window
-    window_bounds(window)
 
     with atomic_dir(out, replace=force, command="distill-audio") as tmp:
         save_student(tmp / STUDENT_FILE, model, config, {"report": _plain(report)})
@@ -436,12 +428,6 @@ def distill_audio(
         (tmp / REPORT_JSON).write_text(json.dumps(_plain(report), indent=2) + "\n")
         (tmp / REPORT_MD).write_text(markdown(report))
     return report
-
-
-def _generator_window(path: Path) -> int:
-    from dhm.models.checkpoint import load_checkpoint
-
-    return load_checkpoint(path).spec.window
 
 
 def _plain(obj: Any) -> Any:

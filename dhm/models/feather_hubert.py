@@ -248,7 +248,7 @@ def stream_parity(encoder, config: FeatherConfig, pcm, contexts=(0, 2, 8), norms
     import torch
 
     from dhm.audio_model import windowed_features
-    from dhm.metrics import count_macs
+    from dhm.metrics import count_macs, feature_agreement
 
     offline = offline_features(encoder, pcm)
     rows = []
@@ -259,15 +259,12 @@ def stream_parity(encoder, config: FeatherConfig, pcm, contexts=(0, 2, 8), norms
             windowed.net = encoder
             spec = cfg.audio_spec()
             got = windowed_features(windowed, spec, pcm, offline.shape[0])
-            p, r = got.reshape(-1, 1024).astype(np.float64), offline.reshape(-1, 1024).astype(np.float64)
-            cos = (p * r).sum(1) / (np.linalg.norm(p, axis=1) * np.linalg.norm(r, axis=1) + 1e-12)
             macs = count_macs(windowed, torch.zeros(1, 1, spec.window_samples))
             rows.append(
                 {
                     "context": ctx,
                     "normalize": norm,
-                    "cosine": round(float(cos.mean()), 4),
-                    "rel_error": round(float(np.linalg.norm(p - r) / (np.linalg.norm(r) + 1e-12)), 4),
+                    **feature_agreement(got, offline),
                     "gmacs_per_second": round(macs * 25 / 1e9, 3),
                     "lookahead_ms_w8": round(spec.lookahead_ms(8), 1),
                 }
