@@ -69,13 +69,21 @@ def audio_records(
             pcm[s : s + spec.window_samples]
             for s in np.linspace(0, pcm.size - spec.window_samples, AUDIO_CALLS).astype(int)
         ]
-        for w in windows[:5]:
-            front.rows(w)
-        t0 = time.perf_counter()
-        for w in windows:
-            front.rows(w)
-        call_ms = 1000.0 * (time.perf_counter() - t0) / len(windows)
+        call_ms = _call_ms(front, windows)
         calls_per_second = SAMPLE_RATE / (spec.rows_per_call * spec.row_hop)
+        # an audio student's smaller files (export --variants with --audio-model), timed alike
+        variants = []
+        for v in _audio_variants(probe):
+            f = front if v == "fp32" else audio_front_end(probe, threads=1, variant=v)
+            ms = call_ms if v == "fp32" else _call_ms(f, windows)
+            variants.append(
+                {
+                    "variant": v,
+                    "audio_model": f.description,
+                    "call_ms_1_thread": ms,
+                    "ms_per_second_of_audio_1_thread": ms * calls_per_second,
+                }
+            )
         record: dict[str, Any] = {
             "id": c.id,
             "audio_model": front.description,
@@ -85,6 +93,7 @@ def audio_records(
             "ms_per_second_of_audio_1_thread": call_ms * calls_per_second,
             "lookahead_ms": spec.lookahead_ms(conv.window),
             "heldout_seconds": pcm.size / SAMPLE_RATE,
+            "variants": variants,
             "loop": [],
         }
         for threads in thread_counts:
@@ -123,6 +132,25 @@ def audio_records(
     return records
 
 
+def _call_ms(front: Any, windows: list[np.ndarray]) -> float:
+    for w in windows[:5]:
+        front.rows(w)
+    t0 = time.perf_counter()
+    for w in windows:
+        front.rows(w)
+    return 1000.0 * (time.perf_counter() - t0) / len(windows)
+
+
+def _audio_variants(engine: Any) -> list[str]:
+    """The variants of the audio model's files in `engine`'s format, fp32 first."""
+    from dhm.engines.registry import get
+
+    section = (getattr(engine, "manifest", None) or {}).get("audio_model") or {}
+    fmt = get(engine.backend).format
+    listed = {a.get("variant", "fp32") for a in section.get("artifacts", []) if a["format"] == fmt}
+    return [v for v in ("fp32", "fp16", "int8") if v in listed]
+
+
 def markdown(records: list[dict[str, Any]]) -> list[str]:
     if not records:
         return []
@@ -147,6 +175,22 @@ def markdown(records: list[dict[str, Any]]) -> list[str]:
                 f"{loop['threads']} | {loop['fps']:.1f} | {loop['audio_ms_per_frame']:.2f} ms | {lat['p50']:.0f} ms | "
                 f"{lat['p99']:.0f} ms | {r['lookahead_ms']:.0f} ms |"
             )
+    smaller = [(r, v) for r in records for v in r.get("variants", []) if v["variant"] != "fp32"]
+    if smaller:
+        lines += [
+            "",
+            "The audio model's files alone (1 thread); the loop above runs FP32 (`dhm run --audio-variant` picks "
+            "another; the export report gives what each costs in frame PSNR):",
+            "",
+            "| model / engine / variant | audio file | ms per call | ms per s of audio |",
+            "|---|---|---:|---:|",
+        ]
+        for r in records:
+            for v in r.get("variants", []):
+                lines.append(
+                    f"| {r['id']} | {v['audio_model']} | {v['call_ms_1_thread']:.3f} ms | "
+                    f"{v['ms_per_second_of_audio_1_thread']:.1f} ms |"
+                )
     at_two = [(loop["fps"], r["id"], loop) for r in records for loop in r["loop"] if loop["threads"] == 2]
     if at_two:
         fps, rid, loop = max(at_two, key=lambda t: t[0])

@@ -945,6 +945,14 @@ def export(
     help="A WAV file (any rate; resampled to 16 kHz), streamed in 20 ms chunks through the model's audio model "
     "(the manifest's audio_fp32.mnn/.onnx, or dhm's numpy front end for a .pt trained on dhm features).",
 )
+@click.option(
+    "--audio-variant",
+    default="fp32",
+    show_default=True,
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    help="With --wav: which of the export's audio model files turns PCM into features (fp16/int8 exist for an "
+    "audio student exported with those variants; the export report gives what each costs in frame PSNR).",
+)
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output .mp4.")
 @click.option(
     "--side-by-side", type=click.Path(path_type=Path), default=None, help="A second model rendered next to the first."
@@ -966,6 +974,7 @@ def run(
     data: Path,
     audio_features: Path | None,
     wav: Path | None,
+    audio_variant: str,
     out: Path,
     side_by_side: Path | None,
     threads: int,
@@ -993,6 +1002,7 @@ def run(
         log=lambda m: click.echo(m, err=True),
         crop_interpolation=crop_interpolation,
         force=force,
+        audio_variant=audio_variant,
     )
     ms = r["stage_ms"]
     click.echo(

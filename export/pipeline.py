@@ -176,6 +176,8 @@ def export_model(
         from .audio import student_source
 
         audio_source = student_source(Path(audio_model), spec.mode)
+        if "int8" in variants and data is None:
+            raise SpecError("an INT8 audio model is calibrated on the dataset's audio: pass --data with --audio-model")
     log(
         f"model: {spec.describe()} ({ckpt.form}): {spec.describe_conventions()}"
         + (f", quantize recipe from {quant_dir}" if quant_dir else "")
@@ -249,7 +251,8 @@ def export_model(
                 else f"ARM numerics not measured: {why_not}"
             )
         manifest = {**header, "artifacts": records}
-        audio_section = _audio_model(header, spec, tmp, targets, data, log, audio_source)
+        frame_check = _frame_check(model, spec, data, check) if audio_source is not None and data else None
+        audio_section = _audio_model(header, spec, tmp, targets, data, log, audio_source, variants, frame_check)
         if audio_section is not None:
             manifest["audio_model"] = audio_section
             notes.append(_audio_note(audio_section, spec))
@@ -276,6 +279,8 @@ def _audio_model(
     data: str | Path | None,
     log,
     source=None,
+    variants: Sequence[str] = ("fp32",),
+    frame_check=None,
 ) -> dict[str, Any] | None:
     """audio_fp32.onnx/.mnn: the given audio student, or the front end when the model was
     trained on dhm's own features."""
@@ -288,7 +293,36 @@ def _audio_model(
             return None
         source = logmel_source(spec.mode)
     wav = Path(data) / "aud.wav" if data else None
-    return export_audio_model(source, tmp, [get(TARGETS[t]).format for t in targets], wav=wav, log=log)
+    formats = [get(TARGETS[t]).format for t in targets]
+    return export_audio_model(source, tmp, formats, wav=wav, log=log, variants=tuple(variants), frames=frame_check)
+
+
+def _frame_check(model, spec: GeneratorSpec, data: str | Path, check):
+    """The generator (torch FP32) on the held-out check frames, driven by any per-frame
+    features of the dataset's audio: how an audio variant's features look as frames."""
+    import torch
+
+    from dhm.data.audio import SAMPLE_RATE, read_pcm
+    from dhm.data.preprocess import audio_window
+    from dhm.spec import AUDIO_MODES, FACE_INPUT
+
+    from .audio import FrameCheck
+
+    pcm = read_pcm(Path(data) / "aud.wav")[0].astype(np.float32)
+    conv = spec.conventions
+
+    def render(feats: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return np.concatenate(
+                [
+                    model(torch.from_numpy(x[FACE_INPUT]), torch.from_numpy(audio_window(feats, i, conv)[None])).numpy()
+                    for i, x in zip(check.frames, check.inputs, strict=True)
+                ]
+            )
+
+    # the frames the check frames' windows read, within the audio's own frame count
+    n_frames = min(max(check.frames) + conv.window_after, pcm.size * AUDIO_MODES[spec.mode].fps // SAMPLE_RATE)
+    return FrameCheck(pcm, n_frames, render, check.quality, check.source)
 
 
 def _audio_note(section: dict[str, Any], spec: GeneratorSpec) -> str:
@@ -296,14 +330,48 @@ def _audio_note(section: dict[str, Any], spec: GeneratorSpec) -> str:
 
     am = AudioModelSpec.from_dict(section)
     mmacs = section["macs_per_call"] * section["calls_per_second"] / 1e6
-    worst = max(a["parity"]["max_abs"] for a in section["artifacts"])
-    reference = section["artifacts"][0]["parity"]["reference"]
+    fp32 = [a for a in section["artifacts"] if a["variant"] == "fp32"]
+    worst = max(a["parity"]["max_abs"] for a in fp32)
+    reference = fp32[0]["parity"]["reference"]
+    smaller = [
+        f"{a['file']} cosine {a['parity']['cosine']:.4f}"
+        + (f", frames {format_figure(a['parity']['frames']['psnr'], '.1f', ' dB')}" if "frames" in a["parity"] else "")
+        for a in section["artifacts"]
+        if a["variant"] != "fp32"
+    ]
     return (
         f"audio model ({am.frontend}, {', '.join(a['file'] for a in section['artifacts'])}): "
         f"{am.window_samples} PCM samples -> {am.rows_per_call} row(s) of {am.row_size} per call, "
-        f"{mmacs:.1f} MMACs per second of audio; features max abs {worst:.1e} vs {reference}; "
-        f"audio-to-frame lookahead {am.lookahead_ms(spec.window):.0f} ms with the {spec.window}-frame window"
+        f"{mmacs:.1f} MMACs per second of audio; FP32 features max abs {worst:.1e} vs {reference}"
+        + (f"; {'; '.join(smaller)} (frames: the generator driven by them vs by the FP32 student)" if smaller else "")
+        + f"; audio-to-frame lookahead {am.lookahead_ms(spec.window):.0f} ms with the {spec.window}-frame window"
     )
+
+
+def _audio_table(section: dict[str, Any]) -> list[str]:
+    """The audio model's files, each against its reference (report.md)."""
+    lines = [
+        "## Audio model",
+        "",
+        "| file | engine | variant | size | features max abs | cosine | generator frames PSNR | mouth-PSNR |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for a in section["artifacts"]:
+        p = a["parity"]
+        fr = p.get("frames") or {}
+        lines.append(
+            f"| {a['file']} | {a['engine']} | {a['variant']} | {a['size_bytes'] / 1024:.1f} KiB | {p['max_abs']:.2e} "
+            f"| {p.get('cosine', '–')} | {format_figure(fr['psnr'], '.1f', ' dB') if fr else '–'} "
+            f"| {format_figure(fr['mouth_psnr'], '.1f', ' dB') if fr else '–'} |"
+        )
+    lines += [
+        "",
+        f"FP32 files against {section['artifacts'][0]['parity']['reference']} on PCM windows; smaller variants "
+        "against it too, and the generator's held-out frames driven by their features against frames driven by "
+        "the FP32 student's.",
+        "",
+    ]
+    return lines
 
 
 def _report(result: ExportResult, model: str, source: str) -> str:
@@ -320,6 +388,7 @@ def _report(result: ExportResult, model: str, source: str) -> str:
         "",
         *[f"- {n}" for n in result.notes],
         "",
+        *(_audio_table(result.manifest["audio_model"]) if "audio_model" in result.manifest else []),
     ]
     return "\n".join(lines)
 

@@ -70,6 +70,7 @@ def render_video(
     log: Callable[[str], None] = lambda _m: None,
     crop_interpolation: str | None = None,
     force: bool = False,
+    audio_variant: str = "fp32",
 ) -> dict[str, Any]:
     from dhm.data.dataset import open_dataset
     from dhm.engines import conventions_of, load
@@ -106,7 +107,7 @@ def render_video(
 
         samples = read_pcm(wav, log)
         for p in pipelines:
-            front_end = audio_front_end(p.engine, threads=threads)
+            front_end = audio_front_end(p.engine, threads=threads, variant=audio_variant)
             sessions.append(PcmSession(p, front_end))
             log(
                 f"{p.engine.path.name}: audio from {front_end.description}, "

@@ -13,7 +13,7 @@ from helpers import one_error_line
 
 from dhm.audio_model import stream_features
 from dhm.data.audio import SAMPLE_RATE, read_wav, write_wav
-from dhm.errors import CheckpointError
+from dhm.errors import CheckpointError, SpecError
 
 
 def _speechlike(n: int, seed: int = 0) -> np.ndarray:
@@ -144,6 +144,87 @@ def test_export_ships_the_audio_student(audio_student, teacher, synth_hubert, tm
     )
     assert r.exit_code == 0, r.output
     assert "audio from audio_fp32.mnn (mnn)" in r.output and "wrote 25 frames" in r.output
+    # the variant a runtime asks for must exist: one line, naming what the export holds
+    r = run_cli(
+        "run", out / "model_fp32.mnn", "--data", synth_hubert, "--wav", tmp_path / "a.wav", "-o", tmp_path / "w.mp4",
+        "--audio-variant", "int8",
+    )  # fmt: skip
+    one_error_line(r, "its audio model has no int8 mnn file (it lists fp32)")
+    assert not (tmp_path / "w.mp4").exists()
+
+
+def _variant_parity(section, name):
+    return next(a for a in section["artifacts"] if a["file"] == name)["parity"]
+
+
+def test_audio_student_variants_keep_the_frames(audio_student, teacher, synth_hubert, tmp_path):
+    """fp16/int8 audio files: built by the generator's backends, really INT8, and judged on
+    features and on the generator's held-out frames, on x86 and on MNN's aarch64 kernels."""
+    from conftest import arm_numerics
+
+    from dhm.data.inputs import heldout_inputs
+    from dhm.export.audio import export_audio_model, student_source
+    from dhm.export.pipeline import _frame_check
+    from dhm.models.checkpoint import load_checkpoint
+
+    gen = load_checkpoint(teacher)
+    check = heldout_inputs(synth_hubert, gen.spec, "eval", 4)
+    frames = _frame_check(gen.inference_model().eval(), gen.spec, synth_hubert, check)
+    source = student_source(audio_student / "audio_student.pt", "hubert")
+    tmp = tmp_path / "e"
+    tmp.mkdir()
+    with arm_numerics():
+        section = export_audio_model(
+            source, tmp, ["onnx", "mnn"], wav=synth_hubert / "aud.wav", variants=("fp32", "fp16", "int8"), frames=frames
+        )
+    files = [a["file"] for a in section["artifacts"]]
+    assert files == [f"audio_{v}.{f}" for v in ("fp32", "fp16", "int8") for f in ("onnx", "mnn")]
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(files)  # no trial file left behind
+    size = {a["file"]: a["size_bytes"] for a in section["artifacts"]}
+    for f in ("onnx", "mnn"):
+        assert size[f"audio_fp16.{f}"] < 0.6 * size[f"audio_fp32.{f}"]
+        assert size[f"audio_int8.{f}"] < 0.6 * size[f"audio_fp32.{f}"]
+    for name, cosine, frames_db in [
+        ("audio_fp16.onnx", 0.999, 50), ("audio_fp16.mnn", 0.999, 50),
+        ("audio_int8.onnx", 0.6, 45), ("audio_int8.mnn", 0.8, 45),
+    ]:  # fmt: skip
+        p = _variant_parity(section, name)
+        assert p["cosine"] >= cosine and p["frames"]["psnr"] >= frames_db, (name, p)
+        assert p["frames"]["frames"] == 4 and p["passed"]
+        if name.endswith(".mnn"):  # the phone's kernels, same gates
+            assert "cortex-a76" in p["arm"]["kernels"], p
+            assert p["arm"]["cosine"] >= cosine and p["arm"]["frames"]["psnr"] >= frames_db, (name, p["arm"])
+    assert "arm" in _variant_parity(section, "audio_fp32.mnn")
+    # really INT8 (int8 weights and integer kernels), the PCM filterbank kept in float by KL and the ONNX build
+    from dhm.engines import mnn_int8, onnx_int8
+
+    o = onnx_int8.structure(tmp / "audio_int8.onnx")
+    assert o.int8_weight_convs == o.convs - 1 and o.qlinear_convs > 0
+    m = mnn_int8.structure(tmp / "audio_int8.mnn")
+    assert m.label == "int8" and m.int8_convs >= m.convs - 1
+    tried = next(a for a in section["artifacts"] if a["file"] == "audio_int8.mnn")["structure"]["tried"]
+    assert [t["method"] for t in tried] == ["EMA", "KL"] and all(0 < t["calibration_cosine"] <= 1 for t in tried)
+
+
+def test_audio_variant_that_misses_its_gate_fails_the_export(
+    audio_student, teacher, synth_hubert, tmp_path, monkeypatch
+):
+    from dhm.export import audio
+
+    monkeypatch.setitem(audio.VARIANT_MIN_FRAMES_PSNR, "fp16", 200.0)
+    r = run_cli(
+        "export", teacher, "-o", tmp_path / "e", "--data", synth_hubert, "--frames", "2", "--target", "onnx",
+        "--variants", "fp32,fp16", "--audio-model", audio_student / "audio_student.pt",
+    )  # fmt: skip
+    one_error_line(r, "audio_fp16.onnx (onnxruntime): the generator's frames driven by its features reach")
+    assert "needs >= 200.0 dB" in r.output and not (tmp_path / "e").exists()
+    # INT8 audio is calibrated on the dataset's audio
+    spec = audio.student_source(audio_student / "audio_student.pt", "hubert").spec
+    with pytest.raises(SpecError, match="calibrated on the dataset's audio: pass --data"):
+        audio.calibration_windows(spec, None)
+    write_wav(tmp_path / "short.wav", np.zeros(spec.window_samples, np.float32))
+    with pytest.raises(SpecError, match="too short to calibrate"):
+        audio.calibration_windows(spec, tmp_path / "short.wav")
 
 
 def test_distill_audio_bad_input(synth_hubert, synth_wenet, teacher, audio_student, tmp_path):

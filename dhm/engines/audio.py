@@ -38,8 +38,12 @@ def _engine_rows(engine: Any) -> Callable[[np.ndarray], np.ndarray]:
     return rows
 
 
-def audio_front_end(engine: Any, threads: int = 1) -> AudioFrontEnd:
-    """The audio model for `engine`'s generator, or one line saying why there is none."""
+def audio_front_end(engine: Any, threads: int = 1, variant: str = "fp32") -> AudioFrontEnd:
+    """The audio model for `engine`'s generator, or one line saying why there is none.
+
+    `variant`: which of the export's audio files (fp32, or a student's fp16/int8); the
+    generator's own variant does not choose it, since the audio model's INT8 costs frames
+    the generator's INT8 does not (see the export report)."""
     from dhm.data.audio import FRONTEND_ID
     from dhm.engines.registry import get
     from dhm.models.checkpoint import file_sha256
@@ -66,6 +70,14 @@ def audio_front_end(engine: Any, threads: int = 1) -> AudioFrontEnd:
     entries = [a for a in section["artifacts"] if a["format"] == backend.format]
     if not entries:
         raise SpecError(f"{engine.manifest_path}: its audio model has no {backend.format} file; re-run `dhm export`")
+    chosen = [a for a in entries if a.get("variant", "fp32") == variant]
+    if not chosen:
+        listed = ", ".join(sorted({a.get("variant", "fp32") for a in entries}))
+        raise SpecError(
+            f"{engine.manifest_path}: its audio model has no {variant} {backend.format} file (it lists {listed}); "
+            "export with --variants including it and --audio-model"
+        )
+    entries = chosen
     path = engine.path.parent / entries[0]["file"]
     if not path.is_file():
         raise SpecError(f"{path}: the audio model the manifest lists is missing")

@@ -55,6 +55,13 @@ def quantize_qdq(
     if weight_type not in WEIGHT_TYPES:
         raise ConversionError(f"unknown ONNX weight type {weight_type!r}; expected one of {list(WEIGHT_TYPES)}")
     logging.getLogger("onnxruntime").setLevel(logging.ERROR)
+    import onnx
+
+    graph_inputs = {i.name for i in onnx.load(str(fp32), load_external_data=False).graph.input}
+    # The face input is uint8 / 255 by definition: its range is [0, 1], not what a few
+    # calibration frames happen to reach (a calibration set without teeth or eye whites
+    # would clip every brighter pixel). Other models (the audio model) have no face input.
+    overrides = {FACE_INPUT: [{"rmin": np.float32(0.0), "rmax": np.float32(1.0)}]} if FACE_INPUT in graph_inputs else {}
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             quantize_static(
@@ -70,10 +77,7 @@ def quantize_qdq(
                 extra_options={
                     "ActivationSymmetric": act_symmetric,
                     "WeightSymmetric": True,
-                    # The face input is uint8 / 255 by definition: its range is [0, 1], not
-                    # what a few calibration frames happen to reach (a calibration set
-                    # without teeth or eye whites would clip every brighter pixel).
-                    "TensorQuantOverrides": {FACE_INPUT: [{"rmin": np.float32(0.0), "rmax": np.float32(1.0)}]},
+                    "TensorQuantOverrides": overrides,
                 },
             )
     except Exception as exc:

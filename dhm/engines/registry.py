@@ -140,10 +140,13 @@ class MnnBackend(Backend):
         verify: bool = True,
         cache: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """`header`: the generator's manifest header (its bizCode, its outputs), or a plain
+        {"biz_code": str, "outputs": [names]} for another model (the audio model)."""
         from dhm.engines.mnn_tools import convert_onnx
         from dhm.manifest import biz_code
 
-        biz = biz_code(header, config.variant) if header else ""
+        plain = header is not None and "biz_code" in header
+        biz = header["biz_code"] if plain else biz_code(header, config.variant) if header else ""
         if isinstance(config, (Fp32, Fp16)):
             convert_onnx(onnx_fp32, dst, fp16=isinstance(config, Fp16), biz_code=biz)
             return {}
@@ -166,7 +169,13 @@ class MnnBackend(Backend):
                     convert_onnx(onnx_fp32, store["mnn_source"], biz_code=biz)
                 if "mnn_calib" not in store:
                     store["mnn_calib"] = work / "mnn-calib"
-                    outputs = [t["name"] for t in header["io"]["outputs"]] if header else [OUTPUT]
+                    outputs = (
+                        list(header["outputs"])
+                        if plain
+                        else [t["name"] for t in header["io"]["outputs"]]
+                        if header
+                        else [OUTPUT]
+                    )
                     write_calibration_folder(calib, store["mnn_calib"], outputs)
                 used = quantize(
                     store["mnn_source"], dst, store["mnn_calib"], len(calib), config.method, list(config.skip), biz
