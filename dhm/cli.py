@@ -657,7 +657,14 @@ def distill(
 @click.option("--w-mse", default=1.0, show_default=True, type=WEIGHT, help="MSE on normalised features.")
 @click.option("--w-cos", default=0.5, show_default=True, type=WEIGHT, help="1 - cosine per feature row.")
 @click.option("--w-delta", default=0.5, show_default=True, type=WEIGHT, help="MSE of the frame-to-frame change.")
-@click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new run succeeded).")
+@click.option(
+    "--force", is_flag=True, help="Start over: an existing OUT is set aside and deleted once this run saves state."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run saved in OUT (Ctrl-C/SIGTERM save it; same settings, bit-for-bit).",
+)
 @click.option("--quiet", is_flag=True, help="No progress line.")
 def distill_audio(
     data: Path,
@@ -677,6 +684,7 @@ def distill_audio(
     w_cos: float,
     w_delta: float,
     force: bool,
+    resume: bool,
     quiet: bool,
 ) -> None:
     """Distil the audio teacher (HuBERT, wenet, or dhm's front end) into a small streaming
@@ -691,6 +699,10 @@ def distill_audio(
     \b
     OUT/audio_student.pt  the student (`dhm export MODEL --audio-model` puts it on the phone)
     OUT/report.json|md    cost (params, MACs per second of audio, lookahead) and figures
+    OUT/resume.pt         while a run is unfinished (Ctrl-C, SIGTERM): continue with --resume
+
+    Under `torchrun --nproc-per-node N -m dhm.cli distill-audio ...` each process trains on
+    its own batches and gradients are averaged (rank 0 writes OUT).
     """
     from dhm.distill.audio import AudioDistillSettings, AudioWeights
     from dhm.distill.audio import distill_audio as run
@@ -698,7 +710,7 @@ def distill_audio(
     settings = AudioDistillSettings(
         steps=steps, batch_size=batch_size, lr=lr, seed=seed, weights=AudioWeights(w_mse, w_cos, w_delta)
     )
-    run(
+    report = run(
         data,
         out,
         mode=mode,
@@ -711,7 +723,10 @@ def distill_audio(
         settings=settings,
         force=force,
         progress=not quiet,
+        resume=resume,
     )
+    if report is None:  # another rank of a torchrun job: rank 0 writes and reports
+        return
     click.echo((out / "report.md").read_text().rstrip())
     click.echo(f"wrote {out / 'audio_student.pt'} and report.md")
 

@@ -14,6 +14,12 @@ are never trained on; the report measures there:
 
 Objective: MSE on per-channel normalised features + (1 - cosine) per row + MSE of the
 frame-to-frame change (consecutive frames are trained in pairs), weights in `AudioWeights`.
+
+Long runs are safe like `dhm distill`'s (`dhm.distill.loop`): OUT is claimed before
+training; batches depend only on (seed, step, rank) and the learning rate on the step, so
+Ctrl-C or SIGTERM saves OUT/resume.pt after the step in flight and `--resume` continues
+bit-for-bit; under `torchrun` each rank draws its own batches and DistributedDataParallel
+averages the gradients (rank 0 evaluates and writes).
 """
 
 from __future__ import annotations
@@ -134,18 +140,36 @@ def extra_utterances(audio_dirs: list[Path], mode: str) -> list[Utterance]:
 # ------------------------------------------------------------------------------ training
 
 
+@dataclass
+class _Run:
+    """Where a run saves its state, and which process of a `torchrun` job this is."""
+
+    out: Path
+    config: Any  # dhm.distill.loop.RunConfig: what must match on --resume
+    state: dict[str, Any] | None  # the saved state to continue from
+    folder: Any  # dhm.distill.loop.RunFolder (rank 0) or None
+    world: int = 1
+    rank: int = 0
+    save_every: int = 200
+    on_step: Any = None  # called with each finished step (tests interrupt through it)
+
+
 def _train(
     config,
     utterances: list[Utterance],
     settings: AudioDistillSettings,
     progress: bool,
-) -> tuple[Any, list[dict[str, float]]]:
+    run: _Run,
+) -> tuple[Any, list[dict[str, float]], int]:
+    """The trained model, the loss history, and the step it started from."""
     import torch
 
+    from dhm.io import atomic_path
     from dhm.models.audio_student import StudentConfig, build_student
+    from dhm.models.checkpoint import write_torch
     from dhm.models.feather_hubert import build_feather
 
-    from .loop import Progress
+    from .loop import STATE_FILE, Interrupted, Progress, _StopFlag
 
     spec = config.audio_spec()
     rows, width = spec.rows_per_call, spec.row_size
@@ -153,12 +177,16 @@ def _train(
     mean = train_rows.mean(0)
     std = np.maximum(train_rows.std(0), 1e-3 * max(float(train_rows.std()), 1e-6))
     torch.manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
     if isinstance(config, StudentConfig):
         model = build_student(config, mean, std).train()
     else:  # FeatherHuBERT: its own projection learns the scale
         model = build_feather(config)[1].train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=1e-4)
+    start, history = 0, []
+    if run.state is not None:
+        model.load_state_dict(run.state["model"])
+        opt.load_state_dict(run.state["optimizer"])
+        start, history = int(run.state["step"]), json.loads(run.state["history"])
     # (utterance, frame) pairs whose next frame is trained on too
     train_sets = [set(u.train) for u in utterances]
     pairs = [(k, i) for k, u in enumerate(utterances) for i in u.train if i + 1 in train_sets[k]]
@@ -170,56 +198,112 @@ def _train(
     offline = not isinstance(config, StudentConfig) and settings.feather_offline
     if offline:  # FeatherTalk-style: whole crops of the utterance, normalised as a whole
         crops = _crops(utterances, settings.crop_frames)
-        encoder = model.net
-    bar = Progress(settings.steps, 0, "distill-audio", enabled=progress)
-    history = []
-    for step in range(settings.steps):
-        lr = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        if offline:
-            x, t = _crop_batch(
-                utterances, crops, rng.integers(0, len(crops), max(1, settings.batch_size // 4)), settings.crop_frames
-            )
-            pred = encoder(x).reshape(t.shape)
-        else:
-            pick = rng.integers(0, len(pairs), settings.batch_size)
-            windows, targets = [], []
-            for j in pick:
-                k, i = pairs[j]
-                u = utterances[k]
-                windows.append(spec.frame_windows(u.pcm, [i, i + 1], padded[k]))
-                targets.append(u.features[[i, i + 1]].reshape(1, 2, rows, width))
-            x = torch.from_numpy(np.concatenate(windows))
-            t = torch.from_numpy(np.concatenate(targets).astype(np.float32))
-            pred = model(x).reshape(t.shape)
-        # t, pred: [batch, consecutive frames, rows, width]
-        tn = (t - mean_t) / std_t
-        pn = (pred - mean_t) / std_t
-        loss_mse = ((pn - tn) ** 2).mean()
-        loss_cos = (1 - torch.nn.functional.cosine_similarity(pred, t, dim=-1, eps=1e-6)).mean()
-        loss_delta = (((pn[:, 1:] - pn[:, :-1]) - (tn[:, 1:] - tn[:, :-1])) ** 2).mean()
-        loss = w.mse * loss_mse + w.cosine * loss_cos + w.delta * loss_delta
-        if not torch.isfinite(loss):
-            from .loop import TrainingError
+    net = model.net if offline else model
+    if run.world > 1:  # gradients averaged over the ranks' batches
+        net = torch.nn.parallel.DistributedDataParallel(net)
+    is_main = run.rank == 0
 
-            raise TrainingError(f"distill-audio: the loss became {loss.item()} at step {step + 1}; lower --lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if step % 50 == 0 or step + 1 == settings.steps:
-            history.append(
-                {
-                    "step": step + 1,
-                    "loss": round(loss.item(), 5),
-                    "mse": round(loss_mse.item(), 5),
-                    "cosine": round(loss_cos.item(), 5),
-                    "delta": round(loss_delta.item(), 5),
-                }
-            )
-        bar.update(step, loss.item())
-    return model.eval(), history
+    def save_state(done: int) -> None:
+        if not is_main:
+            return
+        payload = {
+            "config": run.config.to_dict(),
+            "step": done,
+            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "optimizer": opt.state_dict(),
+            "history": json.dumps(history),
+        }
+        with atomic_path(run.out / STATE_FILE) as tmp:
+            write_torch(payload, tmp, run.out / STATE_FILE)
+        if run.folder is not None:
+            run.folder.commit()
+
+    bar = Progress(settings.steps, start, "distill-audio", enabled=progress and is_main)
+    stop = _StopFlag()
+    try:
+        stop.install()
+        for step in range(start, settings.steps):
+            # the batch depends on (seed, step, rank) only: a resumed run draws what it would have
+            rng = np.random.default_rng([settings.seed, step, run.rank])
+            lr = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            if offline:
+                x, t = _crop_batch(
+                    utterances,
+                    crops,
+                    rng.integers(0, len(crops), max(1, settings.batch_size // 4)),
+                    settings.crop_frames,
+                )
+                pred = net(x).reshape(t.shape)
+            else:
+                pick = rng.integers(0, len(pairs), settings.batch_size)
+                windows, targets = [], []
+                for j in pick:
+                    k, i = pairs[j]
+                    u = utterances[k]
+                    windows.append(spec.frame_windows(u.pcm, [i, i + 1], padded[k]))
+                    targets.append(u.features[[i, i + 1]].reshape(1, 2, rows, width))
+                x = torch.from_numpy(np.concatenate(windows))
+                t = torch.from_numpy(np.concatenate(targets).astype(np.float32))
+                pred = net(x).reshape(t.shape)
+            # t, pred: [batch, consecutive frames, rows, width]
+            tn = (t - mean_t) / std_t
+            pn = (pred - mean_t) / std_t
+            loss_mse = ((pn - tn) ** 2).mean()
+            loss_cos = (1 - torch.nn.functional.cosine_similarity(pred, t, dim=-1, eps=1e-6)).mean()
+            loss_delta = (((pn[:, 1:] - pn[:, :-1]) - (tn[:, 1:] - tn[:, :-1])) ** 2).mean()
+            loss = w.mse * loss_mse + w.cosine * loss_cos + w.delta * loss_delta
+            if not torch.isfinite(loss):
+                from .loop import TrainingError
+
+                raise TrainingError(f"distill-audio: the loss became {loss.item()} at step {step + 1}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            done = step + 1
+            if step % 50 == 0 or done == settings.steps:
+                history.append(
+                    {
+                        "step": done,
+                        "loss": round(loss.item(), 5),
+                        "mse": round(loss_mse.item(), 5),
+                        "cosine": round(loss_cos.item(), 5),
+                        "delta": round(loss_delta.item(), 5),
+                    }
+                )
+            bar.update(step, loss.item())
+            if run.on_step is not None:
+                run.on_step(done)
+            interrupted = stop.requested(run.world, torch.device("cpu"))
+            if done % run.save_every == 0 or interrupted:
+                save_state(done)
+            if interrupted:
+                raise Interrupted(
+                    f"interrupted: state saved after step {done} in {run.out / STATE_FILE} (continue with --resume)"
+                )
+    finally:
+        stop.uninstall()
+    if run.world > 1:
+        _check_replicas(model)
+    return model.eval(), history, start
+
+
+def _check_replicas(model) -> None:
+    """Every rank must end with the same weights (DDP averages the gradients); a rank that
+    trained on its own would write a student no rank 0 ever saw."""
+    import torch
+    import torch.distributed as dist
+
+    from .loop import TrainingError
+
+    mine = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
+    checksum = torch.stack([mine.sum(), (mine * torch.arange(mine.numel(), dtype=torch.float64)).sum()])
+    gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, checksum)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise TrainingError("distill-audio under torchrun: the ranks' weights differ after training")
 
 
 def _choose_feather_slot(config, model, main: Utterance):
@@ -333,17 +417,22 @@ def distill_audio(
     settings: AudioDistillSettings | None = None,
     force: bool = False,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Train an audio student on the dataset's (and any extra) pairs; write OUT/."""
+    resume: bool = False,
+    on_step: Any = None,
+) -> dict[str, Any] | None:
+    """Train an audio student on the dataset's (and any extra) pairs; write OUT/ (rank 0
+    of a `torchrun` job returns the report, the other ranks None)."""
     import torch
 
     from dhm.data.dataset import open_dataset
-    from dhm.io import atomic_dir, check_output
-    from dhm.metrics import count_macs, count_params
+    from dhm.io import atomic_path, check_output
     from dhm.models.audio_student import SIZES, StudentConfig, save_student
 
+    from .loop import RUN_FILE, STATE_FILE, _dist_env, _write_json, prepare_output
+
     settings = settings or AudioDistillSettings()
-    check_output(out, kind="dir", command="distill-audio", force=force, inputs=[data, *(audio_dirs or []), generator])
+    inputs = [data, *(audio_dirs or []), generator]
+    check_output(out, kind="dir", command="distill-audio", force=force or resume, inputs=inputs)
     if mode is None:
         modes = open_dataset(data).modes
         if len(modes) != 1:
@@ -361,12 +450,90 @@ def distill_audio(
         config = StudentConfig(mode=mode, lookahead_hops=lookahead_hops, **SIZES[size])
     else:
         raise SpecError(f"--family {family}: expected dhm-tcn or featherhubert")
-    spec = config.audio_spec()
     main = dataset_utterance(data, mode)
     extra = extra_utterances(list(audio_dirs or []), mode)
-    t0 = time.perf_counter()
-    model, history = _train(config, [main, *extra], settings, progress)
-    train_s = time.perf_counter() - t0
+    run_config = _run_config(data, [main, *extra], config, settings, family)
+    world, rank = run_config.world_size, _dist_env()[1]
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group(backend="gloo")
+    state, folder = prepare_output(out, run_config, resume, force, inputs=inputs) if rank == 0 else (None, None)
+    if world > 1:
+        dist.barrier()  # OUT (and a state to resume) exist before any rank reads them
+        if rank != 0 and resume:
+            state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+    run = _Run(out, run_config, state, folder, world, rank, on_step=on_step)
+    try:
+        if rank == 0:
+            _write_json(out / RUN_FILE, {"config": run_config.to_dict()})
+        t0 = time.perf_counter()
+        model, history, started = _train(config, [main, *extra], settings, progress, run)
+        train_s = time.perf_counter() - t0
+        if world > 1:
+            dist.destroy_process_group()
+        if rank != 0:
+            return None
+        report, config, model = _evaluate(
+            data, mode, generator, size, family, config, settings, model, history, started, train_s, main, extra
+        )
+        report["train"]["world_size"] = world
+        with atomic_path(out / STUDENT_FILE) as tmp:
+            save_student(tmp, model, config, {"report": _plain(report)})
+        report["cost"]["size_bytes"] = (out / STUDENT_FILE).stat().st_size
+        _write_json(out / REPORT_JSON, _plain(report))
+        with atomic_path(out / REPORT_MD) as tmp:
+            tmp.write_text(markdown(report))
+        (out / STATE_FILE).unlink(missing_ok=True)  # the run is complete: nothing to resume
+        if folder is not None:
+            folder.commit()
+        return report
+    except BaseException:
+        if folder is not None:
+            folder.rollback()  # only a run that saved no state yet: OUT is as it was
+        raise
+
+
+def _run_config(data: Path, utterances: list[Utterance], config: Any, settings: AudioDistillSettings, family: str):
+    """What must match for --resume: the audio and features trained on, the student, the settings."""
+    import hashlib
+
+    from .loop import RunConfig, _dist_env
+
+    h = hashlib.sha256()
+    for u in utterances:
+        h.update(u.name.encode())
+        h.update(np.ascontiguousarray(u.pcm).tobytes())
+        h.update(np.ascontiguousarray(u.features).tobytes())
+    return RunConfig(
+        kind="distill-audio",
+        data=str(data),
+        data_hash=h.hexdigest(),
+        student={"family": family, **config.to_dict()},
+        teacher_sha256=None,
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=settings.seed,
+        weights=asdict(settings.weights),
+        eval_every=0,
+        eval_frames=settings.eval_frames,
+        init=f"feather_offline={settings.feather_offline}, crop_frames={settings.crop_frames}",
+        world_size=_dist_env()[0],
+    )
+
+
+def _evaluate(
+    data, mode, generator, size, family, config, settings, model, history, started, train_s, main, extra
+) -> tuple[dict[str, Any], Any, Any]:
+    """The report, and the config and model the student ships as (FeatherHuBERT: the
+    window slot chosen on held-out calibration blocks)."""
+    import torch
+
+    from dhm.metrics import count_macs, count_params
+
+    spec = config.audio_spec()
     choices = None
     if family == "featherhubert" and settings.feather_offline:
         config, model, choices = _choose_feather_slot(config, model, main)
@@ -396,6 +563,7 @@ def distill_audio(
             "lr": settings.lr,
             "weights": asdict(settings.weights),
             "wall_s": round(train_s, 1),
+            "resumed_from_step": started,
             "history": history,
         },
         "heldout": {
@@ -421,13 +589,7 @@ def distill_audio(
         report["generator"] = g
     report["cost"]["lookahead_ms"] = round(spec.lookahead_ms(window), 1)
     report["cost"]["lookahead_window"] = window
-
-    with atomic_dir(out, replace=force, command="distill-audio") as tmp:
-        save_student(tmp / STUDENT_FILE, model, config, {"report": _plain(report)})
-        report["cost"]["size_bytes"] = (tmp / STUDENT_FILE).stat().st_size
-        (tmp / REPORT_JSON).write_text(json.dumps(_plain(report), indent=2) + "\n")
-        (tmp / REPORT_MD).write_text(markdown(report))
-    return report
+    return report, config, model
 
 
 def _plain(obj: Any) -> Any:
