@@ -448,6 +448,13 @@ def _summary(report: dict[str, Any]) -> None:
     type=WEIGHT,
     help="L1 averaged over the lips alone (from the lip landmarks).",
 )
+@click.option(
+    "--w-bce",
+    default=TRAIN_DEFAULTS.bce,
+    show_default=True,
+    type=WEIGHT,
+    help="Cross-entropy on the output logits: keeps pixels whose sigmoid saturated trainable (0 disables).",
+)
 @_training_options(default_steps=600, default_lr=TRAIN_LR)
 def train(
     data: Path,
@@ -460,6 +467,7 @@ def train(
     w_ssim: float,
     w_mouth: float,
     w_lips: float,
+    w_bce: float,
     **kw: Any,
 ) -> None:
     """Train a generator from scratch on a dataset folder.
@@ -479,7 +487,7 @@ def train(
     from dhm.spec import GeneratorSpec
 
     spec = GeneratorSpec(arch=arch, mode=mode, widths=widths, revision=revision, crop_interpolation=crop_interpolation)
-    weights = replace(TRAIN_DEFAULTS, ssim=w_ssim, mouth=w_mouth, lips=w_lips)
+    weights = replace(TRAIN_DEFAULTS, ssim=w_ssim, mouth=w_mouth, lips=w_lips, bce=w_bce)
     report = train_generator(
         data, out, spec, _settings(kw), weights, resume=kw["resume"], force=kw["force"], progress=not kw["quiet"]
     )
@@ -544,6 +552,13 @@ def train(
     type=WEIGHT,
     help="L1 to the teacher averaged over the lips alone (0 disables).",
 )
+@click.option(
+    "--w-bce",
+    default=DISTILL_DEFAULTS.bce,
+    show_default=True,
+    type=WEIGHT,
+    help="Cross-entropy to the teacher on the output logits: keeps saturated pixels trainable (0 disables).",
+)
 @_training_options(default_steps=600, default_lr=DISTILL_LR)
 def distill(
     teacher: Path,
@@ -559,6 +574,7 @@ def distill(
     w_feature: float,
     w_gt: float,
     w_lips: float,
+    w_bce: float,
     **kw: Any,
 ) -> None:
     """Distil a trained generator into a phone-sized student.
@@ -581,7 +597,7 @@ def distill(
     """
     from dhm.distill import distill_student
 
-    weights = LossWeights(pixel=w_pixel, ssim=w_ssim, mouth=w_mouth, feature=w_feature, gt=w_gt, lips=w_lips)
+    weights = LossWeights(pixel=w_pixel, ssim=w_ssim, mouth=w_mouth, feature=w_feature, gt=w_gt, lips=w_lips, bce=w_bce)
     report = distill_student(
         teacher,
         data,

@@ -240,11 +240,15 @@ def objective(
     teacher_out: torch.Tensor | None = None,
     adapted: dict[str, torch.Tensor] | None = None,
     teacher_feats: dict[str, torch.Tensor] | None = None,
+    logits: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """train: L1 (mouth-weighted) + SSIM + lips to the ground truth; distill: the same to
-    the teacher's output, plus feature matching and an optional ground-truth term."""
+    the teacher's output, plus feature matching and an optional ground-truth term; both a
+    BCE on the logits, whose gradient no saturated sigmoid can switch off."""
     goal = teacher_out if teacher_out is not None else target
     loss = w.pixel * weighted_l1(pred, goal, mouth_w) + w.ssim * (1 - ssim(pred, goal))
+    if w.bce > 0 and logits is not None:
+        loss = loss + w.bce * torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), goal)
     if w.lips > 0:
         loss = loss + w.lips * masked_l1(pred, goal, lips)
     if teacher_out is not None:
@@ -490,7 +494,7 @@ class _Session:
                 with torch.no_grad():
                     t_logits, t_feats = self.teacher.features(face, audio)
                     t_out = torch.sigmoid(t_logits.float())
-            loss = objective(self.weights, pred, target, lips, self.mouth_w, t_out, adapted, t_feats)
+            loss = objective(self.weights, pred, target, lips, self.mouth_w, t_out, adapted, t_feats, logits)
         if not torch.isfinite(loss):
             kept = self.out / self.checkpoint_name
             note = f"; the last good checkpoint is kept: {kept}" if kept.exists() else "; no checkpoint was saved yet"

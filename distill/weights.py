@@ -43,6 +43,14 @@ class LossWeights:
     # those pixels only: the lips are ~2% of the crop, so in the whole-crop terms their
     # colour weighs almost nothing (a student painted them blue at 32 dB whole-crop).
     lips: float = 2.0
+    # Binary cross-entropy on the output's logits. The generator ends in a sigmoid and every
+    # other term is measured after it, so their gradient at a pixel is scaled by the
+    # sigmoid's slope: a pixel whose logit went to -20 early in training gets none and stays
+    # black. The demo's teacher (300 steps) had its crop's rows 1-4 and 155-159 stuck at
+    # logits of -8 to -28 (0.35-0.5 off the ground truth, a dark line at nose and neck
+    # height in every video, and students copied it). BCE's gradient is (sigmoid - target)
+    # however far the logit went, so those pixels come back.
+    bce: float = 0.1
 
     def __post_init__(self) -> None:
         import math
