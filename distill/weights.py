@@ -28,9 +28,8 @@ class LossWeights:
     #   mouth 2.0, lips 2, lr 4e-3                      30.69 / 30.07 /  1.4 / 0.882
     # Mouth 2.0 is the only setting that reached 30 dB in the lip box, at 0.35 dB less
     # whole-crop PSNR and a worse lip sync, so mouth stays 0.5. (The figures above are on
-    # one teacher; the demo's current teacher (dhm train defaults, 300 steps) leaves its
-    # crop's edge rows 0.35-0.5 off the ground truth even though the masked input shows
-    # them, and students score only 24-25 dB whole-crop against it, by those rows.)
+    # one teacher. A later demo teacher (300 steps, before `bce`) left its crop's edge rows
+    # 0.35-0.5 off the ground truth, stuck behind saturated sigmoids; see `bce`.)
     # Earlier, without a lips term: mouth 2.0 / feature 0.5 reached 26.2 dB whole-crop where
     # mouth 0.5 / feature 0.1 reached 32.9 (300 steps): strong feature matching fights the
     # output terms early on.
