@@ -232,6 +232,7 @@ def _variants(
     from dhm.audio_model import windowed_features
     from dhm.data.inputs import InputSet
     from dhm.engines import get
+    from dhm.engines.audio import engine_rows
     from dhm.engines.build import Fp16, MnnInt8, OnnxInt8
     from dhm.engines.onnx_int8 import conv_output_names
     from dhm.metrics import feature_agreement
@@ -271,7 +272,7 @@ def _variants(
                 path = dst if len(candidates[variant][fmt]) == 1 else tmp / f".audio_{variant}_{k}.{fmt}"
                 structure = backend.build(config, onnx_fp32, path, calib=calib, header=header)
                 if calib_windows is not None and len(candidates[variant][fmt]) > 1:
-                    rows = _rows_fn(backend.load(path, threads=1, precision=AUDIO_PRECISION))
+                    rows = engine_rows(backend.load(path, threads=1, precision=AUDIO_PRECISION))
                     cos = feature_agreement(
                         np.concatenate([rows(w) for w in calib_windows]),
                         np.concatenate([source.reference(w) for w in calib_windows]),
@@ -288,7 +289,7 @@ def _variants(
             assert kept is not None
             kept[1].replace(dst)
             structure = kept[2] | ({"tried": tried} if tried else {})
-            rows = _rows_fn(backend.load(dst, threads=1, precision=AUDIO_PRECISION))
+            rows = engine_rows(backend.load(dst, threads=1, precision=AUDIO_PRECISION))
             got = [rows(w) for w in windows]
             agreement = feature_agreement(np.concatenate(got), np.concatenate(reference))
             max_abs = max(float(np.abs(g - r).max()) for g, r in zip(got, reference, strict=True))
@@ -316,12 +317,11 @@ def _variants(
                 arm = _arm_parity(dst, windows, reference, frames, reference_images, spec)
                 if arm is not None:
                     parity["arm"] = arm
-            missed = _missed(parity)
-            if missed:
-                raise ParityError(f"{dst.name} ({backend.name}): {missed}")
-            if "arm" in parity and _missed({**parity["arm"], "tolerance": parity["tolerance"]}):
-                missed = _missed({**parity["arm"], "tolerance": parity["tolerance"]})
-                raise ParityError(f"{dst.name} (MNN aarch64 kernels): {missed}")
+            judged = [(backend.name, parity)] + ([("MNN aarch64 kernels", parity["arm"])] if "arm" in parity else [])
+            for kernels, figures in judged:
+                missed = _missed(figures, parity["tolerance"])
+                if missed:
+                    raise ParityError(f"{dst.name} ({kernels}): {missed}")
             section["artifacts"].append(
                 {
                     "file": dst.name,
@@ -373,31 +373,24 @@ def _arm_parity(
     return arm
 
 
-def _missed(parity: dict[str, Any]) -> str:
-    """What a variant's parity misses ('' when it passes)."""
-    tol = parity["tolerance"]
-    if not np.isfinite(parity["max_abs"]) or not parity["cosine"] >= tol["cosine"]:
-        return f"its features keep a cosine of {parity['cosine']:.4f} with the FP32 student (needs >= {tol['cosine']})"
-    if "frames_psnr" in tol:
-        psnr = parity["frames"]["psnr"]
-        db = float("inf") if psnr == "inf" else float(psnr)
-        if not db >= tol["frames_psnr"]:
-            return (
-                f"the generator's frames driven by its features reach {db:.1f} dB against frames driven by the FP32 "
-                f"student (needs >= {tol['frames_psnr']} dB)"
-            )
+def _missed(figures: dict[str, Any], tol: dict[str, float]) -> str:
+    """What a variant's figures (x86 or aarch64) miss of its tolerance ('' when they pass)."""
+    from dhm.manifest import from_json_number
+
+    if not np.isfinite(figures["max_abs"]) or not figures["cosine"] >= tol["cosine"]:
+        return f"its features keep a cosine of {figures['cosine']:.4f} with the FP32 student (needs >= {tol['cosine']})"
+    if "frames_psnr" in tol and not from_json_number(figures["frames"]["psnr"]) >= tol["frames_psnr"]:
+        return (
+            f"the generator's frames driven by its features reach {_db(figures['frames']['psnr'])} against frames "
+            f"driven by the FP32 student (needs >= {tol['frames_psnr']} dB)"
+        )
     return ""
 
 
-def _rows_fn(engine: Any) -> Callable[[np.ndarray], np.ndarray]:
-    def rows(window: np.ndarray) -> np.ndarray:
-        return engine.run({PCM_INPUT: window.reshape(1, 1, -1)})[ROWS_OUTPUT]
-
-    return rows
-
-
 def _db(v: Any) -> str:
-    return "inf dB" if v == "inf" or v == float("inf") else f"{float(v):.1f} dB"
+    from dhm.manifest import format_figure
+
+    return format_figure(v, ".1f", " dB")
 
 
 def _pcm_conv(onnx_path: Path) -> str:

@@ -31,7 +31,9 @@ class AudioFrontEnd:
     description: str
 
 
-def _engine_rows(engine: Any) -> Callable[[np.ndarray], np.ndarray]:
+def engine_rows(engine: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A PCM window -> the audio model's rows [rows_per_call, row_size], run by `engine`."""
+
     def rows(window: np.ndarray) -> np.ndarray:
         return engine.run({PCM_INPUT: window.reshape(1, 1, -1)})[ROWS_OUTPUT][0]
 
@@ -88,4 +90,4 @@ def audio_front_end(engine: Any, threads: int = 1, variant: str = "fp32") -> Aud
     got = {t.name: tuple(t.shape) for t in audio_engine.inputs}
     if got != {PCM_INPUT: (1, 1, spec.window_samples)}:
         raise SpecError(f"{path}: inputs {got} disagree with {engine.manifest_path}")
-    return AudioFrontEnd(spec, _engine_rows(audio_engine), f"{path.name} ({backend.name})")
+    return AudioFrontEnd(spec, engine_rows(audio_engine), f"{path.name} ({backend.name})")
