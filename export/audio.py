@@ -318,10 +318,20 @@ def _variants(
                 if arm is not None:
                     parity["arm"] = arm
             judged = [(backend.name, parity)] + ([("MNN aarch64 kernels", parity["arm"])] if "arm" in parity else [])
-            for kernels, figures in judged:
-                missed = _missed(figures, parity["tolerance"])
-                if missed:
-                    raise ParityError(f"{dst.name} ({kernels}): {missed}")
+            misses = [(kernels, _missed(figures, parity["tolerance"])) for kernels, figures in judged]
+            missed = "; ".join(f"{kernels}: {m}" for kernels, m in misses if m)
+            if missed:
+                # The generator's variants are what was asked for; a smaller audio file rides on the
+                # same --variants. One that misses its gate is left out, said and recorded, rather
+                # than failing the export (the FP32 audio model, the reference, still must pass).
+                # Measured: the demo's s student in ONNX INT8 reached 33.2 dB on one teacher and
+                # 29.6 dB on the next, while MNN INT8 kept 40-42 dB.
+                dst.unlink()
+                section.setdefault("left_out", []).append(
+                    {"file": dst.name, "engine": backend.name, "variant": variant, "reason": missed}
+                )
+                log(f"{dst.name}: left out of the export ({missed})")
+                continue
             section["artifacts"].append(
                 {
                     "file": dst.name,

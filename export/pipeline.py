@@ -345,6 +345,7 @@ def _audio_note(section: dict[str, Any], spec: GeneratorSpec) -> str:
         f"{mmacs:.1f} MMACs per second of audio; FP32 features max abs {worst:.1e} vs {reference}"
         + (f"; {'; '.join(smaller)} (frames: the generator driven by them vs by the FP32 student)" if smaller else "")
         + f"; audio-to-frame lookahead {am.lookahead_ms(spec.window):.0f} ms with the {spec.window}-frame window"
+        + "".join(f"; {x['file']} left out ({x['reason']})" for x in section.get("left_out", []))
     )
 
 
@@ -371,6 +372,7 @@ def _audio_table(section: dict[str, Any]) -> list[str]:
         "the FP32 student's.",
         "",
     ]
+    lines += [f"Left out (missed its gate): {x['file']}: {x['reason']}." for x in section.get("left_out", [])]
     return lines
 
 

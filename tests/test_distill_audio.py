@@ -208,18 +208,32 @@ def test_audio_student_variants_keep_the_frames(audio_student, teacher, synth_hu
     assert [t["method"] for t in tried] == ["EMA", "KL"] and all(0 < t["calibration_cosine"] <= 1 for t in tried)
 
 
-def test_audio_variant_that_misses_its_gate_fails_the_export(
-    audio_student, teacher, synth_hubert, tmp_path, monkeypatch
-):
+def test_audio_variant_that_misses_its_gate_is_left_out(audio_student, teacher, synth_hubert, tmp_path, monkeypatch):
+    """A smaller audio file rides on the generator's --variants: one that misses its gate is
+    left out, said and recorded in the manifest, and the export still ships the rest."""
     from dhm.export import audio
 
     monkeypatch.setitem(audio.VARIANT_MIN_FRAMES_PSNR, "fp16", 200.0)
+    out = tmp_path / "e"
     r = run_cli(
-        "export", teacher, "-o", tmp_path / "e", "--data", synth_hubert, "--frames", "2", "--target", "onnx",
+        "export", teacher, "-o", out, "--data", synth_hubert, "--frames", "2", "--target", "onnx",
         "--variants", "fp32,fp16", "--audio-model", audio_student / "audio_student.pt",
     )  # fmt: skip
-    one_error_line(r, "audio_fp16.onnx (onnxruntime): the generator's frames driven by its features reach")
-    assert "needs >= 200.0 dB" in r.output and not (tmp_path / "e").exists()
+    assert r.exit_code == 0, r.output
+    assert "audio_fp16.onnx: left out of the export (onnxruntime: the generator's frames driven by" in r.output
+    assert "needs >= 200.0 dB" in r.output
+    assert (out / "model_fp16.onnx").is_file() and not (out / "audio_fp16.onnx").exists()
+    assert sorted(p.name for p in out.glob("audio_*")) == ["audio_fp32.onnx"]  # nothing half-made left behind
+    section = json.loads((out / "manifest.json").read_text())["audio_model"]
+    assert [a["file"] for a in section["artifacts"]] == ["audio_fp32.onnx"]
+    (left,) = section["left_out"]
+    assert left["file"] == "audio_fp16.onnx" and left["variant"] == "fp16" and "needs >= 200.0 dB" in left["reason"]
+    assert "Left out (missed its gate): audio_fp16.onnx" in (out / "report.md").read_text()
+    r = run_cli(
+        "run", out / "model_fp16.onnx", "--data", synth_hubert, "--wav", synth_hubert / "aud.wav",
+        "-o", tmp_path / "v.mp4", "--audio-variant", "fp16",
+    )  # fmt: skip
+    one_error_line(r, "its audio model has no fp16 onnx file (it lists fp32); export left it out: onnxruntime:")
     # INT8 audio is calibrated on the dataset's audio
     spec = audio.student_source(audio_student / "audio_student.pt", "hubert").spec
     with pytest.raises(SpecError, match="calibrated on the dataset's audio: pass --data"):

@@ -77,7 +77,14 @@ def audio_front_end(engine: Any, threads: int = 1, variant: str = "fp32") -> Aud
         listed = ", ".join(sorted({a.get("variant", "fp32") for a in entries}))
         raise SpecError(
             f"{engine.manifest_path}: its audio model has no {variant} {backend.format} file (it lists {listed}); "
-            "export with --variants including it and --audio-model"
+            + next(
+                (
+                    f"export left it out: {x['reason']}"
+                    for x in section.get("left_out", [])
+                    if x["variant"] == variant and x["engine"] == backend.name
+                ),
+                "export with --variants including it and --audio-model",
+            )
         )
     entries = chosen
     path = engine.path.parent / entries[0]["file"]
