@@ -5,13 +5,14 @@ A model trained on dhm's own features (`dhm-logmel-v1`) is exported with its fro
 features came from. Any generator can instead take an audio student from
 `dhm distill-audio` (`--audio-model`), judged against its torch FP32 self. Either way a
 phone turns PCM into features with the same engine that runs the generator; each file is
-run by its own engine on PCM windows, and a miss fails the export.
+run by its own engine on PCM windows, and an FP32 file's miss fails the export.
 
 A student also gets the generator's smaller variants (`audio_fp16.*`, `audio_int8.*`),
 built by the same backends from the same FP32 graph. Each is judged twice: its features
 against the torch FP32 student on the check windows (the gate), and, where the dataset is
 at hand, the generator's held-out frames driven by its features against the same frames
-driven by the FP32 student's (the figure a viewer sees). The front end stays FP32 only.
+driven by the FP32 student's (the figure a viewer sees). A smaller file that misses is left
+out and listed under the section's `left_out`. The front end stays FP32 only.
 """
 
 from __future__ import annotations
