@@ -61,12 +61,11 @@ TEACHER_WIDTHS = (8, 16, 32, 64, 128)
 @pytest.fixture(scope="session")
 def teacher(tmp_path_factory: pytest.TempPathFactory, synth_hubert: Path) -> Path:
     """A tiny generator, trained for real on the built-in set (dhm train)."""
-    from dhm.distill import TrainingSettings, train_generator
-    from dhm.spec import GeneratorSpec
-
     from dataclasses import replace
 
+    from dhm.distill import TrainingSettings, train_generator
     from dhm.distill.weights import TRAIN_DEFAULTS
+    from dhm.spec import GeneratorSpec
 
     out = tmp_path_factory.mktemp("teacher")
     settings = TrainingSettings(steps=40, batch_size=4, lr=3e-3, eval_every=40, eval_frames=8, threads=2)
