@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from dhm import __version__
-from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
+from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
 from dhm.errors import DhmError, Terminated
 from dhm.spec import ARCHS, INTERPOLATIONS, LATEST_REVISION, REVISIONS
 
@@ -307,7 +307,7 @@ def features(
 # ------------------------------------------------------------------- train, distill
 
 
-def _training_options(default_steps: int, default_lr: float) -> Any:
+def _training_options(default_steps: int, default_lr: float, default_ema: float = 0.0) -> Any:
     def wrap(f: Any) -> Any:
         options = [
             click.option(
@@ -333,6 +333,13 @@ def _training_options(default_steps: int, default_lr: float) -> Any:
                 show_default=True,
                 type=SEED,
                 help="Seed: the same seed gives the same result on the same machine.",
+            ),
+            click.option(
+                "--ema",
+                default=default_ema,
+                show_default=True,
+                type=Finite(0.0, 0.99999),
+                help="Evaluate and keep a moving average of the weights with this decay (0: the raw weights).",
             ),
             click.option(
                 "--eval-every",
@@ -376,6 +383,7 @@ def _settings(kw: dict[str, Any]) -> Any:
         eval_frames=kw["eval_frames"],
         device=kw["device"],
         threads=kw["threads"],
+        ema=kw["ema"],
     )
 
 
@@ -559,7 +567,7 @@ def train(
     type=WEIGHT,
     help="Cross-entropy to the teacher on the output logits: keeps saturated pixels trainable (0 disables).",
 )
-@_training_options(default_steps=600, default_lr=DISTILL_LR)
+@_training_options(default_steps=600, default_lr=DISTILL_LR, default_ema=DISTILL_EMA)
 def distill(
     teacher: Path,
     data: Path,

@@ -20,7 +20,7 @@ from dhm.models import LoadedCheckpoint, file_sha256, load_checkpoint
 from dhm.plots import image_strip, line_chart
 from dhm.spec import GeneratorSpec
 from dhm.distill.loop import RunConfig, RunResult, dataset_hash, run_training
-from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
+from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
 from dhm.distill.presets import DEFAULT_PRESET, resolve_student
 
 
@@ -34,6 +34,8 @@ class TrainingSettings:
     eval_frames: int = 16
     device: str = "cpu"
     threads: int | None = None
+    # 0: keep the raw weights; else the decay of their moving average (distill_student: DISTILL_EMA)
+    ema: float = 0.0
 
     def check(self) -> None:
         import math
@@ -47,6 +49,8 @@ class TrainingSettings:
             raise SpecError(f"--lr {self.lr}: expected a finite positive learning rate")
         if not 1 <= self.eval_frames <= 10_000:
             raise SpecError(f"--eval-frames {self.eval_frames}: expected 1 … 10,000")
+        if not 0.0 <= self.ema < 1.0:
+            raise SpecError(f"--ema {self.ema}: expected a decay in [0, 1)")
         if self.eval_every < 0:
             raise SpecError(f"--eval-every {self.eval_every}: expected >= 0")
         if self.threads is not None and not 1 <= self.threads <= 1024:
@@ -101,6 +105,7 @@ def _run(
         eval_frames=settings.eval_frames,
         init=init,
         world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        ema=settings.ema,
     )
     result = run_training(
         config,
@@ -169,7 +174,7 @@ def distill_student(
 
     The student inherits the teacher's conventions (revision, audio window, crop filter);
     `student_arch` picks another family (the MobileOne U-Net) with the same window."""
-    settings = settings or TrainingSettings(lr=DISTILL_LR)
+    settings = settings or TrainingSettings(lr=DISTILL_LR, ema=DISTILL_EMA)
     settings.check()
     if init not in ("teacher", "random"):
         raise SpecError(f"--init {init!r}: expected teacher or random")

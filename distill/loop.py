@@ -74,14 +74,16 @@ class RunConfig:
     eval_frames: int
     init: str
     world_size: int = 1
+    ema: float = 0.0  # decay of the weights' moving average that is evaluated and kept (0: the raw weights)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def first_difference(self, other: dict[str, Any]) -> str | None:
         mine = self.to_dict()
+        defaults = {"ema": 0.0}  # keys added since: a state saved before them used the default
         for key in mine:
-            if mine[key] != other.get(key):
+            if mine[key] != other.get(key, defaults.get(key)):
                 return f"{key}: this run {mine[key]!r}, saved run {other.get(key)!r}"
         return None
 
@@ -427,6 +429,26 @@ class _Session:
     best: dict[str, Any] = field(default_factory=dict)
     start: int = 0
     scaler: Any = None
+    ema: nn.Module | None = None  # the moving average of the student's weights (config.ema > 0)
+
+    @property
+    def kept(self) -> nn.Module:
+        """The weights that are evaluated and saved: the moving average, else the student."""
+        return self.ema if self.ema is not None else self.student
+
+    @torch.no_grad()
+    def update_ema(self, step: int) -> None:
+        """ema <- d*ema + (1-d)*student, with d ramping up over the first steps so the
+        average does not stay anchored at the initial weights. Buffers (BatchNorm
+        statistics) are averaged too."""
+        if self.ema is None:
+            return
+        d = min(self.config.ema, (1 + step) / (10 + step))
+        for avg, live in zip(self.ema.state_dict().values(), self.student.state_dict().values(), strict=True):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(live, 1 - d)
+            else:
+                avg.copy_(live)
 
     def save_state(self, step_done: int) -> None:
         if not self.is_main:
@@ -434,8 +456,9 @@ class _Session:
         payload = {
             "config": self.config.to_dict(),
             "step": step_done,
-            "trainable": {k: v.detach().cpu() for k, v in self.trainable.state_dict().items()},
+            "trainable": _cpu(self.trainable.state_dict()),
             "optimizer": self.optimizer.state_dict(),
+            **({"ema": _cpu(self.ema.state_dict())} if self.ema is not None else {}),
             "history": json.dumps(self.history),
             "best": json.dumps(self.best),
         }
@@ -448,7 +471,7 @@ class _Session:
         """Score the student on the held-out frames, keep the best step's checkpoint, and
         return the progress line."""
         self.trainable.eval()
-        row: dict[str, Any] = {"step": step_done, "loss": loss_value, **self.heldout.evaluate(self.student)}
+        row: dict[str, Any] = {"step": step_done, "loss": loss_value, **self.heldout.evaluate(self.kept)}
         self.trainable.train()
         self.history.append(row)
         if not self.best or self.heldout.score(row) > self.heldout.score(self.best):
@@ -457,7 +480,7 @@ class _Session:
             c = self.config
             save_checkpoint(
                 self.out / self.checkpoint_name,
-                self.student,
+                self.kept,
                 self.spec,
                 kind=c.kind,
                 step=step_done,
@@ -507,6 +530,7 @@ class _Session:
         else:
             loss.backward()
             self.optimizer.step()
+        self.update_ema(step)
         return float(loss.detach())
 
 
@@ -559,8 +583,16 @@ def _session(
         folder=folder, metadata=metadata, is_main=is_main, init_note=init_note,
         scaler=torch.amp.GradScaler("cuda") if dev.type == "cuda" else None,
     )  # fmt: skip
+    if config.ema > 0:
+        import copy
+
+        session.ema = copy.deepcopy(student).eval()
+        for p in session.ema.parameters():
+            p.requires_grad_(False)
     if state is not None:
         trainable.load_state_dict(state["trainable"])
+        if session.ema is not None:
+            session.ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         session.history = json.loads(state["history"])
         session.best = json.loads(state["best"])
@@ -709,6 +741,10 @@ def _predict(model: nn.Module, batch: dict[str, np.ndarray], dev: torch.device, 
             outs.append(model(f, a).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(outs)
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -104,6 +104,25 @@ def test_same_seed_same_result(tmp_path, teacher, synth_hubert):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_the_kept_student_is_the_moving_average_of_its_weights(tmp_path, teacher, synth_hubert):
+    """With --ema the checkpoint holds the average, which follows the live weights: at a
+    decay near 0 it is them, at 0.5 it lags behind them."""
+
+    def kept_and_live(out, ema):
+        _distill(teacher, synth_hubert, out, steps=6, ema=ema)
+        state = torch.load(out / "resume.pt", weights_only=True)
+        live = {k.removeprefix("student."): v for k, v in state["trainable"].items() if k.startswith("student.")}
+        kept = load_checkpoint(out / "student.pt").model.state_dict()
+        assert all(torch.equal(kept[k], state["ema"][k]) for k in kept)
+        return kept, live
+
+    kept, live = kept_and_live(tmp_path / "near0", 1e-6)
+    assert all(torch.allclose(kept[k].float(), live[k].float(), atol=1e-5) for k in kept)
+    kept, live = kept_and_live(tmp_path / "half", 0.5)
+    floats = [k for k in kept if kept[k].is_floating_point()]
+    assert sum(not torch.allclose(kept[k], live[k], atol=1e-5) for k in floats) > len(floats) // 2
+
+
 def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth_hubert):
     args = [
         "distill",
@@ -125,6 +144,8 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth
         "8",
         "--threads",
         "2",
+        "--ema",
+        "0.9",
     ]
     whole = tmp_path / "whole"
     r = subprocess.run([DHM, *args, "-o", str(whole)], capture_output=True, text=True)
@@ -148,8 +169,9 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth
     a = torch.load(whole / "resume.pt", weights_only=True)
     b = torch.load(cut / "resume.pt", weights_only=True)
     assert a["step"] == b["step"] == 24
-    for k in a["trainable"]:
-        assert torch.equal(a["trainable"][k], b["trainable"][k]), k
+    for part in ("trainable", "ema"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
     assert a["history"] == b["history"]
     ra = json.loads((whole / "report.json").read_text())
     rb = json.loads((cut / "report.json").read_text())
