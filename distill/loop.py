@@ -83,8 +83,9 @@ class RunConfig:
         mine = self.to_dict()
         defaults = {"ema": 0.0}  # keys added since: a state saved before them used the default
         for key in mine:
-            if mine[key] != other.get(key, defaults.get(key)):
-                return f"{key}: this run {mine[key]!r}, saved run {other.get(key)!r}"
+            saved = other.get(key, defaults.get(key))
+            if mine[key] != saved:
+                return f"{key}: this run {mine[key]!r}, saved run {saved!r}"
         return None
 
 

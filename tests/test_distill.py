@@ -123,6 +123,17 @@ def test_the_kept_student_is_the_moving_average_of_its_weights(tmp_path, teacher
     assert sum(not torch.allclose(kept[k], live[k], atol=1e-5) for k in floats) > len(floats) // 2
 
 
+def test_a_state_saved_before_ema_existed_compares_as_ema_0():
+    from dhm.distill.loop import RunConfig
+
+    base = dict(kind="distill", data="d", data_hash="h", student={}, teacher_sha256=None, steps=8, batch_size=4)
+    base |= dict(lr=1e-3, seed=0, weights={}, eval_every=8, eval_frames=4, init="teacher")
+    old = RunConfig(**base).to_dict()
+    del old["ema"]
+    assert RunConfig(**base, ema=0.0).first_difference(old) is None
+    assert RunConfig(**base, ema=0.99).first_difference(old) == "ema: this run 0.99, saved run 0.0"
+
+
 def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth_hubert):
     args = [
         "distill",
