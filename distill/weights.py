@@ -44,6 +44,7 @@ class LossWeights:
     # The demo's teacher of 2026-11-22 (bce 1.0), 800 steps, EMA 0.99 (see DISTILL_EMA):
     #                    x10 (4,8,20,36,76)                31.57 / 27.66 / 0.8 / 0.925
     #                    4,16,20,36,76 (the demo's)        35.51 / 28.61 / 1.9 / 0.936
+    #                    8,16,20,36,76 (132 MMACs)         36.57 / 28.48 / 0.7 / 0.944
     #                    same, half of each batch's audio
     #                    mixed with another sample's       35.11 / 27.23 / 2.2 / 0.943
     # (the widths: distill/presets.py; the mixing was not kept).
