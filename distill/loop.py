@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,8 @@ class RunConfig:
 
     def first_difference(self, other: dict[str, Any]) -> str | None:
         mine = self.to_dict()
-        defaults = {"ema": 0.0}  # keys added since: a state saved before them used the default
+        # a key added since a state was saved compares as its default, the value that run used
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
         for key in mine:
             saved = other.get(key, defaults.get(key))
             if mine[key] != saved:

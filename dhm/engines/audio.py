@@ -75,16 +75,17 @@ def audio_front_end(engine: Any, threads: int = 1, variant: str = "fp32") -> Aud
     chosen = [a for a in entries if a.get("variant", "fp32") == variant]
     if not chosen:
         listed = ", ".join(sorted({a.get("variant", "fp32") for a in entries}))
+        left_out = [
+            x["reason"] for x in section.get("left_out", []) if (x["variant"], x["engine"]) == (variant, backend.name)
+        ]
+        hint = (
+            f"export left it out: {left_out[0]}"
+            if left_out
+            else "export with --variants including it and --audio-model"
+        )
         raise SpecError(
-            f"{engine.manifest_path}: its audio model has no {variant} {backend.format} file (it lists {listed}); "
-            + next(
-                (
-                    f"export left it out: {x['reason']}"
-                    for x in section.get("left_out", [])
-                    if x["variant"] == variant and x["engine"] == backend.name
-                ),
-                "export with --variants including it and --audio-model",
-            )
+            f"{engine.manifest_path}: its audio model has no {variant} {backend.format} file "
+            f"(it lists {listed}); {hint}"
         )
     entries = chosen
     path = engine.path.parent / entries[0]["file"]
