@@ -336,7 +336,12 @@ def _markdown(r: dict[str, Any]) -> str:
         "",
         f"Training: {tr['steps_run']} steps (resumed from {tr['resumed_from_step']}) in {tr['seconds']:.0f} s, "
         f"{tr['samples_per_second']} samples/s, {tr['torch_threads']} torch threads on {tr['machine']}; init: "
-        f"{tr['init']}.",
+        f"{tr['init']}; "
+        + (
+            f"the kept weights are a moving average of the trained ones (decay {ema:g}, --ema)."
+            if (ema := r["config"].get("ema", 0.0))
+            else "the kept weights are the trained ones (--ema 0)."
+        ),
         "",
         f"| step | loss | generation PSNR {key[3:]} | lip-box PSNR | inference PSNR {key[3:]} |",
         "|---:|---:|---:|---:|---:|",

@@ -119,6 +119,7 @@ def test_the_kept_student_is_the_moving_average_of_its_weights(tmp_path, teacher
     kept, live = kept_and_live(tmp_path / "near0", 1e-6)
     assert all(torch.allclose(kept[k].float(), live[k].float(), atol=1e-5) for k in kept)
     kept, live = kept_and_live(tmp_path / "half", 0.5)
+    assert "moving average of the trained ones (decay 0.5, --ema)" in (tmp_path / "half" / "report.md").read_text()
     floats = [k for k in kept if kept[k].is_floating_point()]
     assert sum(not torch.allclose(kept[k], live[k], atol=1e-5) for k in floats) > len(floats) // 2
 
