@@ -69,13 +69,12 @@ def layer_sensitivity(model, calib: InputSet, evaluation: InputSet) -> list[Laye
         return hook
 
     def run(inputs: InputSet) -> np.ndarray:
+        # one batch: ~2x faster on CPU than frame by frame, and the ranges and PSNRs are
+        # the same up to float rounding
+        face = torch.from_numpy(np.concatenate([x[FACE_INPUT] for x in inputs.inputs]))
+        audio = torch.from_numpy(np.concatenate([x[AUDIO_INPUT] for x in inputs.inputs]))
         with torch.inference_mode():
-            return np.concatenate(
-                [
-                    model(torch.from_numpy(x[FACE_INPUT]), torch.from_numpy(x[AUDIO_INPUT])).numpy()
-                    for x in inputs.inputs
-                ]
-            )
+            return model(face, audio).numpy()
 
     handles = [m.register_forward_pre_hook(observe(n)) for n, m in convs.items()]
     try:
