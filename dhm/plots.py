@@ -81,7 +81,11 @@ class _Canvas:
             x = self.x(t)
             if self.left <= x <= self.right:
                 cv2.line(self.img, (x, self.bottom), (x, self.bottom + 5), (0, 0, 0), 1)
-                cv2.putText(self.img, _fmt(t), (x - 15, self.bottom + 20), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+                label = _fmt(t)
+                # centred under its tick, but kept inside the image (the last one was clipped)
+                width = cv2.getTextSize(label, _FONT, 0.4, 1)[0][0]
+                tx = min(max(x - width // 2, 0), self.img.shape[1] - width - 2)
+                cv2.putText(self.img, label, (tx, self.bottom + 20), _FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
 
     def x(self, v: float) -> int:
         if self.xlog:
