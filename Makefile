@@ -53,9 +53,12 @@ arm-env: $(STAMP) native-deps
 	$(PY) -m dhm.engines.arm setup
 
 # ruff first: lint (pyflakes, pycodestyle at the configured line length, bugbear) in seconds
+# pytest-xdist: TEST_WORKERS processes, each taking whole test files (module fixtures such as
+# the quantize run are built once); TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP) native-deps arm-env
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -31,7 +31,8 @@ class DemoConfig:
     student: str
     student_steps: int
     calib_frames: int
-    eval_frames: int
+    eval_frames: int  # the teacher's and quantize's held-out evaluation
+    judge_frames: int  # the student's held-out evaluation and the bench's parity
     video_frames: int
     bench_threads: tuple[int, ...]
     bench_runs: int
@@ -52,6 +53,10 @@ DEFAULT = DemoConfig(
     student_steps=800,
     calib_frames=24,
     eval_frames=16,
+    # Every frame of the evaluation blocks (50 of 500): the student's figures on 16 of them
+    # were 1.3 dB off its figures on all 50 in the lip box (28.6 against 29.9 dB), as large
+    # as the differences being measured; a few half-open mouths weigh too much in 16.
+    judge_frames=64,
     video_frames=250,
     bench_threads=(1, 2),
     bench_runs=50,
@@ -65,6 +70,7 @@ QUICK = DemoConfig(
     student_steps=10,
     calib_frames=8,
     eval_frames=6,
+    judge_frames=6,
     video_frames=20,
     bench_threads=(2,),
     bench_runs=6,
@@ -159,7 +165,14 @@ def run_demo(
     teacher = workdir / "teacher" / "model.pt"
 
     student_fp = _digest(
-        "student", teacher_digest, cfg.student, cfg.student_steps, DISTILL_DEFAULTS, DISTILL_LR, DISTILL_EMA
+        "student",
+        teacher_digest,
+        cfg.student,
+        cfg.student_steps,
+        cfg.judge_frames,
+        DISTILL_DEFAULTS,
+        DISTILL_LR,
+        DISTILL_EMA,
     )
     student_digest = st.run(
         "student",
@@ -170,7 +183,7 @@ def run_demo(
             d,
             student=cfg.student,
             settings=TrainingSettings(
-                steps=cfg.student_steps, lr=DISTILL_LR, ema=DISTILL_EMA, eval_frames=cfg.eval_frames
+                steps=cfg.student_steps, lr=DISTILL_LR, ema=DISTILL_EMA, eval_frames=cfg.judge_frames
             ),
             force=True,
         ),
@@ -225,7 +238,7 @@ def run_demo(
 
     st.run("video", video_fp, video, "teacher_vs_int8.mp4")
 
-    bench_fp = _digest("bench", export_fp, teacher_digest, cfg.bench_threads, cfg.bench_runs)
+    bench_fp = _digest("bench", export_fp, teacher_digest, cfg.bench_threads, cfg.bench_runs, cfg.judge_frames)
 
     def bench(d: Path) -> None:
         d.mkdir(parents=True, exist_ok=True)
@@ -234,7 +247,7 @@ def run_demo(
             runs=cfg.bench_runs,
             warmup=3,
             rounds=5 if not quick else 2,
-            frames=cfg.eval_frames,
+            frames=cfg.judge_frames,
             e2e_frames=cfg.bench_e2e_frames,
         )
         run_bench(
