@@ -18,6 +18,13 @@ FIXTURES = TESTS / "fixtures"
 # and turns them off elsewhere (subprocesses inherit it).
 os.environ["DHM_ARM"] = "off"
 
+# Under pytest-xdist (`make test`: 2 processes on 2 cores) each process's torch runs its own
+# OpenMP threads; busy-waiting ones would take the core the other process needs (a quick demo
+# went from 104 s to 12 min beside one 2-thread training run). Idle threads sleep instead.
+# Set before torch is first imported, which no module above does.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 @contextlib.contextmanager
 def arm_numerics() -> Iterator[None]:
