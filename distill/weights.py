@@ -48,6 +48,18 @@ class LossWeights:
     #                    same, half of each batch's audio
     #                    mixed with another sample's       35.11 / 27.23 / 2.2 / 0.943
     # (the widths: distill/presets.py; the mixing was not kept).
+    # 2026-11-23, same teacher, one torch thread each (two runs in parallel); figures on the
+    # 16 frames distill evaluates by default, then pooled over all 50 of the evaluation blocks
+    # (whole crop / lip box, inference protocol):
+    #                    4,16,20,36,76, 800 steps          34.76 / 27.78; 50: 35.18 / 29.15
+    #                    (the demo's run, 2 threads:       35.51 / 28.61; 50: 35.92 / 29.92)
+    #                    same, mouth 2.0                   33.99 / 26.57; 50: 34.66 / 28.62
+    #                    same, 1600 steps (demo since)     36.70 / 29.32; 50: 37.18 / 30.89
+    #                    4,16,20,48,96 (133 MMACs), 1600
+    #                    steps, stopped at step 1064       35.52 / 28.21 (1600-step run at
+    #                                                      1064: 35.93 / 27.83)
+    # So two runs of one setting differ by ~0.8 dB (threads change the float sums, and the
+    # trajectory with them), mouth 2.0 is no better, and a schedule twice as long is.
     # (teacher lip sync 0.934 and 0.927). The lip box sits at 27-29 dB whatever was tried:
     # mouth and lips weights, steps, 2.5x the MACs; it rises only in the last third of a run
     # as the learning rate decays, and on training frames it is barely higher (x10 29.3,
