@@ -310,6 +310,7 @@ def run_demo(
     gt_sync = result["data"].get("ground_truth_lip_sync")
     notes = [
         "",
+        f"On {len(result['data']['parity_frames'])} held-out frames (never trained on). "
         "PSNR, lip-box PSNR and lip colour Δ (levels): inference protocol (reference frame = target, as the apps run). "
         "PSNR on ARM: the same MNN file on MNN's aarch64 kernels (qemu-user), as phones compute it (– where not "
         "measured: `make arm-env`). "
