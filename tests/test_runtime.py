@@ -183,7 +183,11 @@ def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     variants = {(r["engine"], r["variant"]) for r in first["rows"]}
     assert variants >= {("torch", "fp32"), ("onnxruntime", "int8"), ("mnn", "int8"), ("mnn", "fp16")}
     assert all(r["latency_ms"] > 0 for r in first["rows"])
-    assert "On 6 held-out frames (never trained on)." in first["table"]  # QUICK.judge_frames
+    # the student and the bench are judged on QUICK.judge_frames, the teacher on eval_frames
+    assert "On 8 held-out frames (never trained on)." in first["table"]
+    split = json.loads((work / "student" / "report.json").read_text())["split"]
+    assert len(split["eval_frames"]) == 8
+    assert len(json.loads((work / "teacher" / "report.json").read_text())["split"]["eval_frames"]) == 6
     assert "| student | mnn | int8 |" in first["table"] and (work / "video" / "teacher_vs_int8.mp4").stat().st_size > 0
     assert all(r["end_to_end_fps"] > 0 for r in first["rows"])
     bench = json.loads((work / "bench" / "bench.json").read_text())
