@@ -31,7 +31,7 @@ install: $(STAMP)
 DHM := $(VENV)/bin/dhm
 
 # synth -> train -> distill -> quantize -> export -> video -> bench, then the summary table
-# (about 25 minutes on 2 cores, measured 2026-11-22; a second run reuses finished stages).
+# (34 minutes on 2 cores, measured 2026-11-23; a second run reuses finished stages).
 demo: $(STAMP)
 	-@$(MAKE) --no-print-directory native-deps arm-env || echo "demo: no ARM numerics on this machine (needs apt-get): x86 figures only"
 	$(DHM) demo --workdir $(DEMO_DIR)
