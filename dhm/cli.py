@@ -463,6 +463,13 @@ def _summary(report: dict[str, Any]) -> None:
     type=WEIGHT,
     help="Cross-entropy on the output logits: keeps pixels whose sigmoid saturated trainable (0 disables).",
 )
+@click.option(
+    "--w-border",
+    default=TRAIN_DEFAULTS.border,
+    show_default=True,
+    type=WEIGHT,
+    help="L1 averaged over the crop's frame outside the mask, pasted at the face box's edge (0 disables).",
+)
 @_training_options(default_steps=600, default_lr=TRAIN_LR)
 def train(
     data: Path,
@@ -476,6 +483,7 @@ def train(
     w_mouth: float,
     w_lips: float,
     w_bce: float,
+    w_border: float,
     **kw: Any,
 ) -> None:
     """Train a generator from scratch on a dataset folder.
@@ -495,7 +503,7 @@ def train(
     from dhm.spec import GeneratorSpec
 
     spec = GeneratorSpec(arch=arch, mode=mode, widths=widths, revision=revision, crop_interpolation=crop_interpolation)
-    weights = replace(TRAIN_DEFAULTS, ssim=w_ssim, mouth=w_mouth, lips=w_lips, bce=w_bce)
+    weights = replace(TRAIN_DEFAULTS, ssim=w_ssim, mouth=w_mouth, lips=w_lips, bce=w_bce, border=w_border)
     report = train_generator(
         data, out, spec, _settings(kw), weights, resume=kw["resume"], force=kw["force"], progress=not kw["quiet"]
     )
@@ -567,6 +575,13 @@ def train(
     type=WEIGHT,
     help="Cross-entropy to the teacher on the output logits: keeps saturated pixels trainable (0 disables).",
 )
+@click.option(
+    "--w-border",
+    default=DISTILL_DEFAULTS.border,
+    show_default=True,
+    type=WEIGHT,
+    help="L1 to the teacher averaged over the crop's frame outside the mask, pasted at the box's edge (0 disables).",
+)
 @_training_options(default_steps=600, default_lr=DISTILL_LR, default_ema=DISTILL_EMA)
 def distill(
     teacher: Path,
@@ -583,6 +598,7 @@ def distill(
     w_gt: float,
     w_lips: float,
     w_bce: float,
+    w_border: float,
     **kw: Any,
 ) -> None:
     """Distil a trained generator into a phone-sized student.
@@ -605,7 +621,9 @@ def distill(
     """
     from dhm.distill import distill_student
 
-    weights = LossWeights(pixel=w_pixel, ssim=w_ssim, mouth=w_mouth, feature=w_feature, gt=w_gt, lips=w_lips, bce=w_bce)
+    weights = LossWeights(
+        pixel=w_pixel, ssim=w_ssim, mouth=w_mouth, feature=w_feature, gt=w_gt, lips=w_lips, bce=w_bce, border=w_border
+    )
     report = distill_student(
         teacher,
         data,

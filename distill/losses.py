@@ -20,6 +20,15 @@ def mouth_weight_map(size: int, mouth: float, device: torch.device | str = "cpu"
     return w / w.mean()
 
 
+def border_mask(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """[1,1,H,W]: 1 on the crop's frame outside the mask rectangle (the pixels the generator
+    copies from its masked input, pasted at the face box's edge), 0 inside."""
+    y0, y1, x0, x1 = MOUTH_SLICE
+    m = torch.ones(1, 1, size, size, device=device)
+    m[..., y0:y1, x0:x1] = 0.0
+    return m
+
+
 def weighted_l1(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return ((a - b).abs() * weight).mean()
 

@@ -124,7 +124,7 @@ def test_the_kept_student_is_the_moving_average_of_its_weights(tmp_path, teacher
     assert sum(not torch.allclose(kept[k], live[k], atol=1e-5) for k in floats) > len(floats) // 2
 
 
-def test_a_state_saved_before_ema_existed_compares_as_ema_0():
+def test_a_state_saved_before_ema_or_a_loss_term_existed_compares_as_0():
     from dhm.distill.loop import RunConfig
 
     base = dict(kind="distill", data="d", data_hash="h", student={}, teacher_sha256=None, steps=8, batch_size=4)
@@ -133,6 +133,13 @@ def test_a_state_saved_before_ema_existed_compares_as_ema_0():
     del old["ema"]
     assert RunConfig(**base, ema=0.0).first_difference(old) is None
     assert RunConfig(**base, ema=0.99).first_difference(old) == "ema: this run 0.99, saved run 0.0"
+    # a loss term added since (border) had weight 0 in the saved run
+    old["weights"] = {"pixel": 1.0}
+    base["weights"] = {"pixel": 1.0, "border": 0.0}
+    assert RunConfig(**base, ema=0.0).first_difference(old) is None
+    base["weights"] = {"pixel": 1.0, "border": 1.0}
+    diff = RunConfig(**base, ema=0.0).first_difference(old)
+    assert diff == "weights: this run {'pixel': 1.0, 'border': 1.0}, saved run {'pixel': 1.0, 'border': 0.0}"
 
 
 def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth_hubert):
@@ -376,6 +383,45 @@ def test_the_generation_protocol_hides_the_true_mouth(synth_hubert):
         batch = held.batches[protocol]
         same = [np.array_equal(face[:3], target) for face, target in zip(batch["face"], batch["target"], strict=True)]
         assert same == [copies] * 4, (protocol, same)
+
+
+def test_distill_objective_watches_the_crop_frame_as_closely_as_its_inside():
+    """The frame outside the mask rectangle is copied from the masked input and pasted at
+    the face box's edge, where a wrong row is a line across the face (the demo's student
+    of 2026-11-23 painted row 1 0.08 too bright). Per pixel, the distillation objective
+    must pull a wrong frame pixel at least as hard as a wrong inner one; without the
+    border term the SSIM window barely reaches the frame and the mouth weight halves it."""
+    from dataclasses import replace
+
+    from dhm.distill.loop import objective
+    from dhm.distill.losses import border_mask, mouth_weight_map
+    from dhm.distill.weights import DISTILL_DEFAULTS
+    from dhm.spec import MOUTH_SLICE
+
+    size = 160
+    y0, y1, x0, x1 = MOUTH_SLICE
+    frame = border_mask(size)
+    assert int(frame.sum()) == size * size - (y1 - y0) * (x1 - x0)
+    assert float(frame[..., 1, 80]) == 1.0 and float(frame[..., 80, 80]) == 0.0
+    goal = torch.full((1, 3, size, size), 0.5)
+    lips = torch.zeros(1, 1, size, size)
+
+    def pull(w, rows: slice) -> float:
+        """Mean |gradient| on logits that are wrong (by 0.1 after the sigmoid) in `rows` only."""
+        logits = torch.zeros(1, 3, size, size)
+        logits[:, :, rows] = 0.4  # sigmoid 0.599
+        logits.requires_grad_(True)
+        weight_map = mouth_weight_map(size, w.mouth)
+        loss = objective(w, torch.sigmoid(logits), goal, lips, weight_map, logits=logits, border=frame)
+        (g,) = torch.autograd.grad(loss, logits)
+        return float(g[:, :, rows, x0:x1].abs().mean())
+
+    w = DISTILL_DEFAULTS
+    assert w.border > 0
+    # A wrong inner row is a structure SSIM punishes hard; the frame has only L1 and BCE.
+    without = replace(w, border=0.0)
+    assert pull(without, slice(1, 2)) < 0.2 * pull(without, slice(80, 81))  # what the term corrects
+    assert pull(w, slice(1, 2)) >= 0.8 * pull(w, slice(80, 81))
 
 
 @pytest.mark.parametrize("defaults", ["train", "distill"])
