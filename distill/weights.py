@@ -99,6 +99,16 @@ class LossWeights:
     # mouth weight leaves them 0.7x an inner pixel's L1 weight. The demo's student of
     # 2026-11-23 painted row 1 of every crop 0.08 brighter than its teacher (up to 0.29;
     # rows 0-9 held 53 % of its squared error, 8-13 % in two other runs of the setting).
+    # The demo's teacher (retrained 2026-11-23 on a new host, so not the one above), 4,16,20,36,76,
+    # 1600 steps, one torch thread each (two runs side by side), all 50 evaluation frames,
+    # inference protocol against the teacher: whole crop / lip box / colour / the frame's PSNR /
+    # the frame's rows 0-9 as a share of the squared error / the worst row's mean difference:
+    #   border 0, the previous teacher        37.18 / 30.89 / –   / –     / 13 % / –
+    #   same, 2 threads (the demo's last run) 35.07 / 31.09 / 0.6 / –     / 53 % / +0.08 (row 1)
+    #   border 1.0                            37.30 / 30.37 / 0.9 / 37.06 /  4 % / 0.004
+    #   border 2.0                            37.39 / 31.09 / 1.9 / 36.71 /  4 % / 0.004
+    # (`dhm distill ... --steps 1600 --threads 1 --w-border B`). Either removes the line; 2.0
+    # buys nothing in the frame, and its lip box gain is inside the ~0.8 dB two runs differ by.
     border: float = 1.0
 
     def __post_init__(self) -> None:
