@@ -22,6 +22,7 @@ from dhm.bench.host import HostSettings, end_to_end_runner, latency, parity
 from dhm.bench.stats import LatencyStats, speedup
 
 from dhm.errors import DatasetError, SpecError
+from dhm.spec import JUDGE_FRAMES
 
 SCHEMA_ID = "dhm.bench/2"  # 2: a generation-protocol block per entry, lip figures
 SCHEMAS_READ = ("dhm.bench/1", SCHEMA_ID)  # --compare reads both: parity.psnr means the same in each
@@ -43,7 +44,7 @@ class BenchSettings:
     warmup: int = 5
     runs: int = 50
     rounds: int = 5
-    frames: int = 16  # held-out frames for parity
+    frames: int = JUDGE_FRAMES  # held-out frames for parity
     e2e_frames: int = 24
     device: str = "host"  # host | adb | adb:SERIAL
     mnn_bin: Path | None = None

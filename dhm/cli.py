@@ -26,7 +26,7 @@ from dhm.distill.weights import (
     LossWeights,
 )
 from dhm.errors import DhmError, Terminated
-from dhm.spec import ARCHS, INTERPOLATIONS, LATEST_REVISION, REVISIONS
+from dhm.spec import ARCHS, INTERPOLATIONS, JUDGE_FRAMES, LATEST_REVISION, REVISIONS
 
 
 class Finite(click.ParamType):
@@ -1125,7 +1125,13 @@ def _int_list(text: str, what: str, lo: int = 1, hi: int = 1024) -> tuple[int, .
     type=Count(1, 1000),
     help="Interleaved rounds the runs are split into (noise hits every model alike).",
 )
-@click.option("--frames", default=16, show_default=True, type=Count(4, 10_000), help="Held-out frames for parity.")
+@click.option(
+    "--frames",
+    default=JUDGE_FRAMES,
+    show_default=True,
+    type=Count(4, 10_000),
+    help="Held-out frames for parity (evenly spaced over the evaluation blocks; all if fewer).",
+)
 @click.option(
     "--e2e-frames",
     default=24,

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dhm.spec import JUDGE_FRAMES
+
 
 STAGE_FILE = ".stage.json"
 
@@ -56,10 +58,10 @@ DEFAULT = DemoConfig(
     student_steps=1600,
     calib_frames=24,
     eval_frames=16,
-    # Every frame of the evaluation blocks (50 of 500): the student's figures on 16 of them
-    # were 1.3 dB off its figures on all 50 in the lip box (28.6 against 29.9 dB), as large
-    # as the differences being measured; a few half-open mouths weigh too much in 16.
-    judge_frames=64,
+    # Every frame of the evaluation blocks (50 of 500; dhm.spec.JUDGE_FRAMES): the student's
+    # figures on 16 of them were 1.3 dB off its figures on all 50 in the lip box (28.6 against
+    # 29.9 dB), as large as the differences being measured.
+    judge_frames=JUDGE_FRAMES,
     video_frames=250,
     bench_threads=(1, 2),
     bench_runs=50,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from dhm.spec import JUDGE_FRAMES
+
 
 @dataclass(frozen=True)
 class LossWeights:
@@ -135,12 +137,8 @@ DISTILL_LR = 4e-3
 # colour): raw weights 31.55 / 27.39 / 0.8; EMA 0.99 31.57 / 27.66 / 0.8. (Within the
 # +-0.5 dB of 16 frames, but never worse; it costs one extra copy of the student.)
 DISTILL_EMA = 0.99
-# Held-out frames per evaluation (`--eval-frames`), evenly spaced over the evaluation blocks
-# (all of them when there are fewer). 64, not 16: on the built-in data a student scored
-# 28.61 dB in the lip box on 16 frames and 29.92 dB on all 50, because a few half-open mouths
-# weigh three times too much in 16; the best step is chosen on these frames, so a thin
-# sample can also pick the wrong step.
-EVAL_FRAMES = 64
+# Held-out frames per evaluation (`--eval-frames`): see JUDGE_FRAMES.
+EVAL_FRAMES = JUDGE_FRAMES
 # `dhm train`: a generator learns the ground truth (no teacher, no features).
 # No border term for a teacher: at weight 1.0 the demo's teacher (300 steps, 2026-11-23) painted
 # the frame far closer to the ground truth (37.8 dB against 30.0; the shirt's bottom corners
