@@ -16,15 +16,7 @@ from typing import Any
 import click
 
 from dhm import __version__
-from dhm.distill.weights import (
-    DISTILL_DEFAULTS,
-    DISTILL_EMA,
-    DISTILL_LR,
-    EVAL_FRAMES,
-    TRAIN_DEFAULTS,
-    TRAIN_LR,
-    LossWeights,
-)
+from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
 from dhm.errors import DhmError, Terminated
 from dhm.spec import ARCHS, INTERPOLATIONS, JUDGE_FRAMES, LATEST_REVISION, REVISIONS
 
@@ -357,7 +349,7 @@ def _training_options(default_steps: int, default_lr: float, default_ema: float 
             ),
             click.option(
                 "--eval-frames",
-                default=EVAL_FRAMES,
+                default=JUDGE_FRAMES,
                 show_default=True,
                 type=Count(1, 10_000),
                 help="Held-out frames per evaluation (evenly spaced over the evaluation blocks; all if fewer).",

@@ -438,7 +438,6 @@ class GeneratorSpec:
 
 
 __all__ = [
-    "JUDGE_FRAMES",
     "AUDIO_INPUT",
     "AUDIO_MODES",
     "ARCHS",
@@ -447,6 +446,7 @@ __all__ = [
     "FACE_INPUT",
     "GeneratorSpec",
     "INTERPOLATIONS",
+    "JUDGE_FRAMES",
     "LATEST_REVISION",
     "MAX_HALF_WINDOW",
     "MOUTH_SLICE",

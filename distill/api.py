@@ -18,17 +18,9 @@ from dhm.io import atomic_path, human_size
 from dhm.metrics import file_size, generator_cost
 from dhm.models import LoadedCheckpoint, file_sha256, load_checkpoint
 from dhm.plots import image_strip, line_chart
-from dhm.spec import GeneratorSpec
+from dhm.spec import JUDGE_FRAMES, GeneratorSpec
 from dhm.distill.loop import RunConfig, RunResult, dataset_hash, run_training
-from dhm.distill.weights import (
-    DISTILL_DEFAULTS,
-    DISTILL_EMA,
-    DISTILL_LR,
-    EVAL_FRAMES,
-    TRAIN_DEFAULTS,
-    TRAIN_LR,
-    LossWeights,
-)
+from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
 from dhm.distill.presets import DEFAULT_PRESET, resolve_student
 
 
@@ -39,7 +31,7 @@ class TrainingSettings:
     lr: float = TRAIN_LR  # distill_student's default: DISTILL_LR
     seed: int = 0
     eval_every: int = 0  # 0: steps // 6
-    eval_frames: int = EVAL_FRAMES
+    eval_frames: int = JUDGE_FRAMES
     device: str = "cpu"
     threads: int | None = None
     # 0: keep the raw weights; else the decay of their moving average (distill_student: DISTILL_EMA)

@@ -256,7 +256,6 @@ def objective(
     adapted: dict[str, torch.Tensor] | None = None,
     teacher_feats: dict[str, torch.Tensor] | None = None,
     logits: torch.Tensor | None = None,
-    border: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """train: L1 (mouth-weighted) + SSIM + lips to the ground truth; distill: the same to
     the teacher's output, plus feature matching and an optional ground-truth term; both a
@@ -267,8 +266,8 @@ def objective(
         loss = loss + w.bce * torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), goal)
     if w.lips > 0:
         loss = loss + w.lips * masked_l1(pred, goal, lips)
-    if w.border > 0 and border is not None:
-        loss = loss + w.border * masked_l1(pred, goal, border)
+    if w.border > 0:
+        loss = loss + w.border * masked_l1(pred, goal, border_mask(pred.shape[-1], pred.device))
     if teacher_out is not None:
         if adapted:
             loss = (
@@ -434,7 +433,6 @@ class _Session:
     optimizer: torch.optim.Optimizer
     weights: LossWeights
     mouth_w: torch.Tensor
-    border: torch.Tensor  # the crop's frame outside the mask rectangle (LossWeights.border)
     heldout: HeldOut
     dev: torch.device
     checkpoint_name: str
@@ -534,9 +532,7 @@ class _Session:
                 with torch.no_grad():
                     t_logits, t_feats = self.teacher.features(face, audio)
                     t_out = torch.sigmoid(t_logits.float())
-            loss = objective(
-                self.weights, pred, target, lips, self.mouth_w, t_out, adapted, t_feats, logits, self.border
-            )
+            loss = objective(self.weights, pred, target, lips, self.mouth_w, t_out, adapted, t_feats, logits)
         if not torch.isfinite(loss):
             kept = self.out / self.checkpoint_name
             note = f"; the last good checkpoint is kept: {kept}" if kept.exists() else "; no checkpoint was saved yet"
@@ -597,7 +593,7 @@ def _session(
     session = _Session(
         config=config, out=out, spec=spec, builder=builder, student=student, trainable=trainable, model=model,
         teacher=teacher_model, optimizer=optimizer, weights=w,
-        mouth_w=mouth_weight_map(spec.image_size, w.mouth, dev), border=border_mask(spec.image_size, dev),
+        mouth_w=mouth_weight_map(spec.image_size, w.mouth, dev),
         heldout=HeldOut(builder, eval_frames, teacher_model, dev), dev=dev, checkpoint_name=checkpoint_name,
         folder=folder, metadata=metadata, is_main=is_main, init_note=init_note,
         scaler=torch.amp.GradScaler("cuda") if dev.type == "cuda" else None,

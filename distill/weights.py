@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from dhm.spec import JUDGE_FRAMES
-
 
 @dataclass(frozen=True)
 class LossWeights:
@@ -137,8 +135,6 @@ DISTILL_LR = 4e-3
 # colour): raw weights 31.55 / 27.39 / 0.8; EMA 0.99 31.57 / 27.66 / 0.8. (Within the
 # +-0.5 dB of 16 frames, but never worse; it costs one extra copy of the student.)
 DISTILL_EMA = 0.99
-# Held-out frames per evaluation (`--eval-frames`): see JUDGE_FRAMES.
-EVAL_FRAMES = JUDGE_FRAMES
 # `dhm train`: a generator learns the ground truth (no teacher, no features).
 # No border term for a teacher: at weight 1.0 the demo's teacher (300 steps, 2026-11-23) painted
 # the frame far closer to the ground truth (37.8 dB against 30.0; the shirt's bottom corners

@@ -412,7 +412,7 @@ def test_distill_objective_watches_the_crop_frame_as_closely_as_its_inside():
         logits[:, :, rows] = 0.4  # sigmoid 0.599
         logits.requires_grad_(True)
         weight_map = mouth_weight_map(size, w.mouth)
-        loss = objective(w, torch.sigmoid(logits), goal, lips, weight_map, logits=logits, border=frame)
+        loss = objective(w, torch.sigmoid(logits), goal, lips, weight_map, logits=logits)
         (g,) = torch.autograd.grad(loss, logits)
         return float(g[:, :, rows, x0:x1].abs().mean())
 
