@@ -1042,8 +1042,9 @@ def run(
     """Render a lip-synced video of the dataset's speaker with MODEL (.pt/.pth, .onnx or .mnn).
 
     Reference frames run in Ultralight's ping-pong order; each frame is cropped, masked,
-    inferred and pasted back exactly as in training. Audio is muxed with ffmpeg when it
-    exists on the machine; otherwise the video is silent and dhm says so.
+    inferred and pasted back exactly as in training. The MP4 is H.264 with the AAC sound
+    of the WAV (or the dataset's aud.wav), the first frame at audio time 0: it plays in
+    browsers and phone galleries.
     """
     from dhm.runtime_py.video import render_video
 

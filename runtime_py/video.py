@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from dhm.data.audio import SAMPLE_RATE
 from dhm.errors import DatasetError, OutputError, SpecError
 from dhm.io import check_output, publish
+from dhm.runtime_py.mp4 import Mp4Writer, read_mp4
 
 
 CHUNK_SAMPLES = 320  # 20 ms: what an audio callback typically delivers
@@ -22,7 +21,7 @@ CHUNK_SAMPLES = 320  # 20 ms: what an audio callback typically delivers
 
 def read_pcm(wav: str | Path, log: Callable[[str], None]) -> np.ndarray:
     """16 kHz mono float PCM of a WAV (resampled, and said so, at any other rate)."""
-    from dhm.data.audio import SAMPLE_RATE, read_pcm
+    from dhm.data.audio import read_pcm
 
     samples, rate = read_pcm(wav)
     if rate != SAMPLE_RATE:
@@ -37,23 +36,24 @@ def pcm_frames(session: Any, samples: np.ndarray, chunk: int) -> Iterator[np.nda
     yield from session.finish()
 
 
-def check_video(path: Path, frames: int, size: tuple[int, int], out: Path) -> None:
-    """The file opens, holds `frames` frames of `size`, and its first frame decodes."""
-    cap = cv2.VideoCapture(str(path))
+def check_video(path: Path, frames: int, size: tuple[int, int], sound: bool, out: Path) -> None:
+    """The file decodes as H.264 with every frame of `size` and, with `sound`, an AAC track as long
+    as the video (to one AAC frame): a full disk or a failed encoder must not replace OUT."""
     try:
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
-        ok, frame = cap.read() if cap.isOpened() else (False, None)
-    finally:
-        cap.release()
-    if not ok or n != frames or frame is None or (frame.shape[1], frame.shape[0]) != size:
+        info = read_mp4(path)
+    except Exception as e:  # PyAV raises its own error types for every undecodable file
+        raise OutputError(f"{out}: the video did not come out readable ({e}); nothing was replaced") from e
+    even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+    audio_ok = not sound or (info.audio_codec == "aac" and abs(info.audio_seconds - frames / info.fps) < 0.07)
+    if info.video_codec != "h264" or info.frames != frames or info.size != even or not audio_ok:
         raise OutputError(
-            f"{out}: the video did not come out whole ({n} of {frames} frames readable; is the disk full?); "
-            "nothing was replaced"
+            f"{out}: the video did not come out whole ({info.frames} of {frames} frames, "
+            f"{info.audio_seconds:.2f} s of sound; is the disk full?); nothing was replaced"
         )
 
 
 def _temp_beside(out: Path) -> Path:
-    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".mp4")
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".mp4.part")
     os.close(fd)
     return Path(name)
 
@@ -125,63 +125,20 @@ def render_video(
         feats = read_features(audio_features, mode)
         n_frames = len(feats)
         streams = [p.frames(feats) for p in pipelines]
-    audio = Path(wav) if wav else ds.wav_path
-    ffmpeg = shutil.which("ffmpeg")
-    muxed = False
-    # Temp files beside OUT with an .mp4 suffix (OpenCV picks the container from it);
-    # OUT appears only when complete.
+    # The sound under the video: the streamed WAV, or the dataset's own aud.wav
+    pcm = samples if wav is not None else (read_pcm(ds.wav_path, log) if ds.wav_path is not None else None)
+    # Written beside OUT under a temporary name; OUT appears only when complete and checked.
     video = _temp_beside(out)
-    final = video
     try:
-        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), float(mode.fps), size)
-        if not writer.isOpened():
-            raise OutputError(f"{out}: OpenCV cannot write mp4 here")
-        try:
+        with Mp4Writer(video, mode.fps, size, pcm, SAMPLE_RATE) as writer:
             for frames in zip(*streams, strict=False):
                 writer.write(np.concatenate(frames, axis=1) if len(frames) > 1 else frames[0])
-        finally:
-            writer.release()
-        # OpenCV's writer reports no failed write (a full disk truncates the file silently):
-        # the file must play back with every frame before it replaces anything.
-        check_video(video, n_frames, size, out)
-        if ffmpeg and audio is not None:
-            mux = _temp_beside(out)
-            cmd = [
-                ffmpeg,
-                "-y",
-                "-loglevel",
-                "error",
-                "-i",
-                str(video),
-                "-i",
-                str(audio),
-                "-c:v",
-                "copy",
-                "-c:a",
-                "aac",
-                "-shortest",
-                str(mux),
-            ]
-            muxed = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL).returncode == 0
-            if muxed:
-                try:
-                    check_video(mux, n_frames, size, out)
-                except OutputError:
-                    muxed = False
-            final = mux if muxed else video
-            if not muxed:
-                mux.unlink(missing_ok=True)
-        publish(final, out)
+        check_video(video, n_frames, size, pcm is not None, out)
+        publish(video, out)
     finally:
-        for p in (video, final):
-            if p != out and p.exists():
-                p.unlink()
-    if not muxed:
-        log(
-            "no ffmpeg on this machine: wrote a silent video"
-            if not ffmpeg
-            else "audio not muxed (no aud.wav, or ffmpeg failed): silent video"
-        )
+        video.unlink(missing_ok=True)
+    if pcm is None:
+        log(f"{data}: no aud.wav, so the video is silent")
     times = pipelines[0].times
     stage_ms = times.per_frame_ms()
     fps = times.fps()
@@ -193,7 +150,7 @@ def render_video(
         "out": str(out),
         "frames": n_frames,
         "fps": mode.fps,
-        "audio": muxed,
+        "audio": pcm is not None,
         "stage_ms": stage_ms,
         "pipeline_fps": fps,
         **(

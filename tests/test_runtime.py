@@ -93,25 +93,64 @@ def test_offline_frames_change_only_inside_the_face_box(pipeline, synth_hubert):
 
 
 def test_run_writes_a_side_by_side_video(tmp_path, teacher, synth_hubert):
-    import cv2
+    from dhm.runtime_py.mp4 import read_mp4
 
     feats = tmp_path / "f.npy"
     np.save(feats, np.load(synth_hubert / "aud_hu.npy")[:12])
     out = tmp_path / "v.mp4"
     r = run_cli("run", teacher, "--data", synth_hubert, "--audio-features", feats, "-o", out, "--side-by-side", teacher)
     assert r.exit_code == 0, r.output
-    cap = cv2.VideoCapture(str(out))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and cap.get(cv2.CAP_PROP_FPS) == 25
-    ok, frame = cap.read()
-    assert ok and frame.shape == (320, 512, 3)
-    assert "per frame:" in r.output
+    info = read_mp4(out)
+    assert (info.video_codec, info.pixel_format, info.frames, info.fps) == ("h264", "yuv420p", 12, 25)
+    assert info.size == (512, 320)
+    # the dataset's aud.wav under the 12 frames: 0.48 s of AAC, to one AAC frame (1024 samples)
+    assert info.audio_codec == "aac" and abs(info.audio_seconds - 12 / 25) < 1024 / 16000
+    assert "per frame:" in r.output and "(with audio)" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npy", "v.mp4"]
 
 
 def test_run_from_wav(tmp_path, teacher, synth_hubert):
-    r = run_cli("run", teacher, "--data", synth_hubert, "--wav", synth_hubert / "aud.wav", "-o", tmp_path / "w.mp4")
+    import cv2
+
+    from dhm.runtime_py.mp4 import read_mp4
+
+    out = tmp_path / "w.mp4"
+    r = run_cli("run", teacher, "--data", synth_hubert, "--wav", synth_hubert / "aud.wav", "-o", out)
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "w.mp4").stat().st_size > 0
+    info = read_mp4(out)
+    frames = len(list((synth_hubert / "full_body_img").iterdir()))
+    assert (info.video_codec, info.frames, info.audio_codec) == ("h264", frames, "aac")
+    assert abs(info.audio_seconds - frames / 25) < 1024 / 16000
+    # the first frame is the speaker's first frame with a painted mouth, not a blank encoder output
+    source = cv2.imread(str(synth_hubert / "full_body_img" / "0.jpg"))
+    assert np.abs(info.first_frame_bgr.astype(int) - source.astype(int)).mean() < 8
+
+
+def test_mp4_sound_is_in_sync_with_the_frames(tmp_path):
+    """A white frame at frame 20 and a tone starting at 20/25 s: decoded, both fall at 0.8 s.
+    Odd sizes are padded to even (yuv420p), and audio longer than the video is cut."""
+    import av
+
+    from dhm.runtime_py.mp4 import Mp4Writer, read_mp4
+
+    fps, rate, flash = 25, 16000, 20
+    pcm = np.zeros(rate * 3, np.float32)  # 3 s of sound under 2 s of video
+    onset = flash * rate // fps
+    pcm[onset : onset + 480] = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(480) / rate)
+    with Mp4Writer(tmp_path / "s.mp4", fps, (161, 97), pcm, rate) as writer:
+        for i in range(50):
+            writer.write(np.full((97, 161, 3), 255 if i == flash else 0, np.uint8))
+    info = read_mp4(tmp_path / "s.mp4")
+    assert (info.frames, info.size, info.audio_codec) == (50, (162, 98), "aac")
+    assert abs(info.audio_seconds - 2.0) < 1024 / rate
+    with av.open(str(tmp_path / "s.mp4")) as c:
+        white = [f.time for f in c.decode(video=0) if f.to_ndarray(format="gray").mean() > 128]
+    with av.open(str(tmp_path / "s.mp4")) as c:
+        decoded = [(f.time, f.to_ndarray()[0]) for f in c.decode(audio=0)]
+    assert decoded[0][0] == 0.0  # the first sample plays with the first frame
+    sound = np.concatenate([a for _, a in decoded])
+    heard = int(np.argmax(np.abs(sound) > 0.25)) / rate
+    assert white == [0.8] and abs(heard - 0.8) < 0.005
 
 
 def test_run_bad_input(tmp_path, teacher, synth_hubert):
