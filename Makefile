@@ -9,13 +9,14 @@ STAMP := $(VENV)/.dhm-installed
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo_work
 
-# Debian packages for the native tests (C++ core, JNI host test, GNUstep bridge, aapt),
-# qemu-user-static for ARM numerics (MNN's aarch64 kernels, as phones run them) and the
-# aarch64 cross compiler (the core's golden tests, built as phones build it, under qemu).
-NATIVE_PACKAGES := cmake g++ default-jdk-headless gobjc++ libgnustep-base-dev aapt android-framework-res qemu-user-static g++-aarch64-linux-gnu
-NATIVE_TOOLS := cmake g++ javac gnustep-config aapt qemu-aarch64-static aarch64-linux-gnu-g++
+# Debian packages for the native tests (C++ core, JNI host test, GNUstep bridge), the apps'
+# builds (aapt, zipalign, apksigner, dexdump, proguard for the APK; clang for the iOS bridge
+# under ARC), qemu-user-static for ARM numerics (MNN's aarch64 kernels, as phones run them)
+# and the aarch64 cross compiler (the core's golden tests, built as phones build it, under qemu).
+NATIVE_PACKAGES := cmake g++ default-jdk-headless gobjc++ libgnustep-base-dev aapt android-framework-res zipalign apksigner dexdump proguard-cli clang qemu-user-static g++-aarch64-linux-gnu
+NATIVE_TOOLS := cmake g++ javac gnustep-config aapt zipalign apksigner dexdump proguard clang++ qemu-aarch64-static aarch64-linux-gnu-g++
 
-.PHONY: demo test install native-deps arm-env clean
+.PHONY: demo test install native-deps arm-env wheel-check apps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,16 @@ TEST_WORKERS ?= 2
 test: $(STAMP) native-deps arm-env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(MAKE) --no-print-directory wheel-check
+
+# The Android APK (signed, verified; no native library without an NDK) and the iOS bridge under
+# clang's ARC and Swift's import rules; `make test` runs the same file with the rest.
+apps: $(STAMP) native-deps
+	$(VENV)/bin/pytest tests/test_apps.py
+
+# The sdist and wheel a user installs, in a fresh venv, running the pipeline outside the checkout
+wheel-check: $(STAMP)
+	TORCH_SPEC="$(TORCH_SPEC)" .ci/wheel_check $(PYTHON)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,6 +1,6 @@
 """The native side, short of a phone: the C++ core against golden vectors from runtime_py,
-the JNI glue on the JVM, the Objective-C++ bridge under GNUstep, and the Android manifest
-and resources under aapt. `make native-deps` installs the Debian packages these need."""
+the JNI glue on the JVM and the Objective-C++ bridge under GNUstep (the apps' own builds are
+in test_apps.py). `make native-deps` installs the Debian packages these need."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "avatar_core"
 ANDROID = ROOT / "android_demo"
 IOS = ROOT / "ios_demo"
-FRAMEWORK_RES = Path("/usr/share/android-framework-res/framework-res.apk")
 
 
 def need(tool: str) -> str:
@@ -362,56 +361,6 @@ def test_bridge_source_stays_valid_under_arc():
     for banned in ("retain]", "release]", "autorelease]", "NSAutoreleasePool", "retainCount"):
         assert banned not in text, banned
     assert "#if !__has_feature(objc_arc)\n    [super dealloc];\n#endif" in text
-
-
-def test_android_manifest_and_resources_compile_with_aapt(tmp_path):
-    aapt = need("aapt")
-    assert FRAMEWORK_RES.is_file(), "android-framework-res is not installed: run `make native-deps`"
-    gradle = (ANDROID / "app/build.gradle.kts").read_text()
-    namespace = re.search(r'namespace = "([\w.]+)"', gradle).group(1)
-    min_sdk = re.search(r"minSdk = (\d+)", gradle).group(1)
-    target_sdk = re.search(r"targetSdk = (\d+)", gradle).group(1)
-    # AGP takes the package and SDK levels from Gradle; aapt needs them in the manifest.
-    manifest = (ANDROID / "app/src/main/AndroidManifest.xml").read_text()
-    manifest = manifest.replace(
-        '<manifest xmlns:android="http://schemas.android.com/apk/res/android">',
-        f'<manifest xmlns:android="http://schemas.android.com/apk/res/android" package="{namespace}">\n'
-        f'    <uses-sdk android:minSdkVersion="{min_sdk}" android:targetSdkVersion="{target_sdk}" />',
-    )
-    merged = tmp_path / "AndroidManifest.xml"
-    merged.write_text(manifest)
-    gen = tmp_path / "gen"
-    gen.mkdir()
-    run(
-        [
-            aapt,
-            "package",
-            "-f",
-            "-m",
-            "-M",
-            merged,
-            "-S",
-            ANDROID / "app/src/main/res",
-            "-I",
-            FRAMEWORK_RES,
-            "-J",
-            gen,
-            "-F",
-            tmp_path / "res.apk",
-        ]
-    )
-    badging = run([aapt, "dump", "badging", tmp_path / "res.apk"]).stdout
-    assert (
-        f"package: name='{namespace}'" in badging and "launchable-activity: name='ai.dhm.demo.MainActivity'" in badging
-    )
-    # Every R.<type>.<name> the Kotlin code uses exists in the compiled resources.
-    r_java = (gen / namespace.replace(".", "/") / "R.java").read_text()
-    used = set()
-    for kt in (ANDROID / "app/src/main/java").rglob("*.kt"):
-        used |= set(re.findall(r"\bR\.(\w+)\.(\w+)", kt.read_text()))
-    assert used, "the Kotlin sources use no resources?"
-    for kind, name in sorted(used):
-        assert re.search(rf"class {kind} \{{[^}}]*\b{name}\b", r_java, re.S), f"R.{kind}.{name} is used but not defined"
 
 
 def test_app_assets_bundle(tmp_path, teacher, synth_hubert, golden):

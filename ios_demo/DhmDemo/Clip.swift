@@ -61,9 +61,15 @@ struct Clip {
         }
         let w = image.width, h = image.height
         var rgba = [UInt8](repeating: 0, count: w * h * 4)
-        let ctx = CGContext(data: &rgba, width: w, height: h, bitsPerComponent: 8, bytesPerRow: w * 4,
-                            space: CGColorSpaceCreateDeviceRGB(), bitmapInfo: CGImageAlphaInfo.noneSkipLast.rawValue)!
-        ctx.draw(image, in: CGRect(x: 0, y: 0, width: w, height: h))
+        // The context draws through its pointer: it must live inside the closure that keeps it valid.
+        let drawn = rgba.withUnsafeMutableBytes { (pixels: UnsafeMutableRawBufferPointer) -> Bool in
+            guard let ctx = CGContext(data: pixels.baseAddress, width: w, height: h, bitsPerComponent: 8, bytesPerRow: w * 4,
+                                      space: CGColorSpaceCreateDeviceRGB(), bitmapInfo: CGImageAlphaInfo.noneSkipLast.rawValue)
+            else { return false }
+            ctx.draw(image, in: CGRect(x: 0, y: 0, width: w, height: h))
+            return true
+        }
+        guard drawn else { throw Clip.error(3, "clip frame \(i).jpg: no bitmap context for \(w)x\(h)") }
         var bgr = Data(count: w * h * 3)
         bgr.withUnsafeMutableBytes { (out: UnsafeMutableRawBufferPointer) in
             for p in 0..<(w * h) {

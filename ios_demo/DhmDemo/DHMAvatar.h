@@ -1,8 +1,19 @@
 // Objective-C face of the dhm avatar core for Swift (through DhmDemo-Bridging-Header.h).
 // Plain Foundation types and no Objective-C literals, generics or nullability keywords, so
 // the same bridge compiles with Xcode (clang, ARC) and, for CI, with gobjc++ and GNUstep.
-// Swift imports the NSError** methods as `throws`.
+// Swift imports a method with a trailing NSError** as `throws` when it returns BOOL or an
+// object (nil or NO means failure); the two that return a count say so with swift_error:
+// they threw when they set the error.
 #import <Foundation/Foundation.h>
+
+#if defined(__has_attribute)
+#if __has_attribute(swift_error)
+#define DHM_THROWS_ON_ERROR __attribute__((swift_error(nonnull_error)))
+#endif
+#endif
+#ifndef DHM_THROWS_ON_ERROR
+#define DHM_THROWS_ON_ERROR  // GCC: no Swift
+#endif
 
 extern NSString *const DHMErrorDomain;
 
@@ -39,10 +50,10 @@ extern NSString *const DHMErrorDomain;
 - (BOOL)openAudioModel:(NSString *)audioModelPath threads:(NSInteger)threads error:(NSError **)error;
 
 /// 16 kHz mono float32 samples in [-1, 1]; returns how many frames are ready to render (-1 on error).
-- (NSInteger)pushPCM:(NSData *)samples error:(NSError **)error;
+- (NSInteger)pushPCM:(NSData *)samples error:(NSError **)error DHM_THROWS_ON_ERROR;
 
 /// The utterance ended; returns how many frames are ready to render (-1 on error).
-- (NSInteger)finishPCM:(NSError **)error;
+- (NSInteger)finishPCM:(NSError **)error DHM_THROWS_ON_ERROR;
 
 /// The reference frame the next ready frame is painted on (-1 when none is ready).
 - (NSInteger)nextReference;

@@ -4,6 +4,7 @@
 // constructors and destructors of ivars (clang does): new in init, delete in dealloc.
 #import "DHMAvatar.h"
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,7 +80,7 @@ static dhm::ReferenceFrame DHMReference(NSData *bgr, NSInteger width, NSInteger 
     dhm::ReferenceFrame ref;
     ref.image = dhm::Image((int)width, (int)height, 3);
     if (bgr.length != ref.image.data.size()) throw dhm::Error("frame bytes do not match width x height x 3");
-    memcpy(ref.image.data.data(), bgr.bytes, bgr.length);
+    std::memcpy(ref.image.data.data(), bgr.bytes, bgr.length);
     ref.landmarks = dhm::parse_landmarks(landmarks.UTF8String);
     return ref;
 }

@@ -39,10 +39,11 @@ class MainActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_main)
-        face = findViewById(R.id.face)
-        stats = findViewById(R.id.stats)
-        play = findViewById(R.id.play)
-        mic = findViewById(R.id.mic)
+        // Casts, not findViewById<T>: the generic form exists from API 26; these compile on both.
+        face = findViewById(R.id.face) as ImageView
+        stats = findViewById(R.id.stats) as TextView
+        play = findViewById(R.id.play) as Button
+        mic = findViewById(R.id.mic) as Button
         play.setOnClickListener { if (running) stop() else start(fromMic = false) }
         mic.setOnClickListener { if (running) stop() else startMic() }
         thread(name = "dhm-load") { load() }
