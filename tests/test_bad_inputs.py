@@ -701,9 +701,10 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(env, name, args, limit):
 
 
 def test_a_full_disk_never_replaces_a_good_video(env):
+    """PyAV reports the failed write (OpenCV's writer did not, and truncated the file silently)."""
     good = env.video.read_bytes()
     proc = _dhm(["run", env.teacher, "--data", env.data, "--wav", env.wav, "-o", env.video, "--force"], limit=40_000)
-    _one_line(proc, "did not come out whole")
+    _one_line(proc, "the disk (or the file size limit) is full")
     assert env.video.read_bytes() == good
     assert not [p for p in env.root.iterdir() if p.name.startswith(".good")]
 
