@@ -65,9 +65,11 @@ def audio_records(
         conv = conventions_of(probe)
         pcm = heldout_pcm(samples, eval_frames, conv.mode.fps)
         spec = front.spec
+        # a few held-out frames can hold less audio than one call reads: pad (the cost is the same)
+        timed = np.pad(pcm, (0, max(0, spec.window_samples - pcm.size)))
         windows = [
-            pcm[s : s + spec.window_samples]
-            for s in np.linspace(0, pcm.size - spec.window_samples, AUDIO_CALLS).astype(int)
+            timed[s : s + spec.window_samples]
+            for s in np.linspace(0, timed.size - spec.window_samples, AUDIO_CALLS).astype(int)
         ]
         call_ms = _call_ms(front, windows)
         calls_per_second = SAMPLE_RATE / (spec.rows_per_call * spec.row_hop)

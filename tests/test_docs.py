@@ -51,3 +51,55 @@ def test_every_named_module_exists():
     assert len(named) > 40  # the scan really reads the tree
     missing = {name: where for name, where in named.items() if not _resolves(name)}
     assert not missing, f"named but not there: {missing}"
+
+
+# What the walkthrough test adds to each command: small step, frame and run counts only.
+SMALL = {
+    "distill": ["--eval-frames", "4"],
+    "distill-audio": ["--batch-size", "4"],
+    "quantize": ["--calib-frames", "8", "--eval-frames", "4"],
+    "export": ["--frames", "2"],
+    "bench": ["--frames", "4", "--runs", "5", "--rounds", "1", "--warmup", "1", "--threads", "1", "--e2e-frames", "2"],
+    "app-assets": ["--frames", "8"],
+}
+
+
+def walkthrough() -> list[list[str]]:
+    """The commands of the README's "Your Ultralight model on a phone" block, as written."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Your Ultralight model on a phone") :]
+    block = section[section.index("```sh\n") + 6 : section.index("```", section.index("```sh\n") + 6)]
+    return [line.split() for line in block.splitlines() if line.startswith("dhm ")]
+
+
+def test_the_readme_walkthrough_runs_as_written(tmp_path, teacher):
+    """my_model.pth: an Ultralight-layout state_dict (the suite's trained teacher, saved as upstream
+    saves it); my_data: the built-in set (100 frames, the fewest with a held-out split), which
+    carries its features (so no `dhm features`)."""
+    import os
+    import sys
+
+    import torch
+
+    from dhm.data.synth import write_synth_dataset
+    from dhm.models.checkpoint import load_checkpoint
+    from dhm.runtime_py.mp4 import read_mp4
+
+    torch.save(load_checkpoint(teacher).model.state_dict(), tmp_path / "my_model.pth")
+    write_synth_dataset(tmp_path / "my_data", frames=100, seed=3)
+    commands = walkthrough()
+    stages = [c[1] for c in commands]
+    assert stages == ["info", "data", "distill", "distill-audio", "quantize", "export", "run", "bench", "app-assets"]
+    dhm = Path(sys.executable).with_name("dhm")
+    for cmd in commands:
+        args = [re.sub(r"^\d{3,}$", "4", a) if i and cmd[i - 1] == "--steps" else a for i, a in enumerate(cmd)]
+        args = [str(dhm)] + args[1:] + SMALL.get(cmd[1], [])
+        proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=os.environ)
+        assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    info = subprocess.run([dhm, "info", tmp_path / "my_model.pth"], capture_output=True, text=True).stdout
+    assert "ultralight" in info  # read as an upstream checkpoint, not a dhm one
+    video = read_mp4(tmp_path / "talk.mp4")
+    assert video.audio_codec == "aac" and video.frames == 100
+    assert (tmp_path / "bench.md").is_file()
+    assets = tmp_path / "android_demo/app/src/main/assets/dhm"
+    assert {"model.mnn", "audio.mnn", "manifest.json"} <= {p.name for p in assets.iterdir()}
