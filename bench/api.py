@@ -45,6 +45,7 @@ class BenchSettings:
     runs: int = 50
     rounds: int = 5
     frames: int = JUDGE_FRAMES  # held-out frames for parity
+    arm_frames: int | None = None  # of those, how many MNN's aarch64 kernels rerun (None: all)
     e2e_frames: int = 24
     device: str = "host"  # host | adb | adb:SERIAL
     mnn_bin: Path | None = None
@@ -305,7 +306,7 @@ def run_bench(
             f"[bench] {len(cands)} candidates; parity on {len(inputs)} held-out frames against {REFERENCE} torch fp32, "
             f"in both protocols"
         )
-        quality, outputs = parity(cands, ref_cand, sets, log)
+        quality, outputs = parity(cands, ref_cand, sets, log, settings.arm_frames)
         entries = [
             c.to_dict()
             | {"parity": quality[c.id]["inference"], "generation": quality[c.id]["generation"]}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,11 @@ def _outputs(engine: Any, inputs: InputSet) -> np.ndarray:
 
 
 def parity(
-    cands: Sequence[Candidate], reference: Candidate, sets: dict[str, InputSet], log: Callable[[str], None]
+    cands: Sequence[Candidate],
+    reference: Candidate,
+    sets: dict[str, InputSet],
+    log: Callable[[str], None],
+    arm_frames: int | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """Every candidate on each protocol's inputs (`sets`: "inference", where the reference
     frame is the target, as deployed; "generation", where it is another frame, so the mouth
@@ -68,22 +72,34 @@ def parity(
             )
         if protocol == "inference":
             kept = outputs
-            _arm_parity(cands, inputs, outputs[reference.id], quality, log)
+            _arm_parity(cands, _first(inputs, arm_frames), outputs, reference.id, quality, log)
     return quality, kept
+
+
+def _first(inputs: InputSet, n: int | None) -> InputSet:
+    """The first `n` samples of an input set (all of them for None)."""
+    if n is None or n >= len(inputs.inputs):
+        return inputs
+    cut = {k: getattr(inputs, k)[:n] for k in ("inputs", "frames", "references", "lips", "openness", "targets")}
+    return replace(inputs, **{k: v for k, v in cut.items() if v is not None})
 
 
 def _arm_parity(
     cands: Sequence[Candidate],
     inputs: InputSet,
-    reference: np.ndarray,
+    outputs: dict[str, np.ndarray],
+    reference_id: str,
     quality: dict[str, dict[str, Any]],
     log: Callable[[str], None],
 ) -> None:
-    """MNN candidates again on MNN's aarch64 kernels (qemu-user; numerics only, never timed)."""
+    """MNN candidates again on MNN's aarch64 kernels (qemu-user; numerics only, never timed), on
+    `inputs` (qemu runs ~1 s a frame), beside the x86 figure on the same frames."""
     from dhm.engines.arm import KERNELS, run_mnn, unavailable
     from dhm.spec import OUTPUT
 
     why_not = unavailable()
+    n = len(inputs.inputs)
+    reference = outputs[reference_id][:n]
     for c in cands:
         if c.backend != "mnn":
             continue
@@ -92,8 +108,12 @@ def _arm_parity(
             continue
         out = np.concatenate([o[OUTPUT] for o in run_mnn(c.path, inputs.inputs, [OUTPUT], c.precision)])
         q = inputs.quality(out, reference)
-        quality[c.id]["arm"] = {"measured": True, "kernels": KERNELS, **q}
-        log(f"[bench] ARM        {c.id}: PSNR {_db(q['psnr'])}, lip-box PSNR {_db(q.get('lip_psnr'))}")
+        x86 = inputs.quality(outputs[c.id][:n], reference)
+        quality[c.id]["arm"] = {"measured": True, "kernels": KERNELS, "frames": n, "x86_psnr": x86["psnr"], **q}
+        log(
+            f"[bench] ARM        {c.id}: PSNR {_db(q['psnr'])} (x86 {_db(x86['psnr'])} on the same {n} frames), "
+            f"lip-box PSNR {_db(q.get('lip_psnr'))}"
+        )
 
 
 def _db(v: Any) -> str:

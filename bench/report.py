@@ -71,10 +71,17 @@ def markdown(result: dict[str, Any], plots: dict[str, str] | None = None) -> str
             f"{_num(arm.get('lip_psnr'), '.2f', ' dB')} | "
             f"{_num(p.get('lip_color_diff'), '.1f')} | {_num(p['max_abs'], '.2e')} |"
         )
-    kernels = next(
-        (e["parity_arm"]["kernels"] for e in result["entries"] if e.get("parity_arm", {}).get("measured")), None
-    )
+    measured = [e for e in result["entries"] if e.get("parity_arm", {}).get("measured")]
+    kernels = measured[0]["parity_arm"]["kernels"] if measured else None
     why = next((e["parity_arm"]["why"] for e in result["entries"] if "why" in e.get("parity_arm", {})), None)
+    arm_n = measured[0]["parity_arm"].get("frames", 0) if measured else 0
+    if arm_n and arm_n < len(result["data"]["parity_frames"]):
+        same = "; ".join(
+            f"{e['model']}/{e['backend']}/{e['variant']} {e['parity_arm']['psnr']:.2f} against x86 "
+            f"{e['parity_arm']['x86_psnr']:.2f} dB"
+            for e in measured
+        )
+        kernels = f"{kernels}, on the first {arm_n} parity frames (x86 on the same frames: {same})"
     if kernels or why:
         lines += ["", f"ARM: {kernels}." if kernels else f"ARM numerics not measured: {why}."]
     if any("generation" in e for e in result["entries"]):

@@ -38,7 +38,7 @@ from dhm.data.inputs import evenly_spaced
 from dhm.errors import DhmError, OutputError, SpecError
 from dhm.io import atomic_path, check_output, read_json, write_owner
 from dhm.metrics import image_quality
-from dhm.models import LoadedCheckpoint, build_model, save_checkpoint
+from dhm.models import LoadedCheckpoint, build_model, fold_batchnorm, save_checkpoint
 from dhm.models.checkpoint import write_torch
 from dhm.spec import GeneratorSpec
 from dhm.distill.losses import (
@@ -522,6 +522,7 @@ class _Session:
         refs = rng.choice(train_frames, size=c.batch_size).tolist()
         batch = self.builder.batch(idx, refs)
         face, audio, target, lips = (torch.from_numpy(batch[k]).to(dev) for k in ("face", "audio", "target", "lips"))
+        face, audio = _nhwc(face), _nhwc(audio)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(step, c.steps, c.lr)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.scaler is not None):
@@ -579,9 +580,11 @@ def _session(
     adapters = None
     if teacher is not None and w.feature > 0:
         adapters = FeatureAdapters(feature_channels(student, spec), feature_channels(teacher.model, teacher.spec))
-    trainable = _Trainable(student, adapters).to(dev)
+    trainable = _Trainable(student, adapters).to(dev, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(trainable.parameters(), lr=config.lr)
-    teacher_model = teacher.model.to(dev).eval() if teacher is not None else None
+    teacher_model = None
+    if teacher is not None:  # frozen: BatchNorm folded into its convolutions
+        teacher_model = fold_batchnorm(teacher.model).to(dev, memory_format=torch.channels_last)
     if teacher_model is not None:
         for p in teacher_model.parameters():
             p.requires_grad_(False)
@@ -745,14 +748,20 @@ class _StopFlag:
         return self.flag
 
 
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    """Channels-last images: oneDNN's convolutions run the demo's teacher 2.9x and its student's
+    training step 1.3x faster than in NCHW on this host's CPU (docs/measurements.md)."""
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
 def _predict(model: nn.Module, batch: dict[str, np.ndarray], dev: torch.device, chunk: int = 8) -> np.ndarray:
     was_training = model.training
     model.eval()
     outs = []
     with torch.inference_mode():
         for i in range(0, len(batch["face"]), chunk):
-            f = torch.from_numpy(batch["face"][i : i + chunk]).to(dev)
-            a = torch.from_numpy(batch["audio"][i : i + chunk]).to(dev)
+            f = _nhwc(torch.from_numpy(batch["face"][i : i + chunk]).to(dev))
+            a = _nhwc(torch.from_numpy(batch["audio"][i : i + chunk]).to(dev))
             outs.append(model(f, a).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(outs)

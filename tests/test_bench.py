@@ -253,6 +253,7 @@ def test_host_bench_record(host_result):
             arm = e["parity_arm"]
             assert arm["measured"] and "cortex-a76" in arm["kernels"], e["id"]
             assert _db_value(arm["psnr"]) >= (45.0 if e["variant"] == "fp16" else 90.0), e["id"]
+            assert arm["frames"] == 4 and _db_value(arm["x86_psnr"]) == _db_value(e["parity"]["psnr"]), e["id"]
         else:
             assert "parity_arm" not in e
 
@@ -585,3 +586,16 @@ def test_device_refuses_a_binary_for_another_abi(tmp_path, exported, teacher, sy
 
 def _db_value(v):
     return float("inf") if v == "inf" else float(v)
+
+
+def test_arm_parity_on_the_first_frames_is_judged_on_those_frames(synth_hubert):
+    """`arm_frames` (the demo's 8 of 50): qemu reruns only the first N samples, and the x86
+    figure beside it is computed on the same N, with their lip regions."""
+    from dhm.bench.host import _first
+    from dhm.data.inputs import heldout_inputs
+    from dhm.spec import GeneratorSpec
+
+    full = heldout_inputs(synth_hubert, GeneratorSpec(widths=(8, 16, 32, 64, 128)), max_frames=6)
+    head = _first(full, 2)
+    assert len(head.inputs) == len(head.frames) == len(head.lips) == len(head.targets) == 2
+    assert head.frames == full.frames[:2] and _first(full, None) is full and _first(full, 99) is full
