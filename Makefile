@@ -32,7 +32,8 @@ install: $(STAMP)
 DHM := $(VENV)/bin/dhm
 
 # synth -> train -> distill -> quantize -> export -> video -> bench, then the summary table
-# (34 minutes on 2 cores, measured 2026-11-23; a second run reuses finished stages).
+# (24 minutes on 2 cores from a fresh clone, install included, 2026-12-02: docs/measurements.md;
+# a second run reuses finished stages).
 demo: $(STAMP)
 	-@$(MAKE) --no-print-directory native-deps arm-env || echo "demo: no ARM numerics on this machine (needs apt-get): x86 figures only"
 	$(DHM) demo --workdir $(DEMO_DIR)
