@@ -749,7 +749,7 @@ class _StopFlag:
 
 
 def _nhwc(t: torch.Tensor) -> torch.Tensor:
-    """Channels-last images: oneDNN's convolutions run the demo's teacher 2.9x and its student's
+    """Channels-last images: oneDNN's convolutions run the demo's teacher 2.7x and its student's
     training step 1.3x faster than in NCHW on this host's CPU (docs/measurements.md)."""
     return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
 
