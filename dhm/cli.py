@@ -582,6 +582,14 @@ def train(
     type=WEIGHT,
     help="L1 to the teacher averaged over the crop's frame outside the mask, pasted at the box's edge (0 disables).",
 )
+@click.option(
+    "--teacher-pool",
+    default=0,
+    show_default=True,
+    type=Count(0, 1_000_000),
+    help="Compute the teacher once on this many random training pairs and draw every batch from them "
+    "(on a CPU the teacher's forward pass is a third of a step; 0: the teacher runs on fresh pairs every step).",
+)
 @_training_options(default_steps=600, default_lr=DISTILL_LR, default_ema=DISTILL_EMA)
 def distill(
     teacher: Path,
@@ -599,6 +607,7 @@ def distill(
     w_lips: float,
     w_bce: float,
     w_border: float,
+    teacher_pool: int,
     **kw: Any,
 ) -> None:
     """Distil a trained generator into a phone-sized student.
@@ -629,7 +638,7 @@ def distill(
         data,
         out,
         student=student,
-        settings=_settings(kw),
+        settings=replace(_settings(kw), teacher_pool=teacher_pool),
         weights=weights,
         init=init,
         resume=kw["resume"],

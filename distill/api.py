@@ -36,6 +36,8 @@ class TrainingSettings:
     threads: int | None = None
     # 0: keep the raw weights; else the decay of their moving average (distill_student: DISTILL_EMA)
     ema: float = 0.0
+    # distill: pairs whose teacher outputs are computed once and drawn from (0: the teacher runs every step)
+    teacher_pool: int = 0
 
     def check(self) -> None:
         import math
@@ -51,6 +53,8 @@ class TrainingSettings:
             raise SpecError(f"--eval-frames {self.eval_frames}: expected 1 … 10,000")
         if not 0.0 <= self.ema < 1.0:
             raise SpecError(f"--ema {self.ema}: expected a decay in [0, 1)")
+        if not 0 <= self.teacher_pool <= 1_000_000:
+            raise SpecError(f"--teacher-pool {self.teacher_pool}: expected 0 … 1,000,000")
         if self.eval_every < 0:
             raise SpecError(f"--eval-every {self.eval_every}: expected >= 0")
         if self.threads is not None and not 1 <= self.threads <= 1024:
@@ -106,6 +110,7 @@ def _run(
         init=init,
         world_size=int(os.environ.get("WORLD_SIZE", "1")),
         ema=settings.ema,
+        teacher_pool=settings.teacher_pool if teacher is not None else 0,
     )
     result = run_training(
         config,
@@ -341,6 +346,11 @@ def _markdown(r: dict[str, Any]) -> str:
             f"the kept weights are a moving average of the trained ones (decay {ema:g}, --ema)."
             if (ema := r["config"].get("ema", 0.0))
             else "the kept weights are the trained ones (--ema 0)."
+        )
+        + (
+            f" The teacher ran once, on {pool} fixed training pairs every batch was drawn from (--teacher-pool)."
+            if (pool := r["config"].get("teacher_pool", 0))
+            else ""
         ),
         "",
         f"| step | loss | generation PSNR {key[3:]} | lip-box PSNR | inference PSNR {key[3:]} |",

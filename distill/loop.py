@@ -83,6 +83,7 @@ class RunConfig:
     init: str
     world_size: int = 1
     ema: float = 0.0  # decay of the weights' moving average that is evaluated and kept (0: the raw weights)
+    teacher_pool: int = 0  # distill: training pairs whose teacher outputs are computed once (0: every step)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,6 +245,49 @@ class HeldOut:
     def score(self, row: dict[str, Any]) -> float:
         protocol, against = self.key
         return float(row[protocol][against]["psnr"])
+
+
+@dataclass
+class TeacherPool:
+    """The frozen teacher's outputs and features on a fixed set of (target, reference)
+    training pairs, computed once before the first step. On a CPU the teacher's forward pass
+    is a third of a distillation step (docs/distill.md); a pool of pairs drawn with the run's
+    seed keeps --resume bit-for-bit. Features are kept in float16 to halve the memory."""
+
+    pairs: np.ndarray  # [P, 2] frame indices: target, reference
+    out: torch.Tensor  # [P, 3, H, W] the teacher's output after the sigmoid, float16
+    feats: dict[str, torch.Tensor]  # name -> [P, C, h, w] float16
+
+    @classmethod
+    @torch.no_grad()
+    def build(
+        cls, builder: SampleBuilder, teacher: nn.Module, train_frames: np.ndarray, config: RunConfig,
+        dev: torch.device, report: bool = True,
+    ) -> "TeacherPool":  # fmt: skip
+        rng = np.random.default_rng([config.seed, 0x7EAC])  # its own stream: the steps' draws stay as they were
+        n = config.teacher_pool
+        pairs = np.stack([rng.choice(train_frames, size=n), rng.choice(train_frames, size=n)], axis=1)
+        t0 = time.perf_counter()
+        outs: list[torch.Tensor] = []
+        feats: dict[str, list[torch.Tensor]] = {}
+        for lo in range(0, n, 8):
+            batch = builder.batch(pairs[lo : lo + 8, 0].tolist(), pairs[lo : lo + 8, 1].tolist())
+            face, audio = (_nhwc(torch.from_numpy(batch[k]).to(dev)) for k in ("face", "audio"))
+            logits, maps = teacher.features(face, audio)
+            outs.append(torch.sigmoid(logits.float()).half().cpu())
+            for k, v in maps.items():
+                feats.setdefault(k, []).append(v.half().cpu())
+        pool = cls(pairs, torch.cat(outs), {k: torch.cat(v) for k, v in feats.items()})
+        if report:
+            size = sum(t.numel() * t.element_size() for t in [pool.out, *pool.feats.values()])
+            sys.stderr.write(
+                f"teacher pool: {n} pairs, {size / 2**20:.0f} MiB, {time.perf_counter() - t0:.1f} s\n"
+            )
+        return pool
+
+    def take(self, chosen: np.ndarray, dev: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rows = torch.from_numpy(chosen)
+        return self.out[rows].to(dev).float(), {k: _nhwc(v[rows].to(dev).float()) for k, v in self.feats.items()}
 
 
 def objective(
@@ -445,6 +489,7 @@ class _Session:
     start: int = 0
     scaler: Any = None
     ema: nn.Module | None = None  # the moving average of the student's weights (config.ema > 0)
+    pool: "TeacherPool | None" = None  # the teacher's outputs on fixed pairs (config.teacher_pool > 0)
 
     @property
     def kept(self) -> nn.Module:
@@ -518,8 +563,12 @@ class _Session:
         """One optimization step on a random batch (reference = another training frame)."""
         c, dev = self.config, self.dev
         rng = np.random.default_rng([c.seed, step, rank])
-        idx = rng.choice(train_frames, size=c.batch_size).tolist()
-        refs = rng.choice(train_frames, size=c.batch_size).tolist()
+        if self.pool is not None:
+            chosen = rng.integers(0, len(self.pool.pairs), size=c.batch_size)
+            idx, refs = self.pool.pairs[chosen, 0].tolist(), self.pool.pairs[chosen, 1].tolist()
+        else:
+            idx = rng.choice(train_frames, size=c.batch_size).tolist()
+            refs = rng.choice(train_frames, size=c.batch_size).tolist()
         batch = self.builder.batch(idx, refs)
         face, audio, target, lips = (torch.from_numpy(batch[k]).to(dev) for k in ("face", "audio", "target", "lips"))
         face, audio = _nhwc(face), _nhwc(audio)
@@ -529,7 +578,9 @@ class _Session:
             logits, adapted = self.model(face, audio)
             pred = torch.sigmoid(logits.float())
             t_out = t_feats = None
-            if self.teacher is not None:
+            if self.pool is not None:
+                t_out, t_feats = self.pool.take(chosen, dev)
+            elif self.teacher is not None:
                 with torch.no_grad():
                     t_logits, t_feats = self.teacher.features(face, audio)
                     t_out = torch.sigmoid(t_logits.float())
@@ -557,6 +608,7 @@ def _session(
     teacher: LoadedCheckpoint | None,
     ds: Any,
     eval_frames: list[int],
+    train_frames: np.ndarray,
     state: dict[str, Any] | None,
     folder: "RunFolder | None",
     world: int,
@@ -607,6 +659,8 @@ def _session(
         session.ema = copy.deepcopy(student).eval()
         for p in session.ema.parameters():
             p.requires_grad_(False)
+    if teacher_model is not None and config.teacher_pool > 0:
+        session.pool = TeacherPool.build(builder, teacher_model, train_frames, config, dev, is_main)
     if state is not None:
         trainable.load_state_dict(state["trainable"])
         if session.ema is not None:
@@ -653,6 +707,7 @@ def _train(
         teacher,
         ds,
         eval_frames,
+        train_frames,
         state,
         folder,
         world,

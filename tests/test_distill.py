@@ -142,7 +142,8 @@ def test_a_state_saved_before_ema_or_a_loss_term_existed_compares_as_0():
     assert diff == "weights: this run {'pixel': 1.0, 'border': 1.0}, saved run {'pixel': 1.0, 'border': 0.0}"
 
 
-def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth_hubert):
+@pytest.mark.parametrize("pool", [[], ["--teacher-pool", "24"]], ids=["teacher-every-step", "teacher-pool"])
+def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth_hubert, pool):
     args = [
         "distill",
         "--teacher",
@@ -165,6 +166,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth
         "2",
         "--ema",
         "0.9",
+        *pool,
     ]
     whole = tmp_path / "whole"
     r = subprocess.run([DHM, *args, "-o", str(whole)], capture_output=True, text=True)
@@ -452,3 +454,41 @@ def test_objective_keeps_saturated_pixels_trainable(defaults):
     saturated, healthy = grad_at_saturated_row(weights)
     # (at weight 0.1 a stuck pixel is pulled at about a fifth of a healthy wrong pixel's rate)
     assert weights.bce > 0 and saturated > 1e-5 and saturated > 0.1 * healthy
+
+
+def test_teacher_pool_is_the_teacher_once_on_fixed_training_pairs(tmp_path, teacher, synth_hubert):
+    """--teacher-pool N: the teacher's outputs and features on N (target, reference) pairs of
+    training frames, computed before the first step; every batch is drawn from those pairs."""
+    from dhm.data import SampleBuilder, open_dataset, split_frames
+    from dhm.distill.loop import RunConfig, TeacherPool, _nhwc
+
+    t = load_checkpoint(teacher)
+    ds = open_dataset(synth_hubert, mode=t.spec.mode)
+    train = np.asarray(split_frames(ds.n_frames, min_train=16, min_heldout=4).train)
+    config = RunConfig(
+        kind="distill", data="d", data_hash="h", student={}, teacher_sha256=None, steps=8, batch_size=4, lr=1e-3,
+        seed=3, weights={}, eval_every=8, eval_frames=4, init="teacher", teacher_pool=12,
+    )  # fmt: skip
+    builder = SampleBuilder(ds, t.spec)
+    model = t.model.eval()
+    pool = TeacherPool.build(builder, model, train, config, torch.device("cpu"), report=False)
+    assert pool.pairs.shape == (12, 2) and set(pool.pairs.ravel()) <= set(train.tolist())
+    assert len({tuple(p) for p in pool.pairs}) > 6  # random pairs, not one frame repeated
+    batch = builder.batch(pool.pairs[5:9, 0].tolist(), pool.pairs[5:9, 1].tolist())
+    with torch.no_grad():
+        logits, feats = model.features(*(_nhwc(torch.from_numpy(batch[k])) for k in ("face", "audio")))
+    out, kept = pool.take(np.arange(5, 9), torch.device("cpu"))
+    assert torch.allclose(out, torch.sigmoid(logits), atol=1e-3)
+    assert set(kept) == set(feats) and all(torch.allclose(kept[k], feats[k], rtol=2e-3, atol=2e-3) for k in feats)
+    assert np.array_equal(TeacherPool.build(builder, model, train, config, torch.device("cpu"), False).pairs, pool.pairs)
+
+    pooled = _distill(teacher, synth_hubert, tmp_path / "pooled", teacher_pool=16)
+    plain = _distill(teacher, synth_hubert, tmp_path / "plain")
+    assert pooled["config"]["teacher_pool"] == 16 and plain["config"]["teacher_pool"] == 0
+    assert "on 16 fixed training pairs" in (tmp_path / "pooled" / "report.md").read_text()
+    # as good a student for the same steps: 16 pairs of a frozen teacher are still its outputs
+    got = [r["best"]["generation"]["vs_teacher"]["psnr"] for r in (pooled, plain)]
+    assert got[0] > got[1] - 1.5, got
+    r = run_cli("distill", "--teacher", str(teacher), "--data", str(synth_hubert), "-o", str(tmp_path / "x"),
+                "--teacher-pool", "-1")  # fmt: skip
+    assert r.exit_code != 0 and "--teacher-pool" in r.output
