@@ -92,7 +92,8 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path, teacher):
     assert stages == ["info", "data", "distill", "distill-audio", "quantize", "export", "run", "bench", "app-assets"]
     dhm = Path(sys.executable).with_name("dhm")
     for cmd in commands:
-        args = [re.sub(r"^\d{3,}$", "4", a) if i and cmd[i - 1] == "--steps" else a for i, a in enumerate(cmd)]
+        small = ("--steps", "--teacher-pool")
+        args = [re.sub(r"^\d{3,}$", "4", a) if i and cmd[i - 1] in small else a for i, a in enumerate(cmd)]
         args = [str(dhm)] + args[1:] + SMALL.get(cmd[1], [])
         proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=os.environ)
         assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
