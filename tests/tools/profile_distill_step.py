@@ -63,7 +63,7 @@ def timed_step(run: loop._Session, train: np.ndarray, step: int) -> list[float]:
     marks.append(time.perf_counter())
     run.update_ema(step)
     marks.append(time.perf_counter())
-    parts = [(b - a) * 1000 for a, b in zip(marks, marks[1:])]
+    parts = [(b - a) * 1000 for a, b in zip(marks[:-1], marks[1:], strict=True)]
     return parts + [(marks[-1] - marks[0]) * 1000]
 
 
