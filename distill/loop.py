@@ -280,9 +280,7 @@ class TeacherPool:
         pool = cls(pairs, torch.cat(outs), {k: torch.cat(v) for k, v in feats.items()})
         if report:
             size = sum(t.numel() * t.element_size() for t in [pool.out, *pool.feats.values()])
-            sys.stderr.write(
-                f"teacher pool: {n} pairs, {size / 2**20:.0f} MiB, {time.perf_counter() - t0:.1f} s\n"
-            )
+            sys.stderr.write(f"teacher pool: {n} pairs, {size / 2**20:.0f} MiB, {time.perf_counter() - t0:.1f} s\n")
         return pool
 
     def take(self, chosen: np.ndarray, dev: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
