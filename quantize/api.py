@@ -374,12 +374,21 @@ def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_met
         return next(m for p, m in built.values() if p == path)
 
     if mnn_method == "auto":
-        tried = {}
+        tried, failed = {}, {}
         for m in MNN_METHODS:
-            path = build(m, [])
+            try:
+                path = build(m, [])
+            except ConversionError as exc:  # a method that cannot calibrate this model drops out
+                failed[m] = str(exc)
+                job.log(f"mnn int8 {m}: {exc}")
+                continue
             tried[used(path)] = _psnr(job.evaluate(path, backend.name))
+        if not tried:
+            raise ConversionError("MNN INT8: no calibration method worked (" + "; ".join(failed.values()) + ")")
         full_method = max(tried, key=lambda k: tried[k])
-        reason = "best held-out PSNR of " + ", ".join(f"{k} {v:.1f} dB" for k, v in tried.items())
+        reason = "best held-out PSNR of " + ", ".join(
+            [f"{k} {v:.1f} dB" for k, v in tried.items()] + [f"{k} failed" for k in failed]
+        )
         # MNN 3.6.1's EMA path quantizes every layer whatever skip_quant_op_names says
         # (checked structurally), so layers can only be kept in float with the best of the
         # methods that honour the list.

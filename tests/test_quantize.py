@@ -1,3 +1,4 @@
+import math
 import json
 
 import numpy as np
@@ -299,3 +300,14 @@ def test_neural_compressor_chooses_the_onnx_activation_settings(teacher, synth_h
     onnx = report["recipe"]["onnx_int8"]
     assert onnx["act_symmetric"] == best["act_sym"]
     assert onnx["method"] == ("entropy" if best["act_algo"] == "kl" else "minmax")
+
+
+def test_mnn_json_dump_with_non_finite_scales_is_read_and_refused():
+    """MNN's JSON dump writes a non-finite float bare (a calibration scale of a tensor that was
+    constant over the calibration set). It is read, and such a file is refused: `auto` then
+    drops that method (the README walkthrough's tiny student meets it with EMA)."""
+    from dhm.engines.mnn_int8 import loads_mnn_json
+
+    d = loads_mnn_json('{"s": [1.5, nan, -inf, inf], "name": "inference", "t": {"scale": nan}}')
+    assert math.isnan(d["s"][1]) and d["s"][2] == -math.inf and d["s"][3] == math.inf
+    assert d["name"] == "inference" and math.isnan(d["t"]["scale"])

@@ -16,6 +16,8 @@ records that as the method actually used.
 from __future__ import annotations
 
 import json
+import math
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +56,17 @@ def dump_json(mnn_path: Path) -> dict:
         )
         if not out.is_file():
             raise ConversionError(f"MNN converter could not dump {mnn_path.name}")
-        return json.loads(out.read_text())
+        return loads_mnn_json(out.read_text())
+
+
+def loads_mnn_json(text: str) -> dict:
+    """MNN's JSON dump writes a non-finite float bare (`nan`, `inf`, `-inf`: a quantization
+    scale of a channel that never fired); JSON has no such tokens, Python's parser takes
+    NaN and Infinity."""
+    fixed = re.sub(
+        r"(?<=[\[,:\s])(-?)(nan|inf)(?=[\s,\]}])", lambda m: "NaN" if m[2] == "nan" else f"{m[1]}Infinity", text
+    )
+    return json.loads(fixed)
 
 
 def has_batchnorm(mnn_json: dict) -> bool:
@@ -150,6 +162,15 @@ def float_resize_concats(mnn_path: Path, biz_code: str = "") -> list[str]:
     The file is rewritten (through MNN's JSON form) with `biz_code`. Returns the tensors changed."""
     data = dump_json(mnn_path)
     names = data.get("tensorName", [])
+    broken = [
+        names[t["index"]]
+        for t in data.get("extraTensorDescribe", []) or []
+        if not math.isfinite((t.get("quantInfo") or {}).get("scale", 0.0))
+    ]
+    if broken:  # a tensor constant over the calibration set: the file would compute NaN
+        raise ConversionError(
+            f"MNN's INT8 calibration gave {len(broken)} tensor(s) a non-finite scale (first: {broken[0]})"
+        )
     producer = {o: op for op in data.get("oplists", []) for o in op.get("outputIndexes", [])}
     joins = {
         o
