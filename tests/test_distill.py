@@ -511,7 +511,7 @@ def test_teacher_pool_is_the_teacher_once_on_fixed_training_pairs(tmp_path, teac
 
 
 def loop_session(config, spec, teacher, ds, train):
-    """A distillation session (`dhm.distill.loop._Session`) on `ds`, for stepping by hand."""
+    """A distillation session (the training loop's `_Session`) on `ds`, for stepping by hand."""
     from dhm.distill import loop
 
     return loop._session(
