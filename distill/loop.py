@@ -277,6 +277,8 @@ class TeacherPool:
             outs.append(torch.sigmoid(logits.float()).half().cpu())
             for k, v in maps.items():
                 feats.setdefault(k, []).append(v.half().cpu())
+            if lo == 0:
+                _check_pool_fits(n, outs[0], [f[0] for f in feats.values()])
         pool = cls(pairs, torch.cat(outs), {k: torch.cat(v) for k, v in feats.items()})
         if report:
             size = sum(t.numel() * t.element_size() for t in [pool.out, *pool.feats.values()])
@@ -286,6 +288,17 @@ class TeacherPool:
     def take(self, chosen: np.ndarray, dev: torch.device) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         rows = torch.from_numpy(chosen)
         return self.out[rows].to(dev).float(), {k: _nhwc(v[rows].to(dev).float()) for k, v in self.feats.items()}
+
+
+def _check_pool_fits(pairs: int, out: torch.Tensor, maps: list[torch.Tensor]) -> None:
+    """Refuse a pool larger than the free memory, judged from its first batch, before filling it."""
+    need = pairs * sum(t.numel() * t.element_size() for t in [out, *maps]) / len(out)
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > 0.8 * free:
+        raise SpecError(
+            f"--teacher-pool {pairs}: the pool needs {need / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are free; "
+            "use fewer pairs"
+        )
 
 
 def objective(

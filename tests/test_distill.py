@@ -508,6 +508,12 @@ def test_teacher_pool_is_the_teacher_once_on_fixed_training_pairs(tmp_path, teac
     r = run_cli("distill", "--teacher", str(teacher), "--data", str(synth_hubert), "-o", str(tmp_path / "x"),
                 "--teacher-pool", "-1")  # fmt: skip
     assert r.exit_code != 0 and "--teacher-pool" in r.output
+    # a pool larger than the free memory: one line, before the pool is filled, no output left
+    r = run_cli("distill", "--teacher", str(teacher), "--data", str(synth_hubert), "-o", str(tmp_path / "huge"),
+                "--teacher-pool", "1000000", "--eval-frames", "4")  # fmt: skip
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("dhm: error:")]
+    assert r.exit_code != 0 and len(errors) == 1 and "GiB are free; use fewer pairs" in errors[0], r.output
+    assert not (tmp_path / "huge").exists()
 
 
 def loop_session(config, spec, teacher, ds, train):
