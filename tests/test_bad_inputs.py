@@ -615,6 +615,14 @@ def _dataset_with_features(env: Env, name: str, arr: np.ndarray) -> None:
         np.save(dst / "aud_hu.npy", arr)
 
 
+def _record(env: Env, name: str, errors: list[str]) -> None:
+    """With DHM_ERRORS_TO=FILE, every case's error lines go there (paths made relative), so a
+    refactoring can diff the messages a user sees before and after."""
+    if target := os.environ.get("DHM_ERRORS_TO"):
+        with open(target, "a") as f:
+            f.writelines(f"{name}: {ln.replace(str(env.root), '<root>')}\n" for ln in errors or ["(none)"])
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_is_one_line_and_loses_nothing(env, case):
     if case.setup is not None:
@@ -622,6 +630,7 @@ def test_bad_input_is_one_line_and_loses_nothing(env, case):
     before = snapshot(env.root)
     r = run_cli(*case.args(env))
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("dhm: error:")]
+    _record(env, case.name, errors)
     assert r.exit_code not in (0, None), f"exit 0: {r.output[-2000:]}"
     assert isinstance(r.exception, SystemExit), f"escaped: {r.exception!r}\n{r.output[-2000:]}"
     assert "Traceback" not in r.output
