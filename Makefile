@@ -52,7 +52,7 @@ native-deps:
 # aarch64 MNN and numpy wheels, cached in ~/.cache/dhm/arm64 (or $$DHM_ARM_ROOT): MNN
 # files are then also run on MNN's aarch64 kernels under qemu-aarch64 (numerics only).
 arm-env: $(STAMP) native-deps
-	$(PY) -m dhm.engines.arm setup
+	$(PY) -m dhm.runtime_py.engines.arm setup
 
 # ruff first: lint (pyflakes, pycodestyle at the configured line length, bugbear) in seconds
 # pytest-xdist: TEST_WORKERS processes, each taking whole test files (module fixtures such as

@@ -19,13 +19,12 @@ from typing import Any
 import numpy as np
 from dhm.bench.candidates import BACKENDS, REFERENCE, Candidate, reference_spec, resolve, split_name
 from dhm.bench.host import HostSettings, end_to_end_runner, latency, parity
+from dhm.bench.report import SCHEMA_ID
 from dhm.bench.stats import LatencyStats, speedup
 
 from dhm.errors import DatasetError, SpecError
 from dhm.spec import JUDGE_FRAMES
 
-SCHEMA_ID = "dhm.bench/2"  # 2: a generation-protocol block per entry, lip figures
-SCHEMAS_READ = ("dhm.bench/1", SCHEMA_ID)  # --compare reads both: parity.psnr means the same in each
 PROTOCOL_NOTES = {
     "parity": "inference protocol: the reference frame is the target frame, as the apps run; "
     "a deployment-parity figure",
@@ -267,7 +266,7 @@ def run_bench(
     from dhm.data.dataset import open_dataset
     from dhm.data.inputs import PROTOCOLS, heldout_inputs
     from dhm.data.split import split_frames
-    from dhm.engines import versions as engine_versions
+    from dhm.runtime_py.engines import versions as engine_versions
 
     check_settings(settings)
     check_bench_outputs(

@@ -4,7 +4,7 @@ For every candidate whose export carries an audio model (`audio_model` in its ma
 
 * the audio model alone, 1 thread: ms per call, and ms per second of audio (calls per
   second × ms per call), timed over many calls on held-out audio;
-* the full loop (`dhm.pipeline.PcmSession`): held-out PCM pushed in 20 ms chunks as fast as
+* the full loop (`dhm.runtime_py.pipeline.PcmSession`): held-out PCM pushed in 20 ms chunks as fast as
   the machine goes, at each thread count: frames per second with the audio model
   included, and each frame's audio-to-frame latency as a phone would see it if the audio
   arrived in real time: the algorithmic lookahead (the audio model's window plus the
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from dhm.audio_model import PCM_INPUT
-from dhm.data.audio import SAMPLE_RATE, read_pcm
+from dhm.audio.geometry import PCM_INPUT
+from dhm.audio.frontend import SAMPLE_RATE, read_pcm
 
 CHUNK = 320  # 20 ms
 AUDIO_CALLS = 200
@@ -45,10 +45,10 @@ def audio_records(
     thread_counts: Sequence[int],
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    from dhm.engines import conventions_of, load
-    from dhm.engines.audio import audio_front_end
+    from dhm.runtime_py.engines import conventions_of, load
+    from dhm.runtime_py.streaming import audio_front_end
     from dhm.errors import SpecError
-    from dhm.pipeline import AvatarPipeline, PcmSession
+    from dhm.runtime_py.pipeline import AvatarPipeline, PcmSession
 
     if ds.wav_path is None:
         return []
@@ -145,7 +145,7 @@ def _call_ms(front: Any, windows: list[np.ndarray]) -> float:
 
 def _audio_variants(engine: Any) -> list[str]:
     """The variants of the audio model's files in `engine`'s format, fp32 first."""
-    from dhm.engines.registry import get
+    from dhm.runtime_py.engines.registry import get
 
     section = (getattr(engine, "manifest", None) or {}).get("audio_model") or {}
     fmt = get(engine.backend).format

@@ -107,11 +107,11 @@ def _from_manifest(
 
 def _file_without_manifest(name: str, path: Path) -> Candidate:
     """An .onnx/.mnn with no manifest beside it: spec from the MNN bizCode, or refuse."""
-    from dhm.engines import backend_for
+    from dhm.runtime_py.engines import backend_for
 
     backend = backend_for(path)
     if backend == "mnn":
-        from dhm.engines import load
+        from dhm.runtime_py.engines import load
 
         engine = load(path, check_manifest=False)
         biz = getattr(engine, "biz", {})
@@ -151,8 +151,8 @@ def _exported(
         import torch
 
         from dhm.data.inputs import heldout_inputs
-        from dhm.engines import TOLERANCES, Fp32, build_and_validate, get, versions
-        from dhm.engines.torch_onnx import export_onnx
+        from dhm.runtime_py.engines import TOLERANCES, Fp32, build_and_validate, get, versions
+        from dhm.runtime_py.engines.torch_onnx import export_onnx
         from dhm.manifest import build_header
         from dhm.models import load_checkpoint
 

@@ -210,7 +210,7 @@ class LocalTransport:
 
 def save_mnn_vars(arrays: dict[str, np.ndarray], path: Path) -> None:
     """Named NCHW variables in MNN's own file format (what ModuleBasic reads with mask 128)."""
-    from dhm.engines import native_stdout_to_stderr
+    from dhm.runtime_py.engines import native_stdout_to_stderr
 
     with native_stdout_to_stderr():
         import MNN.expr as F

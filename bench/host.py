@@ -54,7 +54,7 @@ def parity(
     must come from the audio) against the reference candidate's outputs on the same
     inputs, with lip figures and, on the built-in data, lip sync. Returns the figures per
     candidate and protocol, and the inference outputs for the device comparison."""
-    from dhm.engines import load
+    from dhm.runtime_py.engines import load
 
     quality: dict[str, dict[str, Any]] = {c.id: {} for c in cands}
     kept: dict[str, np.ndarray] = {}
@@ -95,7 +95,7 @@ def _arm_parity(
     """MNN candidates again on MNN's aarch64 kernels (qemu-user; numerics only, never timed), on
     `inputs` (qemu runs ~1 s a frame), beside the x86 figure on the same frames; not the
     reference's own export."""
-    from dhm.engines.arm import KERNELS, run_mnn, unavailable
+    from dhm.runtime_py.engines.arm import KERNELS, run_mnn, unavailable
     from dhm.spec import OUTPUT
 
     why_not = unavailable()
@@ -135,7 +135,7 @@ def latency(
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """One record per candidate × thread count."""
-    from dhm.engines import load
+    from dhm.runtime_py.engines import load
 
     records = []
     for threads in settings.threads:
@@ -187,7 +187,7 @@ def end_to_end_runner(
     """The reference pipeline per frame on held-out frames: reference frame i, audio window
     of frame i, stage times split as the phone apps report them."""
     from dhm.data.preprocess import audio_window
-    from dhm.pipeline import AvatarPipeline, StageTimes
+    from dhm.runtime_py.pipeline import AvatarPipeline, StageTimes
 
     feats = ds.audio(conventions.mode)
 

@@ -10,6 +10,9 @@ from typing import Any
 
 from dhm.errors import SpecError
 
+SCHEMA_ID = "dhm.bench/2"  # 2: a generation-protocol block per entry, lip figures
+SCHEMAS_READ = ("dhm.bench/1", SCHEMA_ID)  # --compare reads both: parity.psnr means the same in each
+
 PLOT_PSNR_CAP_DB = 60.0  # identical outputs have infinite PSNR; plots cap it here
 
 
@@ -373,8 +376,6 @@ def _json_default(v: Any) -> Any:
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
-    from dhm.bench.api import SCHEMA_ID, SCHEMAS_READ
-
     from dhm.io import read_json
 
     path = Path(path)

@@ -317,7 +317,7 @@ def consistency_errors(manifest: dict[str, Any]) -> list[str]:
             f"manifest.io.outputs: {manifest['io']['outputs'][0]['shape']}, the generator gives {list(out_shape)}"
         )
     if "audio_model" in manifest:
-        from dhm.audio_model import AudioModelSpec
+        from dhm.audio.geometry import AudioModelSpec
 
         audio_model = AudioModelSpec.from_dict(manifest["audio_model"])
         errors += [f"manifest.{e}" for e in audio_model.consistency_errors(spec.mode)]

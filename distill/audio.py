@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from dhm.audio_model import windowed_features as student_features
+from dhm.audio.geometry import windowed_features as student_features
 from dhm.data.dataset import COUNT_TOLERANCE
 from dhm.errors import DatasetError, SpecError
 from dhm.metrics import feature_agreement
@@ -88,7 +88,7 @@ def _check_lengths(name: str, pcm: np.ndarray, feats: np.ndarray, mode: str) -> 
 
 def dataset_utterance(data: Path, mode: str) -> Utterance:
     """The dataset's audio and features, split like the generator's frames."""
-    from dhm.data.audio import read_pcm
+    from dhm.audio.frontend import read_pcm
     from dhm.data.dataset import WAV_FILE, open_dataset
     from dhm.data.split import split_frames
 
@@ -109,9 +109,9 @@ def dataset_utterance(data: Path, mode: str) -> Utterance:
 
 def extra_utterances(audio_dirs: list[Path], mode: str) -> list[Utterance]:
     """`x.wav` + `x_hu.npy` / `x_wenet.npy` pairs, all trained on."""
-    from dhm.data.audio import read_pcm
+    from dhm.audio.frontend import read_pcm
     from dhm.data.dataset import read_features
-    from dhm.data.teacher_audio import feature_file_for
+    from dhm.audio.teacher import feature_file_for
 
     out = []
     for folder in audio_dirs:
@@ -165,9 +165,9 @@ def _train(
     import torch
 
     from dhm.io import atomic_path
-    from dhm.models.audio_student import StudentConfig, build_student
+    from dhm.audio.student import StudentConfig, build_student
     from dhm.models.checkpoint import write_torch
-    from dhm.models.feather_hubert import build_feather
+    from dhm.audio.feather_hubert import build_feather
 
     from .loop import STATE_FILE, Interrupted, Progress, _StopFlag
 
@@ -313,8 +313,8 @@ def _choose_feather_slot(config, model, main: Utterance):
     blocks), within 200 ms of lookahead (8-frame window), and keep the closest to the teacher."""
     import dataclasses
 
-    from dhm.audio_model import windowed_features
-    from dhm.models.feather_hubert import build_feather, stream_parity
+    from dhm.audio.geometry import windowed_features
+    from dhm.audio.feather_hubert import build_feather, stream_parity
 
     encoder = model.net.eval()
     choices = stream_parity(encoder, config, main.pcm, contexts=(0, 1, 3), norms=("window", "none"))
@@ -349,7 +349,7 @@ def _crop_batch(utterances: list[Utterance], crops, picks, frames: int):
     normalised with their utterance's mean and variance as upstream normalises a file."""
     import torch
 
-    from dhm.data.teacher_audio import NORMALIZE_EPS
+    from dhm.audio.teacher import NORMALIZE_EPS
 
     xs, ts = [], []
     for j in picks:
@@ -426,7 +426,7 @@ def distill_audio(
 
     from dhm.data.dataset import open_dataset
     from dhm.io import atomic_path, check_output
-    from dhm.models.audio_student import SIZES, StudentConfig, save_student
+    from dhm.audio.student import SIZES, StudentConfig, save_student
 
     from .loop import RUN_FILE, STATE_FILE, _dist_env, _write_json, prepare_output
 
@@ -441,7 +441,7 @@ def distill_audio(
     if size not in SIZES:
         raise SpecError(f"--size {size}: expected one of {', '.join(SIZES)}")
     if family == "featherhubert":
-        from dhm.models.feather_hubert import FEATHER_SIZES, FeatherConfig
+        from dhm.audio.feather_hubert import FEATHER_SIZES, FeatherConfig
 
         if mode != "hubert":
             raise SpecError("FeatherHuBERT gives hubert features; this dataset's are wenet (use --family dhm-tcn)")

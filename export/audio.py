@@ -1,7 +1,7 @@
 """The audio model: `audio_fp32.onnx` / `audio_fp32.mnn` beside the generator.
 
 A model trained on dhm's own features (`dhm-logmel-v1`) is exported with its front end
-(`dhm.audio_model.logmel_module`), judged against the numpy front end the training
+(`dhm.audio.geometry.logmel_module`), judged against the numpy front end the training
 features came from. Any generator can instead take an audio student from
 `dhm distill-audio` (`--audio-model`), judged against its torch FP32 self. Either way a
 phone turns PCM into features with the same engine that runs the generator; each file is
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from dhm.audio_model import PCM_INPUT, ROWS_OUTPUT, AudioModelSpec, logmel_module, logmel_rows_numpy, logmel_spec
-from dhm.data.audio import FRONTEND_ID, SAMPLE_RATE
+from dhm.audio.geometry import PCM_INPUT, ROWS_OUTPUT, AudioModelSpec, logmel_module, logmel_rows_numpy, logmel_spec
+from dhm.audio.frontend import FRONTEND_ID, SAMPLE_RATE
 from dhm.errors import ParityError, SpecError
 
 # Features are O(1)-O(10) (normalised log-mel through a unit-variance projection, or a
@@ -63,7 +63,7 @@ def check_windows(spec: AudioModelSpec, wav: Path | None, n: int = 12) -> tuple[
     ]
     source = "synthetic (silence, quiet tone, loud noise)"
     if wav is not None and wav.is_file():
-        from dhm.data.audio import read_pcm
+        from dhm.audio.frontend import read_pcm
 
         samples = read_pcm(wav)[0]
         if samples.size >= L:
@@ -106,7 +106,7 @@ def student_source(path: Path, mode: str) -> AudioSource:
     """An audio student from `dhm distill-audio`, for a `mode` generator."""
     import torch
 
-    from dhm.models.audio_student import load_student
+    from dhm.audio.student import load_student
 
     loaded = load_student(path)
     errors = loaded.audio_spec.consistency_errors(mode)
@@ -144,9 +144,9 @@ def export_audio_model(
     variants among `variants`; returns the manifest section."""
     import torch
 
-    from dhm.engines import get
-    from dhm.engines.mnn_tools import convert_onnx
-    from dhm.engines.torch_onnx import ModelIO, export_onnx
+    from dhm.runtime_py.engines import get
+    from dhm.runtime_py.engines.mnn_tools import convert_onnx
+    from dhm.runtime_py.engines.torch_onnx import ModelIO, export_onnx
     from dhm.metrics import count_macs, count_params
     from dhm.models.checkpoint import file_sha256
 
@@ -230,12 +230,12 @@ def _variants(
     log: Callable[[str], None],
 ) -> None:
     """audio_fp16/int8.<fmt>: built by the generator's backends from the FP32 graph."""
-    from dhm.audio_model import windowed_features
+    from dhm.audio.geometry import windowed_features
     from dhm.data.inputs import InputSet
-    from dhm.engines import get
-    from dhm.engines.audio import engine_rows
-    from dhm.engines.build import Fp16, MnnInt8, OnnxInt8
-    from dhm.engines.onnx_int8 import conv_output_names
+    from dhm.runtime_py.engines import get
+    from dhm.runtime_py.streaming import engine_rows
+    from dhm.runtime_py.engines.configs import Fp16, MnnInt8, OnnxInt8
+    from dhm.runtime_py.engines.onnx_int8 import conv_output_names
     from dhm.metrics import feature_agreement
     from dhm.models.checkpoint import file_sha256
 
@@ -365,7 +365,7 @@ def _arm_parity(
     spec: AudioModelSpec,
 ) -> dict[str, Any] | None:
     """The same figures from MNN's aarch64 kernels (what a phone computes), where qemu is here."""
-    from dhm.engines.arm import KERNELS, run_mnn, unavailable
+    from dhm.runtime_py.engines.arm import KERNELS, run_mnn, unavailable
     from dhm.metrics import feature_agreement
 
     if unavailable() is not None:
@@ -415,7 +415,7 @@ def _pcm_conv(onnx_path: Path) -> str:
 
 def calibration_windows(spec: AudioModelSpec, wav: Path | None) -> list[np.ndarray]:
     """INT8 calibration: PCM windows of the dataset's audio, offset from the check windows."""
-    from dhm.data.audio import read_pcm
+    from dhm.audio.frontend import read_pcm
 
     if wav is None or not wav.is_file():
         raise SpecError("an INT8 audio model is calibrated on the dataset's audio: pass --data")

@@ -2,7 +2,7 @@
 
 torch -> ONNX (checked, simplified only if it still matches), then every requested
 variant is built from that graph and validated by the engine layer
-(`dhm.engines.build_and_validate`): run by its own engine on the same inputs as the torch
+(`dhm.runtime_py.engines.build_and_validate`): run by its own engine on the same inputs as the torch
 FP32 model, it must meet its variant's tolerance, or the export fails. INT8 files are
 rebuilt from a `dhm quantize` recipe's serialized configs. Everything is written into a
 temporary folder beside OUT and moved into place only when all artefacts passed.
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dhm.engines import (
+from dhm.runtime_py.engines import (
     TARGETS,
     TOLERANCES,
     Artifact,
@@ -34,7 +34,7 @@ from dhm.engines import (
 from dhm.errors import ConversionError, ParityError, SpecError
 from dhm.io import atomic_dir, check_output, human_size
 from dhm.manifest import MANIFEST_FILE, build_header, format_figure, validate
-from dhm.recipe import INT8_SECTIONS, int8_config, measured_psnr, read_recipe
+from dhm.quantize.recipe import INT8_SECTIONS, int8_config, measured_psnr, read_recipe
 from dhm.spec import GeneratorSpec
 
 VARIANTS = ("fp32", "fp16", "int8")
@@ -135,7 +135,7 @@ def export_model(
     import torch
 
     from dhm.data.inputs import heldout_inputs, load_inputs, random_inputs
-    from dhm.engines.torch_onnx import DEFAULT_OPSET, export_onnx
+    from dhm.runtime_py.engines.torch_onnx import DEFAULT_OPSET, export_onnx
     from dhm.metrics import count_macs, count_params
     from dhm.models.checkpoint import file_sha256, load_checkpoint
 
@@ -241,7 +241,7 @@ def export_model(
         if onnx_fp32.name.startswith("."):
             onnx_fp32.unlink()
 
-        from dhm.engines.arm import KERNELS, unavailable
+        from dhm.runtime_py.engines.arm import KERNELS, unavailable
 
         why_not = unavailable()
         if any(b.name == "mnn" for b, _ in plan):
@@ -284,7 +284,7 @@ def _audio_model(
 ) -> dict[str, Any] | None:
     """audio_fp32.onnx/.mnn: the given audio student, or the front end when the model was
     trained on dhm's own features."""
-    from dhm.data.audio import FRONTEND_ID
+    from dhm.audio.frontend import FRONTEND_ID
 
     from .audio import export_audio_model, logmel_source
 
@@ -302,7 +302,7 @@ def _frame_check(model, spec: GeneratorSpec, data: str | Path, check):
     features of the dataset's audio: how an audio variant's features look as frames."""
     import torch
 
-    from dhm.data.audio import SAMPLE_RATE, read_pcm
+    from dhm.audio.frontend import SAMPLE_RATE, read_pcm
     from dhm.data.preprocess import audio_window
     from dhm.spec import AUDIO_MODES, FACE_INPUT
 
@@ -326,7 +326,7 @@ def _frame_check(model, spec: GeneratorSpec, data: str | Path, check):
 
 
 def _audio_note(section: dict[str, Any], spec: GeneratorSpec) -> str:
-    from dhm.audio_model import AudioModelSpec
+    from dhm.audio.geometry import AudioModelSpec
 
     am = AudioModelSpec.from_dict(section)
     mmacs = section["macs_per_call"] * section["calls_per_second"] / 1e6

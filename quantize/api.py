@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from dhm.data.inputs import InputSet, load_inputs, save_inputs
-from dhm.engines import Artifact, Fp16, Fp32, MnnInt8, OnnxInt8, build_and_validate, get, validate, versions
+from dhm.runtime_py.engines import Artifact, Fp16, Fp32, MnnInt8, OnnxInt8, build_and_validate, get, validate, versions
 from dhm.errors import ConversionError, SpecError
 from dhm.io import atomic_dir, check_output, human_size
 from dhm.manifest import format_figure, from_json_number, json_number
-from dhm.recipe import CALIB_FILE, EVAL_FILE, RECIPE_FILE, RECIPE_SCHEMA, SOURCE_FILE
+from dhm.quantize.recipe import CALIB_FILE, EVAL_FILE, RECIPE_FILE, RECIPE_SCHEMA, SOURCE_FILE
 
 DEFAULT_TARGET_PSNR = 35.0
 # Fallback rounds keep these fractions of the ranked layers in float. Quantization error
@@ -244,7 +244,7 @@ def _prepare(
 
 def _float_variants(job: _Job, onnx_fp32: Path, tmp: Path, fp16: bool) -> list[Variant]:
     """FP32 (ONNX and MNN) and, if asked, FP16: each built and judged by the engine layer."""
-    from dhm.engines.torch_onnx import export_onnx
+    from dhm.runtime_py.engines.torch_onnx import export_onnx
 
     export_onnx(job.model, job.spec, onnx_fp32, job.evaluation.inputs[:2])
     configs = [Fp32()] + ([Fp16()] if fp16 else [])
@@ -262,7 +262,7 @@ def _float_variants(job: _Job, onnx_fp32: Path, tmp: Path, fp16: bool) -> list[V
 def _rank_layers(job: _Job, onnx_fp32: Path) -> tuple[list[str], dict[str, str]]:
     """Layers by the held-out PSNR each costs when quantized alone (torch, 4 evaluation
     frames), as ONNX Conv node names; both engines' fallbacks keep them in float in that order."""
-    from dhm.engines.onnx_int8 import conv_output_names
+    from dhm.runtime_py.engines.onnx_int8 import conv_output_names
     from dhm.quantize.sensitivity import layer_sensitivity, onnx_conv_name
 
     probe = InputSet(job.evaluation.inputs[:4], job.evaluation.source, job.evaluation.frames[:4])
@@ -302,7 +302,7 @@ def _onnx_int8(
     job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], method: str, act_symmetric: bool, target: float
 ) -> Variant:
     """onnxruntime QDQ INT8: the weight type by measurement, then the accuracy-aware fallback."""
-    from dhm.engines.onnx_int8 import WEIGHT_TYPES
+    from dhm.runtime_py.engines.onnx_int8 import WEIGHT_TYPES
 
     backend = get("onnxruntime")
 
@@ -347,7 +347,7 @@ def _onnx_int8(
 
 def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_method: str, target: float) -> Variant:
     """MNN full INT8: the feature method by measurement ("auto"), then the fallback."""
-    from dhm.engines.mnn_int8 import MNN_METHODS, SKIP_HONOURING
+    from dhm.runtime_py.engines.mnn_int8 import MNN_METHODS, SKIP_HONOURING
 
     backend = get("mnn")
     cache: dict[str, Any] = {"dir": job.work}  # one converted source and calibration folder for every trial

@@ -1,12 +1,12 @@
-"""dhm.runtime_py: the reference runtime the Android and iOS demos mirror (`dhm run`,
-`dhm golden`, `dhm app-assets`).
+"""dhm.runtime_py: the reference runtime the Android and iOS demos mirror.
 
-Its engines (`dhm.engines.load`) and its frame loop (`dhm.pipeline.AvatarPipeline`,
-`StreamSession`) live in the core, where bench measures the same loop; this package
-renders videos, records golden vectors and bundles the apps' assets on top of them.
+`engines` (every backend behind one registry: `load`, `build_and_validate`), `pipeline` (the
+frame loop, `AvatarPipeline`, `StreamSession`, `PcmSession`), `streaming` (PCM -> feature
+frames), `video`, `golden` and `app_assets`. Bench measures this loop; `dhm run`, `dhm golden`
+and `dhm app-assets` are built on it.
 """
 
-from dhm.engines import load
-from dhm.pipeline import AvatarPipeline, StreamSession, pingpong
+from dhm.runtime_py.engines import load
+from dhm.runtime_py.pipeline import AvatarPipeline, StreamSession, pingpong
 
 __all__ = ["AvatarPipeline", "StreamSession", "load", "pingpong"]

@@ -108,6 +108,6 @@ def _audio_model(export_dir: Path, manifest: dict[str, Any]) -> tuple[Path, dict
 
 def _cut_wav(src: Path, dst: Path, seconds: float) -> None:
     """The clip's audio as 16 kHz mono PCM16: what the apps push to the core as they play it."""
-    from dhm.data.audio import SAMPLE_RATE, read_pcm, write_wav
+    from dhm.audio.frontend import SAMPLE_RATE, read_pcm, write_wav
 
     write_wav(dst, read_pcm(src)[0][: int(round(seconds * SAMPLE_RATE))], SAMPLE_RATE)

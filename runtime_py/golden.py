@@ -66,8 +66,8 @@ def _manifest_beside(model: Path) -> Path:
 def write_golden(
     model: str | Path, data: str | Path, out: str | Path, frames: int = 6, threads: int = 1, force: bool = False
 ) -> dict[str, Any]:
-    from dhm.engines import conventions_of, load
-    from dhm.pipeline import AvatarPipeline, pingpong
+    from dhm.runtime_py.engines import conventions_of, load
+    from dhm.runtime_py.pipeline import AvatarPipeline, pingpong
 
     from dhm.data.dataset import open_dataset
     from dhm.data.preprocess import audio_window
@@ -125,9 +125,9 @@ def _pcm_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str, 
     more, so the tail rule is exercised), `pcm_windows.f32`/`pcm_rows.f32` (the audio
     model's runs), `pcm_features.f32`, and per frame `pcm_<input>_i.f32`, `pcm_<output>_i.f32`,
     `pcm_pasted_i.u8`; `pcm_cases.txt` lists them. Nothing when the manifest has no audio model."""
-    from dhm.data.audio import read_pcm
-    from dhm.engines.audio import AudioFrontEnd, audio_front_end
-    from dhm.pipeline import AvatarPipeline, PcmSession, pingpong
+    from dhm.audio.frontend import read_pcm
+    from dhm.runtime_py.streaming import AudioFrontEnd, audio_front_end
+    from dhm.runtime_py.pipeline import AvatarPipeline, PcmSession, pingpong
 
     if "audio_model" not in manifest or ds.wav_path is None:
         return 0

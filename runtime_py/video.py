@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from dhm.data.audio import SAMPLE_RATE
+from dhm.audio.frontend import SAMPLE_RATE
 from dhm.errors import DatasetError, OutputError, SpecError
 from dhm.io import check_output, publish
 from dhm.runtime_py.mp4 import Mp4Writer, read_mp4
@@ -21,7 +21,7 @@ CHUNK_SAMPLES = 320  # 20 ms: what an audio callback typically delivers
 
 def read_pcm(wav: str | Path, log: Callable[[str], None]) -> np.ndarray:
     """16 kHz mono float PCM of a WAV (resampled, and said so, at any other rate)."""
-    from dhm.data.audio import read_pcm
+    from dhm.audio.frontend import read_pcm
 
     samples, rate = read_pcm(wav)
     if rate != SAMPLE_RATE:
@@ -73,8 +73,8 @@ def render_video(
     audio_variant: str = "fp32",
 ) -> dict[str, Any]:
     from dhm.data.dataset import open_dataset
-    from dhm.engines import conventions_of, load
-    from dhm.pipeline import AvatarPipeline
+    from dhm.runtime_py.engines import conventions_of, load
+    from dhm.runtime_py.pipeline import AvatarPipeline
 
     out = Path(out)
     if out.suffix.lower() != ".mp4":
@@ -102,8 +102,8 @@ def render_video(
     sessions = []
     if wav is not None:
         # PCM -> each model's own audio model -> frames, streamed in 20 ms chunks
-        from dhm.engines.audio import audio_front_end
-        from dhm.pipeline import PcmSession
+        from dhm.runtime_py.streaming import audio_front_end
+        from dhm.runtime_py.pipeline import PcmSession
 
         samples = read_pcm(wav, log)
         for p in pipelines:

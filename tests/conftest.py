@@ -29,7 +29,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 @contextlib.contextmanager
 def arm_numerics() -> Iterator[None]:
     """ARM numerics on; the environment must exist (`make test` builds it: `make arm-env`)."""
-    from dhm.engines.arm import unavailable
+    from dhm.runtime_py.engines.arm import unavailable
 
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("DHM_ARM")
@@ -57,7 +57,7 @@ def run_cli(*args: str):
     """Run the dhm CLI in-process; returns click's Result (exit_code, stdout, stderr)."""
     from click.testing import CliRunner
 
-    from dhm.cli import main
+    from dhm.app.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True)
 

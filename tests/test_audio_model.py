@@ -1,4 +1,4 @@
-"""The audio front end as a model, and PCM streamed to frames (dhm.audio_model, PcmSession)."""
+"""The audio front end as a model, and PCM streamed to frames (dhm.audio.geometry, PcmSession)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,9 @@ import pytest
 from conftest import run_cli
 from helpers import one_error_line
 
-from dhm.audio_model import (
-    AudioModelSpec,
-    PcmFeatureStream,
-    logmel_module,
-    logmel_rows_numpy,
-    logmel_spec,
-    stream_features,
-)
-from dhm.data.audio import SAMPLE_RATE, features_for_mode, read_wav, write_wav
+from dhm.audio.geometry import AudioModelSpec, logmel_module, logmel_rows_numpy, logmel_spec
+from dhm.runtime_py.streaming import PcmFeatureStream, stream_features
+from dhm.audio.frontend import SAMPLE_RATE, features_for_mode, read_wav, write_wav
 from dhm.errors import SpecError
 
 
@@ -123,9 +117,9 @@ def test_pcm_session_frames_equal_offline_rendering(exported_teacher, synth_hube
     """PCM through the exported audio model, streamed in odd chunks, renders the frames
     that the training features render offline (within 1 LSB), for any chunking."""
     from dhm.data.dataset import open_dataset
-    from dhm.engines import conventions_of, load
-    from dhm.engines.audio import audio_front_end
-    from dhm.pipeline import AvatarPipeline, PcmSession
+    from dhm.runtime_py.engines import conventions_of, load
+    from dhm.runtime_py.streaming import audio_front_end
+    from dhm.runtime_py.pipeline import AvatarPipeline, PcmSession
 
     engine = load(exported_teacher / model, threads=1)
     conv = conventions_of(engine)
@@ -159,7 +153,7 @@ def test_pcm_session_frames_equal_offline_rendering(exported_teacher, synth_hube
 def test_run_wav_streams_through_the_audio_model(exported_teacher, synth_hubert, tmp_path):
     pcm, _ = read_wav(synth_hubert / "aud.wav")
     wav48 = tmp_path / "a48.wav"
-    from dhm.data.audio import resample
+    from dhm.audio.frontend import resample
 
     write_wav(wav48, resample(pcm[:16000], 16000, 48000), rate=48000)
     r = run_cli(

@@ -590,7 +590,7 @@ def _bytes(env: Env, name: str, content: bytes) -> None:
 
 
 def _wav(env: Env, name: str, n: int) -> None:
-    from dhm.data.audio import write_wav
+    from dhm.audio.frontend import write_wav
 
     write_wav(_dir(env) / name, np.zeros(n, np.float32))
 

@@ -10,7 +10,7 @@ def test_help_imports_no_heavy_library():
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
-        "from dhm.cli import main\n"
+        "from dhm.app.cli import main\n"
         "r = CliRunner().invoke(main, ['--help'])\n"
         "assert r.exit_code == 0, r.output\n"
         "for sub in (['data', '--help'], ['info', '--help']):\n"

@@ -12,8 +12,8 @@ import pytest
 from conftest import run_cli
 from helpers import one_error_line
 
-from dhm.audio_model import stream_features
-from dhm.data.audio import SAMPLE_RATE, read_wav, write_wav
+from dhm.runtime_py.streaming import stream_features
+from dhm.audio.frontend import SAMPLE_RATE, read_wav, write_wav
 from dhm.errors import CheckpointError, SpecError
 
 
@@ -31,7 +31,7 @@ def test_student_streams_exactly_its_batched_features(mode):
     import torch
 
     from dhm.distill.audio import student_features
-    from dhm.models.audio_student import SIZES, StudentConfig, build_student
+    from dhm.audio.student import SIZES, StudentConfig, build_student
 
     config = StudentConfig(mode=mode, **SIZES["s"])
     spec = config.audio_spec()
@@ -53,7 +53,7 @@ def test_student_streams_exactly_its_batched_features(mode):
 
 
 def test_student_lookahead_by_hand():
-    from dhm.models.audio_student import SIZES, StudentConfig
+    from dhm.audio.student import SIZES, StudentConfig
 
     spec = StudentConfig(mode="hubert", lookahead_hops=4, **SIZES["s"]).audio_spec()
     # frame 3 (the last the 8-frame window of frame 0 reads) outputs hops 12..15 and reads 4
@@ -66,7 +66,7 @@ def test_student_lookahead_by_hand():
 def test_student_checkpoint_round_trip_and_refusals(tmp_path, teacher):
     import torch
 
-    from dhm.models.audio_student import SIZES, StudentConfig, build_student, load_student, save_student
+    from dhm.audio.student import SIZES, StudentConfig, build_student, load_student, save_student
 
     config = StudentConfig(mode="hubert", **SIZES["s"])
     torch.manual_seed(1)
@@ -198,7 +198,7 @@ def test_audio_student_variants_keep_the_frames(audio_student, teacher, synth_hu
             assert p["arm"]["cosine"] >= cosine and p["arm"]["frames"]["psnr"] >= frames_db, (name, p["arm"])
     assert "arm" in _variant_parity(section, "audio_fp32.mnn")
     # really INT8 (int8 weights and integer kernels), the PCM filterbank kept in float by KL and the ONNX build
-    from dhm.engines import mnn_int8, onnx_int8
+    from dhm.runtime_py.engines import mnn_int8, onnx_int8
 
     o = onnx_int8.structure(tmp / "audio_int8.onnx")
     assert o.int8_weight_convs == o.convs - 1 and o.qlinear_convs > 0
@@ -273,7 +273,7 @@ def test_distill_audio_bad_input(synth_hubert, synth_wenet, teacher, audio_stude
     # a generator passed as a student, and a wenet student for a hubert generator
     r = run_cli("export", teacher, "-o", tmp_path / "e", "--audio-model", teacher)
     one_error_line(r, "not a dhm audio student")
-    from dhm.models.audio_student import SIZES, StudentConfig, build_student, save_student
+    from dhm.audio.student import SIZES, StudentConfig, build_student, save_student
 
     config = StudentConfig(mode="wenet", **SIZES["s"])
     save_student(tmp_path / "w.pt", build_student(config), config, {})
@@ -289,7 +289,7 @@ def _feather_checkpoint(path: Path, size: str = "s", bare: bool = False, seed: i
     """A checkpoint in FeatherTalk's own layout ({"model": state, "config": {...}}), random weights."""
     import torch
 
-    from dhm.models.feather_hubert import FEATHER_SIZES, FeatherConfig, build_feather
+    from dhm.audio.feather_hubert import FEATHER_SIZES, FeatherConfig, build_feather
 
     torch.manual_seed(seed)
     config = FeatherConfig(**FEATHER_SIZES[size])
@@ -306,7 +306,7 @@ def test_featherhubert_is_feathertalks_architecture():
     import torch
 
     from dhm.metrics import count_macs, count_params
-    from dhm.models.feather_hubert import FEATHER_SIZES, FeatherConfig, build_feather
+    from dhm.audio.feather_hubert import FEATHER_SIZES, FeatherConfig, build_feather
 
     config = FeatherConfig(**FEATHER_SIZES["m"])
     encoder, windowed = build_feather(config)
@@ -321,7 +321,7 @@ def test_featherhubert_is_feathertalks_architecture():
 def test_featherhubert_checkpoints_load_and_refuse(tmp_path):
     import torch
 
-    from dhm.models.audio_student import load_student
+    from dhm.audio.student import load_student
 
     a = load_student(_feather_checkpoint(tmp_path / "f.pt"))
     b = load_student(_feather_checkpoint(tmp_path / "bare.pt", bare=True))
@@ -381,7 +381,7 @@ def test_distill_audio_featherhubert_measures_and_chooses_its_window(synth_huber
     (kept,) = [c for c in choices if c.get("chosen")]
     assert kept["vs_teacher"]["cosine"] == max(c["vs_teacher"]["cosine"] for c in choices)
     assert all(c["lookahead_ms_w8"] <= 200 for c in choices)
-    from dhm.models.audio_student import load_student
+    from dhm.audio.student import load_student
 
     loaded = load_student(out / "audio_student.pt")
     assert (loaded.config.context, loaded.config.normalize) == (kept["context"], kept["normalize"])

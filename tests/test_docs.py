@@ -22,7 +22,7 @@ def _tracked() -> list[Path]:
 
 
 def _resolves(name: str) -> bool:
-    """The longest importable prefix, then attributes: dhm.engines.load, dhm.data.lips."""
+    """The longest importable prefix, then attributes: dhm.runtime_py.engines.load, dhm.data.lips."""
     parts = name.split(".")
     for k in range(len(parts), 1, -1):
         module = ".".join(parts[:k])

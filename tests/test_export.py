@@ -15,7 +15,7 @@ from helpers import seeded_state_dict
 from dhm.errors import ConversionError, SpecError
 from dhm.manifest import read_manifest, validation_errors
 from dhm.models import Model, file_sha256
-from dhm.engines import load
+from dhm.runtime_py.engines import load
 from dhm.spec import WIDTH_PRESETS, GeneratorSpec
 
 
@@ -129,7 +129,7 @@ def test_a_build_that_drifts_is_refused_and_nothing_is_written(tmp_path, exporte
     import onnx
     from onnx import numpy_helper
 
-    from dhm.engines import get
+    from dhm.runtime_py.engines import get
     from dhm.errors import ParityError
     from dhm.export.pipeline import export_model
 
@@ -157,7 +157,7 @@ def test_a_build_that_drifts_is_refused_and_nothing_is_written(tmp_path, exporte
 
 
 def test_mnn_bizcode_carries_the_manifest_header(exported):
-    from dhm.engines import MnnEngine
+    from dhm.runtime_py.engines import MnnEngine
 
     _, out, _ = exported
     manifest = read_manifest(out)
@@ -250,7 +250,7 @@ def _one_line_error(r):
 def test_converter_crash_is_a_clear_error(tmp_path, exported):
     import onnx
 
-    from dhm.engines.mnn_tools import convert_onnx
+    from dhm.runtime_py.engines.mnn_tools import convert_onnx
 
     _, out, _ = exported
     proto = onnx.load(str(out / "model_fp32.onnx"))
@@ -263,7 +263,7 @@ def test_converter_crash_is_a_clear_error(tmp_path, exported):
 
 
 def test_converter_error_output_is_a_clear_error(tmp_path):
-    from dhm.engines.mnn_tools import convert_onnx
+    from dhm.runtime_py.engines.mnn_tools import convert_onnx
 
     bad = tmp_path / "garbage.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 100)
@@ -313,7 +313,7 @@ def test_int8_without_a_quantize_output_is_explained(tmp_path, exported):
 
 
 def test_runtime_checks_input_names_and_shapes(exported):
-    from dhm.engines import run_checked
+    from dhm.runtime_py.engines import run_checked
 
     _, out, _ = exported
     engine = load(out / "model_fp32.mnn")

@@ -1,60 +1,132 @@
-"""The layout the design card fixes: stages depend on the core only, the core on no stage;
-only the CLI and the demo orchestrator span stages. Checked on every import statement,
-function-local ones included (they hid the old cycles)."""
+"""The layers the design card fixes, read from the code's own imports (function-local and
+TYPE_CHECKING ones included: they hid the old cycles), with no exemption list:
+
+    app      dhm.app (the CLI and the demo orchestrator)
+    tools    dhm.distill, dhm.quantize, dhm.export, dhm.bench
+    runtime  dhm.runtime_py (engines and their registry, frame pipeline, PCM streaming, video, golden)
+    core     every other dhm module (spec, errors, io, manifest, data, models, metrics, audio)
+
+A module imports only its own layer and those below it, and no two modules import each other,
+directly or around a loop. Run with -s to see the graph."""
 
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("distill", "quantize", "export", "bench", "runtime_py")
-SPANNING = ("dhm.cli", "dhm.demo")  # allowed to import every stage
+FOLDERS = {"dhm": "dhm", "distill": "dhm.distill", "quantize": "dhm.quantize", "export": "dhm.export",
+           "runtime_py": "dhm.runtime_py", "bench": "dhm.bench"}  # fmt: skip
+LAYERS = ("core", "runtime", "tools", "app")
+TOOLS = ("distill", "quantize", "export", "bench")
 
 
-def _unit_of_file(path: Path) -> str:
-    parts = path.relative_to(ROOT).parts
-    if parts[0] in STAGES:
-        return parts[0]
-    module = "dhm." + parts[1][:-3] if len(parts) == 2 else ""
-    return module if module in SPANNING else "core"
+def layer_of(module: str) -> str:
+    """The layer a module belongs to, from its package alone."""
+    part = module.split(".")[1] if "." in module else ""
+    if part == "app":
+        return "app"
+    if part in TOOLS:
+        return "tools"
+    return "runtime" if part == "runtime_py" else "core"
 
 
-def _unit_of_module(name: str) -> str | None:
-    parts = name.split(".")
-    if parts[0] != "dhm":
-        return None
-    if len(parts) > 1 and parts[1] in STAGES:
-        return parts[1]
-    module = ".".join(parts[:2])
-    return module if module in SPANNING else "core"
+def modules() -> dict[str, Path]:
+    found = {}
+    for folder, package in FOLDERS.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = [p for p in path.relative_to(ROOT / folder).with_suffix("").parts if p != "__init__"]
+            found[".".join([package, *parts])] = path
+    return found
+
+
+def _imported_names(node: ast.AST, module: str, is_package: bool) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    base = node.module or ""
+    if node.level:  # relative: resolved against the importing module's package
+        package = module if is_package else module.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = f"{package}.{base}" if base else package
+    return [base] + [f"{base}.{a.name}" for a in node.names]
 
 
 def import_graph() -> dict[str, set[str]]:
-    edges: dict[str, set[str]] = {}
-    files = [p for folder in ("dhm", *STAGES) for p in (ROOT / folder).rglob("*.py")]
-    for path in files:
-        unit = _unit_of_file(path)
+    """module -> the dhm modules it imports anywhere in its text."""
+    known = modules()
+    edges: dict[str, set[str]] = {m: set() for m in known}
+    for module, path in known.items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + ([f"dhm.{a.name}" for a in node.names] if node.module == "dhm" else [])
-            for name in names:
-                target = _unit_of_module(name)
-                if target is not None and target != unit:
-                    edges.setdefault(unit, set()).add(target)
+            for name in _imported_names(node, module, path.name == "__init__.py"):
+                while name and name not in known:  # `from pkg.mod import func` -> pkg.mod
+                    name = name.rpartition(".")[0]
+                if name.startswith("dhm") and name != module:
+                    edges[module].add(name)
     return edges
 
 
-def test_stages_import_only_the_core_and_the_core_no_stage():
-    edges = import_graph()
-    for unit, targets in edges.items():
-        if unit in SPANNING:
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+    for root in edges:
+        if root in index:
             continue
-        if unit == "core":
-            assert targets <= set(), f"the core imports {sorted(targets)}"
-        else:
-            assert targets <= {"core"}, f"{unit} imports {sorted(targets - {'core'})}"
-    assert {"distill", "quantize", "export", "bench", "runtime_py"} <= edges["dhm.demo"]  # the graph is really read
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                elif child in stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_module_imports_a_layer_above_its_own_and_none_import_in_a_circle():
+    edges = import_graph()
+    between = Counter((layer_of(m), layer_of(t)) for m, targets in edges.items() for t in targets)
+    print("\nimports between layers (from -> to: count)")
+    for (src, dst), n in sorted(between.items(), key=lambda kv: (LAYERS.index(kv[0][0]), LAYERS.index(kv[0][1]))):
+        print(f"  {src:8} -> {dst:8} {n}")
+    upward = [f"{m} -> {t}" for m, targets in edges.items() for t in sorted(targets)
+              if LAYERS.index(layer_of(t)) > LAYERS.index(layer_of(m))]  # fmt: skip
+    circles = cycles(edges)
+    print(f"upward imports: {len(upward)}; circular groups: {len(circles)}")
+    assert not upward, "imports from a layer above:\n" + "\n".join(upward)
+    assert not circles, "modules that import each other: " + "; ".join(" <-> ".join(c) for c in circles)
+    # the graph is really read: every layer is there and the app reaches every tool
+    assert {layer_of(m) for m in edges} == set(LAYERS)
+    assert {t.split(".")[1] for t in edges["dhm.app.demo"] if layer_of(t) == "tools"} == set(TOOLS)
+
+
+def test_the_checks_see_an_upward_import_and_a_circle():
+    """The two rules, on a graph with one of each (the checks above must be able to fail)."""
+    edges = {"dhm.spec": {"dhm.runtime_py.pipeline"}, "dhm.runtime_py.pipeline": {"dhm.spec"}, "dhm.io": set()}
+    assert LAYERS.index(layer_of("dhm.runtime_py.pipeline")) > LAYERS.index(layer_of("dhm.spec"))
+    assert cycles(edges) == [["dhm.runtime_py.pipeline", "dhm.spec"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -87,7 +87,7 @@ def test_core_streams_pcm_of_a_wenet_model(tmp_path, core_build, synth_wenet):
     past the last mel hop are zeros) rules, which a hubert utterance never reaches."""
     import torch
 
-    from dhm.data.audio import FRONTEND_ID
+    from dhm.audio.frontend import FRONTEND_ID
     from dhm.models import build_model, save_checkpoint
     from dhm.spec import GeneratorSpec
 
@@ -106,8 +106,8 @@ def test_core_streams_pcm_through_an_audio_student(tmp_path, core_build, teacher
     import torch
 
     from dhm.models import build_model, save_checkpoint
-    from dhm.models.audio_student import SIZES, StudentConfig, build_student, save_student
-    from dhm.models.feather_hubert import FEATHER_SIZES, FeatherConfig, build_feather
+    from dhm.audio.student import SIZES, StudentConfig, build_student, save_student
+    from dhm.audio.feather_hubert import FEATHER_SIZES, FeatherConfig, build_feather
     from dhm.spec import GeneratorSpec
 
     torch.manual_seed(0)
@@ -378,7 +378,7 @@ def test_app_assets_bundle(tmp_path, teacher, synth_hubert, golden):
     # the app turns audio into frames itself: the audio model ships, precomputed features do not
     assert m["audio_model"]["artifacts"][0]["file"] == "audio.mnn" and (out / "audio.mnn").stat().st_size > 0
     assert clip["pcm"] and not (out / "clip" / "features.f32").exists()
-    from dhm.data.audio import read_wav
+    from dhm.audio.frontend import read_wav
 
     pcm, rate = read_wav(out / "clip" / "audio.wav")
     assert rate == 16000 and pcm.size == 30 * 640

@@ -8,8 +8,8 @@ from conftest import arm_numerics, run_cli
 
 from dhm.errors import ConversionError
 from dhm.manifest import read_manifest
-from dhm.engines import mnn_int8
-from dhm.engines import onnx_int8 as ort_int8
+from dhm.runtime_py.engines import mnn_int8
+from dhm.runtime_py.engines import onnx_int8 as ort_int8
 from dhm.quantize.api import quantize_model
 
 
@@ -77,7 +77,7 @@ def test_int8_is_really_int8(quantized):
 def test_mnn_int8_keeps_the_decoder_joins_in_float_and_its_header(quantized):
     """The Concat outputs fed by a Resize stay float (MNN's aarch64 int8 resize is wrong in
     the edge columns); every convolution stays INT8; the file carries dhm's bizCode."""
-    from dhm.engines import load
+    from dhm.runtime_py.engines import load
 
     out, _ = quantized
     data = mnn_int8.dump_json(out / "model_int8.mnn")
@@ -150,7 +150,7 @@ def test_export_rebuilds_int8_from_the_recipe(quantized, tmp_path):
     # The rebuilt files compute what quantize's own INT8 files compute (the recipe holds
     # every choice: method, weight type, layers kept in float, calibration frames).
     from dhm.data.inputs import load_inputs
-    from dhm.engines import load
+    from dhm.runtime_py.engines import load
 
     evaluation = load_inputs(out / "eval.npz")
     for engine, a in int8.items():
@@ -306,7 +306,7 @@ def test_mnn_json_dump_with_non_finite_scales_is_read_and_refused():
     """MNN's JSON dump writes a non-finite float bare (a calibration scale of a tensor that was
     constant over the calibration set). It is read, and such a file is refused: `auto` then
     drops that method (the README walkthrough's tiny student meets it with EMA)."""
-    from dhm.engines.mnn_int8 import loads_mnn_json
+    from dhm.runtime_py.engines.mnn_int8 import loads_mnn_json
 
     d = loads_mnn_json('{"s": [1.5, nan, -inf, inf], "name": "inference", "t": {"scale": nan}}')
     assert math.isnan(d["s"][1]) and d["s"][2] == -math.inf and d["s"][3] == math.inf

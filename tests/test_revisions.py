@@ -95,7 +95,7 @@ def test_mobileone_reparameterization_matches_feathertalks(tmp_path, mode):
 @pytest.mark.parametrize("name", ULTRALIGHT + [n for n in MOBILEONE if not n.endswith("_reparam")])
 def test_every_revision_exports_to_onnx_and_mnn_with_upstreams_output(tmp_path, name):
     from dhm.export.pipeline import export_model
-    from dhm.engines import load
+    from dhm.runtime_py.engines import load
 
     fx, state, expected = _fixture(name)
     torch.save(state, tmp_path / "m.pth")
@@ -241,8 +241,8 @@ def big_face(tmp_path_factory) -> Path:
 def test_the_runtime_feeds_each_revision_as_its_inference_did(tmp_path, big_face, name):
     from dhm.data import open_dataset
     from dhm.data.preprocess import audio_window
-    from dhm.engines import conventions_of, load
-    from dhm.pipeline import AvatarPipeline, pingpong
+    from dhm.runtime_py.engines import conventions_of, load
+    from dhm.runtime_py.pipeline import AvatarPipeline, pingpong
 
     fx, state, _ = _fixture(name)
     torch.save(state, tmp_path / "m.pth")

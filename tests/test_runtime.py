@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from conftest import run_cli
 from helpers import one_error_line
-from dhm.engines import load
-from dhm.pipeline import AvatarPipeline, StreamSession, pingpong
+from dhm.runtime_py.engines import load
+from dhm.runtime_py.pipeline import AvatarPipeline, StreamSession, pingpong
 
 from dhm.data import open_dataset
 from dhm.errors import SpecError
@@ -205,7 +205,7 @@ def test_stream_lookahead_follows_the_models_window(tmp_path, synth_hubert):
 
 def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     import torch
-    from dhm.demo import run_demo
+    from dhm.app.demo import run_demo
 
     from dhm.models import load_checkpoint, save_checkpoint
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dhm.data.audio import N_MELS, SAMPLE_RATE, features_for_mode, log_mel, mel_filterbank
+from dhm.audio.frontend import N_MELS, SAMPLE_RATE, features_for_mode, log_mel, mel_filterbank
 from dhm.data.split import split_frames
 from dhm.errors import DatasetError
 from dhm.metrics import image_quality, mouth_psnr, psnr, ssim
@@ -89,7 +89,7 @@ def test_feature_layouts():
 def test_resampling_keeps_speech_and_drops_what_16khz_cannot_hold(rate):
     """1 kHz passes unchanged; 12 kHz (above the 8 kHz Nyquist of 16 kHz audio) must vanish
     instead of folding back into the speech band as linear interpolation made it."""
-    from dhm.data.audio import resample
+    from dhm.audio.frontend import resample
 
     t = np.arange(rate) / rate
     for freq, lo_db, hi_db in ((1000.0, -0.1, 0.1), (12000.0, -400.0, -60.0)):
@@ -100,7 +100,7 @@ def test_resampling_keeps_speech_and_drops_what_16khz_cannot_hold(rate):
 
 
 def test_a_48khz_wav_gives_the_features_of_its_16khz_original(tmp_path):
-    from dhm.data.audio import features_from_wav, write_wav
+    from dhm.audio.frontend import features_from_wav, write_wav
 
     rng = np.random.default_rng(0)
     t = np.arange(3 * 48000) / 48000

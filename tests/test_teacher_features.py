@@ -16,8 +16,8 @@ from audio_teachers import standin_wenet_encoder, tiny_hubert
 from conftest import run_cli
 from helpers import one_error_line
 
-from dhm.data.audio import write_wav
-from dhm.data.teacher_audio import (
+from dhm.audio.frontend import write_wav
+from dhm.audio.teacher import (
     WENET_PAD_AFTER,
     WENET_PAD_BEFORE,
     HubertTeacher,
@@ -218,8 +218,8 @@ def test_bad_teachers_and_inputs(synth_hubert: Path, hubert_dir: Path, wenet_onn
     one_error_line(run_cli("features", wav, "--hubert", broken), "HubertModel could not load it")
 
     # an ONNX that is not a wenet encoder: dhm's own audio model, and one with the wrong width
-    from dhm.audio_model import logmel_module, logmel_spec
-    from dhm.engines.torch_onnx import ModelIO, export_onnx
+    from dhm.audio.geometry import logmel_module, logmel_spec
+    from dhm.runtime_py.engines.torch_onnx import ModelIO, export_onnx
 
     spec = logmel_spec("wenet")
     other = tmp_path / "audio.onnx"

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dhm.data.audio import FRONTEND_ID, SAMPLE_RATE, features_for_mode, write_wav
+from dhm.audio.frontend import FRONTEND_ID, SAMPLE_RATE, features_for_mode, write_wav
 from dhm.data.dataset import IMAGE_DIR, LANDMARK_DIR, WAV_FILE
 from dhm.io import atomic_dir
 from dhm.spec import AUDIO_MODES

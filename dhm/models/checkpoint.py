@@ -52,7 +52,7 @@ class LoadedCheckpoint:
 
     def inference_model(self) -> torch.nn.Module:
         """What runs after export: MobileOne models reparameterized, others as they are."""
-        from dhm.models import inference_model
+        from dhm.models.build import inference_model
 
         return inference_model(self.model)
 
@@ -117,7 +117,7 @@ def model_from_state(
     state: Mapping[str, torch.Tensor], spec: GeneratorSpec, source: str = "checkpoint", reparameterized: bool = False
 ) -> torch.nn.Module:
     """Build the generator for `spec` and load `state` strictly, explaining mismatches."""
-    from dhm.models import build_model
+    from dhm.models.build import build_model
 
     model = build_model(spec, reparameterized=reparameterized)
     expected = model.state_dict()

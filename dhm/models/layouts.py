@@ -179,7 +179,7 @@ def detect(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Det
 def _reference_keys(
     arch: str, revision: str, mode: str, reparameterized: bool
 ) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    from dhm.models import build_model
+    from dhm.models.build import build_model
 
     spec = GeneratorSpec(arch=arch, mode=mode, widths="full", revision=revision)
     model = build_model(spec, reparameterized=reparameterized)

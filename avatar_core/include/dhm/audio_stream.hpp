@@ -1,8 +1,9 @@
 // Audio in, frames out, streamed: 16 kHz mono PCM in chunks of any size goes through the
 // audio model (an Engine: PCM window -> feature rows) into per-frame features, and every
-// frame whose features are complete is rendered. Step for step as dhm.audio_model.
-// PcmFeatureStream and dhm.pipeline.PcmSession in Python: any chunking gives the same
-// frames, and after finish() they equal offline rendering of the utterance's features.
+// frame whose features are complete is rendered. Step for step as
+// dhm.runtime_py.streaming.PcmFeatureStream and dhm.runtime_py.pipeline.PcmSession in Python:
+// any chunking gives the same frames, and after finish() they equal offline rendering of the
+// utterance's features.
 #pragma once
 
 #include <functional>

@@ -1,5 +1,5 @@
 // The frame loop the Android and iOS demos run, step for step as
-// dhm.pipeline.AvatarPipeline: reference frame (ping-pong) -> crop -> mask ->
+// dhm.runtime_py.pipeline.AvatarPipeline: reference frame (ping-pong) -> crop -> mask ->
 // pack face and audio window -> infer -> paste back, with per-stage timings.
 #pragma once
 

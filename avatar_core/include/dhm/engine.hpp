@@ -1,5 +1,5 @@
 // The inference engine behind one small interface: named float tensors in and out, as in
-// dhm.engines. The apps use MnnEngine (mnn_engine.hpp); the core's own tests
+// dhm.runtime_py.engines. The apps use MnnEngine (mnn_engine.hpp); the core's own tests
 // use ReplayEngine, which replays outputs recorded from the real MNN Python runtime.
 #pragma once
 

@@ -41,7 +41,7 @@ struct AudioConfig {
     int window_frames() const { return window_before + window_after; }
 };
 
-// The audio model (`audio_model` in the manifest, dhm.audio_model.AudioModelSpec): a fixed
+// The audio model (`audio_model` in the manifest, dhm.audio.geometry.AudioModelSpec): a fixed
 // window of 16 kHz PCM in, `rows_per_call` feature rows out; video frame i holds rows
 // frame_stride*i + frame_offset … + frame_count-1 (rows before 0 are zeros). At the end of
 // an utterance of n samples, rows from (n / tail_hop + 1) / hops_per_row on are zeros.

@@ -1,5 +1,5 @@
 // Reference frames in Ultralight's ping-pong order: 1, 2, …, n-1, n-2, …, 0, 1, …
-// One definition for the core and both app bridges (dhm.pipeline.pingpong_reference is
+// One definition for the core and both app bridges (dhm.runtime_py.pipeline.pingpong_reference is
 // the Python runtime's, checked against this one by the golden tests).
 #pragma once
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dhm.data.audio import SAMPLE_RATE
+from dhm.audio.frontend import SAMPLE_RATE
 from dhm.errors import AudioTeacherError
 
 # HuBERT's conv front end is one Conv1d of kernel 400, stride 320 in effect (Ultralight's words).
@@ -344,7 +344,7 @@ def plan_feature_jobs(mode: str, inputs: list[Path], out_dir: Path | None, force
 
 def run_feature_job(teacher: HubertTeacher | WenetTeacher, mode: str, job: FeatureJob) -> tuple[np.ndarray, int]:
     """Features of one WAV, written atomically; returns them and the WAV's own rate."""
-    from dhm.data.audio import read_pcm
+    from dhm.audio.frontend import read_pcm
     from dhm.data.dataset import COUNT_TOLERANCE
     from dhm.io import atomic_path
     from dhm.spec import AUDIO_MODES

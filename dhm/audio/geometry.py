@@ -3,7 +3,7 @@
 An audio model turns a fixed-length window of 16 kHz PCM into `rows_per_call` feature
 *rows*; a video frame's features are `frame_rows.count` consecutive rows starting at row
 `frame_rows.stride * i + frame_rows.offset` (rows before 0 are zeros). For dhm's own
-front end (`dhm-logmel-v1`, `dhm.data.audio`):
+front end (`dhm-logmel-v1`, `dhm.audio.frontend`):
 
     hubert layout: a row is one 50 Hz step (mel hops 2r, 2r+1 -> 1024), 2 rows per frame
     wenet layout:  a row is one 10 ms mel hop (80 -> 512), frame i holds hops 5i-8 … 5i+7
@@ -14,30 +14,27 @@ parity check cover everything numeric on the phone. `AudioModelSpec` is the geom
 manifest's `audio_model` section records; `PcmFeatureStream` is the buffering that
 `runtime_py` and the native core (`avatar_core/src/audio_stream.cpp`) both implement:
 PCM chunks of any size in, every feature frame whose rows are computable out, and at
-`finish()` the tail exactly as `dhm.data.audio.features_for_mode` computes it offline
+`finish()` the tail exactly as `dhm.audio.frontend.features_for_mode` computes it offline
 (samples past the end are zeros; rows past the audio's last mel hop are zeros).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from dhm.data.audio import (
+from dhm.audio.frontend import (
     FRONTEND_ID,
     HOP,
-    LOG_FLOOR,
-    LOG_MEAN,
-    LOG_STD,
     N_FFT,
     N_MELS,
     SAMPLE_RATE,
-    WIN,
     _projection,
-    mel_filterbank,
+    fixed_conv,
+    hops_log_mel,
+    logmel_hops_module,
 )
 from dhm.errors import SpecError
 from dhm.spec import AUDIO_MODES, window_bounds
@@ -203,16 +200,6 @@ def logmel_spec(mode: str, rows_per_call: int = 1) -> AudioModelSpec:
     )
 
 
-# ----------------------------------------------------------------- the front end
-
-
-def _stft_window() -> np.ndarray:
-    window = np.zeros(N_FFT)
-    off = (N_FFT - WIN) // 2
-    window[off : off + WIN] = np.hanning(WIN)
-    return window
-
-
 def _layout_kernel(spec: AudioModelSpec) -> np.ndarray:
     """The layout projection as a Conv1d kernel [row_size, N_MELS, hops_per_row]: a row is
     its hops' normalised mel vectors, concatenated, times the front end's projection."""
@@ -227,52 +214,10 @@ def logmel_rows_numpy(spec: AudioModelSpec, pcm: np.ndarray) -> np.ndarray:
     pcm = np.asarray(pcm, dtype=np.float64).reshape(-1)
     if pcm.size != spec.window_samples:
         raise SpecError(f"audio window of {pcm.size} samples; the front end takes {spec.window_samples}")
-    n_hops = spec.rows_per_call * spec.hops_per_row
-    idx = np.arange(n_hops)[:, None] * HOP + np.arange(N_FFT)[None, :]
-    power = np.abs(np.fft.rfft(pcm[idx] * _stft_window(), axis=1)) ** 2
-    mel = (np.log(power @ mel_filterbank().T + LOG_FLOOR) - LOG_MEAN) / LOG_STD  # [hops, 80]
+    mel = hops_log_mel(pcm, spec.rows_per_call * spec.hops_per_row)  # [hops, 80]
     steps = mel.reshape(spec.rows_per_call, spec.hops_per_row * N_MELS)
     proj = _projection(spec.hops_per_row * N_MELS, spec.row_size, 1 if spec.mode == "hubert" else 2)
     return (steps.astype(np.float32) @ proj).astype(np.float32)
-
-
-def logmel_hops_module():
-    """dhm's log-mel front end as a fixed torch network: [B,1,L] PCM -> [B,80,hops]
-    normalised log-mel, hop h from samples [160h, 160h+512) of the input (Conv1d STFT of
-    windowed cos/sin kernels, stride HOP; power; 1x1 mel conv; log; normalisation).
-    Shared by the exported front end and the distilled audio students."""
-    import torch
-    from torch import nn
-
-    n_bins = N_FFT // 2 + 1
-    t = np.arange(N_FFT)[None, :]
-    f = np.arange(n_bins)[:, None]
-    ang = 2.0 * np.pi * f * t / N_FFT
-    win = _stft_window()[None, :]
-    stft = np.concatenate([np.cos(ang) * win, -np.sin(ang) * win])[:, None, :]  # [2*bins, 1, N_FFT]
-
-    class LogMelHops(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stft = fixed_conv(stft, stride=HOP)
-            self.mel = fixed_conv(mel_filterbank()[:, :, None])
-
-        def forward(self, pcm: torch.Tensor) -> torch.Tensor:
-            spectrum = self.stft(pcm)  # [B, 2*bins, hops]
-            re, im = spectrum[:, :n_bins], spectrum[:, n_bins:]
-            return (torch.log(self.mel(re * re + im * im) + LOG_FLOOR) - LOG_MEAN) * (1.0 / LOG_STD)
-
-    return LogMelHops().eval()
-
-
-def fixed_conv(weight: np.ndarray, stride: int = 1):
-    """A Conv1d with a fixed (non-trainable) kernel [out, in, k]."""
-    import torch
-    from torch import nn
-
-    conv = nn.Conv1d(weight.shape[1], weight.shape[0], weight.shape[2], stride=stride, bias=False)
-    conv.weight = nn.Parameter(torch.tensor(weight, dtype=torch.float32), requires_grad=False)
-    return conv
 
 
 def logmel_module(spec: AudioModelSpec):
@@ -291,103 +236,6 @@ def logmel_module(spec: AudioModelSpec):
             return self.layout(self.frontend(pcm)).transpose(1, 2)  # [1, rows, C]
 
     return LogMelRows().eval()
-
-
-# ----------------------------------------------------------------- streaming
-
-
-RowsFn = Callable[[np.ndarray], np.ndarray]  # [window_samples] float32 -> [rows_per_call, row_size]
-
-
-class PcmFeatureStream:
-    """PCM chunks in, the generator's per-frame features out, as soon as each frame's rows
-    can be computed. Any chunking of the same PCM gives the same features, and after
-    `finish()` they equal `features_for_mode` on the whole utterance (the front end's
-    numerics aside)."""
-
-    def __init__(self, spec: AudioModelSpec, rows_fn: RowsFn) -> None:
-        self.spec = spec
-        self.rows_fn = rows_fn
-        # the PCM not yet consumed; pcm[0] is buffer position `base` (sample base - pad_left)
-        self.pcm = np.zeros(spec.pad_left, dtype=np.float32)
-        self.base = 0
-        self.n_samples = 0
-        self.rows: list[np.ndarray] = []  # computed rows, row r at index r
-        self.frames_out = 0
-        self.finished = False
-
-    def _call(self, call: int) -> None:
-        s = self.spec
-        start = call * s.rows_per_call * s.row_hop - self.base  # buffer position (pad_left included)
-        window = self.pcm[start : start + s.window_samples]
-        if window.size < s.window_samples:
-            window = np.concatenate([window, np.zeros(s.window_samples - window.size, np.float32)])
-        rows = np.asarray(self.rows_fn(window), dtype=np.float32).reshape(s.rows_per_call, s.row_size)
-        self.rows.extend(rows)
-
-    def _frame(self, i: int, valid_rows: int | None) -> np.ndarray:
-        s = self.spec
-        first = s.frame_stride * i + s.frame_offset
-        out = np.zeros((s.frame_count, s.row_size), dtype=np.float32)
-        for k in range(s.frame_count):
-            r = first + k
-            if r >= 0 and (valid_rows is None or r < valid_rows):
-                out[k] = self.rows[r]
-        return out.reshape(AUDIO_MODES[s.mode].per_frame_shape)
-
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        """Add 16 kHz mono samples; return the feature frames that became computable."""
-        if self.finished:
-            raise SpecError("audio stream: samples pushed after finish(); start a new stream")
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        self.pcm = np.concatenate([self.pcm, samples])
-        self.n_samples += samples.size
-        s = self.spec
-        while s.samples_for_call(len(self.rows) // s.rows_per_call) <= self.n_samples:
-            self._call(len(self.rows) // s.rows_per_call)
-        # drop what no later call reads (keeps the buffer a window long for any chunking)
-        drop = (len(self.rows) // s.rows_per_call) * s.rows_per_call * s.row_hop - self.base
-        if drop > 0:
-            self.pcm = self.pcm[drop:]
-            self.base += drop
-        ready = []
-        # frame i exists once its own samples have arrived and its last row is computed
-        while (self.frames_out + 1) * s.samples_per_frame <= self.n_samples and s.last_row_of_frame(
-            self.frames_out
-        ) < len(self.rows):
-            ready.append(self._frame(self.frames_out, None))
-            self.frames_out += 1
-        return self.stack_frames(ready)
-
-    def finish(self) -> np.ndarray:
-        """The utterance has ended: the remaining frames, padded as offline features are."""
-        if self.finished:
-            raise SpecError("audio stream: finish() called twice")
-        self.finished = True
-        s = self.spec
-        n_frames = s.frames_for(self.n_samples)
-        if n_frames:
-            need = s.last_row_of_frame(n_frames - 1)
-            while len(self.rows) <= need:
-                self._call(len(self.rows) // s.rows_per_call)
-        valid = s.valid_rows(self.n_samples)
-        ready = [self._frame(i, valid) for i in range(self.frames_out, n_frames)]
-        self.frames_out = n_frames
-        return self.stack_frames(ready)
-
-    def stack_frames(self, frames: list[np.ndarray]) -> np.ndarray:
-        shape = AUDIO_MODES[self.spec.mode].per_frame_shape
-        return np.stack(frames) if frames else np.zeros((0, *shape), dtype=np.float32)
-
-
-def stream_features(spec: AudioModelSpec, rows_fn: RowsFn, pcm: np.ndarray, chunk: int | None = None) -> np.ndarray:
-    """All features of `pcm` through a stream (in chunks of `chunk` samples, or at once)."""
-    stream = PcmFeatureStream(spec, rows_fn)
-    pcm = np.asarray(pcm, dtype=np.float32)
-    step = chunk or max(1, pcm.size)
-    parts = [stream.push(pcm[i : i + step]) for i in range(0, pcm.size, step)]
-    parts.append(stream.finish())
-    return np.concatenate(parts)
 
 
 def windowed_features(model, spec: AudioModelSpec, pcm: np.ndarray, n_frames: int, batch: int = 64) -> np.ndarray:

@@ -8,7 +8,7 @@ most phones since 2019; MNN reports "i8sdot:1, fp16:1"). Figures from it are num
 emulated timings mean nothing and are never reported.
 
 The environment (an arm64 sysroot from Debian packages and the aarch64 wheels, all from the
-package registries) is prepared once by `python -m dhm.engines.arm setup` (`make arm-env`,
+package registries) is prepared once by `python -m dhm.runtime_py.engines.arm setup` (`make arm-env`,
 which `make test` runs) into `$DHM_ARM_ROOT` or `~/.cache/dhm/arm64`; nothing here installs
 or downloads anything.
 """
@@ -235,7 +235,7 @@ def setup(root: Path | None = None, log=print) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     if argv[:1] != ["setup"]:
-        print("usage: python -m dhm.engines.arm setup", file=sys.stderr)
+        print("usage: python -m dhm.runtime_py.engines.arm setup", file=sys.stderr)
         return 2
     try:
         setup()

@@ -2,7 +2,7 @@
 
 A quantize output folder holds the source checkpoint (`model.pt`), the calibration and
 evaluation sets (`calib.npz`, `eval.npz`) and `recipe.json`: the generator spec and, per
-engine, the INT8 build config (`dhm.engines.build`, serialized) with the measurements that
+engine, the INT8 build config (`dhm.runtime_py.engines.build`, serialized) with the measurements that
 chose it. Export rebuilds each INT8 file from its config through the engine layer.
 """
 
@@ -75,7 +75,7 @@ def recipe_problem(recipe: dict[str, Any]) -> str | None:
 
 def int8_config(recipe: dict[str, Any], section: str) -> Any:
     """The INT8 build config a recipe section describes (older recipes list the fields)."""
-    from dhm.engines.build import MnnInt8, OnnxInt8, config_from_dict
+    from dhm.runtime_py.engines.configs import MnnInt8, OnnxInt8, config_from_dict
 
     q = recipe[section]
     if not isinstance(q, dict):

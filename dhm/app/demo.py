@@ -240,7 +240,7 @@ def run_demo(
     def video(d: Path) -> None:
         # PCM in, frames out: the teacher through dhm's numpy front end, the INT8 student
         # through its exported audio model (audio_fp32.mnn), both streamed in 20 ms chunks.
-        from dhm.data.audio import SAMPLE_RATE, read_pcm, write_wav
+        from dhm.audio.frontend import SAMPLE_RATE, read_pcm, write_wav
 
         d.mkdir(parents=True, exist_ok=True)
         write_wav(d / "audio.wav", read_pcm(data / "aud.wav")[0][: cfg.video_frames * SAMPLE_RATE // 25])
@@ -383,7 +383,7 @@ def _audio_student_stages(
     from dhm.export.pipeline import export_model
     from dhm.runtime_py.video import render_video
 
-    from dhm.data.audio import SAMPLE_RATE, read_pcm, write_wav
+    from dhm.audio.frontend import SAMPLE_RATE, read_pcm, write_wav
 
     audio_fp = _digest("audio", data_digest, teacher_digest, cfg.audio_steps, AudioDistillSettings())
     audio_digest = st.run(

@@ -1,7 +1,7 @@
 """The backends dhm runs and builds (NNCF-style dispatch): torch, onnxruntime and MNN.
 
 Each backend says what it is (name, file format, version), loads and runs its files, builds
-variants from a config (`dhm.engines.build`), and checks their structure (is an INT8 file
+variants from a config (`dhm.runtime_py.engines.build`), and checks their structure (is an INT8 file
 really INT8?). Stages ask the registry instead of branching on engine names.
 """
 
@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dhm.engines.build import BuildConfig, Fp16, Fp32, MnnInt8, OnnxInt8
+from dhm.runtime_py.engines.configs import BuildConfig, Fp16, Fp32, MnnInt8, OnnxInt8
 from dhm.errors import ConversionError, SpecError
 from dhm.spec import OUTPUT
 
@@ -26,8 +26,8 @@ class Backend:
         raise NotImplementedError
 
     def load(self, path: str | Path, threads: int = 1, precision: str = "fp32") -> Any:
-        """The engine for one file, without a manifest check (`dhm.engines.load` does those)."""
-        from dhm.engines.runtime import load
+        """The engine for one file, without a manifest check (`dhm.runtime_py.engines.load` does those)."""
+        from dhm.runtime_py.engines.runtime import load
 
         return load(path, threads=threads, precision=precision, check_manifest=False)
 
@@ -96,12 +96,12 @@ class OnnxBackend(Backend):
                 shutil.copyfile(onnx_fp32, dst)
             return {}
         if isinstance(config, Fp16):
-            from dhm.engines.onnx_fp16 import convert_to_fp16
+            from dhm.runtime_py.engines.onnx_fp16 import convert_to_fp16
 
             convert_to_fp16(onnx_fp32, dst)
             return {}
         if isinstance(config, OnnxInt8):
-            from dhm.engines.onnx_int8 import quantize_qdq
+            from dhm.runtime_py.engines.onnx_int8 import quantize_qdq
 
             if calib is None:
                 raise SpecError("an INT8 build needs a calibration set")
@@ -112,7 +112,7 @@ class OnnxBackend(Backend):
         return super().build(config, onnx_fp32, dst)
 
     def structure(self, path: Path) -> Any:
-        from dhm.engines.onnx_int8 import structure
+        from dhm.runtime_py.engines.onnx_int8 import structure
 
         return structure(path)
 
@@ -122,7 +122,7 @@ class MnnBackend(Backend):
     builds = (Fp32, Fp16, MnnInt8)
 
     def version(self) -> str:
-        from dhm.engines.runtime import native_stdout_to_stderr
+        from dhm.runtime_py.engines.runtime import native_stdout_to_stderr
 
         with native_stdout_to_stderr():
             import MNN
@@ -142,7 +142,7 @@ class MnnBackend(Backend):
     ) -> dict[str, Any]:
         """`header`: the generator's manifest header (its bizCode, its outputs), or a plain
         {"biz_code": str, "outputs": [names]} for another model (the audio model)."""
-        from dhm.engines.mnn_tools import convert_onnx
+        from dhm.runtime_py.engines.mnn_tools import convert_onnx
         from dhm.manifest import biz_code
 
         plain = header is not None and "biz_code" in header
@@ -153,7 +153,7 @@ class MnnBackend(Backend):
         if isinstance(config, MnnInt8):
             import tempfile
 
-            from dhm.engines.mnn_int8 import quantize, write_calibration_folder
+            from dhm.runtime_py.engines.mnn_int8 import quantize, write_calibration_folder
 
             if calib is None:
                 raise SpecError("an INT8 build needs a calibration set")
@@ -184,7 +184,7 @@ class MnnBackend(Backend):
         return super().build(config, onnx_fp32, dst)
 
     def structure(self, path: Path) -> Any:
-        from dhm.engines.mnn_int8 import structure
+        from dhm.runtime_py.engines.mnn_int8 import structure
 
         return structure(path)
 
@@ -202,7 +202,7 @@ def get(name: str) -> Backend:
 
 
 def for_file(path: str | Path) -> Backend:
-    from dhm.engines.runtime import backend_for
+    from dhm.runtime_py.engines.runtime import backend_for
 
     return get(backend_for(path))
 

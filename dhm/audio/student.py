@@ -1,7 +1,7 @@
 """Audio students: small streaming encoders that turn PCM into a generator's features.
 
 A student runs once per video frame on a fixed PCM window (the manifest's `audio_model`
-slot: `dhm.audio_model.AudioModelSpec`) and returns that frame's feature rows: hubert
+slot: `dhm.audio.geometry.AudioModelSpec`) and returns that frame's feature rows: hubert
 [2, 1024] at 25 fps, wenet [16, 512] at 20 fps. Family `dhm-tcn`:
 
     PCM window -> a learned band filterbank (Conv1d of 2 x bands kernels of 25 ms, stride
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from dhm.audio_model import AudioModelSpec
-from dhm.data.audio import HOP, SAMPLE_RATE, WIN
+from dhm.audio.geometry import AudioModelSpec
+from dhm.audio.frontend import HOP, SAMPLE_RATE, WIN
 from dhm.errors import CheckpointError, SpecError
 from dhm.spec import AUDIO_MODES
 
@@ -192,7 +192,7 @@ def save_student(path, model, config, extra: dict[str, Any]) -> None:
     `config`: a StudentConfig (dhm-tcn) or a FeatherConfig (featherhubert)."""
     import torch
 
-    from dhm.models.feather_hubert import FeatherConfig
+    from dhm.audio.feather_hubert import FeatherConfig
 
     cfg = config.to_dict() | ({"family": "featherhubert"} if isinstance(config, FeatherConfig) else {})
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -226,7 +226,7 @@ def load_student(path, feather: dict[str, Any] | None = None) -> LoadedStudent:
     except Exception as exc:  # noqa: BLE001 - corrupt or not a torch file: one line
         raise CheckpointError(f"{path}: not a readable audio student ({type(exc).__name__})") from None
     if isinstance(blob, dict) and blob.get("format") != STUDENT_FORMAT and _looks_feather(blob):
-        from dhm.models.feather_hubert import load_feather_checkpoint
+        from dhm.audio.feather_hubert import load_feather_checkpoint
 
         config, _encoder, windowed = load_feather_checkpoint(path, **(feather or {}))
         return LoadedStudent(config, windowed, config.audio_spec(), {"source": "FeatherTalk checkpoint"})
@@ -237,7 +237,7 @@ def load_student(path, feather: dict[str, Any] | None = None) -> LoadedStudent:
     try:
         raw = dict(blob["config"])
         if raw.get("family") == "featherhubert":
-            from dhm.models.feather_hubert import FeatherConfig, build_feather
+            from dhm.audio.feather_hubert import FeatherConfig, build_feather
 
             raw.pop("family")
             config = FeatherConfig(**raw)

@@ -9,7 +9,8 @@ Quantize, export and bench build and validate every file through `build_and_vali
 `dhm.runtime_py` and the demos run them through `load`.
 """
 
-from dhm.engines.build import (
+from dhm.runtime_py.engines.build import build_and_validate, run_on, score, validate
+from dhm.runtime_py.engines.configs import (
     TOLERANCES,
     Artifact,
     BuildConfig,
@@ -18,14 +19,10 @@ from dhm.engines.build import (
     MnnInt8,
     OnnxInt8,
     Tolerance,
-    build_and_validate,
     config_from_dict,
-    run_on,
-    score,
-    validate,
 )
-from dhm.engines.registry import BACKENDS, TARGETS, Backend, for_file, get, versions
-from dhm.engines.runtime import (
+from dhm.runtime_py.engines.registry import BACKENDS, TARGETS, Backend, for_file, get, versions
+from dhm.runtime_py.engines.runtime import (
     PRECISIONS,
     Engine,
     MnnEngine,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dhm.audio_model import AudioModelSpec
+from dhm.audio.geometry import AudioModelSpec
 from dhm.errors import CheckpointError, SpecError
 
 KERNELS = (10, 3, 3, 3, 3, 2, 2)
@@ -225,7 +225,7 @@ def offline_features(encoder, pcm: np.ndarray) -> np.ndarray:
     (FeatherTalk drops it; Ultralight's 2026 HuBERT script pads it), [N, 2, 1024]."""
     import torch
 
-    from dhm.data.teacher_audio import hubert_pieces, hubert_steps, normalize_utterance
+    from dhm.audio.teacher import hubert_pieces, hubert_steps, normalize_utterance
 
     x = normalize_utterance(pcm)
     expected = hubert_steps(x.size)
@@ -247,7 +247,7 @@ def stream_parity(encoder, config: FeatherConfig, pcm, contexts=(0, 2, 8), norms
 
     import torch
 
-    from dhm.audio_model import windowed_features
+    from dhm.audio.geometry import windowed_features
     from dhm.metrics import count_macs, feature_agreement
 
     offline = offline_features(encoder, pcm)

@@ -93,7 +93,7 @@ def _torch_export(model, model_io: ModelIO, path: Path, opset: int) -> None:
 
 
 def _ort_outputs(path: Path, inputs: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-    from dhm.engines import OrtEngine
+    from dhm.runtime_py.engines import OrtEngine
 
     engine = OrtEngine(path, threads=1, precision="fp32")
     return [engine.run(x)[engine.outputs[0].name] for x in inputs]

@@ -287,7 +287,7 @@ def features(
     against its video frame count (at most 2 apart). Needs the audio extra:
     pip install 'dhm[audio]'.
     """
-    from dhm.data.teacher_audio import open_teacher, plan_feature_jobs, run_feature_job
+    from dhm.audio.teacher import open_teacher, plan_feature_jobs, run_feature_job
     from dhm.io import ensure_writable_dir
 
     if (hubert_dir is None) == (wenet_onnx is None):
@@ -753,7 +753,7 @@ def distill_audio(
     OUT/report.json|md    cost (params, MACs per second of audio, lookahead) and figures
     OUT/resume.pt         while a run is unfinished (Ctrl-C, SIGTERM): continue with --resume
 
-    Under `torchrun --nproc-per-node N -m dhm.cli distill-audio ...` each process trains on
+    Under `torchrun --nproc-per-node N -m dhm.app.cli distill-audio ...` each process trains on
     its own batches and gradients are averaged (rank 0 writes OUT).
     """
     from dhm.distill.audio import AudioDistillSettings, AudioWeights
@@ -1367,7 +1367,7 @@ def demo(workdir: Path, quick: bool, full: bool) -> None:
     depends on it. --full adds the audio student (`dhm distill-audio`), judged on held-out
     audio, exported into the INT8 student's audio-model slot and rendered from PCM.
     """
-    from dhm.demo import run_demo
+    from dhm.app.demo import run_demo
 
     summary = run_demo(workdir, quick=quick, full=full, log=lambda m: click.echo(m, err=True))
     click.echo(summary["table"])

@@ -26,7 +26,7 @@ import numpy as np
 
 from dhm.data.inputs import InputSet
 from dhm.errors import ConversionError
-from dhm.engines.mnn_tools import quantize_mnn, run_tool
+from dhm.runtime_py.engines.mnn_tools import quantize_mnn, run_tool
 
 MNN_METHODS = ("KL", "ADMM", "EMA")
 # Methods whose quantizer honours skip_quant_op_names (MNN 3.6.1's EMA path ignores it).
@@ -208,7 +208,7 @@ def float_resize_concats(mnn_path: Path, biz_code: str = "") -> list[str]:
 
 def weight_only(onnx_path: Path, dst: Path) -> None:
     """The converter's int8 weight storage (float compute): labelled weight-only."""
-    from dhm.engines.mnn_tools import convert_onnx
+    from dhm.runtime_py.engines.mnn_tools import convert_onnx
 
     convert_onnx(onnx_path, dst, extra_args=["--weightQuantBits", "8"])
 

@@ -20,7 +20,7 @@ import numpy as np
 from dhm.data.dataset import Dataset
 from dhm.data.preprocess import audio_window, crop_face, face_input, inner, paste_back
 from dhm.errors import SpecError
-from dhm.engines import Engine
+from dhm.runtime_py.engines import Engine
 from dhm.spec import AUDIO_INPUT, FACE_INPUT, OUTPUT, Conventions
 
 STAGES = ("load", "crop", "pack", "infer", "paste")
@@ -176,7 +176,7 @@ class StreamSession:
 
 class PcmSession:
     """Audio in, frames out: 16 kHz mono PCM chunks of any size go through the audio model
-    (`dhm.audio_model.PcmFeatureStream`) and the feature stream (`StreamSession`); every
+    (`dhm.runtime_py.streaming.PcmFeatureStream`) and the feature stream (`StreamSession`); every
     frame that can be rendered comes back. The native core's `PcmSession` is the same loop.
 
     Frame i comes out once the PCM reaches `lookahead_ms` past its end (the audio model's
@@ -186,7 +186,7 @@ class PcmSession:
     """
 
     def __init__(self, pipeline: AvatarPipeline, front_end) -> None:
-        from dhm.audio_model import PcmFeatureStream
+        from dhm.runtime_py.streaming import PcmFeatureStream
 
         if front_end.spec.mode != pipeline.mode.name:
             raise SpecError(f"audio model is {front_end.spec.mode}, the generator listens to {pipeline.mode.name}")

@@ -113,13 +113,24 @@ def log_mel(samples: np.ndarray, n_hops: int | None = None) -> np.ndarray:
         n_hops = len(samples) // HOP + 1
     pad = N_FFT // 2
     padded = np.pad(samples, (pad, pad + n_hops * HOP))
-    idx = np.arange(n_hops)[:, None] * HOP + np.arange(N_FFT)[None, :]
+    return hops_log_mel(padded, n_hops).astype(np.float32)
+
+
+def stft_window() -> np.ndarray:
+    """The analysis window: a WIN-sample Hann window centred in N_FFT samples."""
     window = np.zeros(N_FFT)
     off = (N_FFT - WIN) // 2
     window[off : off + WIN] = np.hanning(WIN)
-    spec = np.abs(np.fft.rfft(padded[idx] * window, axis=1)) ** 2
-    mel = spec @ mel_filterbank().T
-    return ((np.log(mel + LOG_FLOOR) - LOG_MEAN) / LOG_STD).astype(np.float32)
+    return window
+
+
+def hops_log_mel(pcm: np.ndarray, n_hops: int) -> np.ndarray:
+    """The front end's one definition (float64, as training computed its features): hop h is
+    the normalised log-mel of samples [HOP*h, HOP*h + N_FFT) of `pcm` -> [n_hops, N_MELS].
+    The offline features, the per-window reference and the exported network all follow it."""
+    idx = np.arange(n_hops)[:, None] * HOP + np.arange(N_FFT)[None, :]
+    power = np.abs(np.fft.rfft(np.asarray(pcm, dtype=np.float64)[idx] * stft_window(), axis=1)) ** 2
+    return (np.log(power @ mel_filterbank().T + LOG_FLOOR) - LOG_MEAN) / LOG_STD
 
 
 @lru_cache(maxsize=2)
@@ -175,3 +186,45 @@ def read_pcm(path: str | Path, first_channel: bool = False) -> tuple[np.ndarray,
 
 def features_from_wav(path: str | Path, mode: str) -> np.ndarray:
     return features_for_mode(read_pcm(path)[0], mode)
+
+
+# ----------------------------------------------------------------- the front end
+
+
+def logmel_hops_module():
+    """dhm's log-mel front end as a fixed torch network: [B,1,L] PCM -> [B,80,hops]
+    normalised log-mel, hop h from samples [160h, 160h+512) of the input (Conv1d STFT of
+    windowed cos/sin kernels, stride HOP; power; 1x1 mel conv; log; normalisation).
+    Shared by the exported front end and the distilled audio students."""
+    import torch
+    from torch import nn
+
+    n_bins = N_FFT // 2 + 1
+    t = np.arange(N_FFT)[None, :]
+    f = np.arange(n_bins)[:, None]
+    ang = 2.0 * np.pi * f * t / N_FFT
+    win = stft_window()[None, :]
+    stft = np.concatenate([np.cos(ang) * win, -np.sin(ang) * win])[:, None, :]  # [2*bins, 1, N_FFT]
+
+    class LogMelHops(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stft = fixed_conv(stft, stride=HOP)
+            self.mel = fixed_conv(mel_filterbank()[:, :, None])
+
+        def forward(self, pcm: torch.Tensor) -> torch.Tensor:
+            spectrum = self.stft(pcm)  # [B, 2*bins, hops]
+            re, im = spectrum[:, :n_bins], spectrum[:, n_bins:]
+            return (torch.log(self.mel(re * re + im * im) + LOG_FLOOR) - LOG_MEAN) * (1.0 / LOG_STD)
+
+    return LogMelHops().eval()
+
+
+def fixed_conv(weight: np.ndarray, stride: int = 1):
+    """A Conv1d with a fixed (non-trainable) kernel [out, in, k]."""
+    import torch
+    from torch import nn
+
+    conv = nn.Conv1d(weight.shape[1], weight.shape[0], weight.shape[2], stride=stride, bias=False)
+    conv.weight = nn.Parameter(torch.tensor(weight, dtype=torch.float32), requires_grad=False)
+    return conv
