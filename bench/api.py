@@ -23,6 +23,7 @@ from dhm.bench.report import SCHEMA_ID
 from dhm.bench.stats import LatencyStats, speedup
 
 from dhm.errors import DatasetError, SpecError
+from dhm.runtime_py.engines.registry import get
 from dhm.spec import JUDGE_FRAMES
 
 PROTOCOL_NOTES = {
@@ -153,7 +154,7 @@ def engine_ratios(entries: list[dict[str, Any]], records: list[dict[str, Any]]) 
     by = {(r["id"], r["threads"]): r for r in records}
     out = []
     for e in entries:
-        if e["backend"] != "mnn":
+        if not get(e["backend"]).ships:
             continue
         ort_id = f"{e['model']}/onnxruntime/{e['variant']}"
         for r in records:
@@ -189,7 +190,7 @@ def targets(
     for threads in sorted({r["threads"] for r in records}):
         rows = [r for r in records if r["threads"] == threads and by_id[r["id"]]["role"] == "model"]
         good = [r for r in rows if _psnr(by_id[r["id"]]) >= TARGET_PSNR_DB]
-        mnn = [r for r in good if by_id[r["id"]]["backend"] == "mnn"]
+        mnn = [r for r in good if get(by_id[r["id"]]["backend"]).ships]
         if mnn:
             r = min(mnn, key=lambda r: r["latency_ms"]["p50"])
             s = rat.get((r["id"], threads), {})
@@ -298,7 +299,7 @@ def run_bench(
         cands = resolve(
             reference, ref_spec, models, settings.backends, Path(work), data, log, settings.crop_interpolation
         )
-        ref_cand = next(c for c in cands if c.role == "reference" and c.backend == "torch")
+        ref_cand = next(c for c in cands if c.role == "reference" and not get(c.backend).exported)
         sets = {p: heldout_inputs(data, ref_cand.spec, "eval", settings.frames, protocol=p) for p in PROTOCOLS}
         inputs = sets["inference"]
         log(
@@ -373,7 +374,7 @@ def _device(
     ModuleBasic checks the phone's outputs against."""
     from dhm.bench.device import DeviceSettings, bench_on_device
 
-    mnn = [c for c in cands if c.backend == "mnn"]
+    mnn = [c for c in cands if get(c.backend).ships]
     if not mnn:
         raise SpecError(
             "--device adb benches MNN models: include mnn in --backends and pass MNN models or export folders"

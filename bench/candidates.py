@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from dhm.errors import SpecError
+from dhm.runtime_py.engines.registry import BACKENDS as REGISTERED
+from dhm.runtime_py.engines.registry import for_file, get
 from dhm.spec import GeneratorSpec
 
-BACKENDS = ("torch", "onnxruntime", "mnn")
+BACKENDS = tuple(REGISTERED)
 REFERENCE = "teacher"
 
 
@@ -46,7 +48,7 @@ class Candidate:
     @property
     def precision(self) -> str:
         """Runtime precision: fp16 files run with MNN's low precision, as a phone would."""
-        return "fp16" if self.variant == "fp16" and self.backend == "mnn" else "fp32"
+        return get(self.backend).run_precision(self.variant)
 
     def to_dict(self) -> dict[str, Any]:
         from dhm.metrics import file_size
@@ -107,20 +109,16 @@ def _from_manifest(
 
 def _file_without_manifest(name: str, path: Path) -> Candidate:
     """An .onnx/.mnn with no manifest beside it: spec from the MNN bizCode, or refuse."""
-    from dhm.runtime_py.engines import backend_for
-
-    backend = backend_for(path)
-    if backend == "mnn":
-        from dhm.runtime_py.engines import load
-
-        engine = load(path, check_manifest=False)
+    backend = for_file(path)
+    if backend.self_describing:
+        engine = backend.load(path)
         biz = getattr(engine, "biz", {})
         if engine.spec is not None:
             spec = engine.spec
             from dhm.metrics import generator_cost
 
             macs, params = generator_cost(spec)
-            return Candidate(name, "model", path, backend, biz.get("variant", "fp32"), spec, macs, params)
+            return Candidate(name, "model", path, backend.name, biz.get("variant", "fp32"), spec, macs, params)
     raise SpecError(
         f"{path}: no manifest.json beside it to say what it holds; bench the `dhm export` folder, or keep the "
         "manifest with the file"
@@ -144,9 +142,10 @@ def _exported(
 
     macs, params = generator_cost(spec)
     out = []
-    if "torch" in backends or role == "reference":
-        out.append(Candidate(name, role, checkpoint, "torch", "fp32", spec, macs, params))
-    chosen = [b for b in ("onnxruntime", "mnn") if b in backends]
+    own = for_file(checkpoint).name  # the checkpoint itself runs in torch
+    if own in backends or role == "reference":
+        out.append(Candidate(name, role, checkpoint, own, "fp32", spec, macs, params))
+    chosen = [b for b in BACKENDS if b in backends and get(b).exported]
     if chosen:
         import torch
 

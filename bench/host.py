@@ -92,29 +92,30 @@ def _arm_parity(
     quality: dict[str, dict[str, Any]],
     log: Callable[[str], None],
 ) -> None:
-    """MNN candidates again on MNN's aarch64 kernels (qemu-user; numerics only, never timed), on
-    `inputs` (qemu runs ~1 s a frame), beside the x86 figure on the same frames; not the
-    reference's own export."""
-    from dhm.runtime_py.engines.arm import KERNELS, run_mnn, unavailable
+    """Candidates again where phones compute them (their backend's registered mirror: MNN's
+    aarch64 kernels under qemu-user; numerics only, never timed), on `inputs` (qemu runs ~1 s a
+    frame), beside the x86 figure on the same frames; not the reference's own export."""
+    from dhm.runtime_py.engines import mirror_of
     from dhm.spec import OUTPUT
 
-    why_not = unavailable()
     n = len(inputs.inputs)
     reference = outputs[reference_id][:n]
     for c in cands:
-        if c.backend != "mnn":
+        mirror = mirror_of(c.backend)
+        if mirror is None:
             continue
         if c.role == "reference":
             # the teacher never ships to a phone, and under qemu a full-size one takes ~40 s a frame
             quality[c.id]["arm"] = {"measured": False, "why": "the reference does not ship to a phone"}
             continue
+        why_not = mirror.unavailable()
         if why_not is not None:
             quality[c.id]["arm"] = {"measured": False, "why": why_not}
             continue
-        out = np.concatenate([o[OUTPUT] for o in run_mnn(c.path, inputs.inputs, [OUTPUT], c.precision)])
+        out = np.concatenate([o[OUTPUT] for o in mirror.run(c.path, inputs.inputs, [OUTPUT], c.precision)])
         q = inputs.quality(out, reference)
         x86 = inputs.quality(outputs[c.id][:n], reference)
-        quality[c.id]["arm"] = {"measured": True, "kernels": KERNELS, "frames": n, "x86_psnr": x86["psnr"], **q}
+        quality[c.id]["arm"] = {"measured": True, "kernels": mirror.kernels, "frames": n, "x86_psnr": x86["psnr"], **q}
         log(
             f"[bench] ARM        {c.id}: PSNR {_db(q['psnr'])} (x86 {_db(x86['psnr'])} on the same {n} frames), "
             f"lip-box PSNR {_db(q.get('lip_psnr'))}"

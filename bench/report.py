@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dhm.errors import SpecError
+from dhm.runtime_py.engines.registry import get
 
 SCHEMA_ID = "dhm.bench/2"  # 2: a generation-protocol block per entry, lip figures
 SCHEMAS_READ = ("dhm.bench/1", SCHEMA_ID)  # --compare reads both: parity.psnr means the same in each
@@ -307,7 +308,7 @@ def plots(result: dict[str, Any], stem: Path) -> dict[str, str]:
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     for e in result["entries"]:
         key = (e["model"], e["variant"])
-        if key not in chosen or e["backend"] == "mnn":
+        if key not in chosen or get(e["backend"]).ships:
             chosen[key] = e
     points = {
         f"{m} {v} ({({'onnxruntime': 'ort'}).get(e['backend'], e['backend'])})": (

@@ -144,8 +144,7 @@ def export_audio_model(
     variants among `variants`; returns the manifest section."""
     import torch
 
-    from dhm.runtime_py.engines import get
-    from dhm.runtime_py.engines.mnn_tools import convert_onnx
+    from dhm.runtime_py.engines import Fp32, for_format
     from dhm.runtime_py.engines.torch_onnx import ModelIO, export_onnx
     from dhm.metrics import count_macs, count_params
     from dhm.models.checkpoint import file_sha256
@@ -172,13 +171,12 @@ def export_audio_model(
     biz = json.dumps({"audio_model": spec.to_dict()}, separators=(",", ":"))
     for fmt in formats:
         dst = tmp / f"audio_fp32.{fmt}"
-        if fmt == "mnn":
-            convert_onnx(onnx_path, dst, biz_code=biz)
-        backend = get("onnxruntime" if fmt == "onnx" else "mnn")
+        backend = for_format(fmt)
+        backend.build(Fp32(), onnx_path, dst, header={"biz_code": biz, "outputs": [ROWS_OUTPUT]})
         engine = backend.load(dst, threads=1, precision=AUDIO_PRECISION)
         got = [engine.run(x)[ROWS_OUTPUT] for x in inputs]
         max_abs = max(float(np.abs(g - r).max()) for g, r in zip(got, reference, strict=True))
-        arm = _arm_parity(dst, windows, reference, None, None, spec) if backend.name == "mnn" else None
+        arm = _arm_parity(backend.name, dst, windows, reference, None, None, spec)
         for kernels, worst in [(backend.name, max_abs)] + ([("MNN aarch64 kernels", arm["max_abs"])] if arm else []):
             if not np.isfinite(worst) or worst > tolerance:
                 raise ParityError(
@@ -232,7 +230,7 @@ def _variants(
     """audio_fp16/int8.<fmt>: built by the generator's backends from the FP32 graph."""
     from dhm.audio.geometry import windowed_features
     from dhm.data.inputs import InputSet
-    from dhm.runtime_py.engines import get
+    from dhm.runtime_py.engines import for_format
     from dhm.runtime_py.streaming import engine_rows
     from dhm.runtime_py.engines.configs import Fp16, MnnInt8, OnnxInt8
     from dhm.runtime_py.engines.onnx_int8 import conv_output_names
@@ -265,7 +263,7 @@ def _variants(
     header = {"biz_code": json.dumps({"audio_model": spec.to_dict()}, separators=(",", ":")), "outputs": [ROWS_OUTPUT]}
     for variant in variants:
         for fmt in formats:
-            backend = get("onnxruntime" if fmt == "onnx" else "mnn")
+            backend = for_format(fmt)
             dst = tmp / f"audio_{variant}.{fmt}"
             tried: list[dict[str, Any]] = []
             kept: tuple[float, Path, dict[str, Any]] | None = None
@@ -314,10 +312,9 @@ def _variants(
                 }
                 parity["tolerance"]["frames_psnr"] = VARIANT_MIN_FRAMES_PSNR[variant]
                 note = f"; generator frames {_db(q['psnr'])} (mouth {_db(q['mouth_psnr'])}) vs FP32-student frames"
-            if backend.name == "mnn":
-                arm = _arm_parity(dst, windows, reference, frames, reference_images, spec)
-                if arm is not None:
-                    parity["arm"] = arm
+            arm = _arm_parity(backend.name, dst, windows, reference, frames, reference_images, spec)
+            if arm is not None:
+                parity["arm"] = arm
             judged = [(backend.name, parity)] + ([("MNN aarch64 kernels", parity["arm"])] if "arm" in parity else [])
             misses = [(kernels, _missed(figures, parity["tolerance"])) for kernels, figures in judged]
             missed = "; ".join(f"{kernels}: {m}" for kernels, m in misses if m)
@@ -357,6 +354,7 @@ def _variants(
 
 
 def _arm_parity(
+    engine: str,
     path: Path,
     windows: list[np.ndarray],
     reference: list[np.ndarray],
@@ -364,21 +362,24 @@ def _arm_parity(
     reference_images: np.ndarray | None,
     spec: AudioModelSpec,
 ) -> dict[str, Any] | None:
-    """The same figures from MNN's aarch64 kernels (what a phone computes), where qemu is here."""
-    from dhm.runtime_py.engines.arm import KERNELS, run_mnn, unavailable
+    """The same figures where a phone computes them (the engine's registered mirror: MNN's
+    aarch64 kernels under qemu), where it has one and this machine can run it."""
     from dhm.metrics import feature_agreement
+    from dhm.runtime_py.engines import mirror_of
 
-    if unavailable() is not None:
+    mirror = mirror_of(engine)
+    if mirror is None or mirror.unavailable() is not None:
         return None
-    got = [o[ROWS_OUTPUT] for o in run_mnn(path, [{PCM_INPUT: w.reshape(1, 1, -1)} for w in windows], [ROWS_OUTPUT])]
+    pcm = [{PCM_INPUT: w.reshape(1, 1, -1)} for w in windows]
+    got = [o[ROWS_OUTPUT] for o in mirror.run(path, pcm, [ROWS_OUTPUT], "fp32")]
     arm: dict[str, Any] = {
-        "kernels": KERNELS,
+        "kernels": mirror.kernels,
         "max_abs": max(float(np.abs(g - r).max()) for g, r in zip(got, reference, strict=True)),
         **feature_agreement(np.concatenate(got), np.concatenate(reference)),
     }
     if frames is not None and reference_images is not None:
         frame_windows = spec.frame_windows(frames.pcm, range(frames.n_frames))
-        rows = iter(run_mnn(path, [{PCM_INPUT: w[None]} for w in frame_windows], [ROWS_OUTPUT]))
+        rows = iter(mirror.run(path, [{PCM_INPUT: w[None]} for w in frame_windows], [ROWS_OUTPUT], "fp32"))
         feats = engine_frame_features(lambda _w: next(rows)[ROWS_OUTPUT], spec, frames.pcm, frames.n_frames)
         arm["frames"] = frames.quality(frames.render(feats), reference_images)
     return arm

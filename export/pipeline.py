@@ -29,6 +29,7 @@ from dhm.runtime_py.engines import (
     Tolerance,
     build_and_validate,
     get,
+    mirror_of,
     versions,
 )
 from dhm.errors import ConversionError, ParityError, SpecError
@@ -241,12 +242,11 @@ def export_model(
         if onnx_fp32.name.startswith("."):
             onnx_fp32.unlink()
 
-        from dhm.runtime_py.engines.arm import KERNELS, unavailable
-
-        why_not = unavailable()
-        if any(b.name == "mnn" for b, _ in plan):
+        mirror = next((m for m in (mirror_of(b.name) for b, _ in plan) if m is not None), None)
+        if mirror is not None:
+            why_not = mirror.unavailable()
             notes.append(
-                f"ARM numerics: every MNN file also ran on {KERNELS}; INT8 must meet its tolerance there too"
+                f"ARM numerics: every MNN file also ran on {mirror.kernels}; INT8 must meet its tolerance there too"
                 if why_not is None
                 else f"ARM numerics not measured: {why_not}"
             )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dhm.errors import DatasetError, SpecError
+from dhm.runtime_py.engines.registry import for_format, get
 
 
 def write_app_assets(
@@ -38,9 +39,10 @@ def write_app_assets(
         raise SpecError(f"--frames {frames}: expected 2 … 100,000")
     check_output(out, kind="dir", command="app-assets", force=force, inputs=[export_dir, data])
     manifest = read_manifest(export_dir / MANIFEST_FILE)
-    arts = [a for a in manifest["artifacts"] if a["engine"] == "mnn" and a["variant"] == variant]
+    shipped = [a for a in manifest["artifacts"] if get(a["engine"]).ships]  # what the apps run: MNN
+    arts = [a for a in shipped if a["variant"] == variant]
     if not arts:
-        have = sorted({a["variant"] for a in manifest["artifacts"] if a["engine"] == "mnn"})
+        have = sorted({a["variant"] for a in shipped})
         raise SpecError(f"{export_dir}: no MNN {variant} model (MNN variants there: {', '.join(have) or 'none'})")
     model = export_dir / arts[0]["file"]  # a plain file name: read_manifest checked it
     if not model.is_file() or model.is_symlink():
@@ -95,7 +97,7 @@ def _audio_model(export_dir: Path, manifest: dict[str, Any]) -> tuple[Path, dict
     section = manifest.get("audio_model")
     if section is None:
         return None
-    entries = [a for a in section["artifacts"] if a["format"] == "mnn"]
+    entries = [a for a in section["artifacts"] if for_format(a["format"]).ships]
     if not entries:
         raise SpecError(f"{export_dir}: its audio model has no MNN file; export with --target mnn")
     path = export_dir / entries[0]["file"]

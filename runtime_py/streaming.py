@@ -52,7 +52,7 @@ def audio_front_end(engine: Any, threads: int = 1, variant: str = "fp32") -> Aud
     from dhm.models.checkpoint import file_sha256
 
     mode = engine.conventions.mode.name if engine.conventions is not None else None
-    if engine.backend == "torch":
+    if not get(engine.backend).exported:  # a checkpoint: the numpy front end it was trained on
         if engine.frontend != FRONTEND_ID:
             raise SpecError(
                 f"{engine.path}: was trained on {engine.frontend or 'features from an unknown front end'} "

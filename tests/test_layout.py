@@ -130,3 +130,39 @@ def test_the_checks_see_an_upward_import_and_a_circle():
     assert LAYERS.index(layer_of("dhm.runtime_py.pipeline")) > LAYERS.index(layer_of("dhm.spec"))
     assert cycles(edges) == [["dhm.runtime_py.pipeline", "dhm.spec"]]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+ENGINE_NAMES = {"torch", "onnxruntime", "mnn"}
+REGISTRY = ROOT / "runtime_py" / "engines" / "registry.py"
+
+
+def _strings(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return set().union(set(), *(_strings(e) for e in node.elts))
+    return set()
+
+
+def engine_name_comparisons(path: Path, root: Path = ROOT) -> list[str]:
+    """`x == "mnn"`, `b in ("torch", …)` and the like in one file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Compare) and any(_strings(s) & ENGINE_NAMES for s in (node.left, *node.comparators)):
+            found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_stages_ask_the_registry_instead_of_comparing_engine_names():
+    """What a backend is (exported, shipped to phones, FP16 in low precision, mirrored on ARM)
+    is declared once, in the registry; no other module branches on an engine's name."""
+    found = [hit for path in modules().values() if path != REGISTRY for hit in engine_name_comparisons(path)]
+    assert not found, "engine names compared outside the registry:\n" + "\n".join(found)
+
+
+def test_the_engine_name_scan_sees_a_comparison(tmp_path):
+    probe = tmp_path / "stage.py"
+    probe.write_text('def f(c):\n    return c.backend == "mnn" or c.kind in ("torch", "x")\n')
+    (tmp_path / "ok.py").write_text('def g(fmt):\n    return fmt == "onnx"\n')
+    assert len(engine_name_comparisons(probe, tmp_path)) == 2
+    assert engine_name_comparisons(tmp_path / "ok.py", tmp_path) == []

@@ -21,7 +21,18 @@ from dhm.runtime_py.engines.configs import (
     Tolerance,
     config_from_dict,
 )
-from dhm.runtime_py.engines.registry import BACKENDS, TARGETS, Backend, for_file, get, versions
+from dhm.runtime_py.engines.registry import (
+    BACKENDS,
+    MIRRORS,
+    TARGETS,
+    Backend,
+    for_file,
+    for_format,
+    get,
+    load,
+    mirror_of,
+    versions,
+)
 from dhm.runtime_py.engines.runtime import (
     PRECISIONS,
     Engine,
@@ -30,9 +41,7 @@ from dhm.runtime_py.engines.runtime import (
     TensorSpec,
     TorchEngine,
     audio_of,
-    backend_for,
     conventions_of,
-    load,
     native_stdout_to_stderr,
     run_checked,
 )
@@ -40,6 +49,7 @@ from dhm.runtime_py.engines.runtime import (
 __all__ = [
     "Artifact",
     "BACKENDS",
+    "MIRRORS",
     "Backend",
     "BuildConfig",
     "Engine",
@@ -56,12 +66,13 @@ __all__ = [
     "Tolerance",
     "TorchEngine",
     "audio_of",
-    "backend_for",
     "build_and_validate",
     "config_from_dict",
     "conventions_of",
     "for_file",
+    "for_format",
     "get",
+    "mirror_of",
     "load",
     "native_stdout_to_stderr",
     "run_checked",

@@ -19,7 +19,7 @@ import numpy as np
 from dhm.data.inputs import InputSet
 from dhm.errors import ParityError
 from dhm.runtime_py.engines.configs import Artifact, BuildConfig, Tolerance
-from dhm.runtime_py.engines.registry import get
+from dhm.runtime_py.engines.registry import get, mirror_of
 
 
 def run_on(engine: Any, inputs: InputSet) -> list[np.ndarray]:
@@ -55,10 +55,9 @@ def validate(
 
     engine = get(engine_name).load(path, threads=2, precision=precision)
     quality = score(run_on(engine, check), reference, check)
-    if engine_name == "mnn":
-        arm = arm_quality(path, engine.outputs[0].name, check, reference, precision)
-        if arm is not None:
-            quality["arm"] = arm
+    arm = arm_quality(engine_name, path, engine.outputs[0].name, check, reference, precision)
+    if arm is not None:
+        quality["arm"] = arm
     if tolerance is None:
         return quality, None
     label = label or f"{path.name} ({engine_name} {variant})"
@@ -95,16 +94,16 @@ def validate(
 
 
 def arm_quality(
-    path: Path, output: str, check: InputSet, reference: list[np.ndarray], precision: str
+    engine_name: str, path: Path, output: str, check: InputSet, reference: list[np.ndarray], precision: str
 ) -> dict[str, Any] | None:
-    """The same file on MNN's aarch64 kernels (qemu-user), scored like the x86 run; None
-    where this machine has no arm64 environment (`make arm-env`)."""
-    from dhm.runtime_py.engines.arm import KERNELS, run_mnn, unavailable
-
-    if unavailable() is not None:
+    """The same file where phones compute it (the backend's registered mirror: MNN's aarch64
+    kernels under qemu-user), scored like the x86 run; None where the backend has no mirror
+    or this machine cannot run it (`make arm-env`)."""
+    mirror = mirror_of(engine_name)
+    if mirror is None or mirror.unavailable() is not None:
         return None
-    outputs = run_mnn(path, check.inputs, [output], precision)
-    return {"kernels": KERNELS, **score([o[output] for o in outputs], reference, check)}
+    outputs = mirror.run(path, check.inputs, [output], precision)
+    return {"kernels": mirror.kernels, **score([o[output] for o in outputs], reference, check)}
 
 
 def build_and_validate(
@@ -129,7 +128,7 @@ def build_and_validate(
 
     structure = backend.build(config, onnx_fp32, dst, calib=calib, header=header, verify=verify, cache=cache)
     if precision is None:  # fp16 files run as a phone runs them: MNN with low precision
-        precision = "fp16" if (config.variant == "fp16" and backend.name == "mnn") else "fp32"
+        precision = backend.run_precision(config.variant)
     quality, parity = validate(dst, backend.name, config.variant, check, reference, tolerance, precision)
     return Artifact(
         path=dst,

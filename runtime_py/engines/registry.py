@@ -1,8 +1,11 @@
 """The backends dhm runs and builds (NNCF-style dispatch): torch, onnxruntime and MNN.
 
-Each backend says what it is (name, file format, version), loads and runs its files, builds
-variants from a config (`dhm.runtime_py.engines.build`), and checks their structure (is an INT8 file
-really INT8?). Stages ask the registry instead of branching on engine names.
+Each backend says what it is (name, file format and suffixes, version, whether it is an export
+a manifest lists and whether the phone apps run it), opens and runs its files, builds variants
+from a config (`dhm.runtime_py.engines.configs`), and checks their structure (is an INT8 file
+really INT8?). MNN's aarch64 kernels under qemu are a run-only backend registered as MNN's
+mirror: every parity check gets its ARM figure from `mirror_of`. Stages ask the registry
+instead of branching on engine names.
 """
 
 from __future__ import annotations
@@ -10,26 +13,53 @@ from __future__ import annotations
 import contextlib
 import shutil
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dhm.runtime_py.engines.configs import BuildConfig, Fp16, Fp32, MnnInt8, OnnxInt8
+import numpy as np
+
 from dhm.errors import ConversionError, SpecError
+from dhm.runtime_py.engines.configs import BuildConfig, Fp16, Fp32, MnnInt8, OnnxInt8
+from dhm.runtime_py.engines.runtime import (
+    Engine,
+    MnnEngine,
+    OrtEngine,
+    TorchEngine,
+    adopt_manifest,
+    apply_crop_override,
+    biz_conventions,
+    check_precision,
+    manifest_entry,
+)
 from dhm.spec import OUTPUT
 
 
 class Backend:
     name: str
     format: str  # the file suffix without the dot
+    suffixes: tuple[str, ...]  # the file suffixes it opens
     builds: tuple[type[BuildConfig], ...] = ()
+    exported = True  # built from the ONNX graph and listed in a manifest (not the checkpoint itself)
+    ships = False  # the format the phone apps run
+    fp16_low_precision = False  # FP16 files run with the engine's low precision, as a phone runs them
+    self_describing = False  # a file carries its generator spec without a manifest (MNN's bizCode)
 
     def version(self) -> str:
         raise NotImplementedError
 
-    def load(self, path: str | Path, threads: int = 1, precision: str = "fp32") -> Any:
-        """The engine for one file, without a manifest check (`dhm.runtime_py.engines.load` does those)."""
-        from dhm.runtime_py.engines.runtime import load
+    def open(
+        self, path: Path, threads: int, precision: str, input_shapes: Mapping[str, tuple[int, ...]] | None,
+        crop_interpolation: str | None,
+    ) -> Engine:  # fmt: skip
+        raise NotImplementedError
 
+    def load(self, path: str | Path, threads: int = 1, precision: str = "fp32") -> Any:
+        """The engine for one file, without a manifest check (`load` below does those)."""
         return load(path, threads=threads, precision=precision, check_manifest=False)
+
+    def run_precision(self, variant: str) -> str:
+        """The precision a file of `variant` runs with."""
+        return "fp16" if variant == "fp16" and self.fp16_low_precision else "fp32"
 
     def build(
         self,
@@ -63,7 +93,11 @@ class Backend:
 
 
 class TorchBackend(Backend):
-    name, format = "torch", "pt"
+    name, format, suffixes = "torch", "pt", (".pt", ".pth")
+    exported = False
+
+    def open(self, path, threads, precision, input_shapes, crop_interpolation) -> Engine:
+        return TorchEngine(path, threads, precision, crop_interpolation)
 
     def version(self) -> str:
         import torch
@@ -72,8 +106,11 @@ class TorchBackend(Backend):
 
 
 class OnnxBackend(Backend):
-    name, format = "onnxruntime", "onnx"
+    name, format, suffixes = "onnxruntime", "onnx", (".onnx",)
     builds = (Fp32, Fp16, OnnxInt8)
+
+    def open(self, path, threads, precision, input_shapes, crop_interpolation) -> Engine:
+        return OrtEngine(path, threads, precision)
 
     def version(self) -> str:
         import onnxruntime
@@ -118,8 +155,14 @@ class OnnxBackend(Backend):
 
 
 class MnnBackend(Backend):
-    name, format = "mnn", "mnn"
+    name, format, suffixes = "mnn", "mnn", (".mnn",)
     builds = (Fp32, Fp16, MnnInt8)
+    ships = fp16_low_precision = self_describing = True
+
+    def open(self, path, threads, precision, input_shapes, crop_interpolation) -> Engine:
+        engine = MnnEngine(path, threads, precision, input_shapes)
+        biz_conventions(engine)
+        return engine
 
     def version(self) -> str:
         from dhm.runtime_py.engines.runtime import native_stdout_to_stderr
@@ -202,9 +245,87 @@ def get(name: str) -> Backend:
 
 
 def for_file(path: str | Path) -> Backend:
-    from dhm.runtime_py.engines.runtime import backend_for
+    """The backend that opens `path`, by its suffix."""
+    suffix = Path(path).suffix.lower()
+    for backend in BACKENDS.values():
+        if suffix in backend.suffixes:
+            return backend
+    raise SpecError(f"{path}: unknown model type {suffix!r}; expected .pt/.pth (torch), .onnx or .mnn")
 
-    return get(backend_for(path))
+
+def for_format(fmt: str) -> Backend:
+    """The backend that builds and runs files of `fmt` ("onnx", "mnn")."""
+    return get(TARGETS[fmt])
+
+
+def load(
+    path: str | Path,
+    threads: int = 1,
+    precision: str = "fp32",
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    check_manifest: bool = True,
+    crop_interpolation: str | None = None,
+) -> Engine:
+    """Load a model with the backend its file type calls for.
+
+    With check_manifest, a `manifest.json` beside an exported file is read first: the file
+    must be listed there with the same sha256 (checked before any engine parses it), its
+    inputs must match, and the manifest's conventions (crop filter, audio window) become
+    the engine's. An MNN file without a manifest carries them in its bizCode.
+    `crop_interpolation` overrides where nothing records the filter and is refused where
+    something does and disagrees.
+    """
+    path = Path(path)
+    check_precision(precision)
+    if threads < 1:
+        raise SpecError(f"threads must be at least 1, got {threads}")
+    if not path.is_file():
+        raise SpecError(f"{path}: no such model file")
+    backend = for_file(path)
+    found = manifest_entry(path) if check_manifest and backend.exported else None
+    engine = backend.open(path, threads, precision, input_shapes, crop_interpolation)
+    if found is not None:
+        adopt_manifest(engine, *found)
+    if crop_interpolation is not None and backend.exported:
+        apply_crop_override(engine, crop_interpolation)
+    return engine
+
+
+# ------------------------------------------------------------------ run-only mirrors
+
+
+class ArmMnnKernels:
+    """MNN's aarch64 kernels under qemu-user, as phones compute: runs MNN files (numerics
+    only, never timed; ~1 s a frame)."""
+
+    name = "mnn-aarch64"
+
+    @property
+    def kernels(self) -> str:
+        from dhm.runtime_py.engines.arm import KERNELS
+
+        return KERNELS
+
+    def unavailable(self) -> str | None:
+        """Why this machine cannot run it (`make arm-env`), or None."""
+        from dhm.runtime_py.engines.arm import unavailable
+
+        return unavailable()
+
+    def run(
+        self, path: Path, inputs: Sequence[Mapping[str, np.ndarray]], outputs: Sequence[str], precision: str
+    ) -> list[dict[str, np.ndarray]]:
+        from dhm.runtime_py.engines.arm import run_mnn
+
+        return run_mnn(path, inputs, list(outputs), precision)
+
+
+MIRRORS: dict[str, ArmMnnKernels] = {"mnn": ArmMnnKernels()}
+
+
+def mirror_of(name: str) -> ArmMnnKernels | None:
+    """The run-only backend that reruns `name`'s files where phones compute, if any."""
+    return MIRRORS.get(name)
 
 
 def versions() -> dict[str, str]:

@@ -3,7 +3,7 @@
     engine = load("student.mnn", threads=2, precision="fp32")
     out = engine.run({"face": face, "audio": audio})["out"]
 
-`load` picks the backend by file: .pt/.pth -> torch, .onnx -> onnxruntime, .mnn -> MNN.
+`load` (the registry's) picks the backend by file: .pt/.pth -> torch, .onnx -> onnxruntime, .mnn -> MNN.
 MNN's precision is always named explicitly ("high" for fp32, "low" for fp16): MNN
 silently ignores the string "normal" and falls back to its own default.
 """
@@ -67,7 +67,7 @@ def native_stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _check_precision(precision: str) -> None:
+def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise SpecError(f"precision {precision!r}: expected one of {list(PRECISIONS)}")
 
@@ -234,70 +234,29 @@ def _parse_biz(text: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def backend_for(path: str | os.PathLike[str]) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix in (".pt", ".pth"):
-        return "torch"
-    if suffix == ".onnx":
-        return "onnxruntime"
-    if suffix == ".mnn":
-        return "mnn"
-    raise SpecError(f"{path}: unknown model type {suffix!r}; expected .pt/.pth (torch), .onnx or .mnn")
+def biz_conventions(engine: Any) -> None:
+    """An MNN file without a manifest carries its spec and conventions in its bizCode."""
+    biz = getattr(engine, "biz", {})
+    if not {"generator", "preprocess", "audio"} <= set(biz):
+        return
+    from dhm.manifest import conventions, generator_spec
+
+    try:
+        engine.spec, engine.conventions = generator_spec(biz), conventions(biz)
+    except (SpecError, KeyError, TypeError, ValueError):
+        engine.spec, engine.conventions = None, None
 
 
-def load(
-    path: str | os.PathLike[str],
-    threads: int = 1,
-    precision: str = "fp32",
-    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-    check_manifest: bool = True,
-    crop_interpolation: str | None = None,
-) -> Engine:
-    """Load a model with the backend its file type calls for.
+def adopt_manifest(engine: Engine, manifest: dict[str, Any], manifest_path: Path) -> None:
+    """The manifest's inputs must be the engine's; its spec and conventions become the engine's."""
+    from dhm.manifest import conventions, generator_spec
 
-    With check_manifest, a `manifest.json` beside an .onnx/.mnn file is read first: the file
-    must be listed there with the same sha256 (checked before any engine parses it), its
-    inputs must match, and the manifest's conventions (crop filter, audio window) become
-    the engine's. An MNN file without a manifest carries them in its bizCode.
-    `crop_interpolation` overrides where nothing records the filter and is refused where
-    something does and disagrees.
-    """
-    path = Path(path)
-    _check_precision(precision)
-    if threads < 1:
-        raise SpecError(f"threads must be at least 1, got {threads}")
-    if not path.is_file():
-        raise SpecError(f"{path}: no such model file")
-    backend = backend_for(path)
-    found = _manifest_entry(path) if check_manifest and backend != "torch" else None
-    engine: Engine
-    if backend == "torch":
-        engine = TorchEngine(path, threads, precision, crop_interpolation)
-    elif backend == "onnxruntime":
-        engine = OrtEngine(path, threads, precision)
-    else:
-        engine = MnnEngine(path, threads, precision, input_shapes)
-    if found is not None:
-        from dhm.manifest import conventions, generator_spec
-
-        manifest, manifest_path = found
-        _check_io(engine, manifest, manifest_path)
-        engine.spec, engine.conventions = generator_spec(manifest), conventions(manifest)
-        engine.manifest, engine.manifest_path = manifest, manifest_path  # type: ignore[attr-defined]
-    elif backend == "mnn" and {"generator", "preprocess", "audio"} <= set(getattr(engine, "biz", {})):
-        from dhm.manifest import conventions, generator_spec
-
-        biz = engine.biz  # type: ignore[attr-defined]
-        try:
-            engine.spec, engine.conventions = generator_spec(biz), conventions(biz)
-        except (SpecError, KeyError, TypeError, ValueError):
-            engine.spec, engine.conventions = None, None
-    if crop_interpolation is not None and backend != "torch":
-        _apply_crop_override(engine, crop_interpolation)
-    return engine
+    _check_io(engine, manifest, manifest_path)
+    engine.spec, engine.conventions = generator_spec(manifest), conventions(manifest)  # type: ignore[attr-defined]
+    engine.manifest, engine.manifest_path = manifest, manifest_path  # type: ignore[attr-defined]
 
 
-def _manifest_entry(path: Path) -> tuple[dict[str, Any], Path] | None:
+def manifest_entry(path: Path) -> tuple[dict[str, Any], Path] | None:
     """The manifest beside `path` (if any), after checking that it lists the file with
     this file's sha256: a changed or corrupt model is named here, before a native parser
     reads it."""
@@ -327,7 +286,7 @@ def _check_io(engine: Engine, manifest: dict[str, Any], manifest_path: Path) -> 
             raise SpecError(f"{engine.path}: input {name!r} is {list(got[name])}, {manifest_path} says {list(shape)}")
 
 
-def _apply_crop_override(engine: Engine, crop_interpolation: str) -> None:
+def apply_crop_override(engine: Engine, crop_interpolation: str) -> None:
     if crop_interpolation not in INTERPOLATIONS:
         raise SpecError(f"--crop-interpolation {crop_interpolation!r}: expected one of {', '.join(INTERPOLATIONS)}")
     known = engine.conventions
