@@ -25,7 +25,6 @@ averages the gradients (rank 0 evaluates and writes).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,15 +163,13 @@ def _train(
     """The trained model, the loss history, and the step it started from."""
     import torch
 
-    from dhm.io import atomic_path
-    from dhm.audio.student import StudentConfig, build_student
-    from dhm.models.checkpoint import write_torch
     from dhm.audio.feather_hubert import build_feather
+    from dhm.audio.student import StudentConfig, build_student
 
-    from .loop import STATE_FILE, Interrupted, Progress, _StopFlag
+    from .run_loop import LoopPlace, run_loop
 
     spec = config.audio_spec()
-    rows, width = spec.rows_per_call, spec.row_size
+    width = spec.row_size
     train_rows = np.concatenate([u.features[u.train].reshape(-1, width) for u in utterances])
     mean = train_rows.mean(0)
     std = np.maximum(train_rows.std(0), 1e-3 * max(float(train_rows.std()), 1e-6))
@@ -182,112 +179,114 @@ def _train(
     else:  # FeatherHuBERT: its own projection learns the scale
         model = build_feather(config)[1].train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=1e-4)
-    start, history = 0, []
-    if run.state is not None:
-        model.load_state_dict(run.state["model"])
-        opt.load_state_dict(run.state["optimizer"])
-        start, history = int(run.state["step"]), json.loads(run.state["history"])
-    # (utterance, frame) pairs whose next frame is trained on too
-    train_sets = [set(u.train) for u in utterances]
-    pairs = [(k, i) for k, u in enumerate(utterances) for i in u.train if i + 1 in train_sets[k]]
-    if not pairs:
-        raise DatasetError("no two consecutive training frames: too little audio to train on")
-    w = settings.weights
-    mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(std)
-    padded = [spec.padded_pcm(u.pcm) for u in utterances]
-    offline = not isinstance(config, StudentConfig) and settings.feather_offline
-    if offline:  # FeatherTalk-style: whole crops of the utterance, normalised as a whole
-        crops = _crops(utterances, settings.crop_frames)
-    net = model.net if offline else model
-    if run.world > 1:  # gradients averaged over the ranks' batches
-        net = torch.nn.parallel.DistributedDataParallel(net)
-    is_main = run.rank == 0
-
-    def save_state(done: int) -> None:
-        if not is_main:
-            return
-        payload = {
-            "config": run.config.to_dict(),
-            "step": done,
-            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "optimizer": opt.state_dict(),
-            "history": json.dumps(history),
-        }
-        with atomic_path(run.out / STATE_FILE) as tmp:
-            write_torch(payload, tmp, run.out / STATE_FILE)
-        if run.folder is not None:
-            run.folder.commit()
-
-    bar = Progress(settings.steps, start, "distill-audio", enabled=progress and is_main)
-    stop = _StopFlag()
-    try:
-        stop.install()
-        for step in range(start, settings.steps):
-            # the batch depends on (seed, step, rank) only: a resumed run draws what it would have
-            rng = np.random.default_rng([settings.seed, step, run.rank])
-            lr = settings.lr * 0.5 * (1 + math.cos(math.pi * step / settings.steps))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            if offline:
-                x, t = _crop_batch(
-                    utterances,
-                    crops,
-                    rng.integers(0, len(crops), max(1, settings.batch_size // 4)),
-                    settings.crop_frames,
-                )
-                pred = net(x).reshape(t.shape)
-            else:
-                pick = rng.integers(0, len(pairs), settings.batch_size)
-                windows, targets = [], []
-                for j in pick:
-                    k, i = pairs[j]
-                    u = utterances[k]
-                    windows.append(spec.frame_windows(u.pcm, [i, i + 1], padded[k]))
-                    targets.append(u.features[[i, i + 1]].reshape(1, 2, rows, width))
-                x = torch.from_numpy(np.concatenate(windows))
-                t = torch.from_numpy(np.concatenate(targets).astype(np.float32))
-                pred = net(x).reshape(t.shape)
-            # t, pred: [batch, consecutive frames, rows, width]
-            tn = (t - mean_t) / std_t
-            pn = (pred - mean_t) / std_t
-            loss_mse = ((pn - tn) ** 2).mean()
-            loss_cos = (1 - torch.nn.functional.cosine_similarity(pred, t, dim=-1, eps=1e-6)).mean()
-            loss_delta = (((pn[:, 1:] - pn[:, :-1]) - (tn[:, 1:] - tn[:, :-1])) ** 2).mean()
-            loss = w.mse * loss_mse + w.cosine * loss_cos + w.delta * loss_delta
-            if not torch.isfinite(loss):
-                from .loop import TrainingError
-
-                raise TrainingError(f"distill-audio: the loss became {loss.item()} at step {step + 1}; lower --lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            done = step + 1
-            if step % 50 == 0 or done == settings.steps:
-                history.append(
-                    {
-                        "step": done,
-                        "loss": round(loss.item(), 5),
-                        "mse": round(loss_mse.item(), 5),
-                        "cosine": round(loss_cos.item(), 5),
-                        "delta": round(loss_delta.item(), 5),
-                    }
-                )
-            bar.update(step, loss.item())
-            if run.on_step is not None:
-                run.on_step(done)
-            interrupted = stop.requested(run.world, torch.device("cpu"))
-            if done % run.save_every == 0 or interrupted:
-                save_state(done)
-            if interrupted:
-                raise Interrupted(
-                    f"interrupted: state saved after step {done} in {run.out / STATE_FILE} (continue with --resume)"
-                )
-    finally:
-        stop.uninstall()
+    task = _AudioTask(spec, utterances, settings, run, model, opt, torch.from_numpy(mean), torch.from_numpy(std))
+    task.prepare(offline=not isinstance(config, StudentConfig) and settings.feather_offline)
+    place = LoopPlace(run.out, run.save_every, run.world, run.rank, torch.device("cpu"), progress, run.on_step)
+    run_loop(task, place)
     if run.world > 1:
         _check_replicas(model)
-    return model.eval(), history, start
+    return model.eval(), task.history, task.start
+
+
+class _AudioTask:
+    """An audio student as the loop's task: a step on random windows (or, FeatherTalk-style,
+    whole crops), its losses recorded every 50 steps, the state saved by rank 0."""
+
+    label = "distill-audio"
+    save_final = False  # a finished run writes the student and removes the state
+
+    def __init__(self, spec, utterances, settings, run, model, opt, mean_t, std_t) -> None:
+        self.spec, self.utterances, self.settings, self.run = spec, utterances, settings, run
+        self.model, self.opt, self.mean_t, self.std_t = model, opt, mean_t, std_t
+        self.steps, self.start, self.history = settings.steps, 0, []
+        if run.state is not None:
+            model.load_state_dict(run.state["model"])
+            opt.load_state_dict(run.state["optimizer"])
+            self.start, self.history = int(run.state["step"]), json.loads(run.state["history"])
+
+    def prepare(self, offline: bool) -> None:
+        import torch
+
+        # (utterance, frame) pairs whose next frame is trained on too
+        train_sets = [set(u.train) for u in self.utterances]
+        self.pairs = [(k, i) for k, u in enumerate(self.utterances) for i in u.train if i + 1 in train_sets[k]]
+        if not self.pairs:
+            raise DatasetError("no two consecutive training frames: too little audio to train on")
+        self.padded = [self.spec.padded_pcm(u.pcm) for u in self.utterances]
+        self.offline = offline
+        if offline:  # FeatherTalk-style: whole crops of the utterance, normalised as a whole
+            self.crops = _crops(self.utterances, self.settings.crop_frames)
+        self.net = self.model.net if offline else self.model
+        if self.run.world > 1:  # gradients averaged over the ranks' batches
+            self.net = torch.nn.parallel.DistributedDataParallel(self.net)
+
+    def _batch(self, rng: np.random.Generator):
+        """(inputs, targets [batch, consecutive frames, rows, width]) for one step."""
+        import torch
+
+        s = self.settings
+        if self.offline:
+            picks = rng.integers(0, len(self.crops), max(1, s.batch_size // 4))
+            return _crop_batch(self.utterances, self.crops, picks, s.crop_frames)
+        rows, width = self.spec.rows_per_call, self.spec.row_size
+        windows, targets = [], []
+        for j in rng.integers(0, len(self.pairs), s.batch_size):
+            k, i = self.pairs[j]
+            u = self.utterances[k]
+            windows.append(self.spec.frame_windows(u.pcm, [i, i + 1], self.padded[k]))
+            targets.append(u.features[[i, i + 1]].reshape(1, 2, rows, width))
+        return torch.from_numpy(np.concatenate(windows)), torch.from_numpy(np.concatenate(targets).astype(np.float32))
+
+    def step(self, step: int) -> float:
+        import torch
+
+        from .run_loop import TrainingError, cosine
+
+        s, w = self.settings, self.settings.weights
+        # the batch depends on (seed, step, rank) only: a resumed run draws what it would have
+        x, t = self._batch(np.random.default_rng([s.seed, step, self.run.rank]))
+        for g in self.opt.param_groups:
+            g["lr"] = cosine(step, s.steps, s.lr)
+        pred = self.net(x).reshape(t.shape)
+        tn, pn = (t - self.mean_t) / self.std_t, (pred - self.mean_t) / self.std_t
+        loss_mse = ((pn - tn) ** 2).mean()
+        loss_cos = (1 - torch.nn.functional.cosine_similarity(pred, t, dim=-1, eps=1e-6)).mean()
+        loss_delta = (((pn[:, 1:] - pn[:, :-1]) - (tn[:, 1:] - tn[:, :-1])) ** 2).mean()
+        loss = w.mse * loss_mse + w.cosine * loss_cos + w.delta * loss_delta
+        if not torch.isfinite(loss):
+            raise TrainingError(f"distill-audio: the loss became {loss.item()} at step {step + 1}; lower --lr")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.parts = {"mse": loss_mse.item(), "cosine": loss_cos.item(), "delta": loss_delta.item()}
+        return loss.item()
+
+    def after_step(self, done: int, loss: float) -> str | None:
+        if (done - 1) % 50 == 0 or done == self.steps:
+            parts = {k: round(v, 5) for k, v in self.parts.items()}
+            self.history.append({"step": done, "loss": round(loss, 5), **parts})
+        return None
+
+    def save_state(self, done: int) -> None:
+        if self.run.rank != 0:
+            return
+        from dhm.io import atomic_path
+        from dhm.models.checkpoint import write_torch
+
+        from .run_loop import STATE_FILE
+
+        payload = {
+            "config": self.run.config.to_dict(),
+            "step": done,
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.opt.state_dict(),
+            "history": json.dumps(self.history),
+        }
+        with atomic_path(self.run.out / STATE_FILE) as tmp:
+            write_torch(payload, tmp, self.run.out / STATE_FILE)
+        if self.run.folder is not None:
+            self.run.folder.commit()
 
 
 def _check_replicas(model) -> None:
@@ -296,7 +295,7 @@ def _check_replicas(model) -> None:
     import torch
     import torch.distributed as dist
 
-    from .loop import TrainingError
+    from .run_loop import TrainingError
 
     mine = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).double()
     checksum = torch.stack([mine.sum(), (mine * torch.arange(mine.numel(), dtype=torch.float64)).sum()])
@@ -428,7 +427,7 @@ def distill_audio(
     from dhm.io import atomic_path, check_output
     from dhm.audio.student import SIZES, StudentConfig, save_student
 
-    from .loop import RUN_FILE, STATE_FILE, _dist_env, _write_json, prepare_output
+    from .run_loop import RUN_FILE, STATE_FILE, dist_env, prepare_output, write_json
 
     settings = settings or AudioDistillSettings()
     inputs = [data, *(audio_dirs or []), generator]
@@ -453,7 +452,7 @@ def distill_audio(
     main = dataset_utterance(data, mode)
     extra = extra_utterances(list(audio_dirs or []), mode)
     run_config = _run_config(data, [main, *extra], config, settings, family)
-    world, rank = run_config.world_size, _dist_env()[1]
+    world, rank = run_config.world_size, dist_env()[1]
     if world > 1:
         import torch.distributed as dist
 
@@ -467,7 +466,7 @@ def distill_audio(
     run = _Run(out, run_config, state, folder, world, rank, on_step=on_step)
     try:
         if rank == 0:
-            _write_json(out / RUN_FILE, {"config": run_config.to_dict()})
+            write_json(out / RUN_FILE, {"config": run_config.to_dict()})
         t0 = time.perf_counter()
         model, history, started = _train(config, [main, *extra], settings, progress, run)
         train_s = time.perf_counter() - t0
@@ -482,7 +481,7 @@ def distill_audio(
         with atomic_path(out / STUDENT_FILE) as tmp:
             save_student(tmp, model, config, {"report": _plain(report)})
         report["cost"]["size_bytes"] = (out / STUDENT_FILE).stat().st_size
-        _write_json(out / REPORT_JSON, _plain(report))
+        write_json(out / REPORT_JSON, _plain(report))
         with atomic_path(out / REPORT_MD) as tmp:
             tmp.write_text(markdown(report))
         (out / STATE_FILE).unlink(missing_ok=True)  # the run is complete: nothing to resume
@@ -499,7 +498,7 @@ def _run_config(data: Path, utterances: list[Utterance], config: Any, settings: 
     """What must match for --resume: the audio and features trained on, the student, the settings."""
     import hashlib
 
-    from .loop import RunConfig, _dist_env
+    from .run_loop import RunConfig, dist_env
 
     h = hashlib.sha256()
     for u in utterances:
@@ -520,7 +519,7 @@ def _run_config(data: Path, utterances: list[Utterance], config: Any, settings: 
         eval_every=0,
         eval_frames=settings.eval_frames,
         init=f"feather_offline={settings.feather_offline}, crop_frames={settings.crop_frames}",
-        world_size=_dist_env()[0],
+        world_size=dist_env()[0],
     )
 
 

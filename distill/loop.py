@@ -1,31 +1,25 @@
-"""The training loop behind `dhm train` and `dhm distill`.
+"""The generator task of the training loop (`dhm.distill.run_loop`): `dhm train` and `dhm distill`.
 
-One loop serves both: `train` fits a generator to ground truth; `distill` fits a
-student to a frozen teacher (outputs, structure and intermediate features), optionally
-with a ground-truth term. What makes it safe to run for hours:
+`train` fits a generator to ground truth; `distill` fits a student to a frozen teacher
+(outputs, structure and intermediate features), optionally with a ground-truth term. The
+loop makes it safe to run for hours (folder checks, resume, Ctrl-C, progress); this task adds:
 
-* settings are checked (dataset split, widths, output folder) before any training;
 * batches depend only on (seed, step[, rank]) and the learning rate is a function of the
   step, so `--resume` from the saved state continues bit-for-bit;
-* Ctrl-C saves a resumable state; a NaN loss stops the run naming the step and keeps the
-  last good checkpoint;
+* a NaN loss stops the run naming the step and keeps the last good checkpoint;
 * held-out evaluation at regular steps keeps the best checkpoint;
 * under `torchrun` it trains with DistributedDataParallel (rank 0 evaluates and writes).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import math
 import os
-import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +29,8 @@ from torch import nn
 
 from dhm.data import SampleBuilder, open_dataset, split_frames
 from dhm.data.inputs import evenly_spaced
-from dhm.errors import DhmError, OutputError, SpecError
-from dhm.io import atomic_path, check_output, read_json, write_owner
+from dhm.errors import SpecError
+from dhm.io import atomic_path
 from dhm.metrics import image_quality
 from dhm.models import LoadedCheckpoint, build_model, fold_batchnorm, save_checkpoint
 from dhm.models.checkpoint import write_torch
@@ -50,68 +44,22 @@ from dhm.distill.losses import (
     ssim,
     weighted_l1,
 )
+from dhm.distill.run_loop import (  # noqa: F401 (RunConfig, Interrupted, TrainingError: imported from here too)
+    RUN_FILE,
+    STATE_FILE,
+    Interrupted,
+    LoopPlace,
+    RunConfig,
+    RunFolder,
+    RunResult,
+    TrainingError,
+    dist_env,
+    lr_at,
+    prepare_output,
+    run_loop,
+    write_json,
+)
 from dhm.distill.weights import LossWeights
-
-STATE_FILE = "resume.pt"
-RUN_FILE = "run.json"
-
-
-class TrainingError(DhmError):
-    """Training had to stop (NaN loss, bad settings for a resume)."""
-
-
-class Interrupted(DhmError):
-    exit_code = 130
-
-
-@dataclass
-class RunConfig:
-    """Everything that determines a run's result (compared on --resume)."""
-
-    kind: str  # "train" or "distill"
-    data: str
-    data_hash: str
-    student: dict[str, Any]
-    teacher_sha256: str | None
-    steps: int
-    batch_size: int
-    lr: float
-    seed: int
-    weights: dict[str, float]
-    eval_every: int
-    eval_frames: int
-    init: str
-    world_size: int = 1
-    ema: float = 0.0  # decay of the weights' moving average that is evaluated and kept (0: the raw weights)
-    teacher_pool: int = 0  # distill: training pairs whose teacher outputs are computed once (0: every step)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def first_difference(self, other: dict[str, Any]) -> str | None:
-        mine = self.to_dict()
-        # a key added since a state was saved compares as its default, the value that run used
-        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
-        for key in mine:
-            saved = other.get(key, defaults.get(key))
-            if key == "weights" and isinstance(saved, dict):
-                # a loss term added since (LossWeights.border) did not exist then: weight 0
-                saved = {**dict.fromkeys(mine[key], 0.0), **saved}
-            if mine[key] != saved:
-                return f"{key}: this run {mine[key]!r}, saved run {saved!r}"
-        return None
-
-
-@dataclass
-class RunResult:
-    out_dir: Path
-    checkpoint: Path
-    history: list[dict[str, Any]]
-    best: dict[str, Any]
-    seconds: float
-    steps_done: int
-    resumed_from: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def dataset_hash(ds) -> str:
@@ -126,15 +74,6 @@ def dataset_hash(ds) -> str:
     return h.hexdigest()
 
 
-def lr_at(step: int, total: int, base: float) -> float:
-    """Linear warm-up over 5% of the steps, then cosine decay to 5% of base."""
-    warm = max(1, int(0.05 * total))
-    if step < warm:
-        return base * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
-
-
 class _Trainable(nn.Module):
     """Student plus feature adapters in one module (what DDP wraps)."""
 
@@ -147,47 +86,6 @@ class _Trainable(nn.Module):
         logits, feats = self.student.features(face, audio)
         adapted = {k: self.adapters.maps[k](feats[k]) for k in self.adapters.maps} if self.adapters else {}
         return logits, adapted
-
-
-class Progress:
-    """A progress line on stderr: step, loss, speed and ETA."""
-
-    def __init__(self, total: int, start: int, label: str, enabled: bool = True) -> None:
-        self.total, self.start, self.label, self.enabled = total, start, label, enabled
-        self.t0 = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self.last_print = 0.0
-
-    def update(self, step: int, loss: float, extra: str = "") -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        done = step + 1 - self.start
-        rate = done / max(now - self.t0, 1e-9)
-        eta = (self.total - step - 1) / max(rate, 1e-9)
-        line = (
-            f"{self.label} step {step + 1}/{self.total} loss {loss:.4f} "
-            f"{rate:.2f} it/s ETA {int(eta // 60)}:{int(eta % 60):02d}{extra}"
-        )
-        if self.tty:
-            sys.stderr.write("\r" + line.ljust(100))
-            if step + 1 == self.total:
-                sys.stderr.write("\n")
-        elif now - self.last_print > 5 or step + 1 == self.total or done == 1:
-            sys.stderr.write(line + "\n")
-            self.last_print = now
-        sys.stderr.flush()
-
-    def message(self, text: str) -> None:
-        if self.enabled:
-            sys.stderr.write(("\n" if self.tty else "") + text + "\n")
-            sys.stderr.flush()
-
-
-def _dist_env() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return world, rank
 
 
 class HeldOut:
@@ -337,79 +235,6 @@ def objective(
     return loss
 
 
-class RunFolder:
-    """The run's output folder. It is created (or, with --force, an earlier folder is set
-    aside beside it) before training; until the run has written its first checkpoint or
-    resumable state, a failure, Ctrl-C or SIGTERM removes what this run created and brings
-    the set-aside folder back. After that the folder is the run's (resumable) state and
-    the set-aside one is deleted."""
-
-    def __init__(self, out: Path, backup: Path | None, created: list[Path], fresh: bool) -> None:
-        self.out, self.backup, self.created, self.fresh = out, backup, created, fresh
-        self.committed = not fresh
-
-    def commit(self) -> None:
-        if not self.committed:
-            self.committed = True
-            if self.backup is not None:
-                shutil.rmtree(self.backup, ignore_errors=True)
-                self.backup = None
-
-    def rollback(self) -> None:
-        if self.committed:
-            return
-        shutil.rmtree(self.out, ignore_errors=True)
-        if self.backup is not None:
-            os.replace(self.backup, self.out)
-        for p in reversed(self.created):
-            with contextlib.suppress(OSError):
-                p.rmdir()
-
-
-def prepare_output(
-    out: Path, config: RunConfig, resume: bool, force: bool, inputs: Sequence[str | Path | None] = ()
-) -> tuple[dict[str, Any] | None, RunFolder]:
-    """Check OUT before training: the saved state to resume from (if any) and the folder."""
-    check_output(out, kind="dir", command=config.kind, force=force or resume, inputs=inputs)
-    run_file = out / RUN_FILE
-    state_file = out / STATE_FILE
-    if resume:
-        if not state_file.is_file():
-            raise TrainingError(f"{out}: nothing to resume (no {STATE_FILE})")
-        try:
-            state = torch.load(state_file, map_location="cpu", weights_only=True)
-            saved = state["config"]
-        except Exception as exc:
-            raise TrainingError(f"{state_file}: unreadable resume state ({type(exc).__name__})") from None
-        diff = config.first_difference(saved)
-        if diff:
-            raise TrainingError(f"--resume from a run with other settings ({diff})")
-        return state, RunFolder(out, None, [], fresh=False)
-    backup = None
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            if run_file.is_file():
-                saved = read_json(run_file, "run record")
-                diff = config.first_difference(saved.get("config", {}) if isinstance(saved, dict) else {})
-                if diff:
-                    raise OutputError(f"{out}: holds a different run ({diff}); use --force to replace it")
-                raise OutputError(
-                    f"{out}: holds this run already; use --resume to continue it or --force to start over"
-                )
-            raise OutputError(f"{out}: exists and is not empty; use --force to replace it")
-        backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, backup)
-    created = [p for p in reversed([out, *out.absolute().parents]) if not p.exists()]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        if backup is not None:
-            os.replace(backup, out)
-        raise OutputError(f"{out}: cannot create output folder ({exc.strerror or exc})") from None
-    write_owner(out, config.kind)
-    return None, RunFolder(out, backup, created, fresh=True)
-
-
 def run_training(
     config: RunConfig,
     out: Path,
@@ -427,7 +252,7 @@ def run_training(
     inputs: Sequence[str | Path | None] = (),
 ) -> RunResult:
     """`inputs`: the dataset and teacher, which OUT may not be, hold or lie inside."""
-    world, rank = _dist_env()
+    world, rank = dist_env()
     is_main = rank == 0
     if world > 1:
         import torch.distributed as dist
@@ -612,6 +437,41 @@ class _Session:
         return float(loss.detach())
 
 
+@dataclass
+class _GeneratorTask:
+    """A generator run as the loop's task: a step on a random batch, the held-out evaluation
+    every `eval_every` steps and at the end (rank 0), the state saved after the last step too."""
+
+    run: _Session
+    train_frames: np.ndarray
+    rank: int
+    is_main: bool
+    save_final = True
+
+    @property
+    def label(self) -> str:
+        return self.run.config.kind
+
+    @property
+    def steps(self) -> int:
+        return self.run.config.steps
+
+    @property
+    def start(self) -> int:
+        return self.run.start
+
+    def step(self, step: int) -> float:
+        return self.run.step(step, self.train_frames, self.rank)
+
+    def after_step(self, done: int, loss: float) -> str | None:
+        if self.is_main and (done % self.run.config.eval_every == 0 or done == self.steps):
+            return self.run.evaluate(done, loss)
+        return None
+
+    def save_state(self, done: int) -> None:
+        self.run.save_state(done)
+
+
 def _session(
     config: RunConfig,
     out: Path,
@@ -728,33 +588,15 @@ def _train(
         metadata,
     )
     if is_main:
-        _write_json(
+        write_json(
             out / RUN_FILE, {"config": config.to_dict(), "student": student_spec.to_dict(), "init": run.init_note}
         )
-
-    bar = Progress(config.steps, run.start, config.kind, enabled=progress and is_main)
-    stop = _StopFlag()
-    t0 = time.perf_counter()
+    task = _GeneratorTask(run, train_frames, rank, is_main)
+    place = LoopPlace(out, save_every, world, rank, dev, progress, on_step)
     try:
-        stop.install()
         run.trainable.train()
-        for step in range(run.start, config.steps):
-            loss = run.step(step, train_frames, rank)
-            done = step + 1
-            if is_main and (done % config.eval_every == 0 or done == config.steps):
-                bar.message(run.evaluate(done, loss))
-            interrupted = stop.requested(world, dev)
-            if done % save_every == 0 or done == config.steps or interrupted:
-                run.save_state(done)
-            bar.update(step, loss)
-            if on_step:
-                on_step(done)
-            if interrupted:
-                raise Interrupted(
-                    f"interrupted: state saved after step {done} in {out / STATE_FILE} (continue with --resume)"
-                )
+        seconds = run_loop(task, place)
     finally:
-        stop.uninstall()
         if world > 1:
             import torch.distributed as dist
 
@@ -765,7 +607,7 @@ def _train(
         checkpoint=out / checkpoint_name,
         history=run.history,
         best=run.best,
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         steps_done=config.steps - run.start,
         resumed_from=run.start,
         extra={
@@ -776,42 +618,6 @@ def _train(
             "ceiling": run.heldout.ceiling(),
         },
     )
-
-
-class _StopFlag:
-    """Ctrl-C (or SIGTERM) asks the loop to stop after the step in flight (so the saved
-    state is a complete step and --resume stays bit-for-bit); a second one stops at once."""
-
-    def __init__(self) -> None:
-        self.flag = False
-        self._old: Any = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.flag:
-            raise KeyboardInterrupt
-        self.flag = True
-
-    def install(self) -> None:
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            # SIGTERM (a scheduler stopping the job) saves the state like Ctrl-C does.
-            self._old = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def uninstall(self) -> None:
-        if self._old is not None:
-            for sig, old in self._old.items():
-                signal.signal(sig, old)
-            self._old = None
-
-    def requested(self, world: int, dev: torch.device) -> bool:
-        if world > 1:  # every rank must stop at the same step
-            import torch.distributed as dist
-
-            t = torch.tensor([1.0 if self.flag else 0.0], device=dev)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            return bool(t.item())
-        return self.flag
 
 
 def _nhwc(t: torch.Tensor) -> torch.Tensor:
@@ -836,8 +642,3 @@ def _predict(model: nn.Module, batch: dict[str, np.ndarray], dev: torch.device, 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
