@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from dhm.data import SampleBuilder, open_dataset, split_frames
-from dhm.data.inputs import evenly_spaced
+from dhm.data.inputs import evenly_spaced, lip_sync_score
 from dhm.errors import SpecError
 from dhm.io import atomic_path
 from dhm.metrics import image_quality
@@ -98,7 +98,7 @@ class HeldOut:
 
     def __init__(self, builder: SampleBuilder, frames: list[int], teacher: nn.Module | None, dev: torch.device) -> None:
         from dhm.data.inputs import generation_references, true_openness
-        from dhm.data.lips import lip_region, union_box
+        from dhm.data.lips import lip_region
 
         ds = builder.dataset
         self.dev, self.frames = dev, frames
@@ -109,18 +109,13 @@ class HeldOut:
         pre = builder.conventions.preprocess
         lips = [lip_region(ds.landmarks[i], ds.boxes[i], ds.frame_hw, pre) for i in frames]
         self.lips = lips if any(r is not None for r in lips) else None
-        self.window = union_box(lips)
         opening = true_openness(ds.root)
         self.openness = [opening[i] for i in frames] if opening and len(opening) >= ds.n_frames else None
         self.teacher = {p: _predict(teacher, b, dev) for p, b in self.batches.items()} if teacher is not None else None
         self.key = ("generation", "vs_teacher" if teacher is not None else "vs_gt")
 
     def lip_sync(self, images: np.ndarray) -> float | None:
-        from dhm.metrics import lip_sync
-
-        if self.openness is None or self.window is None:
-            return None
-        return round(lip_sync(images, self.openness, self.window), 4)
+        return lip_sync_score(images, self.openness, self.lips)
 
     def ceiling(self) -> dict[str, Any]:
         """What the ground truth itself scores on lip sync (the best any model can)."""

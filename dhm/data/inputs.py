@@ -61,13 +61,22 @@ class InputSet:
         """Correlation of the true mouth opening with the one measured in `images` (the
         built-in data only, and only meaningful in the generation protocol, where the
         reference cannot hand the true mouth to the model)."""
-        from dhm.data.lips import union_box
-        from dhm.metrics import lip_sync
+        return lip_sync_score(images, self.openness, self.lips)
 
-        window = union_box(self.lips) if self.lips is not None else None
-        if self.openness is None or window is None:
-            return None
-        return round(lip_sync(images, self.openness, window), 4)
+
+def lip_sync_score(
+    images: np.ndarray, openness: list[float] | None, lips: list["LipRegion | None"] | None
+) -> float | None:
+    """The one lip-sync judge (held-out sets here, and every training run's evaluation): the
+    true opening against the opening measured in the frames' union lip window; None without
+    a true opening (data other than the built-in synth) or without lips."""
+    from dhm.data.lips import union_box
+    from dhm.metrics import lip_sync
+
+    window = union_box(lips) if lips is not None else None
+    if openness is None or window is None:
+        return None
+    return round(lip_sync(images, openness, window), 4)
 
 
 def evenly_spaced(indices: list[int] | tuple[int, ...], n: int) -> list[int]:
