@@ -25,8 +25,8 @@ from dhm.errors import ConversionError, SpecError
 from dhm.io import atomic_dir, check_output, human_size
 from dhm.manifest import format_figure, from_json_number, json_number
 from dhm.quantize.recipe import CALIB_FILE, EVAL_FILE, RECIPE_FILE, RECIPE_SCHEMA, SOURCE_FILE
+from dhm.quantize.config import QuantizeConfig
 
-DEFAULT_TARGET_PSNR = 35.0
 # Fallback rounds keep these fractions of the ranked layers in float. Quantization error
 # is usually spread over many layers, so single layers rarely help on their own; past
 # 60% in float the file is no longer an INT8 model worth the name.
@@ -144,19 +144,17 @@ def quantize_model(
     model_path: str | Path,
     out: str | Path,
     data: str | Path,
-    fp16: bool = True,
-    int8: bool = True,
-    calib_frames: int = 24,
-    eval_frames: int = 16,
-    ort_method: str = "minmax",
-    mnn_method: str = "auto",
-    target_psnr: float = DEFAULT_TARGET_PSNR,
-    calib_file: str | Path | None = None,
-    use_inc: bool = False,
+    config: QuantizeConfig | None = None,
+    *,
     force: bool = False,
     log: Callable[[str], None] = lambda _m: None,
     crop_interpolation: str | None = None,
 ) -> dict[str, Any]:
+    """FP16 and INT8 variants of a checkpoint, calibrated and judged on `data`'s held-out frames,
+    written to `out` with the recipe `dhm export` rebuilds them from; returns the report."""
+    c = config or QuantizeConfig()
+    fp16, int8, calib_frames, eval_frames = c.fp16, c.int8, c.calib_frames, c.eval_frames
+    ort_method, target_psnr, calib_file = c.ort_method, c.target_psnr, c.calib_file
     if not (fp16 or int8):
         raise SpecError("nothing to do: pass --fp16 and/or --int8")
     out = check_output(out, kind="dir", command="quantize", force=force, inputs=[model_path, data, calib_file])
@@ -176,10 +174,10 @@ def quantize_model(
         if int8:
             ranking, to_mnn = _rank_layers(job, onnx_fp32)
             act_symmetric = False
-            if use_inc:
+            if c.use_inc:
                 ort_method, act_symmetric = _inc(job)
             variants.append(_onnx_int8(job, onnx_fp32, tmp, ranking, ort_method, act_symmetric, target_psnr))
-            variants.append(_mnn_int8(job, onnx_fp32, tmp, [to_mnn[n] for n in ranking], mnn_method, target_psnr))
+            variants.append(_mnn_int8(job, onnx_fp32, tmp, [to_mnn[n] for n in ranking], c.mnn_method, target_psnr))
         shutil.rmtree(job.work)
         report = _report(job, variants, target_psnr)
         (tmp / RECIPE_FILE).write_text(json.dumps(job.recipe, indent=2) + "\n")

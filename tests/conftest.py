@@ -26,6 +26,21 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+# The fixtures that train, export, quantize or compile for real: every test that uses one is
+# `slow`, so `pytest -m "not slow"` is the quick subset (the layout, the docs, the CLI's
+# refusals, the metrics, the data) and `make test` still runs everything.
+SLOW_FIXTURES = {
+    "teacher", "exported_teacher", "env", "exported", "host_result", "mnn_bin", "distinct_student",
+    "audio_student", "golden", "core_build", "sanitized_build", "quantized", "pipeline", "wenet_onnx", "hubert_dir",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @contextlib.contextmanager
 def arm_numerics() -> Iterator[None]:
     """ARM numerics on; the environment must exist (`make test` builds it: `make arm-env`)."""

@@ -5,6 +5,8 @@ imports for it. What only Xcode, the NDK or a phone can check is listed in each 
 
 from __future__ import annotations
 
+import pytest
+
 import re
 import shutil
 import subprocess
@@ -15,6 +17,7 @@ IOS = ROOT / "ios_demo"
 HEADER = IOS / "DhmDemo/DHMAvatar.h"
 
 
+@pytest.mark.slow
 def test_android_apk_builds_signed_and_verified(tmp_path):
     """build_apk.sh compiles every source, signs, and runs apksigner verify, aapt dump badging
     and dexdump itself (any miss exits non-zero); here: its figures and the file."""

@@ -1,3 +1,4 @@
+import pytest
 import subprocess
 import sys
 
@@ -31,6 +32,7 @@ def test_console_script_help_and_version():
     assert __version__ in out.stdout
 
 
+@pytest.mark.slow
 def test_known_error_is_one_line_without_traceback(tmp_path):
     missing = tmp_path / "nope.pth"
     exe = str(__import__("pathlib").Path(sys.executable).with_name("dhm"))

@@ -33,6 +33,7 @@ def _distill(teacher, data, out, init="teacher", steps=24, **kw):
     return distill_student(teacher, data, out, student=STUDENT_W, settings=settings, init=init, progress=False)
 
 
+@pytest.mark.slow
 def test_presets_span_a_quarter_to_a_thirtieth_of_the_teacher():
     teacher = GeneratorSpec(widths="full")
     t_macs = generator_cost(teacher)[0]
@@ -45,6 +46,7 @@ def test_presets_span_a_quarter_to_a_thirtieth_of_the_teacher():
 
 @pytest.mark.parametrize("revision", ["2024-10-10", "2024-10-14", "2025-06-15", "2026-05-23"])
 @pytest.mark.parametrize("mode", ["hubert", "wenet"])
+@pytest.mark.slow
 def test_channel_transfer_is_exact_at_equal_widths_and_close_when_narrower(mode, revision):
     """In every revision's layout (wrapped or not, narrow or wide wenet branch, 8- or
     16-frame window)."""
@@ -306,6 +308,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert ckpt.metadata["step"] >= 1
 
 
+@pytest.mark.slow
 def test_train_writes_a_model_dhm_info_reads(tmp_path, synth_wenet):
     out = tmp_path / "t"
     r = run_cli(

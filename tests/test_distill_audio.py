@@ -368,6 +368,7 @@ def test_featherhubert_exports_into_the_audio_slot(teacher, synth_hubert, tmp_pa
     assert "wrote 12 frames" in r.output
 
 
+@pytest.mark.slow
 def test_distill_audio_featherhubert_measures_and_chooses_its_window(synth_hubert, tmp_path):
     out = tmp_path / "fh"
     r = run_cli(
@@ -394,6 +395,7 @@ def _student_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_distill_audio_ctrl_c_then_resume_equals_an_uninterrupted_run(synth_hubert, tmp_path):
     """Ctrl-C saves the step in flight; --resume continues bit-for-bit (batches depend on
     (seed, step, rank) only); a finished run leaves no resume state; other settings refuse."""
@@ -432,6 +434,7 @@ def test_distill_audio_ctrl_c_then_resume_equals_an_uninterrupted_run(synth_hube
     one_error_line(r, "nothing to resume")
 
 
+@pytest.mark.slow
 def test_distill_audio_under_torchrun(synth_hubert, tmp_path):
     import subprocess
     import sys

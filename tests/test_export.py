@@ -45,6 +45,7 @@ def exported(tmp_path_factory, synth_hubert):
 
 
 @pytest.mark.parametrize("mode,preset", [("hubert", "full"), ("wenet", "full"), ("wenet", "mobile")])
+@pytest.mark.slow
 def test_ultralight_checkpoints_export_in_both_modes(tmp_path, mode, preset):
     ckpt = _ultralight_ckpt(tmp_path, mode, preset)
     out = tmp_path / "out"

@@ -21,6 +21,7 @@ def _golden(name):
 
 
 @pytest.mark.parametrize("name", GOLDEN)
+@pytest.mark.slow
 def test_ultralight_layout_loads_strictly_and_reproduces_outputs(name):
     """Fixture: Ultralight's own unet.py Model (state_dict layout recorded from it, outputs
     computed by it on seeded weights and inputs; see tests/fixtures/ultralight/README.md)."""
@@ -53,6 +54,7 @@ def test_both_ultralight_file_forms_load(tmp_path, form):
 
 @pytest.mark.parametrize("mode", ["hubert", "wenet"])
 @pytest.mark.parametrize("preset", ["full", "mobile"])
+@pytest.mark.slow
 def test_info_reports_mode_and_widths(tmp_path, mode, preset):
     spec = GeneratorSpec(mode=mode, widths=WIDTH_PRESETS[preset])
     path = tmp_path / f"{mode}_{preset}.pth"
@@ -88,6 +90,7 @@ def test_count_macs_known_value():
 @pytest.mark.parametrize(
     "widths", [(16, 32, 64, 128, 256), (8, 16, 24, 32, 48), (6, 10, 14, 18, 22), (32, 64, 128, 256, 512)]
 )
+@pytest.mark.slow
 def test_any_widths_build_and_run_in_both_modes(mode, widths):
     spec = GeneratorSpec(mode=mode, widths=widths)
     model = Model(spec).eval()

@@ -11,6 +11,7 @@ from dhm.manifest import read_manifest
 from dhm.runtime_py.engines import mnn_int8
 from dhm.runtime_py.engines import onnx_int8 as ort_int8
 from dhm.quantize.api import quantize_model
+from dhm.quantize.config import QuantizeConfig
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +163,10 @@ def test_export_rebuilds_int8_from_the_recipe(quantized, tmp_path):
 
 
 def test_fallback_improves_psnr_when_triggered(teacher, synth_hubert, tmp_path):
-    report = quantize_model(
-        teacher, tmp_path / "fb", synth_hubert, fp16=False, calib_frames=8, eval_frames=4, target_psnr=200.0,
+    report = quantize_model(teacher, tmp_path / "fb", synth_hubert, QuantizeConfig(
+        fp16=False, calib_frames=8, eval_frames=4, target_psnr=200.0,
         mnn_method="KL",  # the choice of method is tested elsewhere; KL honours the skip list
-    )  # fmt: skip
+    ))  # fmt: skip
     recipe = report["recipe"]
     # onnxruntime: keeping the most sensitive layers in float buys real dB
     steps = recipe["onnx_int8"]["fallback"]
@@ -290,10 +291,10 @@ def test_failed_quantize_leaves_nothing(teacher, synth_hubert, tmp_path):
 
 def test_neural_compressor_chooses_the_onnx_activation_settings(teacher, synth_hubert, tmp_path):
     pytest.importorskip("neural_compressor")
-    report = quantize_model(
-        teacher, tmp_path / "inc", synth_hubert, fp16=False, calib_frames=8, eval_frames=4, use_inc=True,
+    report = quantize_model(teacher, tmp_path / "inc", synth_hubert, QuantizeConfig(
+        fp16=False, calib_frames=8, eval_frames=4, use_inc=True,
         mnn_method="KL", target_psnr=0.0,  # MNN and the fallback are tested elsewhere
-    )  # fmt: skip
+    ))  # fmt: skip
     inc = report["recipe"]["neural_compressor"]
     assert len(inc["trials"]) == 4 and all(t["psnr_db"] > 10 for t in inc["trials"])
     best = max(inc["trials"], key=lambda t: t["psnr_db"])

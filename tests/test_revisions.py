@@ -52,6 +52,7 @@ def test_the_fixtures_cover_every_revision_and_mode():
 
 
 @pytest.mark.parametrize("name", ULTRALIGHT + MOBILEONE)
+@pytest.mark.slow
 def test_every_revision_is_detected_loaded_strictly_and_reproduces_upstream(tmp_path, name):
     fx, state, expected = _fixture(name)
     path = tmp_path / f"{name}.pth"
@@ -72,6 +73,7 @@ def test_every_revision_is_detected_loaded_strictly_and_reproduces_upstream(tmp_
 
 
 @pytest.mark.parametrize("mode", ["hubert", "wenet"])
+@pytest.mark.slow
 def test_mobileone_reparameterization_matches_feathertalks(tmp_path, mode):
     """dhm folds the branches itself; the result must equal FeatherTalk's own reparameterized
     model on the same trained weights."""
@@ -93,6 +95,7 @@ def test_mobileone_reparameterization_matches_feathertalks(tmp_path, mode):
 
 
 @pytest.mark.parametrize("name", ULTRALIGHT + [n for n in MOBILEONE if not n.endswith("_reparam")])
+@pytest.mark.slow
 def test_every_revision_exports_to_onnx_and_mnn_with_upstreams_output(tmp_path, name):
     from dhm.export.pipeline import export_model
     from dhm.runtime_py.engines import load
@@ -114,6 +117,7 @@ def test_every_revision_exports_to_onnx_and_mnn_with_upstreams_output(tmp_path, 
         assert engine.conventions.preprocess.crop_interpolation == _expected_crop(fx)
 
 
+@pytest.mark.slow
 def test_info_says_what_it_detected(tmp_path):
     for name, text in (
         ("ul_2026-05-23_hubert", "ultralight 2026-05-23 layout, hubert, 8-frame window (i-4 … i+3), INTER_AREA crops"),
@@ -138,6 +142,7 @@ def test_info_says_what_it_detected(tmp_path):
     assert facts["mobileone_form"] == "reparameterized" and facts["params_trained"] > facts["params"]
 
 
+@pytest.mark.slow
 def test_crop_override_for_upstream_files_and_refusal_for_dhm_checkpoints(tmp_path):
     from dhm.models import save_checkpoint
 
@@ -155,6 +160,7 @@ def test_crop_override_for_upstream_files_and_refusal_for_dhm_checkpoints(tmp_pa
     assert load_checkpoint(tmp_path / "dhm.pt", crop_interpolation="linear").spec.crop_interpolation == "linear"
 
 
+@pytest.mark.slow
 def test_an_upstream_revision_with_another_window_is_refused(tmp_path):
     """A 2026-05-23 (unwrapped) layout with a 16-frame hubert input: no revision had it."""
     _, state, _ = _fixture("ul_2026-05-23_hubert")
@@ -238,6 +244,7 @@ def big_face(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("name", ULTRALIGHT + ["ft_mobileone_hubert_trained", "ft_mobileone_wenet_trained"])
+@pytest.mark.slow
 def test_the_runtime_feeds_each_revision_as_its_inference_did(tmp_path, big_face, name):
     from dhm.data import open_dataset
     from dhm.data.preprocess import audio_window

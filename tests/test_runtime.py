@@ -203,6 +203,7 @@ def test_stream_lookahead_follows_the_models_window(tmp_path, synth_hubert):
     assert len(streamed) == 12 and all(np.array_equal(a, b) for a, b in zip(streamed, offline, strict=True))
 
 
+@pytest.mark.slow
 def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     import torch
     from dhm.app.demo import run_demo

@@ -18,40 +18,9 @@ import click
 from dhm import __version__
 from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
 from dhm.errors import DhmError, Terminated
-from dhm.spec import ARCHS, INTERPOLATIONS, JUDGE_FRAMES, LATEST_REVISION, REVISIONS
-
-
-class Finite(click.ParamType):
-    """A finite float in [lo, hi] (`lo_open`: above lo). click.FloatRange lets NaN through,
-    since every comparison with NaN is false."""
-
-    name = "number"
-
-    def __init__(self, lo: float, hi: float, lo_open: bool = False) -> None:
-        self.lo, self.hi, self.lo_open = lo, hi, lo_open
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        import math
-
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        low_ok = v > self.lo if self.lo_open else v >= self.lo
-        if not math.isfinite(v) or not low_ok or v > self.hi:
-            self.fail(
-                f"{value!r} is not a finite number in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]",
-                param,
-                ctx,
-            )
-        return v
-
-    def __repr__(self) -> str:
-        return f"Finite({self.lo}, {self.hi})"
-
-
-def Count(lo: int, hi: int) -> click.IntRange:  # noqa: N802 (reads like a type)
-    return click.IntRange(lo, hi)
+from dhm.quantize.cli import quantize as quantize_command
+from dhm.settings import Count, Finite, crop_interpolation_option
+from dhm.spec import ARCHS, JUDGE_FRAMES, LATEST_REVISION, REVISIONS
 
 
 SEED = Count(0, 2**32 - 1)
@@ -142,18 +111,6 @@ def main() -> None:
 
 
 # ----------------------------------------------------------------------------- info
-
-
-def crop_interpolation_option(f: Any) -> Any:
-    """--crop-interpolation, for every command that reads a checkpoint."""
-    return click.option(
-        "--crop-interpolation",
-        "crop_interpolation",
-        type=click.Choice(list(INTERPOLATIONS)),
-        default=None,
-        help="The crop filter the model was trained with, when you know better than its revision's default "
-        "(upstream before 2026-05-23: linear; since: area). Refused where a dhm checkpoint records another.",
-    )(f)
 
 
 @main.command()
@@ -783,128 +740,6 @@ def distill_audio(
     click.echo(f"wrote {out / 'audio_student.pt'} and report.md")
 
 
-# ------------------------------------------------------------------------- quantize
-
-
-@main.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Dataset folder: calibration and evaluation use its held-out frames.",
-)
-@click.option(
-    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created atomically)."
-)
-@click.option("--fp16/--no-fp16", default=True, show_default=True, help="ONNX FP16 (float32 I/O) and MNN FP16 weights.")
-@click.option("--int8/--no-int8", default=True, show_default=True, help="ONNX QDQ INT8 and MNN full INT8.")
-@click.option(
-    "--calib-frames",
-    default=24,
-    show_default=True,
-    type=Count(8, 10_000),
-    help="Calibration frames (held-out calibration blocks).",
-)
-@click.option(
-    "--eval-frames",
-    default=16,
-    show_default=True,
-    type=Count(1, 10_000),
-    help="Evaluation frames (other held-out blocks).",
-)
-@click.option(
-    "--method",
-    default="minmax",
-    show_default=True,
-    type=click.Choice(["minmax", "entropy", "percentile"]),
-    help="onnxruntime calibration method.",
-)
-@click.option(
-    "--mnn-method",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "KL", "ADMM", "EMA"]),
-    help="MNN feature calibration; auto tries all three and keeps the best held-out PSNR.",
-)
-@click.option(
-    "--target-psnr",
-    default=35.0,
-    show_default=True,
-    type=Finite(0.0, 200.0),
-    help="INT8 target, dB against FP32; layers are kept in float until it holds.",
-)
-@click.option(
-    "--calib",
-    "calib_file",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="A calib.npz from an earlier run to calibrate on instead.",
-)
-@click.option(
-    "--inc",
-    "use_inc",
-    is_flag=True,
-    help="Let neural-compressor autotune choose the ONNX activation calibration and symmetry (by held-out PSNR).",
-)
-@click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new run succeeded).")
-@crop_interpolation_option
-def quantize(
-    model: Path,
-    data: Path,
-    out: Path,
-    fp16: bool,
-    int8: bool,
-    calib_frames: int,
-    eval_frames: int,
-    method: str,
-    mnn_method: str,
-    target_psnr: float,
-    calib_file: Path | None,
-    use_inc: bool,
-    force: bool,
-    crop_interpolation: str | None,
-) -> None:
-    """FP16 and INT8 variants of MODEL, calibrated on held-out frames.
-
-    Calibration frames come from the dataset's held-out calibration blocks, built as
-    inference builds them; every variant is judged against the FP32 model on other
-    held-out frames. INT8 variants are checked structurally (int8 weights stored and
-    integer kernels run). If full INT8 misses --target-psnr, the layers whose
-    quantization adds the most error are kept in float, a few more each round, until
-    the target holds or a round gains nothing.
-
-    \b
-    OUT/model_{fp32,fp16,int8}.{onnx,mnn}   the variants
-    OUT/recipe.json     methods, layers kept in float, calibration frame ids
-    OUT/calib.npz       the calibration set; OUT/model.pt the source checkpoint
-    OUT/report.md|json  size, PSNR, SSIM, mouth-PSNR, max abs diff per variant and engine
-
-    `dhm export OUT --variants int8` rebuilds the INT8 files from the recipe.
-    """
-    from dhm.quantize.api import quantize_model, variant_table
-
-    report = quantize_model(
-        model,
-        out,
-        data,
-        fp16=fp16,
-        int8=int8,
-        calib_frames=calib_frames,
-        eval_frames=eval_frames,
-        ort_method=method,
-        mnn_method=mnn_method,
-        target_psnr=target_psnr,
-        calib_file=calib_file,
-        use_inc=use_inc,
-        force=force,
-        log=lambda m: click.echo(m, err=True),
-        crop_interpolation=crop_interpolation,
-    )
-    click.echo(variant_table(report))
-    click.echo(f"wrote {len(report['variants'])} variants, recipe.json and report.md to {out}")
-
-
 # --------------------------------------------------------------------------- export
 
 
@@ -1375,6 +1210,10 @@ def demo(workdir: Path, quick: bool, full: bool) -> None:
         f"stages run: {', '.join(summary['ran']) or 'none'}; skipped: {', '.join(summary['skipped']) or 'none'}; "
         f"{summary['seconds']:.0f} s; video: {summary['video']}; bench report: {summary['bench_report']}"
     )
+
+
+# The stages' own commands, each generated from its stage's config dataclass
+main.add_command(quantize_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -140,6 +140,7 @@ def run_demo(
     from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR
     from dhm.export.pipeline import export_model
     from dhm.quantize.api import quantize_model
+    from dhm.quantize.config import QuantizeConfig
     from dhm.runtime_py.video import render_video
 
     from dhm.data.synth import write_synth_dataset
@@ -217,10 +218,8 @@ def run_demo(
             student,
             d,
             data,
-            calib_frames=cfg.calib_frames,
-            eval_frames=cfg.eval_frames,
+            QuantizeConfig(calib_frames=cfg.calib_frames, eval_frames=cfg.eval_frames, mnn_method=cfg.mnn_method),
             force=True,
-            mnn_method=cfg.mnn_method,
         ),
         "recipe.json",
     )

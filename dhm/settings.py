@@ -1,0 +1,119 @@
+"""A stage's settings, declared once: each field of its config dataclass carries its default,
+its help and its range, and the command line is generated from them (`click_options`), so a
+default or a bound is never restated in the CLI.
+
+    @dataclass(frozen=True)
+    class QuantizeConfig:
+        calib_frames: int = setting(24, "Calibration frames.", lo=8, hi=10_000)
+
+    @click_options(QuantizeConfig)      # --calib-frames INTEGER RANGE [default: 24; 8<=x<=10000]
+    def quantize(..., **settings): quantize_model(..., QuantizeConfig(**settings))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+class Finite(click.ParamType):
+    """A finite float in [lo, hi] (`lo_open`: above lo). click.FloatRange lets NaN through,
+    since every comparison with NaN is false."""
+
+    name = "number"
+
+    def __init__(self, lo: float, hi: float, lo_open: bool = False) -> None:
+        self.lo, self.hi, self.lo_open = lo, hi, lo_open
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        low_ok = v > self.lo if self.lo_open else v >= self.lo
+        if not math.isfinite(v) or not low_ok or v > self.hi:
+            self.fail(
+                f"{value!r} is not a finite number in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}]",
+                param,
+                ctx,
+            )
+        return v
+
+    def __repr__(self) -> str:
+        return f"Finite({self.lo}, {self.hi})"
+
+
+def Count(lo: int, hi: int) -> click.IntRange:  # noqa: N802 (reads like a type)
+    return click.IntRange(lo, hi)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one config field appears on the command line."""
+
+    help: str
+    option: str | None = None  # "--method", "--fp16/--no-fp16"; default: --field-name
+    lo: float | None = None  # a number's range (ints: Count, floats: Finite)
+    hi: float | None = None
+    choices: tuple[str, ...] | None = None
+    path: bool = False  # a file or folder argument
+    flag: bool = False  # a plain on/off switch (--inc)
+
+
+def setting(default: Any, help: str, **how: Any) -> Any:
+    """A config field with its command-line form (`Setting`'s fields as keywords)."""
+    return dataclasses.field(default=default, metadata={"cli": Setting(help, **how)})
+
+
+def _param_type(s: Setting, default: Any) -> Any:
+    if s.choices is not None:
+        return click.Choice(list(s.choices))
+    if s.path:
+        return click.Path(path_type=Path)
+    if s.lo is not None and s.hi is not None:
+        return Finite(s.lo, s.hi) if isinstance(default, float) else Count(int(s.lo), int(s.hi))
+    return None
+
+
+def click_options(config: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """click options for every field of `config` that declares one, in the fields' order;
+    each becomes a keyword argument named like the field."""
+    fields = [f for f in dataclasses.fields(config) if "cli" in f.metadata]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for f in reversed(fields):  # click lists options in the order their decorators are read
+            s: Setting = f.metadata["cli"]
+            option = s.option or "--" + f.name.replace("_", "-")
+            kw: dict[str, Any] = {"help": s.help}
+            if s.flag:
+                kw["is_flag"] = True
+            else:
+                kw["default"] = f.default
+                kw["show_default"] = f.default is not None
+                param_type = _param_type(s, f.default)
+                if param_type is not None:
+                    kw["type"] = param_type
+            command = click.option(option, f.name, **kw)(command)
+        return command
+
+    return decorate
+
+
+def crop_interpolation_option(f: Any) -> Any:
+    """--crop-interpolation, for every command that reads a checkpoint."""
+    from dhm.spec import INTERPOLATIONS
+
+    return click.option(
+        "--crop-interpolation",
+        "crop_interpolation",
+        type=click.Choice(list(INTERPOLATIONS)),
+        default=None,
+        help="The crop filter the model was trained with, when you know better than its revision's default "
+        "(upstream before 2026-05-23: linear; since: area). Refused where a dhm checkpoint records another.",
+    )(f)
