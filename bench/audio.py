@@ -146,8 +146,6 @@ def _call_ms(front: Any, windows: list[np.ndarray]) -> float:
 
 def _audio_variants(engine: Any) -> list[str]:
     """The variants of the audio model's files in `engine`'s format, fp32 first."""
-    from dhm.runtime_py.engines.registry import get
-
     section = (getattr(engine, "manifest", None) or {}).get("audio_model") or {}
     fmt = get(engine.backend).format
     listed = {a.get("variant", "fp32") for a in section.get("artifacts", []) if a["format"] == fmt}

@@ -150,7 +150,7 @@ def _exported(
         import torch
 
         from dhm.data.inputs import heldout_inputs
-        from dhm.runtime_py.engines import TOLERANCES, Fp32, build_and_validate, get, versions
+        from dhm.runtime_py.engines import TOLERANCES, Fp32, build_and_validate, versions
         from dhm.runtime_py.engines.torch_onnx import export_onnx
         from dhm.manifest import build_header
         from dhm.models import load_checkpoint

@@ -135,17 +135,9 @@ class _Stages:
 def run_demo(
     workdir: str | Path, quick: bool = False, log: Callable[[str], None] = print, full: bool = False
 ) -> dict[str, Any]:
-    from dhm.bench.api import BenchSettings, run_bench
-    from dhm.distill import TrainingSettings, distill_student, train_generator
-    from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR
-    from dhm.export.pipeline import export_model
-    from dhm.quantize.api import quantize_model
-    from dhm.quantize.config import QuantizeConfig
-    from dhm.runtime_py.video import render_video
-
-    from dhm.data.synth import write_synth_dataset
-    from dhm.io import check_output, ensure_writable_dir, human_size, write_owner
-    from dhm.spec import GeneratorSpec
+    """The recipe, a stage at a time (each reused when its fingerprint is unchanged):
+    1 data, 2 teacher, 3 student, 4 quant, 5 export, 6 video, 7 bench, then the summary."""
+    from dhm.io import check_output, ensure_writable_dir, write_owner
 
     cfg = QUICK if quick else DEFAULT
     # Its stages replace their own folders: the workdir must be new, empty or an earlier demo's.
@@ -154,137 +146,132 @@ def run_demo(
     write_owner(workdir, "demo")
     st = _Stages(workdir, log)
     t0 = time.perf_counter()
-
-    data_fp = _digest("synth", cfg.frames, 0)
-    data_digest = st.run(
-        "data", data_fp, lambda d: write_synth_dataset(d, frames=cfg.frames, seed=0, force=True), "aud_hu.npy"
+    digests = _model_stages(st, cfg, workdir)
+    result = _output_stages(st, cfg, workdir, digests, quick, log)
+    threads = max(cfg.bench_threads)
+    rows = _summary_rows(result, threads)
+    audio = [(loop, a) for a in result.get("audio") or [] for loop in a["loop"] if loop["threads"] == threads]
+    notes = _summary_notes(result, cfg, audio, threads)
+    if full:
+        data, teacher = workdir / "data", workdir / "teacher" / "model.pt"
+        notes.append(
+            _audio_student_stages(
+                st, cfg, workdir, data, digests["data"], teacher, digests["teacher"], digests["quant"], log
+            )
+        )
+    summary = {
+        "workdir": str(workdir),
+        "quick": quick,
+        "ran": st.ran,
+        "skipped": st.skipped,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rows": rows,
+        "audio": [{"id": a["id"], **loop} for loop, a in audio],
+        "table": "\n".join(_summary_table(rows, threads) + notes),
+        "video": str(workdir / "video" / "teacher_vs_int8.mp4"),
+        "bench_report": str(workdir / "bench" / "bench.md"),
+    }
+    (workdir / "summary.md").write_text("# dhm demo\n\n" + summary["table"] + "\n")
+    (workdir / "summary.json").write_text(
+        json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2, default=float) + "\n"
     )
-    data = workdir / "data"
+    return summary
 
-    # A stage's fingerprint holds everything its result depends on, the objective's defaults
-    # included: a changed default retrains instead of reusing a stale cached model.
-    teacher_fp = _digest("teacher", data_digest, cfg.teacher_widths, cfg.teacher_steps, TRAIN_DEFAULTS, TRAIN_LR)
-    teacher_digest = st.run(
-        "teacher",
-        teacher_fp,
-        lambda d: train_generator(
-            data,
-            d,
-            GeneratorSpec(widths=cfg.teacher_widths),
-            TrainingSettings(steps=cfg.teacher_steps, eval_frames=cfg.eval_frames),
-            force=True,
-        ),
+
+def _model_stages(st: "_Stages", cfg: DemoConfig, workdir: Path) -> dict[str, str]:
+    """1 data, 2 teacher, 3 student, 4 quant; their digests. A stage's fingerprint holds
+    everything its result depends on, the objective's defaults included: a changed default
+    retrains instead of reusing a stale cached model."""
+    from dhm.data.synth import write_synth_dataset
+    from dhm.distill import TrainingSettings, distill_student, train_generator
+    from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR
+    from dhm.quantize.api import quantize_model
+    from dhm.quantize.config import QuantizeConfig
+    from dhm.spec import GeneratorSpec
+
+    data, teacher, student = workdir / "data", workdir / "teacher" / "model.pt", workdir / "student" / "student.pt"
+    d = {}
+    d["data"] = st.run(
+        "data", _digest("synth", cfg.frames, 0),
+        lambda o: write_synth_dataset(o, frames=cfg.frames, seed=0, force=True), "aud_hu.npy",
+    )  # fmt: skip
+    teacher_run = TrainingSettings(steps=cfg.teacher_steps, eval_frames=cfg.eval_frames)
+    d["teacher"] = st.run(
+        "teacher", _digest("teacher", d["data"], cfg.teacher_widths, cfg.teacher_steps, TRAIN_DEFAULTS, TRAIN_LR),
+        lambda o: train_generator(data, o, GeneratorSpec(widths=cfg.teacher_widths), teacher_run, force=True),
         "model.pt",
-    )
-    teacher = workdir / "teacher" / "model.pt"
-
+    )  # fmt: skip
+    student_run = TrainingSettings(
+        steps=cfg.student_steps, lr=DISTILL_LR, ema=DISTILL_EMA, eval_frames=cfg.judge_frames,
+        teacher_pool=cfg.teacher_pool,
+    )  # fmt: skip
     student_fp = _digest(
-        "student",
-        teacher_digest,
-        cfg.student,
-        cfg.student_steps,
-        cfg.judge_frames,
-        DISTILL_DEFAULTS,
-        DISTILL_LR,
-        DISTILL_EMA,
-        cfg.teacher_pool,
-    )
-    student_digest = st.run(
-        "student",
-        student_fp,
-        lambda d: distill_student(
-            teacher,
-            data,
-            d,
-            student=cfg.student,
-            settings=TrainingSettings(
-                steps=cfg.student_steps,
-                lr=DISTILL_LR,
-                ema=DISTILL_EMA,
-                eval_frames=cfg.judge_frames,
-                teacher_pool=cfg.teacher_pool,
-            ),
-            force=True,
-        ),
+        "student", d["teacher"], cfg.student, cfg.student_steps, cfg.judge_frames, DISTILL_DEFAULTS, DISTILL_LR,
+        DISTILL_EMA, cfg.teacher_pool,
+    )  # fmt: skip
+    d["student"] = st.run(
+        "student", student_fp,
+        lambda o: distill_student(teacher, data, o, student=cfg.student, settings=student_run, force=True),
         "student.pt",
-    )
-    student = workdir / "student" / "student.pt"
+    )  # fmt: skip
+    quant = QuantizeConfig(calib_frames=cfg.calib_frames, eval_frames=cfg.eval_frames, mnn_method=cfg.mnn_method)
+    d["quant"] = st.run(
+        "quant", _digest("quant", d["student"], cfg.calib_frames, cfg.eval_frames, cfg.mnn_method),
+        lambda o: quantize_model(student, o, data, quant, force=True), "recipe.json",
+    )  # fmt: skip
+    return d
 
-    quant_fp = _digest("quant", student_digest, cfg.calib_frames, cfg.eval_frames, cfg.mnn_method)
-    quant_digest = st.run(
-        "quant",
-        quant_fp,
-        lambda d: quantize_model(
-            student,
-            d,
-            data,
-            QuantizeConfig(calib_frames=cfg.calib_frames, eval_frames=cfg.eval_frames, mnn_method=cfg.mnn_method),
-            force=True,
-        ),
-        "recipe.json",
-    )
-    quant = workdir / "quant"
 
-    export_fp = _digest("export", quant_digest)
+def _output_stages(
+    st: "_Stages", cfg: DemoConfig, workdir: Path, d: dict[str, str], quick: bool, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """5 export, 6 video, 7 bench; the bench's result."""
+    from dhm.bench.api import BenchSettings, run_bench
+    from dhm.export.pipeline import export_model
+    from dhm.runtime_py.video import render_video
+
+    data, teacher = workdir / "data", workdir / "teacher" / "model.pt"
+    quant, export = workdir / "quant", workdir / "export"
+    export_fp = _digest("export", d["quant"])
     st.run(
-        "export",
-        export_fp,
-        lambda d: export_model(quant, d, variants=["fp32", "fp16", "int8"], data=data, force=True),
-        "manifest.json",
-    )
-    export = workdir / "export"
+        "export", export_fp,
+        lambda o: export_model(quant, o, variants=["fp32", "fp16", "int8"], data=data, force=True), "manifest.json",
+    )  # fmt: skip
 
-    video_fp = _digest("video", export_fp, teacher_digest, cfg.video_frames)
-
-    def video(d: Path) -> None:
+    def video(o: Path) -> None:
         # PCM in, frames out: the teacher through dhm's numpy front end, the INT8 student
         # through its exported audio model (audio_fp32.mnn), both streamed in 20 ms chunks.
         from dhm.audio.frontend import SAMPLE_RATE, read_pcm, write_wav
 
-        d.mkdir(parents=True, exist_ok=True)
-        write_wav(d / "audio.wav", read_pcm(data / "aud.wav")[0][: cfg.video_frames * SAMPLE_RATE // 25])
+        o.mkdir(parents=True, exist_ok=True)
+        write_wav(o / "audio.wav", read_pcm(data / "aud.wav")[0][: cfg.video_frames * SAMPLE_RATE // 25])
         render_video(
-            teacher,
-            data,
-            d / "teacher_vs_int8.mp4",
-            wav=d / "audio.wav",
-            side_by_side=export / "model_int8.mnn",
-            log=log,
-            force=True,
-        )
+            teacher, data, o / "teacher_vs_int8.mp4", wav=o / "audio.wav", side_by_side=export / "model_int8.mnn",
+            log=log, force=True,
+        )  # fmt: skip
 
-    st.run("video", video_fp, video, "teacher_vs_int8.mp4")
+    st.run("video", _digest("video", export_fp, d["teacher"], cfg.video_frames), video, "teacher_vs_int8.mp4")
+    settings = BenchSettings(
+        threads=cfg.bench_threads, runs=cfg.bench_runs, warmup=3, rounds=5 if not quick else 2,
+        frames=cfg.judge_frames, arm_frames=cfg.arm_frames, e2e_frames=cfg.bench_e2e_frames,
+    )  # fmt: skip
+
+    def bench(o: Path) -> None:
+        o.mkdir(parents=True, exist_ok=True)
+        run_bench(
+            [f"student={export}"], teacher, data, settings, json_path=o / "bench.json", report_path=o / "bench.md",
+            log=log,
+        )  # fmt: skip
 
     bench_fp = _digest(
-        "bench", export_fp, teacher_digest, cfg.bench_threads, cfg.bench_runs, cfg.judge_frames, cfg.arm_frames
+        "bench", export_fp, d["teacher"], cfg.bench_threads, cfg.bench_runs, cfg.judge_frames, cfg.arm_frames
     )
-
-    def bench(d: Path) -> None:
-        d.mkdir(parents=True, exist_ok=True)
-        settings = BenchSettings(
-            threads=cfg.bench_threads,
-            runs=cfg.bench_runs,
-            warmup=3,
-            rounds=5 if not quick else 2,
-            frames=cfg.judge_frames,
-            arm_frames=cfg.arm_frames,
-            e2e_frames=cfg.bench_e2e_frames,
-        )
-        run_bench(
-            [f"student={export}"],
-            teacher,
-            data,
-            settings,
-            json_path=d / "bench.json",
-            report_path=d / "bench.md",
-            log=log,
-        )
-
     st.run("bench", bench_fp, bench, "bench.json")
-    result = json.loads((workdir / "bench" / "bench.json").read_text())
+    return json.loads((workdir / "bench" / "bench.json").read_text())
 
-    # The summary: every variant against the teacher, from the bench's same-run figures.
-    threads = max(cfg.bench_threads)
+
+def _summary_rows(result: dict[str, Any], threads: int) -> list[dict[str, Any]]:
+    """Every variant against the teacher, from the bench's same-run figures."""
     latency = {r["id"]: r for r in result["host"] if r["threads"] == threads}
     rows = []
     for e in result["entries"]:
@@ -308,6 +295,12 @@ def run_demo(
                 "lip_sync": gen.get("lip_sync"),
             }
         )
+    return rows
+
+
+def _summary_table(rows: list[dict[str, Any]], threads: int) -> list[str]:
+    from dhm.io import human_size
+
     table = [
         f"| model | engine | variant | MACs/frame | size | host latency p50 ({threads} threads) | end-to-end fps | "
         "PSNR vs teacher | PSNR on ARM | lip-box PSNR | lip colour Δ | generation PSNR | lip sync |",
@@ -324,6 +317,11 @@ def run_demo(
             f"{_db(r['lip_psnr_vs_teacher'])} | {_num(r['lip_color_diff'], '.1f')} | "
             f"{_db(r['generation_psnr_vs_teacher'])} | {_num(r['lip_sync'], '.3f')} |"
         )
+    return table
+
+
+def _summary_notes(result: dict[str, Any], cfg: DemoConfig, audio: list, threads: int) -> list[str]:
+    """What the table's figures are measured on, and the PCM loop's line."""
     gt_sync = result["data"].get("ground_truth_lip_sync")
     notes = [
         "",
@@ -340,7 +338,6 @@ def run_demo(
         "lip sync "
         f"correlates the synth's true mouth opening with the generated one (ground truth: {_num(gt_sync, '.3f')}).",
     ]
-    audio = [(loop, a) for a in result.get("audio") or [] for loop in a["loop"] if loop["threads"] == threads]
     int8 = [(loop, a) for loop, a in audio if a["id"].endswith("/mnn/int8")]
     if int8:
         loop, a = int8[0]
@@ -350,27 +347,7 @@ def run_demo(
             f"p99 {loop['latency_ms']['p99']:.0f} ms ({a['lookahead_ms']:.0f} ms of it is the model's lookahead); the "
             f"audio model costs {a['ms_per_second_of_audio_1_thread']:.1f} ms per second of audio on 1 thread."
         )
-    if full:
-        notes.append(
-            _audio_student_stages(st, cfg, workdir, data, data_digest, teacher, teacher_digest, quant_digest, log)
-        )
-    summary = {
-        "workdir": str(workdir),
-        "quick": quick,
-        "ran": st.ran,
-        "skipped": st.skipped,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "rows": rows,
-        "audio": [{"id": a["id"], **loop} for loop, a in audio],
-        "table": "\n".join(table + notes),
-        "video": str(workdir / "video" / "teacher_vs_int8.mp4"),
-        "bench_report": str(workdir / "bench" / "bench.md"),
-    }
-    (workdir / "summary.md").write_text("# dhm demo\n\n" + summary["table"] + "\n")
-    (workdir / "summary.json").write_text(
-        json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2, default=float) + "\n"
-    )
-    return summary
+    return notes
 
 
 def _audio_student_stages(
