@@ -131,14 +131,12 @@ def export_model(
     crop_interpolation: str | None = None,
     audio_model: str | Path | None = None,
 ) -> ExportResult:
-    """`audio_model`: an audio student (`dhm distill-audio`) to ship as the audio model;
-    without it, a model trained on dhm's own features ships that front end."""
-    import torch
-
+    """The recipe: 1 check the request, 2 resolve the checkpoint (a quantize folder's source),
+    3 the validation inputs and reference outputs, 4 torch -> ONNX -> every variant, built and
+    validated, 5 the audio model, 6 the manifest and report, all written atomically to OUT.
+    `audio_model`: an audio student (`dhm distill-audio`) to ship as the audio model; without
+    it, a model trained on dhm's own features ships that front end."""
     from dhm.data.inputs import heldout_inputs, load_inputs, random_inputs
-    from dhm.runtime_py.engines.torch_onnx import DEFAULT_OPSET, export_onnx
-    from dhm.metrics import count_macs, count_params
-    from dhm.models.checkpoint import file_sha256, load_checkpoint
 
     out = Path(out)
     targets = parse_list(targets, tuple(TARGETS), "target")
@@ -153,8 +151,62 @@ def export_model(
         raise SpecError(f"--frames {frames}: expected 1 … 1000 validation frames")
     check_output(out, kind="dir", command="export", force=force, inputs=[model_path, data, audio_model])
     plan = _plan(targets, variants, recipe)
+    src = _resolve_source(Path(model_path), recipe, variants, crop_interpolation, audio_model, data)
+    spec, quant_dir = src.ckpt.spec, src.quant_dir
+    log(
+        f"model: {spec.describe()} ({src.ckpt.form}): {spec.describe_conventions()}"
+        + (f", quantize recipe from {quant_dir}" if quant_dir else "")
+    )
+    if data:
+        check = heldout_inputs(data, spec, "eval", frames)
+    elif quant_dir is not None:
+        check = load_inputs(quant_dir / recipe["evaluation"]["file"])
+    else:
+        check = random_inputs(spec, n=min(frames, 4))
+    log(f"validation inputs: {len(check)} frames from {check.source}")
+    with atomic_dir(out, replace=True, command="export") as tmp:
+        built = _build_variants(src, plan, recipe, check, tmp, targets, variants, opset, log)
+        manifest = {**built.header, "artifacts": built.records}
+        frame_check = _frame_check(built.model, spec, data, check) if src.audio is not None and data else None
+        audio_section = _audio_model(built.header, spec, tmp, targets, data, log, src.audio, variants, frame_check)
+        if audio_section is not None:
+            manifest["audio_model"] = audio_section
+            built.notes.append(_audio_note(audio_section, spec))
+        else:
+            built.notes.append(
+                f"no audio model: this model listens to {spec.mode} features computed off the phone "
+                "(dhm exports the front end of models trained on its own features, or an audio student given with "
+                "--audio-model); runtimes take feature files"
+            )
+        validate(manifest, "generated manifest")
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        result = ExportResult(out_dir=out, manifest=manifest, artifacts=built.artifacts, notes=built.notes)
+        (tmp / "report.md").write_text(_report(result, spec.describe(), check.source))
+    for a in built.artifacts:  # the files now live in OUT
+        a.path = out / a.file
+    return result
 
-    quant_dir = Path(model_path) if recipe is not None else None
+
+@dataclass
+class _Source:
+    """What is exported: the checkpoint (a quantize folder's source, checked against its
+    recipe), the folder it came from, its calibration set and the audio student to ship."""
+
+    path: Path
+    ckpt: Any
+    quant_dir: Path | None
+    calib: Any
+    audio: Any
+
+
+def _resolve_source(
+    model_path: Path, recipe: dict[str, Any] | None, variants: Sequence[str], crop_interpolation: str | None,
+    audio_model: str | Path | None, data: str | Path | None,
+) -> _Source:  # fmt: skip
+    from dhm.data.inputs import load_inputs
+    from dhm.models.checkpoint import file_sha256, load_checkpoint
+
+    quant_dir = model_path if recipe is not None else None
     calib = None
     if quant_dir is not None:
         model_path = quant_dir / recipe["source"]["file"]
@@ -171,104 +223,95 @@ def export_model(
         if "int8" in variants:
             calib = load_inputs(quant_dir / recipe["calibration"]["file"])
     ckpt = load_checkpoint(model_path, crop_interpolation=crop_interpolation)
-    spec = ckpt.spec
     audio_source = None
     if audio_model is not None:  # checked before any work, like the generator
         from .audio import student_source
 
-        audio_source = student_source(Path(audio_model), spec.mode)
+        audio_source = student_source(Path(audio_model), ckpt.spec.mode)
         if "int8" in variants and data is None:
             raise SpecError("an INT8 audio model is calibrated on the dataset's audio: pass --data with --audio-model")
-    log(
-        f"model: {spec.describe()} ({ckpt.form}): {spec.describe_conventions()}"
-        + (f", quantize recipe from {quant_dir}" if quant_dir else "")
-    )
-    # MobileOne: the reparameterized form is exported, checked against the multi-branch one.
+    return _Source(model_path, ckpt, quant_dir, calib, audio_source)
+
+
+@dataclass
+class _Built:
+    model: Any  # the exported (inference) form
+    header: dict[str, Any]
+    artifacts: list[Artifact]
+    records: list[dict[str, Any]]
+    notes: list[str]
+
+
+def _build_variants(
+    src: _Source, plan: list, recipe: dict[str, Any] | None, check: Any, tmp: Path, targets: Sequence[str],
+    variants: Sequence[str], opset: int | None, log: Callable[[str], None],
+) -> _Built:  # fmt: skip
+    """torch -> ONNX once, then every planned variant built from it and validated against the
+    checkpoint's own outputs on `check` (MobileOne: the reparameterized form, checked first)."""
+    import torch
+
+    from dhm.metrics import count_macs, count_params
+    from dhm.models.checkpoint import file_sha256
+    from dhm.runtime_py.engines.torch_onnx import DEFAULT_OPSET, export_onnx
+
+    ckpt, spec = src.ckpt, src.ckpt.spec
     model = ckpt.inference_model()
-    if data:
-        check = heldout_inputs(data, spec, "eval", frames)
-    elif quant_dir is not None:
-        check = load_inputs(quant_dir / recipe["evaluation"]["file"])
-    else:
-        check = random_inputs(spec, n=min(frames, 4))
-    log(f"validation inputs: {len(check)} frames from {check.source}")
     with torch.inference_mode():
         reference = [ckpt.model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in check.inputs]
-
-    shapes = spec.input_shapes(1)
     header = build_header(
         spec,
-        macs=count_macs(model, *(torch.zeros(s) for s in shapes.values())),
+        macs=count_macs(model, *(torch.zeros(s) for s in spec.input_shapes(1).values())),
         params=count_params(model),
-        source={"file": Path(model_path).name, "sha256": file_sha256(model_path), "form": ckpt.form},
+        source={"file": src.path.name, "sha256": file_sha256(src.path), "form": ckpt.form},
         versions=versions(),
         frontend=ckpt.metadata.get("audio_frontend"),
         created=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     )
+    built = _Built(model, header, [], [], [])
+    onnx_fp32 = tmp / "model_fp32.onnx" if "onnx" in targets and "fp32" in variants else tmp / ".model_fp32.onnx"
+    if model is not ckpt.model:
+        with torch.inference_mode():
+            reparam = [model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in check.inputs]
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(reparam, reference, strict=True))
+        if diff > TOLERANCES["fp32"].max_abs:
+            raise ParityError(f"reparameterized model differs from the multi-branch one by {diff:.2e}")
+        built.notes.append(
+            f"MobileOne reparameterized ({count_params(ckpt.model):,} -> {count_params(model):,} parameters); "
+            f"max abs vs the multi-branch model {diff:.1e}"
+        )
+        log(built.notes[-1])
+    exported = export_onnx(model, spec, onnx_fp32, check.inputs, opset=opset or DEFAULT_OPSET)
+    built.notes.append(f"onnxsim: {exported.simplify_note}")
+    log(f"onnx: opset {exported.opset}, {exported.nodes} nodes, simplified: {exported.simplified}")
+    for backend, config in plan:
+        dst = tmp / f"model_{config.variant}.{backend.format}"
+        tol = TOLERANCES.get(config.variant) or int8_tolerance(recipe, backend.name)
+        art = build_and_validate(backend, config, onnx_fp32, dst, check, reference, tol, calib=src.calib, header=header)
+        built.artifacts.append(art)
+        onnx_info = (
+            {"opset": exported.opset, "simplified": exported.simplified}
+            if backend.format == "onnx" and config.variant != "int8"
+            else {}
+        )
+        built.records.append(artifact_record(art, onnx_info))
+        p = art.parity or {}
+        log(f"{art.file}: max abs {p['max_abs']:.2e}, PSNR {format_figure(p['psnr'], '.1f', ' dB')}")
+    if onnx_fp32.name.startswith("."):
+        onnx_fp32.unlink()
+    built.notes.extend(_arm_note(plan))
+    return built
 
-    artifacts: list[Artifact] = []
-    records: list[dict[str, Any]] = []
-    notes: list[str] = []
-    with atomic_dir(out, replace=True, command="export") as tmp:
-        onnx_fp32 = tmp / "model_fp32.onnx" if "onnx" in targets and "fp32" in variants else tmp / ".model_fp32.onnx"
-        if model is not ckpt.model:
-            with torch.inference_mode():
-                reparam = [model(*(torch.from_numpy(x[k]) for k in x)).numpy() for x in check.inputs]
-            diff = max(float(np.abs(a - b).max()) for a, b in zip(reparam, reference, strict=True))
-            if diff > TOLERANCES["fp32"].max_abs:
-                raise ParityError(f"reparameterized model differs from the multi-branch one by {diff:.2e}")
-            notes.append(
-                f"MobileOne reparameterized ({count_params(ckpt.model):,} -> {count_params(model):,} parameters); "
-                f"max abs vs the multi-branch model {diff:.1e}"
-            )
-            log(notes[-1])
-        exported = export_onnx(model, spec, onnx_fp32, check.inputs, opset=opset or DEFAULT_OPSET)
-        notes.append(f"onnxsim: {exported.simplify_note}")
-        log(f"onnx: opset {exported.opset}, {exported.nodes} nodes, simplified: {exported.simplified}")
 
-        for backend, config in plan:
-            dst = tmp / f"model_{config.variant}.{backend.format}"
-            tol = TOLERANCES.get(config.variant) or int8_tolerance(recipe, backend.name)
-            art = build_and_validate(backend, config, onnx_fp32, dst, check, reference, tol, calib=calib, header=header)
-            artifacts.append(art)
-            onnx_info = (
-                {"opset": exported.opset, "simplified": exported.simplified}
-                if backend.format == "onnx" and config.variant != "int8"
-                else {}
-            )
-            records.append(artifact_record(art, onnx_info))
-            p = art.parity or {}
-            log(f"{art.file}: max abs {p['max_abs']:.2e}, PSNR {format_figure(p['psnr'], '.1f', ' dB')}")
-        if onnx_fp32.name.startswith("."):
-            onnx_fp32.unlink()
-
-        mirror = next((m for m in (mirror_of(b.name) for b, _ in plan) if m is not None), None)
-        if mirror is not None:
-            why_not = mirror.unavailable()
-            notes.append(
-                f"ARM numerics: every MNN file also ran on {mirror.kernels}; INT8 must meet its tolerance there too"
-                if why_not is None
-                else f"ARM numerics not measured: {why_not}"
-            )
-        manifest = {**header, "artifacts": records}
-        frame_check = _frame_check(model, spec, data, check) if audio_source is not None and data else None
-        audio_section = _audio_model(header, spec, tmp, targets, data, log, audio_source, variants, frame_check)
-        if audio_section is not None:
-            manifest["audio_model"] = audio_section
-            notes.append(_audio_note(audio_section, spec))
-        else:
-            notes.append(
-                f"no audio model: this model listens to {spec.mode} features computed off the phone "
-                "(dhm exports the front end of models trained on its own features, or an audio student given with "
-                "--audio-model); runtimes take feature files"
-            )
-        validate(manifest, "generated manifest")
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        result = ExportResult(out_dir=out, manifest=manifest, artifacts=artifacts, notes=notes)
-        (tmp / "report.md").write_text(_report(result, spec.describe(), check.source))
-    for a in artifacts:  # the files now live in OUT
-        a.path = out / a.file
-    return result
+def _arm_note(plan: list) -> list[str]:
+    mirror = next((m for m in (mirror_of(b.name) for b, _ in plan) if m is not None), None)
+    if mirror is None:
+        return []
+    why_not = mirror.unavailable()
+    return [
+        f"ARM numerics: every MNN file also ran on {mirror.kernels}; INT8 must meet its tolerance there too"
+        if why_not is None
+        else f"ARM numerics not measured: {why_not}"
+    ]
 
 
 def _audio_model(
