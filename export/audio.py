@@ -28,14 +28,12 @@ import numpy as np
 from dhm.audio.geometry import PCM_INPUT, ROWS_OUTPUT, AudioModelSpec, logmel_module, logmel_rows_numpy, logmel_spec
 from dhm.audio.frontend import FRONTEND_ID, SAMPLE_RATE
 from dhm.errors import ParityError, SpecError
+from dhm.quantize.audio import AUDIO_PRECISION
 
 # Features are O(1)-O(10) (normalised log-mel through a unit-variance projection, or a
 # teacher's hidden states); float32 STFT-as-convolution against numpy's float64 FFT measured
 # ~1e-5 on speech and silence. The bound scales with the reference's largest value above 1.
 AUDIO_MAX_ABS = 1e-3
-# The front end's log is evaluated in float32 on every engine: fp16 arithmetic (MNN
-# "low" precision on ARM) would round the power spectrum, so the audio model runs at fp32.
-AUDIO_PRECISION = "fp32"
 # A student's smaller variants are gated twice: the mean cosine their features keep with
 # the torch FP32 student's on the check windows (the quiet tone and loud noise included),
 # and, with the dataset at hand (always, for INT8: it calibrates on the dataset's audio),
@@ -227,15 +225,12 @@ def _variants(
     frames: FrameCheck | None,
     log: Callable[[str], None],
 ) -> None:
-    """audio_fp16/int8.<fmt>: built by the generator's backends from the FP32 graph."""
+    """audio_fp16/int8.<fmt>: chosen and built by `dhm.quantize.audio` from the FP32 graph, then
+    validated here like the generator's files; one that misses its gate is left out."""
     from dhm.audio.geometry import windowed_features
     from dhm.data.inputs import InputSet
+    from dhm.quantize.audio import audio_candidates, build_audio_variant
     from dhm.runtime_py.engines import for_format
-    from dhm.runtime_py.streaming import engine_rows
-    from dhm.runtime_py.engines.configs import Fp16, MnnInt8, OnnxInt8
-    from dhm.runtime_py.engines.onnx_int8 import conv_output_names
-    from dhm.metrics import feature_agreement
-    from dhm.models.checkpoint import file_sha256
 
     spec = source.spec
     calib = calib_windows = None
@@ -246,17 +241,7 @@ def _variants(
             f"{wav.name if wav else 'audio'}: {CALIB_WINDOWS} windows between the check windows",
             [],
         )
-    # KL keeps the PCM-facing filterbank in float (8-bit PCM is ~48 dB SNR at full scale and
-    # far less for speech at -30 dBFS); MNN 3.6.1's EMA ignores skip lists but measured
-    # better on the demo's student, so MNN tries both on the calibration windows.
-    first = _pcm_conv(onnx_fp32)
-    candidates = {
-        "fp16": {"onnx": [Fp16()], "mnn": [Fp16()]},
-        "int8": {
-            "onnx": [OnnxInt8(method="minmax", exclude=(first,))],
-            "mnn": [MnnInt8(method="EMA"), MnnInt8(method="KL", skip=(conv_output_names(onnx_fp32)[first],))],
-        },
-    }
+    candidates = audio_candidates(onnx_fp32)
     reference_images = None
     if frames is not None:
         reference_images = frames.render(windowed_features(source.module, spec, frames.pcm, frames.n_frames))
@@ -265,92 +250,92 @@ def _variants(
         for fmt in formats:
             backend = for_format(fmt)
             dst = tmp / f"audio_{variant}.{fmt}"
-            tried: list[dict[str, Any]] = []
-            kept: tuple[float, Path, dict[str, Any]] | None = None
-            for k, config in enumerate(candidates[variant][fmt]):
-                path = dst if len(candidates[variant][fmt]) == 1 else tmp / f".audio_{variant}_{k}.{fmt}"
-                structure = backend.build(config, onnx_fp32, path, calib=calib, header=header)
-                if calib_windows is not None and len(candidates[variant][fmt]) > 1:
-                    rows = engine_rows(backend.load(path, threads=1, precision=AUDIO_PRECISION))
-                    cos = feature_agreement(
-                        np.concatenate([rows(w) for w in calib_windows]),
-                        np.concatenate([source.reference(w) for w in calib_windows]),
-                    )["cosine"]
-                    tried.append({**config.to_dict(), "calibration_cosine": cos})
-                    if kept is not None and kept[0] >= cos:
-                        path.unlink()
-                        continue
-                    if kept is not None:
-                        kept[1].unlink()
-                    kept = (cos, path, {**structure, "build": config.to_dict()})
-                else:
-                    kept = (0.0, path, {**structure, "build": config.to_dict()})
-            assert kept is not None
-            kept[1].replace(dst)
-            structure = kept[2] | ({"tried": tried} if tried else {})
-            rows = engine_rows(backend.load(dst, threads=1, precision=AUDIO_PRECISION))
-            got = [rows(w) for w in windows]
-            agreement = feature_agreement(np.concatenate(got), np.concatenate(reference))
-            max_abs = max(float(np.abs(g - r).max()) for g, r in zip(got, reference, strict=True))
-            parity: dict[str, Any] = {
-                "reference": source.reference_label,
-                "inputs": f"{len(windows)} check windows",
-                "windows": len(windows),
-                "max_abs": max_abs,
-                **agreement,
-                "tolerance": {"cosine": VARIANT_MIN_COSINE[variant]},
-            }
-            note = ""
-            if frames is not None and reference_images is not None:
-                q = frames.quality(
-                    frames.render(engine_frame_features(rows, spec, frames.pcm, frames.n_frames)), reference_images
-                )
-                parity["frames"] = {
-                    "reference": "the generator driven by the torch FP32 student",
-                    "inputs": frames.source,
-                    **q,
-                }
-                parity["tolerance"]["frames_psnr"] = VARIANT_MIN_FRAMES_PSNR[variant]
-                note = f"; generator frames {_db(q['psnr'])} (mouth {_db(q['mouth_psnr'])}) vs FP32-student frames"
-            arm = _arm_parity(backend.name, dst, windows, reference, frames, reference_images, spec)
-            if arm is not None:
-                parity["arm"] = arm
-            judged = [(backend.name, parity)] + ([("MNN aarch64 kernels", parity["arm"])] if "arm" in parity else [])
-            misses = [(kernels, _missed(figures, parity["tolerance"])) for kernels, figures in judged]
-            missed = "; ".join(f"{kernels}: {m}" for kernels, m in misses if m)
-            if missed:
-                # The generator's variants are what was asked for; a smaller audio file rides on the
-                # same --variants. One that misses its gate is left out, said and recorded, rather
-                # than failing the export (the FP32 audio model, the reference, still must pass).
-                # Measured: the demo's s student in ONNX INT8 reached 33.2 dB on one teacher and
-                # 29.6 dB on the next, while MNN INT8 kept 40-42 dB.
-                dst.unlink()
-                section.setdefault("left_out", []).append(
-                    {"file": dst.name, "engine": backend.name, "variant": variant, "reason": missed}
-                )
-                log(f"{dst.name}: left out of the export ({missed})")
-                continue
-            section["artifacts"].append(
-                {
-                    "file": dst.name,
-                    "format": fmt,
-                    "engine": backend.name,
-                    "variant": variant,
-                    "size_bytes": dst.stat().st_size,
-                    "sha256": file_sha256(dst),
-                    "structure": structure,
-                    "parity": {**parity, "passed": True},
-                }
+            structure = build_audio_variant(
+                backend, candidates[variant][fmt], onnx_fp32, dst, calib, calib_windows, source.reference, header
             )
-            if "arm" in parity:
-                arm = parity["arm"]
-                note += f"; ARM cosine {arm['cosine']:.4f}" + (
-                    f", frames {_db(arm['frames']['psnr'])}" if "frames" in arm else ""
-                )
-            log(
-                f"{dst.name}: features cosine {agreement['cosine']:.4f}, rel err {agreement['rel_error']:.4f} vs "
-                f"{source.reference_label}{note}"
-            )
+            check = _VariantCheck(source, spec, windows, reference, frames, reference_images)
+            _judge_variant(check, backend, fmt, variant, dst, structure, section, log)
+
+
+@dataclass
+class _VariantCheck:
+    """What a smaller audio variant is judged on: the check windows and the FP32 student's
+    features on them, and, with the dataset, the generator's frames driven by the student."""
+
+    source: AudioSource
+    spec: AudioModelSpec
+    windows: list[np.ndarray]
+    reference: list[np.ndarray]
+    frames: FrameCheck | None
+    reference_images: np.ndarray | None
+
+
+def _judge_variant(
+    c: _VariantCheck, backend: Any, fmt: str, variant: str, dst: Path, structure: dict[str, Any],
+    section: dict[str, Any], log: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Score `dst` against the FP32 student (features, frames, the ARM mirror) and list it in
+    the section, or leave it out saying why."""
+    from dhm.metrics import feature_agreement
+    from dhm.models.checkpoint import file_sha256
+    from dhm.runtime_py.streaming import engine_rows
+
+    rows = engine_rows(backend.load(dst, threads=1, precision=AUDIO_PRECISION))
+    got = [rows(w) for w in c.windows]
+    agreement = feature_agreement(np.concatenate(got), np.concatenate(c.reference))
+    max_abs = max(float(np.abs(g - r).max()) for g, r in zip(got, c.reference, strict=True))
+    parity: dict[str, Any] = {
+        "reference": c.source.reference_label,
+        "inputs": f"{len(c.windows)} check windows",
+        "windows": len(c.windows),
+        "max_abs": max_abs,
+        **agreement,
+        "tolerance": {"cosine": VARIANT_MIN_COSINE[variant]},
+    }
+    note = ""
+    if c.frames is not None and c.reference_images is not None:
+        feats = engine_frame_features(rows, c.spec, c.frames.pcm, c.frames.n_frames)
+        q = c.frames.quality(c.frames.render(feats), c.reference_images)
+        driven = "the generator driven by the torch FP32 student"
+        parity["frames"] = {"reference": driven, "inputs": c.frames.source, **q}
+        parity["tolerance"]["frames_psnr"] = VARIANT_MIN_FRAMES_PSNR[variant]
+        note = f"; generator frames {_db(q['psnr'])} (mouth {_db(q['mouth_psnr'])}) vs FP32-student frames"
+    arm = _arm_parity(backend.name, dst, c.windows, c.reference, c.frames, c.reference_images, c.spec)
+    if arm is not None:
+        parity["arm"] = arm
+    judged = [(backend.name, parity)] + ([("MNN aarch64 kernels", parity["arm"])] if "arm" in parity else [])
+    missed = "; ".join(f"{k}: {m}" for k, m in ((k, _missed(f, parity["tolerance"])) for k, f in judged) if m)
+    if missed:
+        # The generator's variants are what was asked for; a smaller audio file rides on the
+        # same --variants. One that misses its gate is left out, said and recorded, rather
+        # than failing the export (the FP32 audio model, the reference, still must pass).
+        # Measured: the demo's s student in ONNX INT8 reached 33.2 dB on one teacher and
+        # 29.6 dB on the next, while MNN INT8 kept 40-42 dB.
+        dst.unlink()
+        section.setdefault("left_out", []).append(
+            {"file": dst.name, "engine": backend.name, "variant": variant, "reason": missed}
+        )
+        log(f"{dst.name}: left out of the export ({missed})")
+        return
+    section["artifacts"].append(
+        {
+            "file": dst.name,
+            "format": fmt,
+            "engine": backend.name,
+            "variant": variant,
+            "size_bytes": dst.stat().st_size,
+            "sha256": file_sha256(dst),
+            "structure": structure,
+            "parity": {**parity, "passed": True},
+        }
+    )
+    if "arm" in parity:
+        arm_frames = f", frames {_db(arm['frames']['psnr'])}" if "frames" in arm else ""
+        note += f"; ARM cosine {arm['cosine']:.4f}{arm_frames}"
+    log(
+        f"{dst.name}: features cosine {agreement['cosine']:.4f}, rel err {agreement['rel_error']:.4f} vs "
+        f"{c.source.reference_label}{note}"
+    )
 
 
 def _arm_parity(
@@ -403,15 +388,6 @@ def _db(v: Any) -> str:
     from dhm.manifest import format_figure
 
     return format_figure(v, ".1f", " dB")
-
-
-def _pcm_conv(onnx_path: Path) -> str:
-    import onnx
-
-    for node in onnx.load(str(onnx_path)).graph.node:
-        if node.op_type == "Conv" and PCM_INPUT in node.input:
-            return node.name
-    raise SpecError(f"{onnx_path.name}: no Conv reads {PCM_INPUT}; the audio model is not a student dhm can quantize")
 
 
 def calibration_windows(spec: AudioModelSpec, wav: Path | None) -> list[np.ndarray]:
