@@ -259,35 +259,21 @@ def run_bench(
     log: Callable[[str], None] = lambda _m: None,
     transport: Any = None,
 ) -> dict[str, Any]:
-    """Bench `models` against the teacher `reference` on held-out frames of `data`.
+    """Bench `models` against the teacher `reference` on held-out frames of `data`: 1 check the
+    request and the data, 2 resolve the candidates, 3 parity in both protocols, 4 latency on the
+    host (or the phone), 5 the record, written as JSON and Markdown.
 
     `transport` replaces the adb connection (the tests pass a local one)."""
     from dhm.bench.report import write_outputs
-
-    from dhm.data.dataset import open_dataset
     from dhm.data.inputs import PROTOCOLS, heldout_inputs
-    from dhm.data.split import split_frames
-    from dhm.runtime_py.engines import versions as engine_versions
 
     check_settings(settings)
     check_bench_outputs(
         json_path, report_path, settings.force, inputs=[reference, data, *(split_name(m)[1] for m in models)]
     )
-    reference = Path(reference)
-    data = Path(data)
+    reference, data = Path(reference), Path(data)
     ref_spec = reference_spec(reference, settings.crop_interpolation)
-    ds = open_dataset(data, mode=ref_spec.mode)
-    try:
-        split = split_frames(ds.n_frames)
-    except DatasetError:
-        split = None
-    n_eval = len(split.eval) if split else 0
-    if n_eval < MIN_FRAMES:
-        raise DatasetError(
-            f"{data}: {ds.n_frames} frames leave {n_eval} held-out evaluation frames; the bench needs at least "
-            f"{MIN_FRAMES} "
-            f"(a clip of 75+ frames has one held-out block of 25)"
-        )
+    ds, split = _bench_data(data, ref_spec.mode)
     load_before = _load_avg()
     transport_obj = transport
     if settings.device != "host" and transport_obj is None:
@@ -324,8 +310,42 @@ def run_bench(
             audio = audio_records(cands, ds, list(split.eval), settings.host().threads, log)
         else:
             device = _device(cands, inputs, outputs, outputs[ref_cand.id], settings, transport_obj, log)
+    result = _record(settings, reference, ref_cand, data, ds, sets, entries, records, audio, device, load_before)
+    write_outputs(result, json_path, report_path)
+    return result
+
+
+def _bench_data(data: Path, mode: str) -> tuple[Any, Any]:
+    """The dataset and its split, refused when it holds too few held-out frames to judge on."""
+    from dhm.data.dataset import open_dataset
+    from dhm.data.split import split_frames
+
+    ds = open_dataset(data, mode=mode)
+    try:
+        split = split_frames(ds.n_frames)
+    except DatasetError:
+        split = None
+    n_eval = len(split.eval) if split else 0
+    if n_eval < MIN_FRAMES:
+        raise DatasetError(
+            f"{data}: {ds.n_frames} frames leave {n_eval} held-out evaluation frames; the bench needs at least "
+            f"{MIN_FRAMES} "
+            f"(a clip of 75+ frames has one held-out block of 25)"
+        )
+    return ds, split
+
+
+def _record(
+    settings: BenchSettings, reference: Path, ref_cand: Candidate, data: Path, ds: Any, sets: dict[str, Any],
+    entries: list[dict[str, Any]], records: list[dict[str, Any]], audio: list[dict[str, Any]],
+    device: dict[str, Any] | None, load_before: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The bench's JSON record (schema `SCHEMA_ID`)."""
+    from dhm.runtime_py.engines import versions as engine_versions
+
     speedups = ratios(entries, records)
-    result = {
+    inputs = sets["inference"]
+    return {
         "schema": SCHEMA_ID,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine() | {"load_average_start": load_before, "load_average_end": _load_avg()},
@@ -357,8 +377,6 @@ def run_bench(
         "audio": audio,
         "device": device,
     }
-    write_outputs(result, json_path, report_path)
-    return result
 
 
 def _device(

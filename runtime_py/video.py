@@ -72,53 +72,24 @@ def render_video(
     force: bool = False,
     audio_variant: str = "fp32",
 ) -> dict[str, Any]:
-    from dhm.data.dataset import open_dataset
-    from dhm.runtime_py.engines import conventions_of, load
-    from dhm.runtime_py.pipeline import AvatarPipeline
-
+    """An H.264 + AAC video of `model` (and `side_by_side` beside it) speaking `data`'s clip,
+    driven by feature files or by a WAV streamed through each model's audio model."""
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise OutputError(f"{out}: the video is written as .mp4; give an output name ending in .mp4")
     check_output(out, kind="file", command="run", force=force, inputs=[model, side_by_side, data, audio_features, wav])
     if not out.parent.is_dir():
         raise OutputError(f"{out}: folder {out.parent} does not exist")
-    engine = load(model, threads=threads, precision=precision, crop_interpolation=crop_interpolation)
-    conv = conventions_of(engine)
-    mode = conv.mode
-    log(f"{Path(model).name}: {conv.describe()}")
-    ds = open_dataset(data, need_features=False)
-    pipelines = [AvatarPipeline(engine, ds, conv)]
-    if side_by_side is not None:
-        other = load(side_by_side, threads=threads, precision=precision)
-        other_conv = conventions_of(other)
-        if other_conv.mode != mode:
-            raise SpecError(f"{side_by_side}: is a {other_conv.mode.name} model; {model} is {mode.name}")
-        log(f"{Path(side_by_side).name}: {other_conv.describe()}")
-        pipelines.append(AvatarPipeline(other, ds, other_conv))
+    pipelines, mode, ds = _pipelines(model, side_by_side, data, threads, precision, crop_interpolation, log)
     h, w = ds.frame_hw
     size = (w * len(pipelines), h)
     if (audio_features is None) == (wav is None):
         raise SpecError("give exactly one of --audio-features FILE.npy and --wav FILE.wav")
-    sessions = []
+    sessions: list[Any] = []
+    samples = None
     if wav is not None:
-        # PCM -> each model's own audio model -> frames, streamed in 20 ms chunks
-        from dhm.runtime_py.streaming import audio_front_end
-        from dhm.runtime_py.pipeline import PcmSession
-
         samples = read_pcm(wav, log)
-        for p in pipelines:
-            front_end = audio_front_end(p.engine, threads=threads, variant=audio_variant)
-            sessions.append(PcmSession(p, front_end))
-            log(
-                f"{p.engine.path.name}: audio from {front_end.description}, "
-                f"lookahead {sessions[-1].lookahead_ms:.0f} ms"
-            )
-        n_frames = sessions[0].front_end.spec.frames_for(samples.size)
-        if n_frames == 0:
-            raise DatasetError(
-                f"{wav}: too short for one video frame ({1000 / mode.fps:.0f} ms at {mode.fps} fps); nothing to render"
-            )
-        streams = [pcm_frames(s, samples, CHUNK_SAMPLES) for s in sessions]
+        sessions, n_frames, streams = _pcm_streams(pipelines, wav, samples, mode, threads, audio_variant, log)
     else:
         from dhm.data.dataset import read_features
 
@@ -139,6 +110,61 @@ def render_video(
         video.unlink(missing_ok=True)
     if pcm is None:
         log(f"{data}: no aud.wav, so the video is silent")
+    return _summary(pipelines, sessions, out, n_frames, mode, pcm is not None, model, side_by_side)
+
+
+def _pipelines(
+    model: str | Path, side_by_side: str | Path | None, data: str | Path, threads: int, precision: str,
+    crop_interpolation: str | None, log: Callable[[str], None],
+) -> tuple[list[Any], Any, Any]:  # fmt: skip
+    """The model's frame pipeline (and the side-by-side model's, which must listen alike), its
+    audio mode and the dataset."""
+    from dhm.data.dataset import open_dataset
+    from dhm.runtime_py.engines import conventions_of, load
+    from dhm.runtime_py.pipeline import AvatarPipeline
+
+    engine = load(model, threads=threads, precision=precision, crop_interpolation=crop_interpolation)
+    conv = conventions_of(engine)
+    mode = conv.mode
+    log(f"{Path(model).name}: {conv.describe()}")
+    ds = open_dataset(data, need_features=False)
+    pipelines = [AvatarPipeline(engine, ds, conv)]
+    if side_by_side is not None:
+        other = load(side_by_side, threads=threads, precision=precision)
+        other_conv = conventions_of(other)
+        if other_conv.mode != mode:
+            raise SpecError(f"{side_by_side}: is a {other_conv.mode.name} model; {model} is {mode.name}")
+        log(f"{Path(side_by_side).name}: {other_conv.describe()}")
+        pipelines.append(AvatarPipeline(other, ds, other_conv))
+    return pipelines, mode, ds
+
+
+def _pcm_streams(
+    pipelines: list[Any], wav: str | Path, samples: np.ndarray, mode: Any, threads: int, audio_variant: str,
+    log: Callable[[str], None],
+) -> tuple[list[Any], int, list[Any]]:  # fmt: skip
+    """PCM -> each model's own audio model -> frames, streamed in 20 ms chunks."""
+    from dhm.runtime_py.pipeline import PcmSession
+    from dhm.runtime_py.streaming import audio_front_end
+
+    sessions = []
+    for p in pipelines:
+        front_end = audio_front_end(p.engine, threads=threads, variant=audio_variant)
+        sessions.append(PcmSession(p, front_end))
+        log(f"{p.engine.path.name}: audio from {front_end.description}, lookahead {sessions[-1].lookahead_ms:.0f} ms")
+    n_frames = sessions[0].front_end.spec.frames_for(samples.size)
+    if n_frames == 0:
+        raise DatasetError(
+            f"{wav}: too short for one video frame ({1000 / mode.fps:.0f} ms at {mode.fps} fps); nothing to render"
+        )
+    return sessions, n_frames, [pcm_frames(s, samples, CHUNK_SAMPLES) for s in sessions]
+
+
+def _summary(
+    pipelines: list[Any], sessions: list[Any], out: Path, n_frames: int, mode: Any, audio: bool,
+    model: str | Path, side_by_side: str | Path | None,
+) -> dict[str, Any]:  # fmt: skip
+    """What was rendered, and what each frame cost (the audio model's share included)."""
     times = pipelines[0].times
     stage_ms = times.per_frame_ms()
     fps = times.fps()
@@ -150,7 +176,7 @@ def render_video(
         "out": str(out),
         "frames": n_frames,
         "fps": mode.fps,
-        "audio": pcm is not None,
+        "audio": audio,
         "stage_ms": stage_ms,
         "pipeline_fps": fps,
         **(
