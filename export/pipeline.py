@@ -33,6 +33,7 @@ from dhm.runtime_py.engines import (
     versions,
 )
 from dhm.errors import ConversionError, ParityError, SpecError
+from dhm.export.config import ExportConfig
 from dhm.io import atomic_dir, check_output, human_size
 from dhm.manifest import MANIFEST_FILE, build_header, format_figure, validate
 from dhm.quantize.recipe import INT8_SECTIONS, int8_config, measured_psnr, read_recipe
@@ -121,15 +122,11 @@ def _plan(targets: list[str], variants: list[str], recipe: dict[str, Any] | None
 def export_model(
     model_path: str | Path,
     out: str | Path,
-    targets: Sequence[str] = tuple(TARGETS),
-    variants: Sequence[str] = ("fp32",),
-    data: str | Path | None = None,
-    frames: int = 8,
+    config: ExportConfig | None = None,
+    *,
     force: bool = False,
-    opset: int | None = None,
     log: Callable[[str], None] = lambda _msg: None,
     crop_interpolation: str | None = None,
-    audio_model: str | Path | None = None,
 ) -> ExportResult:
     """The recipe: 1 check the request, 2 resolve the checkpoint (a quantize folder's source),
     3 the validation inputs and reference outputs, 4 torch -> ONNX -> every variant, built and
@@ -138,9 +135,11 @@ def export_model(
     it, a model trained on dhm's own features ships that front end."""
     from dhm.data.inputs import heldout_inputs, load_inputs, random_inputs
 
+    c = config or ExportConfig()
+    data, frames, opset, audio_model = c.data, c.frames, c.opset, c.audio_model
     out = Path(out)
-    targets = parse_list(targets, tuple(TARGETS), "target")
-    variants = parse_list(variants, VARIANTS, "variant")
+    targets = parse_list(c.targets, tuple(TARGETS), "target")
+    variants = parse_list(c.variants, VARIANTS, "variant")
     recipe = read_recipe(model_path) if Path(model_path).is_dir() else None
     if "int8" in variants and recipe is None:
         raise SpecError(

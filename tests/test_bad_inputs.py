@@ -43,6 +43,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, teacher, synth_hubert) -> Env:
+    from dhm.export.config import ExportConfig
     from dhm.export.pipeline import export_model
 
     root = tmp_path_factory.mktemp("bad")
@@ -51,7 +52,7 @@ def env(tmp_path_factory, teacher, synth_hubert) -> Env:
     model = root / "teacher" / "model.pt"
     model.parent.mkdir()
     shutil.copy(teacher, model)
-    export_model(model, root / "export", targets=["onnx", "mnn"], variants=["fp32"], frames=1)
+    export_model(model, root / "export", ExportConfig(targets=["onnx", "mnn"], variants=["fp32"], frames=1))
     feats = root / "feats.npy"
     np.save(feats, np.load(data / "aud_hu.npy")[:6])
     r = run_cli("run", model, "--data", data, "--audio-features", feats, "-o", root / "good.mp4")

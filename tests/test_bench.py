@@ -160,10 +160,11 @@ def test_memory_probe_sees_an_allocation():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, teacher, synth_hubert) -> Path:
     """The teacher exported as a 'student' folder: fp32 and fp16 on onnxruntime and MNN."""
+    from dhm.export.config import ExportConfig
     from dhm.export.pipeline import export_model
 
     out = tmp_path_factory.mktemp("bench") / "export"
-    export_model(teacher, out, variants=["fp32", "fp16"], data=synth_hubert, frames=4)
+    export_model(teacher, out, ExportConfig(variants=["fp32", "fp16"], data=synth_hubert, frames=4))
     return out
 
 
@@ -463,6 +464,8 @@ def distinct_student(tmp_path_factory, synth_hubert) -> Path:
     spec): a device check fed the teacher's outputs instead of the model's own fails on it."""
     import torch
 
+    from dhm.export.config import ExportConfig
+
     from dhm.export.pipeline import export_model
     from dhm.models import build_model, save_checkpoint
     from dhm.spec import GeneratorSpec
@@ -471,7 +474,8 @@ def distinct_student(tmp_path_factory, synth_hubert) -> Path:
     spec = GeneratorSpec(widths=(4, 8, 8, 16, 16))
     torch.manual_seed(1)
     ckpt = save_checkpoint(work / "student.pt", build_model(spec).eval(), spec)
-    export_model(ckpt, work / "export", targets=["mnn"], variants=["fp32", "fp16"], data=synth_hubert, frames=4)
+    config = ExportConfig(targets=["mnn"], variants=["fp32", "fp16"], data=synth_hubert, frames=4)
+    export_model(ckpt, work / "export", config)
     return work / "export"
 
 

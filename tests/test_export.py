@@ -132,6 +132,7 @@ def test_a_build_that_drifts_is_refused_and_nothing_is_written(tmp_path, exporte
 
     from dhm.runtime_py.engines import get
     from dhm.errors import ParityError
+    from dhm.export.config import ExportConfig
     from dhm.export.pipeline import export_model
 
     backend = get(engine)
@@ -153,7 +154,7 @@ def test_a_build_that_drifts_is_refused_and_nothing_is_written(tmp_path, exporte
     with pytest.raises(
         ParityError, match=r"model_fp32\.(onnx|mnn) \((onnxruntime|mnn) fp32\): does not match the reference"
     ):
-        export_model(ckpt, out, variants=["fp32"], frames=2)
+        export_model(ckpt, out, ExportConfig(variants=["fp32"], frames=2))
     assert list(tmp_path.iterdir()) == []  # no OUT, no temp folder
 
 
@@ -218,7 +219,8 @@ def test_no_network_no_installs_no_mnn_tools(exported, tmp_path):
         "except OSError:\n    print('OFFLINE')\n"
         "before = sorted((d.metadata['Name'], d.version) for d in md.distributions())\n"
         "from dhm.export.pipeline import export_model\n"
-        f"export_model({str(ckpt)!r}, {str(tmp_path / 'o')!r}, variants=['fp32', 'fp16'], frames=1)\n"
+        "from dhm.export.config import ExportConfig\n"
+        f"export_model({str(ckpt)!r}, {str(tmp_path / 'o')!r}, ExportConfig(variants=['fp32', 'fp16'], frames=1))\n"
         "after = sorted((d.metadata['Name'], d.version) for d in md.distributions())\n"
         "print('SAME' if before == after else 'CHANGED')\n"
         "print('TOOLS' if any(m.startswith('MNN.tools') for m in sys.modules) else 'CLEAN')\n"

@@ -36,11 +36,11 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def _golden(work: Path, checkpoint: Path, data: Path, audio_model: Path | None = None) -> Path:
+    from dhm.export.config import ExportConfig
     from dhm.export.pipeline import export_model
 
-    export_model(
-        checkpoint, work / "export", targets=["mnn"], variants=["fp32"], data=data, frames=4, audio_model=audio_model
-    )
+    config = ExportConfig(targets=["mnn"], variants=["fp32"], data=data, frames=4, audio_model=audio_model)
+    export_model(checkpoint, work / "export", config)
     r = run_cli("golden", work / "export" / "model_fp32.mnn", "--data", data, "-o", work / "golden", "--frames", "6")
     assert r.exit_code == 0, r.output
     return work / "golden"

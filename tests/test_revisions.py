@@ -97,12 +97,14 @@ def test_mobileone_reparameterization_matches_feathertalks(tmp_path, mode):
 @pytest.mark.parametrize("name", ULTRALIGHT + [n for n in MOBILEONE if not n.endswith("_reparam")])
 @pytest.mark.slow
 def test_every_revision_exports_to_onnx_and_mnn_with_upstreams_output(tmp_path, name):
+    from dhm.export.config import ExportConfig
     from dhm.export.pipeline import export_model
     from dhm.runtime_py.engines import load
 
     fx, state, expected = _fixture(name)
     torch.save(state, tmp_path / "m.pth")
-    result = export_model(tmp_path / "m.pth", tmp_path / "export", targets=["onnx", "mnn"], variants=["fp32"], frames=1)
+    config = ExportConfig(targets=["onnx", "mnn"], variants=["fp32"], frames=1)
+    result = export_model(tmp_path / "m.pth", tmp_path / "export", config)
     gen = result.manifest["generator"]
     assert (gen["mode"], gen["window"], gen["crop_interpolation"]) == (fx["mode"], fx["window"], _expected_crop(fx))
     assert result.manifest["preprocess"]["crop_interpolation"] == _expected_crop(fx)

@@ -18,6 +18,7 @@ import click
 from dhm import __version__
 from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
 from dhm.errors import DhmError, Terminated
+from dhm.export.cli import export as export_command
 from dhm.quantize.cli import quantize as quantize_command
 from dhm.settings import Count, Finite, crop_interpolation_option
 from dhm.spec import ARCHS, JUDGE_FRAMES, LATEST_REVISION, REVISIONS
@@ -740,92 +741,6 @@ def distill_audio(
     click.echo(f"wrote {out / 'audio_student.pt'} and report.md")
 
 
-# --------------------------------------------------------------------------- export
-
-
-@main.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option(
-    "-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created atomically)."
-)
-@click.option(
-    "--target",
-    default="all",
-    show_default=True,
-    help="onnx, mnn or all (comma-separated).",
-)
-@click.option(
-    "--variants",
-    default="fp32",
-    show_default=True,
-    help="Comma-separated: fp32, fp16, int8 (int8 needs a quantize output as MODEL).",
-)
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Dataset folder: validate on its held-out frames instead of random inputs.",
-)
-@click.option("--frames", default=8, show_default=True, type=Count(1, 1000), help="Validation frames.")
-@click.option("--opset", default=None, type=Count(7, 21), help="ONNX opset (default 17).")
-@click.option(
-    "--audio-model",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="An audio student (`dhm distill-audio` OUT/audio_student.pt) to ship as the phone's PCM -> features model.",
-)
-@click.option("--force", is_flag=True, help="Replace OUT if it exists (only after the new export succeeded).")
-@crop_interpolation_option
-def export(
-    model: Path,
-    out: Path,
-    target: str,
-    variants: str,
-    data: Path | None,
-    frames: int,
-    opset: int | None,
-    audio_model: Path | None,
-    force: bool,
-    crop_interpolation: str | None,
-) -> None:
-    """Export MODEL (a dhm or Ultralight checkpoint, or a `dhm quantize` output folder)
-    to validated ONNX and MNN files.
-
-    \b
-    OUT/model_<variant>.onnx   torch -> ONNX (static shapes; inputs face, audio; output out),
-                               checked, simplified with onnxsim only if it still matches
-    OUT/model_<variant>.mnn    ONNX -> MNN through MNN's compiled converter in a child process
-    OUT/manifest.json          I/O, preprocessing, audio window, versions, sha256, parity
-    OUT/report.md              size and parity per artefact
-    OUT/audio_fp32.onnx|mnn    the audio model (PCM -> features): --audio-model, or dhm's
-                               front end for models trained on dhm's own features
-
-    Every artefact is run by its engine against the torch FP32 model and must match
-    (FP32: max abs diff <= 1e-4), or nothing is written. No network, no installs.
-    """
-    from dhm.export.pipeline import export_model
-
-    targets = "onnx,mnn" if target == "all" else target
-    result = export_model(
-        model,
-        out,
-        targets=targets,
-        variants=variants,
-        data=data,
-        frames=frames,
-        force=force,
-        opset=opset,
-        log=lambda msg: click.echo(msg, err=True),
-        crop_interpolation=crop_interpolation,
-        audio_model=audio_model,
-    )
-    click.echo(result.table())
-    for note in result.notes:
-        if "audio model" in note:
-            click.echo(note)
-    click.echo(f"wrote {len(result.artifacts)} artefacts and manifest.json to {result.out_dir}")
-
-
 # ------------------------------------------------------------------------------ run
 
 
@@ -1214,6 +1129,7 @@ def demo(workdir: Path, quick: bool, full: bool) -> None:
 
 # The stages' own commands, each generated from its stage's config dataclass
 main.add_command(quantize_command)
+main.add_command(export_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -227,6 +227,7 @@ def _output_stages(
 ) -> dict[str, Any]:
     """5 export, 6 video, 7 bench; the bench's result."""
     from dhm.bench.api import BenchSettings, run_bench
+    from dhm.export.config import ExportConfig
     from dhm.export.pipeline import export_model
     from dhm.runtime_py.video import render_video
 
@@ -235,7 +236,8 @@ def _output_stages(
     export_fp = _digest("export", d["quant"])
     st.run(
         "export", export_fp,
-        lambda o: export_model(quant, o, variants=["fp32", "fp16", "int8"], data=data, force=True), "manifest.json",
+        lambda o: export_model(quant, o, ExportConfig(variants=["fp32", "fp16", "int8"], data=data), force=True),
+        "manifest.json",
     )  # fmt: skip
 
     def video(o: Path) -> None:
@@ -356,6 +358,7 @@ def _audio_student_stages(
     """--full: distill-audio on the teacher's features, the INT8 student exported with that
     audio student, and a video from PCM through it; returns the summary's line."""
     from dhm.distill.audio import AudioDistillSettings, distill_audio
+    from dhm.export.config import ExportConfig
     from dhm.export.pipeline import export_model
     from dhm.runtime_py.video import render_video
 
@@ -377,7 +380,10 @@ def _audio_student_stages(
         "export_audio",
         export_fp,
         lambda d: export_model(
-            workdir / "quant", d, targets=["mnn"], variants=["int8"], data=data, force=True, audio_model=student
+            workdir / "quant",
+            d,
+            ExportConfig(targets=["mnn"], variants=["int8"], data=data, audio_model=student),
+            force=True,
         ),
         "manifest.json",
     )
