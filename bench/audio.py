@@ -46,10 +46,9 @@ def audio_records(
     thread_counts: Sequence[int],
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
+    from dhm.errors import SpecError
     from dhm.runtime_py.engines import conventions_of, load
     from dhm.runtime_py.streaming import audio_front_end
-    from dhm.errors import SpecError
-    from dhm.runtime_py.pipeline import AvatarPipeline, PcmSession
 
     if ds.wav_path is None:
         return []
@@ -100,32 +99,7 @@ def audio_records(
             "loop": [],
         }
         for threads in thread_counts:
-            engine = load(c.path, threads=threads, precision=c.precision)
-            session_front = audio_front_end(engine, threads=1)  # the audio model runs on one thread
-            session = PcmSession(AvatarPipeline(engine, ds, conv), session_front)
-            latencies, frames = [], 0
-            start = time.perf_counter()
-            for s in range(0, pcm.size + CHUNK, CHUNK):
-                t_in = time.perf_counter()
-                out = session.push_pcm(pcm[s : s + CHUNK]) if s < pcm.size else session.finish()
-                t_out = time.perf_counter()
-                latencies += [record["lookahead_ms"] + 1000.0 * (t_out - t_in)] * len(out)
-                frames += len(out)
-            wall = time.perf_counter() - start
-            lat = np.asarray(latencies)
-            record["loop"].append(
-                {
-                    "threads": threads,
-                    "frames": frames,
-                    "fps": frames / wall if wall > 0 else float("inf"),
-                    "audio_ms_per_frame": 1000.0 * session.audio_seconds / max(1, frames),
-                    "latency_ms": {
-                        "p50": float(np.percentile(lat, 50)),
-                        "p99": float(np.percentile(lat, 99)),
-                        "max": float(lat.max()),
-                    },
-                }
-            )
+            record["loop"].append(_pcm_loop(c, ds, conv, pcm, threads, record["lookahead_ms"]))
             r = record["loop"][-1]
             log(
                 f"[bench]   {c.id:<34} PCM -> frames at {threads} thread(s): {r['fps']:.1f} fps, audio-to-frame "
@@ -142,6 +116,40 @@ def _call_ms(front: Any, windows: list[np.ndarray]) -> float:
     for w in windows:
         front.rows(w)
     return 1000.0 * (time.perf_counter() - t0) / len(windows)
+
+
+def _pcm_loop(c: Any, ds: Any, conv: Any, pcm: np.ndarray, threads: int, lookahead_ms: float) -> dict[str, Any]:
+    """PCM in 20 ms chunks through the candidate's audio model (one thread) and generator
+    (`threads`): frames per second and each frame's audio-to-frame latency (the model's
+    lookahead plus the compute that released it)."""
+    from dhm.runtime_py.engines import load
+    from dhm.runtime_py.pipeline import AvatarPipeline, PcmSession
+    from dhm.runtime_py.streaming import audio_front_end
+
+    engine = load(c.path, threads=threads, precision=c.precision)
+    session_front = audio_front_end(engine, threads=1)  # the audio model runs on one thread
+    session = PcmSession(AvatarPipeline(engine, ds, conv), session_front)
+    latencies, frames = [], 0
+    start = time.perf_counter()
+    for s in range(0, pcm.size + CHUNK, CHUNK):
+        t_in = time.perf_counter()
+        out = session.push_pcm(pcm[s : s + CHUNK]) if s < pcm.size else session.finish()
+        t_out = time.perf_counter()
+        latencies += [lookahead_ms + 1000.0 * (t_out - t_in)] * len(out)
+        frames += len(out)
+    wall = time.perf_counter() - start
+    lat = np.asarray(latencies)
+    return {
+        "threads": threads,
+        "frames": frames,
+        "fps": frames / wall if wall > 0 else float("inf"),
+        "audio_ms_per_frame": 1000.0 * session.audio_seconds / max(1, frames),
+        "latency_ms": {
+            "p50": float(np.percentile(lat, 50)),
+            "p99": float(np.percentile(lat, 99)),
+            "max": float(lat.max()),
+        },
+    }
 
 
 def _audio_variants(engine: Any) -> list[str]:

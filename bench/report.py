@@ -75,6 +75,18 @@ def markdown(result: dict[str, Any], plots: dict[str, str] | None = None) -> str
             f"{_num(arm.get('lip_psnr'), '.2f', ' dB')} | "
             f"{_num(p.get('lip_color_diff'), '.1f')} | {_num(p['max_abs'], '.2e')} |"
         )
+    lines += _arm_line(result) + _generation_section(result)
+    if result["host"]:
+        lines += _host_sections(result)
+    if result.get("device"):
+        lines += _device_section(result["device"])
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in plots.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _arm_line(result: dict[str, Any]) -> list[str]:
+    """Which kernels the ARM column comes from, on how many frames, or why it is empty."""
     measured = [e for e in result["entries"] if e.get("parity_arm", {}).get("measured")]
     kernels = measured[0]["parity_arm"]["kernels"] if measured else None
     why = next((e["parity_arm"]["why"] for e in result["entries"] if "why" in e.get("parity_arm", {})), None)
@@ -87,7 +99,12 @@ def markdown(result: dict[str, Any], plots: dict[str, str] | None = None) -> str
         )
         kernels = f"{kernels}, on the first {arm_n} parity frames (x86 on the same frames: {same})"
     if kernels or why:
-        lines += ["", f"ARM: {kernels}." if kernels else f"ARM numerics not measured: {why}."]
+        return ["", f"ARM: {kernels}." if kernels else f"ARM numerics not measured: {why}."]
+    return []
+
+
+def _generation_section(result: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     if any("generation" in e for e in result["entries"]):
         gt = result["data"].get("ground_truth_lip_sync")
         lines += [
@@ -111,13 +128,7 @@ def markdown(result: dict[str, Any], plots: dict[str, str] | None = None) -> str
                 f"{_num(g.get('lip_psnr'), '.2f', ' dB')} | {_num(g.get('lip_color_diff'), '.1f')} | "
                 f"{_num(g.get('lip_sync'), '.3f')} |"
             )
-    if result["host"]:
-        lines += _host_sections(result)
-    if result.get("device"):
-        lines += _device_section(result["device"])
-    if plots:
-        lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in plots.items()]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _host_sections(result: dict[str, Any]) -> list[str]:
@@ -175,6 +186,12 @@ def _host_sections(result: dict[str, Any]) -> list[str]:
     from dhm.bench.audio import markdown as audio_markdown
 
     lines += audio_markdown(result.get("audio") or [])
+    return lines + _targets_section(result)
+
+
+def _targets_section(result: dict[str, Any]) -> list[str]:
+    """The issue's targets as read from this run, and what quantization bought in speed."""
+    lines: list[str] = []
     t = result.get("targets")
     if t:
         lines += ["", "## Targets", ""]
