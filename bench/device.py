@@ -377,34 +377,8 @@ def _bench_model(
     pred = np.concatenate(preds)
     q = image_quality(pred, reference)
     vs_host = image_quality(pred, host_out)
-    timing = []
-    for threads in settings.threads:
-        args = modulebasic_args(model_remote, ".", settings.forward, settings.runs, threads, precision)
-        cmd = (
-            f"cd {shlex.quote(f'{remote}/f0')} && {lib_env} {shlex.quote(remote + '/' + BINARY)} "
-            f"{' '.join(map(shlex.quote, args))}"
-        )
-        rc, text = transport.shell(cmd, t)
-        run = parse_modulebasic(text)
-        _require_ran(run, rc, text, path.name)
-        if run.avg_ms is None:
-            raise DeviceError(f"{BINARY} printed no timing line for {path.name}: {_tail(text)}")
-        timing.append(
-            {
-                "threads": threads,
-                "avg_ms": run.avg_ms,
-                "min_ms": run.min_ms,
-                "max_ms": run.max_ms,
-                "fps": 1000.0 / run.avg_ms if run.avg_ms else None,
-                "load_ms": run.load_ms,
-                "mnn_memory_mb": run.memory_mb,
-            }
-        )
-        transport.shell(f"rm -f {shlex.quote(f'{remote}/f0')}/output/*", t)
-        log(
-            f"[bench] device {mid} at {threads} thread(s): avg {run.avg_ms:.2f} ms (min {run.min_ms:.2f}, max "
-            f"{run.max_ms:.2f})"
-        )
+    timing = [_device_timing(transport, remote, lib_env, mid, path, precision, threads, settings, log)
+              for threads in settings.threads]  # fmt: skip
     check = "failed" if "failed" in checks else ("passed" if set(checks) == {"passed"} else "skipped")
     if check == "failed":
         log(
@@ -424,6 +398,38 @@ def _bench_model(
             "max_abs_vs_host_mnn": vs_host.max_abs,
         },
         "timing": timing,
+    }
+
+
+def _device_timing(
+    transport: Transport, remote: str, lib_env: str, mid: str, path: Path, precision: str, threads: int,
+    settings: DeviceSettings, log: Callable[[str], None],
+) -> dict[str, Any]:  # fmt: skip
+    """ModuleBasic's own timing of the model on the phone at `threads`."""
+    model_remote = f"{remote}/{path.name}"
+    args = modulebasic_args(model_remote, ".", settings.forward, settings.runs, threads, precision)
+    cmd = (
+        f"cd {shlex.quote(f'{remote}/f0')} && {lib_env} {shlex.quote(remote + '/' + BINARY)} "
+        f"{' '.join(map(shlex.quote, args))}"
+    )
+    rc, text = transport.shell(cmd, settings.timeout_s)
+    run = parse_modulebasic(text)
+    _require_ran(run, rc, text, path.name)
+    if run.avg_ms is None:
+        raise DeviceError(f"{BINARY} printed no timing line for {path.name}: {_tail(text)}")
+    transport.shell(f"rm -f {shlex.quote(f'{remote}/f0')}/output/*", settings.timeout_s)
+    log(
+        f"[bench] device {mid} at {threads} thread(s): avg {run.avg_ms:.2f} ms (min {run.min_ms:.2f}, max "
+        f"{run.max_ms:.2f})"
+    )
+    return {
+        "threads": threads,
+        "avg_ms": run.avg_ms,
+        "min_ms": run.min_ms,
+        "max_ms": run.max_ms,
+        "fps": 1000.0 / run.avg_ms if run.avg_ms else None,
+        "load_ms": run.load_ms,
+        "mnn_memory_mb": run.memory_mb,
     }
 
 

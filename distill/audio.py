@@ -423,32 +423,15 @@ def distill_audio(
     of a `torchrun` job returns the report, the other ranks None)."""
     import torch
 
-    from dhm.data.dataset import open_dataset
+    from dhm.audio.student import save_student
     from dhm.io import atomic_path, check_output
-    from dhm.audio.student import SIZES, StudentConfig, save_student
 
     from .run_loop import RUN_FILE, STATE_FILE, dist_env, prepare_output, write_json
 
     settings = settings or AudioDistillSettings()
     inputs = [data, *(audio_dirs or []), generator]
     check_output(out, kind="dir", command="distill-audio", force=force or resume, inputs=inputs)
-    if mode is None:
-        modes = open_dataset(data).modes
-        if len(modes) != 1:
-            raise DatasetError(f"{data}: holds {' and '.join(modes)} features; pick one with --mode")
-        mode = modes[0]
-    if size not in SIZES:
-        raise SpecError(f"--size {size}: expected one of {', '.join(SIZES)}")
-    if family == "featherhubert":
-        from dhm.audio.feather_hubert import FEATHER_SIZES, FeatherConfig
-
-        if mode != "hubert":
-            raise SpecError("FeatherHuBERT gives hubert features; this dataset's are wenet (use --family dhm-tcn)")
-        config: Any = FeatherConfig(context=context, **FEATHER_SIZES[size])
-    elif family == "dhm-tcn":
-        config = StudentConfig(mode=mode, lookahead_hops=lookahead_hops, **SIZES[size])
-    else:
-        raise SpecError(f"--family {family}: expected dhm-tcn or featherhubert")
+    mode, config = _student_config(data, mode, size, family, context, lookahead_hops)
     main = dataset_utterance(data, mode)
     extra = extra_utterances(list(audio_dirs or []), mode)
     run_config = _run_config(data, [main, *extra], config, settings, family)
@@ -492,6 +475,31 @@ def distill_audio(
         if folder is not None:
             folder.rollback()  # only a run that saved no state yet: OUT is as it was
         raise
+
+
+def _student_config(
+    data: Path, mode: str | None, size: str, family: str, context: int, lookahead_hops: int
+) -> tuple[str, Any]:
+    """The dataset's feature mode (one, or the one asked for) and the student to train."""
+    from dhm.audio.student import SIZES, StudentConfig
+    from dhm.data.dataset import open_dataset
+
+    if mode is None:
+        modes = open_dataset(data).modes
+        if len(modes) != 1:
+            raise DatasetError(f"{data}: holds {' and '.join(modes)} features; pick one with --mode")
+        mode = modes[0]
+    if size not in SIZES:
+        raise SpecError(f"--size {size}: expected one of {', '.join(SIZES)}")
+    if family == "featherhubert":
+        from dhm.audio.feather_hubert import FEATHER_SIZES, FeatherConfig
+
+        if mode != "hubert":
+            raise SpecError("FeatherHuBERT gives hubert features; this dataset's are wenet (use --family dhm-tcn)")
+        return mode, FeatherConfig(context=context, **FEATHER_SIZES[size])
+    if family == "dhm-tcn":
+        return mode, StudentConfig(mode=mode, lookahead_hops=lookahead_hops, **SIZES[size])
+    raise SpecError(f"--family {family}: expected dhm-tcn or featherhubert")
 
 
 def _run_config(data: Path, utterances: list[Utterance], config: Any, settings: AudioDistillSettings, family: str):

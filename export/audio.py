@@ -140,12 +140,9 @@ def export_audio_model(
 ) -> dict[str, Any]:
     """Write audio_fp32.<fmt> for every format into `tmp`, and a student's fp16/int8
     variants among `variants`; returns the manifest section."""
-    import torch
-
+    from dhm.models.checkpoint import file_sha256
     from dhm.runtime_py.engines import Fp32, for_format
     from dhm.runtime_py.engines.torch_onnx import ModelIO, export_onnx
-    from dhm.metrics import count_macs, count_params
-    from dhm.models.checkpoint import file_sha256
 
     spec, module = source.spec, source.module
     windows, source_label = check_windows(spec, wav)
@@ -156,16 +153,7 @@ def export_audio_model(
     io = ModelIO(inputs={PCM_INPUT: (1, 1, spec.window_samples)}, outputs=[ROWS_OUTPUT])
     onnx_path = tmp / ("audio_fp32.onnx" if "onnx" in formats else ".audio_fp32.onnx")
     export_onnx(module, io, onnx_path, inputs)
-    section: dict[str, Any] = {
-        **spec.to_dict(),
-        "precision": AUDIO_PRECISION,
-        "macs_per_call": count_macs(module, torch.zeros(1, 1, spec.window_samples)),
-        "calls_per_second": SAMPLE_RATE / (spec.rows_per_call * spec.row_hop),
-        "params": count_params(module),
-        "artifacts": [],
-    }
-    if source.student is not None:
-        section["student"] = source.student
+    section = _section(source)
     biz = json.dumps({"audio_model": spec.to_dict()}, separators=(",", ":"))
     for fmt in formats:
         dst = tmp / f"audio_fp32.{fmt}"
@@ -209,6 +197,26 @@ def export_audio_model(
         _variants(source, section, onnx_path, tmp, formats, smaller, windows, reference, wav, frames, log)
     if onnx_path.name.startswith("."):
         onnx_path.unlink()
+    return section
+
+
+def _section(source: AudioSource) -> dict[str, Any]:
+    """The manifest's `audio_model` section before its files: geometry, cost, the student."""
+    import torch
+
+    from dhm.metrics import count_macs, count_params
+
+    spec, module = source.spec, source.module
+    section: dict[str, Any] = {
+        **spec.to_dict(),
+        "precision": AUDIO_PRECISION,
+        "macs_per_call": count_macs(module, torch.zeros(1, 1, spec.window_samples)),
+        "calls_per_second": SAMPLE_RATE / (spec.rows_per_call * spec.row_hop),
+        "params": count_params(module),
+        "artifacts": [],
+    }
+    if source.student is not None:
+        section["student"] = source.student
     return section
 
 
