@@ -61,6 +61,7 @@ class Setting:
     option: str | None = None  # "--method", "--fp16/--no-fp16"; default: --field-name
     lo: float | None = None  # a number's range (ints: Count, floats: Finite)
     hi: float | None = None
+    lo_open: bool = False  # floats: above lo, not at it
     choices: tuple[str, ...] | None = None
     path: bool = False  # a file or folder argument
     flag: bool = False  # a plain on/off switch (--inc)
@@ -77,20 +78,20 @@ def _param_type(s: Setting, default: Any) -> Any:
     if s.path:
         return click.Path(path_type=Path)
     if s.lo is not None and s.hi is not None:
-        return Finite(s.lo, s.hi) if isinstance(default, float) else Count(int(s.lo), int(s.hi))
+        return Finite(s.lo, s.hi, s.lo_open) if isinstance(default, float) else Count(int(s.lo), int(s.hi))
     return None
 
 
 def click_options(config: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """click options for every field of `config` that declares one, in the fields' order;
-    each becomes a keyword argument named like the field."""
+    each becomes a keyword argument named like the field (`pick` takes them back)."""
     fields = [f for f in dataclasses.fields(config) if "cli" in f.metadata]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for f in reversed(fields):  # click lists options in the order their decorators are read
             s: Setting = f.metadata["cli"]
             option = s.option or "--" + f.name.replace("_", "-")
-            kw: dict[str, Any] = {"help": s.help}
+            kw: dict[str, Any] = {"help": s.help or None}
             if s.flag:
                 kw["is_flag"] = True
             else:
@@ -117,3 +118,9 @@ def crop_interpolation_option(f: Any) -> Any:
         help="The crop filter the model was trained with, when you know better than its revision's default "
         "(upstream before 2026-05-23: linear; since: area). Refused where a dhm checkpoint records another.",
     )(f)
+
+
+def pick(config: type, values: dict[str, Any]) -> Any:
+    """`config` built from the command's keyword arguments that are its fields."""
+    names = {f.name for f in dataclasses.fields(config) if "cli" in f.metadata}
+    return config(**{k: v for k, v in values.items() if k in names})

@@ -34,6 +34,7 @@ import numpy as np
 
 from dhm.audio.geometry import windowed_features as student_features
 from dhm.data.dataset import COUNT_TOLERANCE
+from dhm.distill.audio_config import AudioDistillSettings, AudioStudentChoice, AudioWeights  # noqa: F401
 from dhm.errors import DatasetError, SpecError
 from dhm.metrics import feature_agreement
 from dhm.spec import AUDIO_MODES
@@ -42,25 +43,6 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 STUDENT_FILE = "audio_student.pt"
 MIN_HELDOUT = 8
-
-
-@dataclass(frozen=True)
-class AudioWeights:
-    mse: float = 1.0
-    cosine: float = 0.5
-    delta: float = 0.5
-
-
-@dataclass(frozen=True)
-class AudioDistillSettings:
-    steps: int = 2000
-    batch_size: int = 32  # pairs of consecutive frames
-    lr: float = 3e-3
-    seed: int = 0
-    eval_frames: int = 16  # generator frames rendered for the report
-    feather_offline: bool = True  # featherhubert: train on whole crops (upstream's use), then choose the slot
-    crop_frames: int = 25
-    weights: AudioWeights = field(default_factory=AudioWeights)
 
 
 @dataclass
@@ -409,10 +391,7 @@ def distill_audio(
     mode: str | None = None,
     audio_dirs: list[Path] | None = None,
     generator: Path | None = None,
-    size: str = "m",
-    lookahead_hops: int = 4,
-    family: str = "dhm-tcn",
-    context: int = 0,
+    student: AudioStudentChoice | None = None,
     settings: AudioDistillSettings | None = None,
     force: bool = False,
     progress: bool = True,
@@ -429,6 +408,8 @@ def distill_audio(
     from .run_loop import RUN_FILE, STATE_FILE, dist_env, prepare_output, write_json
 
     settings = settings or AudioDistillSettings()
+    choice = student or AudioStudentChoice()
+    size, family, context, lookahead_hops = choice.size, choice.family, choice.context, choice.lookahead_hops
     inputs = [data, *(audio_dirs or []), generator]
     check_output(out, kind="dir", command="distill-audio", force=force or resume, inputs=inputs)
     mode, config = _student_config(data, mode, size, family, context, lookahead_hops)

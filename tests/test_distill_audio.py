@@ -404,11 +404,11 @@ def test_distill_audio_ctrl_c_then_resume_equals_an_uninterrupted_run(synth_hube
 
     import torch
 
-    from dhm.distill.audio import AudioDistillSettings, distill_audio
+    from dhm.distill.audio import AudioDistillSettings, AudioStudentChoice, distill_audio
     from dhm.distill.loop import Interrupted, TrainingError
 
     settings = AudioDistillSettings(steps=24, batch_size=4)
-    kw = dict(size="s", settings=settings, progress=False)
+    kw = dict(student=AudioStudentChoice(size="s"), settings=settings, progress=False)
     distill_audio(synth_hubert, tmp_path / "whole", **kw)
 
     def interrupt_at(step: int) -> None:
@@ -421,7 +421,9 @@ def test_distill_audio_ctrl_c_then_resume_equals_an_uninterrupted_run(synth_hube
     # a different setting cannot continue this run
     other = AudioDistillSettings(steps=24, batch_size=4, lr=1e-3)
     with pytest.raises(TrainingError, match="--resume from a run with other settings"):
-        distill_audio(synth_hubert, tmp_path / "cut", size="s", settings=other, progress=False, resume=True)
+        distill_audio(
+            synth_hubert, tmp_path / "cut", student=kw["student"], settings=other, progress=False, resume=True
+        )
     report = distill_audio(synth_hubert, tmp_path / "cut", resume=True, **kw)
     assert report["train"]["resumed_from_step"] == 10
     whole, cut = (

@@ -18,6 +18,7 @@ import click
 from dhm import __version__
 from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
 from dhm.errors import DhmError, Terminated
+from dhm.distill.cli import distill_audio as distill_audio_command
 from dhm.export.cli import export as export_command
 from dhm.quantize.cli import quantize as quantize_command
 from dhm.settings import Count, Finite, crop_interpolation_option
@@ -611,136 +612,6 @@ def distill(
         click.echo(f"wrote {out / 'student.pt'} and report.md")
 
 
-@main.command("distill-audio")
-@click.option(
-    "--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: aud.wav + aud_hu/aud_wenet.npy."
-)
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option(
-    "--mode", default=None, type=click.Choice(["hubert", "wenet"]), help="Features to learn (default: the dataset's)."
-)
-@click.option(
-    "--audio-dir",
-    "audio_dirs",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="More training audio: x.wav + x_hu.npy / x_wenet.npy pairs (`dhm features`). Repeatable.",
-)
-@click.option(
-    "--generator",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="A generator of this mode: the report renders held-out frames with student vs teacher features.",
-)
-@click.option(
-    "--size",
-    default="m",
-    show_default=True,
-    type=click.Choice(["s", "m", "l"]),
-    help="Preset (featherhubert m: FeatherTalk's 3.36 M).",
-)
-@click.option(
-    "--family",
-    default="dhm-tcn",
-    show_default=True,
-    type=click.Choice(["dhm-tcn", "featherhubert"]),
-    help="dhm-tcn (band filterbank + dilated TCN, sizes s/m/l) or featherhubert (FeatherTalk 3.36 M encoder, hubert).",
-)
-@click.option(
-    "--context",
-    default=0,
-    show_default=True,
-    type=Count(0, 200),
-    help="featherhubert: 20 ms tokens read on each side of a frame's two per call (0: FeatherTalk's [1,720] calls).",
-)
-@click.option(
-    "--lookahead-hops",
-    default=4,
-    show_default=True,
-    type=Count(0, 200),
-    help="10 ms hops of audio the student may read past a frame's own (latency vs quality).",
-)
-@click.option("--steps", default=2000, show_default=True, type=Count(1, 10_000_000), help="Optimizer steps.")
-@click.option("--batch-size", default=32, show_default=True, type=Count(1, 4096), help="Pairs of consecutive frames.")
-@click.option("--lr", default=3e-3, show_default=True, type=Finite(0.0, 1.0, lo_open=True), help="Peak learning rate.")
-@click.option("--seed", default=0, show_default=True, type=SEED)
-@click.option("--w-mse", default=1.0, show_default=True, type=WEIGHT, help="MSE on normalised features.")
-@click.option("--w-cos", default=0.5, show_default=True, type=WEIGHT, help="1 - cosine per feature row.")
-@click.option("--w-delta", default=0.5, show_default=True, type=WEIGHT, help="MSE of the frame-to-frame change.")
-@click.option(
-    "--force", is_flag=True, help="Start over: an existing OUT is set aside and deleted once this run saves state."
-)
-@click.option(
-    "--resume",
-    is_flag=True,
-    help="Continue the run saved in OUT (Ctrl-C/SIGTERM save it; same settings, bit-for-bit).",
-)
-@click.option("--quiet", is_flag=True, help="No progress line.")
-def distill_audio(
-    data: Path,
-    out: Path,
-    mode: str | None,
-    audio_dirs: tuple[Path, ...],
-    generator: Path | None,
-    size: str,
-    family: str,
-    context: int,
-    lookahead_hops: int,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    w_mse: float,
-    w_cos: float,
-    w_delta: float,
-    force: bool,
-    resume: bool,
-    quiet: bool,
-) -> None:
-    """Distil the audio teacher (HuBERT, wenet, or dhm's front end) into a small streaming
-    student that runs on the phone: PCM in, the generator's per-frame features out.
-
-    Trained on the dataset's aud.wav and its teacher features (plus --audio-dir pairs);
-    judged on the dataset's held-out blocks, never trained on: feature cosine and relative
-    error against the teacher, and with --generator the generator's output driven by
-    student features against it driven by teacher features (PSNR, SSIM, mouth and lip
-    box), each next to a student that ignores the audio (the training mean).
-
-    \b
-    OUT/audio_student.pt  the student (`dhm export MODEL --audio-model` puts it on the phone)
-    OUT/report.json|md    cost (params, MACs per second of audio, lookahead) and figures
-    OUT/resume.pt         while a run is unfinished (Ctrl-C, SIGTERM): continue with --resume
-
-    Under `torchrun --nproc-per-node N -m dhm.app.cli distill-audio ...` each process trains on
-    its own batches and gradients are averaged (rank 0 writes OUT).
-    """
-    from dhm.distill.audio import AudioDistillSettings, AudioWeights
-    from dhm.distill.audio import distill_audio as run
-
-    settings = AudioDistillSettings(
-        steps=steps, batch_size=batch_size, lr=lr, seed=seed, weights=AudioWeights(w_mse, w_cos, w_delta)
-    )
-    report = run(
-        data,
-        out,
-        mode=mode,
-        audio_dirs=list(audio_dirs),
-        generator=generator,
-        size=size,
-        lookahead_hops=lookahead_hops,
-        family=family,
-        context=context,
-        settings=settings,
-        force=force,
-        progress=not quiet,
-        resume=resume,
-    )
-    if report is None:  # another rank of a torchrun job: rank 0 writes and reports
-        return
-    click.echo((out / "report.md").read_text().rstrip())
-    click.echo(f"wrote {out / 'audio_student.pt'} and report.md")
-
-
 # ------------------------------------------------------------------------------ run
 
 
@@ -1130,6 +1001,7 @@ def demo(workdir: Path, quick: bool, full: bool) -> None:
 # The stages' own commands, each generated from its stage's config dataclass
 main.add_command(quantize_command)
 main.add_command(export_command)
+main.add_command(distill_audio_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -357,7 +357,7 @@ def _audio_student_stages(
 ) -> str:
     """--full: distill-audio on the teacher's features, the INT8 student exported with that
     audio student, and a video from PCM through it; returns the summary's line."""
-    from dhm.distill.audio import AudioDistillSettings, distill_audio
+    from dhm.distill.audio import AudioDistillSettings, AudioStudentChoice, distill_audio
     from dhm.export.config import ExportConfig
     from dhm.export.pipeline import export_model
     from dhm.runtime_py.video import render_video
@@ -369,8 +369,8 @@ def _audio_student_stages(
         "audio",
         audio_fp,
         lambda d: distill_audio(
-            data, d, generator=teacher, size="s", settings=AudioDistillSettings(steps=cfg.audio_steps), force=True,
-            progress=False,
+            data, d, generator=teacher, student=AudioStudentChoice(size="s"),
+            settings=AudioDistillSettings(steps=cfg.audio_steps), force=True, progress=False,
         ),
         "audio_student.pt",
     )  # fmt: skip
