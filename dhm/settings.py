@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ class Setting:
     choices: tuple[str, ...] | None = None
     path: bool = False  # a file or folder argument
     flag: bool = False  # a plain on/off switch (--inc)
+    show_default: bool = True  # False where the default is a rule the help states ("default: steps/6")
 
 
 def setting(default: Any, help: str, **how: Any) -> Any:
@@ -82,22 +83,32 @@ def _param_type(s: Setting, default: Any) -> Any:
     return None
 
 
-def click_options(config: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """click options for every field of `config` that declares one, in the fields' order;
-    each becomes a keyword argument named like the field (`pick` takes them back)."""
-    fields = [f for f in dataclasses.fields(config) if "cli" in f.metadata]
+def click_options(
+    config: type,
+    only: Sequence[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    helps: Mapping[str, str] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """click options for the fields of `config` that declare one (`only`: these, in this order),
+    each a keyword argument named like the field (`pick` takes them back). `defaults` and
+    `helps`: where one command uses a field with another default or meaning (train and distill
+    share the training settings and the loss weights)."""
+    declared = {f.name: f for f in dataclasses.fields(config) if "cli" in f.metadata}
+    fields = [declared[n] for n in only] if only is not None else list(declared.values())
+    defaults, helps = defaults or {}, helps or {}
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         for f in reversed(fields):  # click lists options in the order their decorators are read
             s: Setting = f.metadata["cli"]
+            default = defaults.get(f.name, f.default)
             option = s.option or "--" + f.name.replace("_", "-")
-            kw: dict[str, Any] = {"help": s.help or None}
+            kw: dict[str, Any] = {"help": helps.get(f.name, s.help) or None}
             if s.flag:
                 kw["is_flag"] = True
             else:
-                kw["default"] = f.default
-                kw["show_default"] = f.default is not None
-                param_type = _param_type(s, f.default)
+                kw["default"] = default
+                kw["show_default"] = default is not None and s.show_default
+                param_type = _param_type(s, default)
                 if param_type is not None:
                     kw["type"] = param_type
             command = click.option(option, f.name, **kw)(command)

@@ -11,9 +11,9 @@ from typing import Any
 from dhm.distill.weights import DISTILL_DEFAULTS, TRAIN_DEFAULTS, LossWeights
 
 _LAZY = {
-    "AudioDistillSettings": "dhm.distill.audio",
+    "AudioDistillSettings": "dhm.distill.audio_config",
     "distill_audio": "dhm.distill.audio",
-    "TrainingSettings": "dhm.distill.api",
+    "TrainingSettings": "dhm.distill.train_config",
     "distill_student": "dhm.distill.api",
     "train_generator": "dhm.distill.api",
     "DEFAULT_PRESET": "dhm.distill.presets",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,53 +17,11 @@ from dhm.io import atomic_path, human_size
 from dhm.metrics import file_size, generator_cost
 from dhm.models import LoadedCheckpoint, file_sha256, load_checkpoint
 from dhm.plots import image_strip, line_chart
-from dhm.spec import JUDGE_FRAMES, GeneratorSpec
+from dhm.spec import GeneratorSpec
 from dhm.distill.loop import RunConfig, RunResult, dataset_hash, run_training
-from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
+from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, LossWeights
 from dhm.distill.presets import DEFAULT_PRESET, resolve_student
-
-
-@dataclass
-class TrainingSettings:
-    steps: int = 600
-    batch_size: int = 8
-    lr: float = TRAIN_LR  # distill_student's default: DISTILL_LR
-    seed: int = 0
-    eval_every: int = 0  # 0: steps // 6
-    eval_frames: int = JUDGE_FRAMES
-    device: str = "cpu"
-    threads: int | None = None
-    # 0: keep the raw weights; else the decay of their moving average (distill_student: DISTILL_EMA)
-    ema: float = 0.0
-    # distill: pairs whose teacher outputs are computed once and drawn from (0: the teacher runs every step)
-    teacher_pool: int = 0
-
-    def check(self) -> None:
-        import math
-        import re
-
-        if not 1 <= self.steps <= 10_000_000:
-            raise SpecError(f"--steps {self.steps}: expected 1 … 10,000,000")
-        if not 1 <= self.batch_size <= 4096:
-            raise SpecError(f"--batch-size {self.batch_size}: expected 1 … 4096")
-        if not (math.isfinite(self.lr) and 0 < self.lr <= 1e12):
-            raise SpecError(f"--lr {self.lr}: expected a finite positive learning rate")
-        if not 1 <= self.eval_frames <= 10_000:
-            raise SpecError(f"--eval-frames {self.eval_frames}: expected 1 … 10,000")
-        if not 0.0 <= self.ema < 1.0:
-            raise SpecError(f"--ema {self.ema}: expected a decay in [0, 1)")
-        if not 0 <= self.teacher_pool <= 1_000_000:
-            raise SpecError(f"--teacher-pool {self.teacher_pool}: expected 0 … 1,000,000")
-        if self.eval_every < 0:
-            raise SpecError(f"--eval-every {self.eval_every}: expected >= 0")
-        if self.threads is not None and not 1 <= self.threads <= 1024:
-            raise SpecError(f"--threads {self.threads}: expected 1 … 1024")
-        if not re.fullmatch(r"cpu|cuda(:\d{1,2})?", self.device):
-            raise SpecError(f"--device {self.device!r}: expected cpu, cuda or cuda:N")
-
-    @property
-    def resolved_eval_every(self) -> int:
-        return self.eval_every or max(1, self.steps // 6)
+from dhm.distill.train_config import TrainingSettings
 
 
 def _frontend(data: Path) -> str | None:

@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from dhm import __version__
-from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR, LossWeights
 from dhm.errors import DhmError, Terminated
+from dhm.distill.cli import distill as distill_command
 from dhm.distill.cli import distill_audio as distill_audio_command
+from dhm.distill.cli import train as train_command
 from dhm.export.cli import export as export_command
 from dhm.quantize.cli import quantize as quantize_command
 from dhm.settings import Count, Finite, crop_interpolation_option
-from dhm.spec import ARCHS, JUDGE_FRAMES, LATEST_REVISION, REVISIONS
+from dhm.spec import JUDGE_FRAMES
 
 
 SEED = Count(0, 2**32 - 1)
-WEIGHT = Finite(0.0, 1000.0)
 
 
 def _os_error_line(exc: OSError) -> str:
@@ -261,355 +260,6 @@ def features(
             feats, rate = run_feature_job(teacher, mode, job)
             note = f", resampled from {rate} Hz" if rate != 16000 else ""
             click.echo(f"{job.wav} -> {job.out}: {list(feats.shape)}{note}", err=False)
-
-
-# ------------------------------------------------------------------- train, distill
-
-
-def _training_options(default_steps: int, default_lr: float, default_ema: float = 0.0) -> Any:
-    def wrap(f: Any) -> Any:
-        options = [
-            click.option(
-                "--steps", default=default_steps, show_default=True, type=Count(1, 10_000_000), help="Optimizer steps."
-            ),
-            click.option(
-                "--batch-size",
-                default=8,
-                show_default=True,
-                type=Count(1, 4096),
-                help="Samples per step (per process under torchrun).",
-            ),
-            click.option(
-                "--lr",
-                default=default_lr,
-                show_default=True,
-                type=Finite(0.0, 1e12, lo_open=True),
-                help="Peak learning rate (warm-up, then cosine decay; a diverging run stops naming the step).",
-            ),
-            click.option(
-                "--seed",
-                default=0,
-                show_default=True,
-                type=SEED,
-                help="Seed: the same seed gives the same result on the same machine.",
-            ),
-            click.option(
-                "--ema",
-                default=default_ema,
-                show_default=True,
-                type=Finite(0.0, 0.99999),
-                help="Evaluate and keep a moving average of the weights with this decay (0: the raw weights).",
-            ),
-            click.option(
-                "--eval-every",
-                default=0,
-                type=Count(0, 10_000_000),
-                help="Held-out evaluation interval in steps (default: steps/6).",
-            ),
-            click.option(
-                "--eval-frames",
-                default=JUDGE_FRAMES,
-                show_default=True,
-                type=Count(1, 10_000),
-                help="Held-out frames per evaluation (evenly spaced over the evaluation blocks; all if fewer).",
-            ),
-            click.option(
-                "--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (CUDA trains in bf16 autocast)."
-            ),
-            click.option(
-                "--threads", default=None, type=Count(1, 1024), help="torch CPU threads (default: torch's choice)."
-            ),
-            click.option("--resume", is_flag=True, help="Continue the run saved in OUT (bit-for-bit, same settings)."),
-            click.option("--force", is_flag=True, help="Overwrite a different run in OUT."),
-            click.option("--quiet", is_flag=True, help="No progress line."),
-        ]
-        for opt in reversed(options):
-            f = opt(f)
-        return f
-
-    return wrap
-
-
-def _settings(kw: dict[str, Any]) -> Any:
-    from dhm.distill import TrainingSettings
-
-    return TrainingSettings(
-        steps=kw["steps"],
-        batch_size=kw["batch_size"],
-        lr=kw["lr"],
-        seed=kw["seed"],
-        eval_every=kw["eval_every"],
-        eval_frames=kw["eval_frames"],
-        device=kw["device"],
-        threads=kw["threads"],
-        ema=kw["ema"],
-    )
-
-
-def _summary(report: dict[str, Any]) -> None:
-    best = report.get("best", {})
-    for protocol in ("generation", "inference"):
-        for key, label in (("vs_teacher", "vs teacher"), ("vs_gt", "vs ground truth")):
-            q = best.get(protocol, {}).get(key)
-            if q:
-                lip = (
-                    f", lip-box PSNR {q['lip_psnr']:.2f} dB (lip colour Δ {q['lip_color_diff']:.1f})"
-                    if "lip_psnr" in q
-                    else ""
-                )
-                click.echo(
-                    f"held-out {label} ({protocol}): PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.4f}, "
-                    f"mouth-PSNR {q['mouth_psnr']:.2f} dB{lip}"
-                )
-    sync = best.get("generation", {}).get("lip_sync")
-    if sync is not None:
-        click.echo(f"lip sync (generation): {sync:.3f} (ground truth {report.get('ceiling', {}).get('lip_sync')})")
-    if "ratios" in report:
-        r = report["ratios"]
-        click.echo(
-            f"teacher/student: {r['macs']:.1f}x MACs, {r['params']:.1f}x parameters, {r['file_size']:.1f}x file size"
-        )
-    t = report.get("training", {})
-    if t:
-        click.echo(f"training: {t['steps_run']} steps in {t['seconds']:.0f} s ({t['samples_per_second']} samples/s)")
-
-
-@main.command()
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder (Ultralight layout).")
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option(
-    "--arch",
-    default="ultralight",
-    show_default=True,
-    type=click.Choice(list(ARCHS)),
-    help="ultralight (InvertedResidual U-Net) or mobileone (FeatherTalk's MobileOne U-Net).",
-)
-@click.option("--mode", default="hubert", show_default=True, type=click.Choice(["hubert", "wenet"]))
-@click.option("--widths", default="mobile", show_default=True, help="full, mobile, or w0,w1,w2,w3,w4.")
-@click.option(
-    "--revision",
-    default=LATEST_REVISION,
-    show_default=True,
-    type=click.Choice(list(REVISIONS)),
-    help="Upstream revision whose layout and conventions (audio window, crop filter) the model follows.",
-)
-@crop_interpolation_option
-@click.option(
-    "--w-ssim",
-    default=TRAIN_DEFAULTS.ssim,
-    show_default=True,
-    type=WEIGHT,
-    help="Weight of the 1-SSIM term (L1 has weight 1).",
-)
-@click.option(
-    "--w-mouth",
-    default=TRAIN_DEFAULTS.mouth,
-    show_default=True,
-    type=WEIGHT,
-    help="Extra L1 weight inside the mouth rectangle.",
-)
-@click.option(
-    "--w-lips",
-    default=TRAIN_DEFAULTS.lips,
-    show_default=True,
-    type=WEIGHT,
-    help="L1 averaged over the lips alone (from the lip landmarks).",
-)
-@click.option(
-    "--w-bce",
-    default=TRAIN_DEFAULTS.bce,
-    show_default=True,
-    type=WEIGHT,
-    help="Cross-entropy on the output logits: keeps pixels whose sigmoid saturated trainable (0 disables).",
-)
-@click.option(
-    "--w-border",
-    default=TRAIN_DEFAULTS.border,
-    show_default=True,
-    type=WEIGHT,
-    help="L1 averaged over the crop's frame outside the mask, pasted at the face box's edge (0 disables).",
-)
-@_training_options(default_steps=600, default_lr=TRAIN_LR)
-def train(
-    data: Path,
-    out: Path,
-    arch: str,
-    mode: str,
-    widths: str,
-    revision: str,
-    crop_interpolation: str | None,
-    w_ssim: float,
-    w_mouth: float,
-    w_lips: float,
-    w_bce: float,
-    w_border: float,
-    **kw: Any,
-) -> None:
-    """Train a generator from scratch on a dataset folder.
-
-    Loss: L1 (extra weight in the mouth rectangle) + SSIM, on training frames with a
-    random reference, as Ultralight trains. Held-out frames are evaluated
-    inference-style (reference = current frame) and the best step is kept.
-
-    \b
-    OUT/model.pt        best checkpoint (dhm format; `dhm info` reads it)
-    OUT/report.json|md  cost, held-out PSNR/SSIM/mouth-PSNR per evaluation
-    OUT/curves.png      held-out PSNR by step
-    OUT/strip.png       held-out frames: model | ground truth
-    OUT/resume.pt       resumable state (Ctrl-C saves it; --resume continues)
-    """
-    from dhm.distill import train_generator
-    from dhm.spec import GeneratorSpec
-
-    spec = GeneratorSpec(arch=arch, mode=mode, widths=widths, revision=revision, crop_interpolation=crop_interpolation)
-    weights = replace(TRAIN_DEFAULTS, ssim=w_ssim, mouth=w_mouth, lips=w_lips, bce=w_bce, border=w_border)
-    report = train_generator(
-        data, out, spec, _settings(kw), weights, resume=kw["resume"], force=kw["force"], progress=not kw["quiet"]
-    )
-    _summary(report)
-    click.echo(f"wrote {out / 'model.pt'} and report.md")
-
-
-@main.command()
-@click.option(
-    "--teacher", required=True, type=click.Path(path_type=Path), help="Teacher checkpoint (Ultralight or dhm)."
-)
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder (Ultralight layout).")
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option(
-    "--student",
-    default="x10",
-    show_default=True,
-    help="Preset x4, x10, x20, x30 (1/N of the teacher's MACs) or w0,w1,w2,w3,w4.",
-)
-@click.option(
-    "--student-arch",
-    default=None,
-    type=click.Choice(list(ARCHS)),
-    help="The student's family (default: the teacher's); it keeps the teacher's audio window and crop filter.",
-)
-@crop_interpolation_option
-@click.option(
-    "--init",
-    "init",
-    default="teacher",
-    show_default=True,
-    type=click.Choice(["teacher", "random"]),
-    help="Start from the teacher's most important channels, or from scratch.",
-)
-@click.option(
-    "--w-pixel", default=DISTILL_DEFAULTS.pixel, show_default=True, type=WEIGHT, help="L1 to the teacher's output."
-)
-@click.option(
-    "--w-ssim", default=DISTILL_DEFAULTS.ssim, show_default=True, type=WEIGHT, help="1-SSIM to the teacher's output."
-)
-@click.option(
-    "--w-mouth",
-    default=DISTILL_DEFAULTS.mouth,
-    show_default=True,
-    type=WEIGHT,
-    help="Extra weight inside the mouth rectangle.",
-)
-@click.option(
-    "--w-feature",
-    default=DISTILL_DEFAULTS.feature,
-    show_default=True,
-    type=WEIGHT,
-    help="Feature matching through 1x1 adapters (0 disables).",
-)
-@click.option(
-    "--w-gt", default=DISTILL_DEFAULTS.gt, show_default=True, type=WEIGHT, help="L1 to the ground truth (0 disables)."
-)
-@click.option(
-    "--w-lips",
-    default=DISTILL_DEFAULTS.lips,
-    show_default=True,
-    type=WEIGHT,
-    help="L1 to the teacher averaged over the lips alone (0 disables).",
-)
-@click.option(
-    "--w-bce",
-    default=DISTILL_DEFAULTS.bce,
-    show_default=True,
-    type=WEIGHT,
-    help="Cross-entropy to the teacher on the output logits: keeps saturated pixels trainable (0 disables).",
-)
-@click.option(
-    "--w-border",
-    default=DISTILL_DEFAULTS.border,
-    show_default=True,
-    type=WEIGHT,
-    help="L1 to the teacher averaged over the crop's frame outside the mask, pasted at the box's edge (0 disables).",
-)
-@click.option(
-    "--teacher-pool",
-    default=0,
-    show_default=True,
-    type=Count(0, 1_000_000),
-    help="Run the teacher once, on this many random training pairs, and draw every batch from them: on a CPU "
-    "its forward pass is a third of a step. Memory: 1.4 MB a pair for a mobile-width teacher, 2.6 MB full width. "
-    "0: the teacher runs on fresh pairs at every step.",
-)
-@_training_options(default_steps=600, default_lr=DISTILL_LR, default_ema=DISTILL_EMA)
-def distill(
-    teacher: Path,
-    data: Path,
-    out: Path,
-    student: str,
-    student_arch: str | None,
-    crop_interpolation: str | None,
-    init: str,
-    w_pixel: float,
-    w_ssim: float,
-    w_mouth: float,
-    w_feature: float,
-    w_gt: float,
-    w_lips: float,
-    w_bce: float,
-    w_border: float,
-    teacher_pool: int,
-    **kw: Any,
-) -> None:
-    """Distil a trained generator into a phone-sized student.
-
-    The teacher is frozen; the student (same family, smaller widths) learns the
-    teacher's outputs (L1 + SSIM, extra mouth weight, an L1 over the lips alone) and
-    intermediate features (1x1 adapters), optionally the ground truth. Held-out frames,
-    never trained on, are evaluated at regular steps against the teacher and the ground
-    truth in two protocols (reference = the target, as deployed; reference = another
-    frame, so the mouth must come from the audio), with whole-crop, lip-box PSNR and lip
-    colour; the best step by the second is kept. Under torchrun it trains with
-    DistributedDataParallel.
-
-    \b
-    OUT/student.pt      best student (dhm format, with teacher and data hashes)
-    OUT/report.json|md  MACs, parameters, file sizes and their ratios; held-out metrics
-    OUT/curves.png      held-out PSNR by step
-    OUT/strip.png       held-out frames: teacher | student | ground truth
-    OUT/resume.pt       resumable state (Ctrl-C saves it; --resume continues)
-    """
-    from dhm.distill import distill_student
-
-    weights = LossWeights(
-        pixel=w_pixel, ssim=w_ssim, mouth=w_mouth, feature=w_feature, gt=w_gt, lips=w_lips, bce=w_bce, border=w_border
-    )
-    report = distill_student(
-        teacher,
-        data,
-        out,
-        student=student,
-        settings=replace(_settings(kw), teacher_pool=teacher_pool),
-        weights=weights,
-        init=init,
-        resume=kw["resume"],
-        force=kw["force"],
-        progress=not kw["quiet"],
-        student_arch=student_arch,
-        crop_interpolation=crop_interpolation,
-    )
-    if report:
-        _summary(report)
-        click.echo(f"wrote {out / 'student.pt'} and report.md")
 
 
 # ------------------------------------------------------------------------------ run
@@ -1002,6 +652,8 @@ def demo(workdir: Path, quick: bool, full: bool) -> None:
 main.add_command(quantize_command)
 main.add_command(export_command)
 main.add_command(distill_audio_command)
+main.add_command(train_command)
+main.add_command(distill_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
