@@ -12,19 +12,19 @@ import os
 import platform
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dhm.bench.config import BenchSettings
 from dhm.bench.candidates import BACKENDS, REFERENCE, Candidate, reference_spec, resolve, split_name
-from dhm.bench.host import HostSettings, end_to_end_runner, latency, parity
+from dhm.bench.host import end_to_end_runner, latency, parity
 from dhm.bench.report import SCHEMA_ID
 from dhm.bench.stats import LatencyStats, speedup
 
 from dhm.errors import DatasetError, SpecError
 from dhm.runtime_py.engines.registry import get
-from dhm.spec import JUDGE_FRAMES
 
 PROTOCOL_NOTES = {
     "parity": "inference protocol: the reference frame is the target frame, as the apps run; "
@@ -35,29 +35,6 @@ PROTOCOL_NOTES = {
 MIN_FRAMES = 4  # fewer held-out frames than this make PSNR/SSIM a coin toss
 TARGET_SPEEDUP = 10.0
 TARGET_PSNR_DB = 30.0
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    backends: tuple[str, ...] = BACKENDS
-    threads: tuple[int, ...] = (1, 2)
-    warmup: int = 5
-    runs: int = 50
-    rounds: int = 5
-    frames: int = JUDGE_FRAMES  # held-out frames for parity
-    arm_frames: int | None = None  # of those, how many MNN's aarch64 kernels rerun (None: all)
-    e2e_frames: int = 24
-    device: str = "host"  # host | adb | adb:SERIAL
-    mnn_bin: Path | None = None
-    device_backend: str = "cpu"
-    device_timeout_s: float = 300.0
-    crop_interpolation: str | None = None  # for checkpoints whose revision default is wrong
-    force: bool = False  # replace --json/--report files that are not earlier bench outputs
-
-    def host(self) -> HostSettings:
-        return HostSettings(
-            threads=self.threads, warmup=self.warmup, runs=self.runs, rounds=self.rounds, e2e_frames=self.e2e_frames
-        )
 
 
 def check_bench_outputs(json_path: Any, report_path: Any, force: bool, inputs: Sequence[Any]) -> None:
@@ -253,7 +230,7 @@ def run_bench(
     models: Sequence[str],
     reference: str | Path,
     data: str | Path,
-    settings: BenchSettings = BenchSettings(),
+    settings: BenchSettings | None = None,
     json_path: str | Path | None = None,
     report_path: str | Path | None = None,
     log: Callable[[str], None] = lambda _m: None,
@@ -267,6 +244,7 @@ def run_bench(
     from dhm.bench.report import write_outputs
     from dhm.data.inputs import PROTOCOLS, heldout_inputs
 
+    settings = settings or BenchSettings()
     check_settings(settings)
     check_bench_outputs(
         json_path, report_path, settings.force, inputs=[reference, data, *(split_name(m)[1] for m in models)]

@@ -66,6 +66,7 @@ class Setting:
     path: bool = False  # a file or folder argument
     flag: bool = False  # a plain on/off switch (--inc)
     show_default: bool = True  # False where the default is a rule the help states ("default: steps/6")
+    parse: Callable[[str], Any] | None = None  # a comma-separated list: its text -> the value (in `pick`)
 
 
 def setting(default: Any, help: str, **how: Any) -> Any:
@@ -106,7 +107,7 @@ def click_options(
             if s.flag:
                 kw["is_flag"] = True
             else:
-                kw["default"] = default
+                kw["default"] = ",".join(map(str, default)) if s.parse is not None else default
                 kw["show_default"] = default is not None and s.show_default
                 param_type = _param_type(s, default)
                 if param_type is not None:
@@ -132,6 +133,11 @@ def crop_interpolation_option(f: Any) -> Any:
 
 
 def pick(config: type, values: dict[str, Any]) -> Any:
-    """`config` built from the command's keyword arguments that are its fields."""
-    names = {f.name for f in dataclasses.fields(config) if "cli" in f.metadata}
-    return config(**{k: v for k, v in values.items() if k in names})
+    """`config` built from the command's keyword arguments that are its fields (comma-separated
+    lists parsed here: a bad one is one `dhm: error:` line)."""
+    declared = {f.name: f.metadata["cli"] for f in dataclasses.fields(config) if "cli" in f.metadata}
+    kw = {k: v for k, v in values.items() if k in declared}
+    for name, value in kw.items():
+        if declared[name].parse is not None and isinstance(value, str):
+            kw[name] = declared[name].parse(value)
+    return config(**kw)

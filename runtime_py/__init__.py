@@ -6,7 +6,21 @@ frames), `video`, `golden` and `app_assets`. Bench measures this loop; `dhm run`
 and `dhm app-assets` are built on it.
 """
 
-from dhm.runtime_py.engines import load
-from dhm.runtime_py.pipeline import AvatarPipeline, StreamSession, pingpong
+from typing import Any
 
-__all__ = ["AvatarPipeline", "StreamSession", "load", "pingpong"]
+# loaded on first use: `dhm --help` reads the registry's names without numpy or an engine
+_LAZY = {
+    "load": "dhm.runtime_py.engines",
+    "AvatarPipeline": "dhm.runtime_py.pipeline",
+    "StreamSession": "dhm.runtime_py.pipeline",
+    "pingpong": "dhm.runtime_py.pipeline",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(name)

@@ -16,13 +16,13 @@ import click
 
 from dhm import __version__
 from dhm.errors import DhmError, Terminated
+from dhm.bench.cli import bench as bench_command
 from dhm.distill.cli import distill as distill_command
 from dhm.distill.cli import distill_audio as distill_audio_command
 from dhm.distill.cli import train as train_command
 from dhm.export.cli import export as export_command
 from dhm.quantize.cli import quantize as quantize_command
 from dhm.settings import Count, Finite, crop_interpolation_option
-from dhm.spec import JUDGE_FRAMES
 
 
 SEED = Count(0, 2**32 - 1)
@@ -352,200 +352,6 @@ def run(
         click.echo(f"audio: {r['audio_model']}; audio-to-frame lookahead {r['lookahead_ms']:.0f} ms plus compute")
 
 
-# ----------------------------------------------------------------------------- bench
-
-
-def _int_list(text: str, what: str, lo: int = 1, hi: int = 1024) -> tuple[int, ...]:
-    try:
-        values = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise DhmError(f"{what} {text!r}: expected comma-separated integers, e.g. 1,2,4") from None
-    if not values or any(not lo <= v <= hi for v in values):
-        raise DhmError(f"{what} {text!r}: expected comma-separated integers in {lo} … {hi}")
-    return values
-
-
-@main.command()
-@click.argument("models", nargs=-1, type=str)
-@click.option(
-    "--reference",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The full teacher checkpoint (.pt): the parity reference (torch FP32) and the speed baseline.",
-)
-@click.option(
-    "--data",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Dataset folder: parity and the end-to-end pipeline use its held-out frames.",
-)
-@click.option(
-    "--backends",
-    default="torch,onnxruntime,mnn",
-    show_default=True,
-    help="Engines for export folders and checkpoints (files given directly always run on their own engine).",
-)
-@click.option("--threads", default="1,2", show_default=True, help="Thread counts to time, e.g. 1,2,4.")
-@click.option(
-    "--warmup", default=5, show_default=True, type=Count(0, 100_000), help="Untimed runs per model and thread count."
-)
-@click.option(
-    "--runs", default=50, show_default=True, type=Count(5, 1_000_000), help="Timed runs per model and thread count."
-)
-@click.option(
-    "--rounds",
-    default=5,
-    show_default=True,
-    type=Count(1, 1000),
-    help="Interleaved rounds the runs are split into (noise hits every model alike).",
-)
-@click.option(
-    "--frames",
-    default=JUDGE_FRAMES,
-    show_default=True,
-    type=Count(4, 10_000),
-    help="Held-out frames for parity (evenly spaced over the evaluation blocks; all if fewer).",
-)
-@click.option(
-    "--e2e-frames",
-    default=24,
-    show_default=True,
-    type=Count(1, 100_000),
-    help="Frames through the end-to-end pipeline per model and thread count.",
-)
-@click.option("--device", default="host", show_default=True, help="host, or adb[:SERIAL] for a phone.")
-@click.option(
-    "--mnn-bin",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="With --device adb: folder holding ModuleBasic.out and libMNN.so built for the phone.",
-)
-@click.option(
-    "--device-backend",
-    default="cpu",
-    show_default=True,
-    type=click.Choice(["cpu", "opencl", "vulkan"]),
-    help="MNN backend on the phone.",
-)
-@click.option(
-    "--device-timeout",
-    default=300.0,
-    show_default=True,
-    type=Finite(1.0, 86400.0),
-    help="Seconds any one adb step may take.",
-)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write the full record (schema dhm.bench/2) here.",
-)
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write the Markdown report here, with PNG plots beside it.",
-)
-@click.option(
-    "--compare",
-    "compare_paths",
-    nargs=2,
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Compare two --json results instead of benching.",
-)
-@crop_interpolation_option
-@click.option("--force", is_flag=True, help="Replace --json/--report files that are not earlier bench outputs.")
-def bench(
-    models: tuple[str, ...],
-    reference: Path | None,
-    data: Path | None,
-    backends: str,
-    threads: str,
-    warmup: int,
-    runs: int,
-    rounds: int,
-    frames: int,
-    e2e_frames: int,
-    device: str,
-    mnn_bin: Path | None,
-    device_backend: str,
-    device_timeout: float,
-    json_path: Path | None,
-    report_path: Path | None,
-    compare_paths: tuple[Path, Path] | None,
-    crop_interpolation: str | None,
-    force: bool,
-) -> None:
-    """Parity and latency of MODELS against the full teacher.
-
-    \b
-    MODELS: `dhm export` folders (every artefact in them), checkpoints (torch, plus
-    onnxruntime/MNN FP32 exported for the run) or single .onnx/.mnn files; NAME=PATH
-    names one in the report.
-
-    Parity: PSNR, SSIM, mouth-PSNR and max abs against --reference in torch FP32 on the
-    dataset's held-out frames. Latency: p50/p90/p99/mean, load time and memory per
-    model x engine x variant x threads, timed in interleaved rounds with the teacher so
-    that every speed-up is a ratio from the same run; plus the end-to-end pipeline split
-    into crop, infer and paste. With --device adb the MNN models run on the phone with
-    MNN's ModuleBasic (pass --mnn-bin) and their outputs come back for parity.
-
-    \b
-    Example:
-      dhm bench student=out/export --reference teacher/model.pt --data data \\
-                --threads 1,2 --json bench.json --report bench.md
-      dhm bench --compare before.json after.json
-    """
-    if compare_paths:
-        from dhm.bench.report import compare, read_result
-
-        a, b = compare_paths
-        if report_path:
-            from dhm.bench.report import own_report
-            from dhm.io import check_output
-
-            check_output(report_path, kind="file", command="bench", force=force, inputs=[a, b], own_file=own_report)
-        text = compare(read_result(a), read_result(b), a.stem, b.stem)
-        if report_path:
-            from dhm.io import atomic_path
-
-            with atomic_path(report_path) as tmp:
-                tmp.write_text(text)
-        click.echo(text)
-        return
-    if not models or reference is None or data is None:
-        raise DhmError("bench needs MODELS, --reference and --data (or --compare A.json B.json)")
-    from dhm.bench.api import BenchSettings, run_bench
-    from dhm.bench.report import markdown
-
-    settings = BenchSettings(
-        backends=tuple(b.strip() for b in backends.split(",") if b.strip()),
-        threads=_int_list(threads, "--threads"),
-        warmup=warmup,
-        runs=runs,
-        rounds=rounds,
-        frames=frames,
-        e2e_frames=e2e_frames,
-        device=device,
-        mnn_bin=mnn_bin,
-        device_backend=device_backend,
-        device_timeout_s=device_timeout,
-        crop_interpolation=crop_interpolation,
-        force=force,
-    )
-    result = run_bench(
-        list(models), reference, data, settings, json_path, report_path, log=lambda m: click.echo(m, err=True)
-    )
-    text = markdown(result)
-    click.echo(text)
-    written = [str(p) for p in (json_path, report_path) if p]
-    if written:
-        click.echo(f"wrote {', '.join(written)}", err=True)
-
-
 # ----------------------------------------------------------------------------- native apps
 
 
@@ -654,6 +460,7 @@ main.add_command(export_command)
 main.add_command(distill_audio_command)
 main.add_command(train_command)
 main.add_command(distill_command)
+main.add_command(bench_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,75 +9,50 @@ Quantize, export and bench build and validate every file through `build_and_vali
 `dhm.runtime_py` and the demos run them through `load`.
 """
 
-from dhm.runtime_py.engines.build import build_and_validate, run_on, score, validate
-from dhm.runtime_py.engines.configs import (
-    TOLERANCES,
-    Artifact,
-    BuildConfig,
-    Fp16,
-    Fp32,
-    MnnInt8,
-    OnnxInt8,
-    Tolerance,
-    config_from_dict,
-)
-from dhm.runtime_py.engines.registry import (
-    BACKENDS,
-    MIRRORS,
-    TARGETS,
-    Backend,
-    for_file,
-    for_format,
-    get,
-    load,
-    mirror_of,
-    versions,
-)
-from dhm.runtime_py.engines.runtime import (
-    PRECISIONS,
-    Engine,
-    MnnEngine,
-    OrtEngine,
-    TensorSpec,
-    TorchEngine,
-    audio_of,
-    conventions_of,
-    native_stdout_to_stderr,
-    run_checked,
-)
+from typing import Any
 
-__all__ = [
-    "Artifact",
-    "BACKENDS",
-    "MIRRORS",
-    "Backend",
-    "BuildConfig",
-    "Engine",
-    "Fp16",
-    "Fp32",
-    "MnnEngine",
-    "MnnInt8",
-    "OnnxInt8",
-    "OrtEngine",
-    "PRECISIONS",
-    "TARGETS",
-    "TOLERANCES",
-    "TensorSpec",
-    "Tolerance",
-    "TorchEngine",
-    "audio_of",
-    "build_and_validate",
-    "config_from_dict",
-    "conventions_of",
-    "for_file",
-    "for_format",
-    "get",
-    "mirror_of",
-    "load",
-    "native_stdout_to_stderr",
-    "run_checked",
-    "run_on",
-    "score",
-    "validate",
-    "versions",
-]
+# loaded on first use, so importing the registry for its names costs no numpy and no engine
+_LAZY = {
+    "Artifact": "dhm.runtime_py.engines.configs",
+    "BACKENDS": "dhm.runtime_py.engines.registry",
+    "Backend": "dhm.runtime_py.engines.registry",
+    "BuildConfig": "dhm.runtime_py.engines.configs",
+    "Engine": "dhm.runtime_py.engines.runtime",
+    "Fp16": "dhm.runtime_py.engines.configs",
+    "Fp32": "dhm.runtime_py.engines.configs",
+    "MIRRORS": "dhm.runtime_py.engines.registry",
+    "MnnEngine": "dhm.runtime_py.engines.runtime",
+    "MnnInt8": "dhm.runtime_py.engines.configs",
+    "OnnxInt8": "dhm.runtime_py.engines.configs",
+    "OrtEngine": "dhm.runtime_py.engines.runtime",
+    "PRECISIONS": "dhm.runtime_py.engines.runtime",
+    "TARGETS": "dhm.runtime_py.engines.registry",
+    "TOLERANCES": "dhm.runtime_py.engines.configs",
+    "TensorSpec": "dhm.runtime_py.engines.runtime",
+    "Tolerance": "dhm.runtime_py.engines.configs",
+    "TorchEngine": "dhm.runtime_py.engines.runtime",
+    "audio_of": "dhm.runtime_py.engines.runtime",
+    "build_and_validate": "dhm.runtime_py.engines.build",
+    "config_from_dict": "dhm.runtime_py.engines.configs",
+    "conventions_of": "dhm.runtime_py.engines.runtime",
+    "for_file": "dhm.runtime_py.engines.registry",
+    "for_format": "dhm.runtime_py.engines.registry",
+    "get": "dhm.runtime_py.engines.registry",
+    "load": "dhm.runtime_py.engines.registry",
+    "mirror_of": "dhm.runtime_py.engines.registry",
+    "native_stdout_to_stderr": "dhm.runtime_py.engines.runtime",
+    "run_checked": "dhm.runtime_py.engines.runtime",
+    "run_on": "dhm.runtime_py.engines.build",
+    "score": "dhm.runtime_py.engines.build",
+    "validate": "dhm.runtime_py.engines.build",
+    "versions": "dhm.runtime_py.engines.registry",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(name)

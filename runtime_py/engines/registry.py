@@ -14,24 +14,16 @@ import contextlib
 import shutil
 from pathlib import Path
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from dhm.errors import ConversionError, SpecError
 from dhm.runtime_py.engines.configs import BuildConfig, Fp16, Fp32, MnnInt8, OnnxInt8
-from dhm.runtime_py.engines.runtime import (
-    Engine,
-    MnnEngine,
-    OrtEngine,
-    TorchEngine,
-    adopt_manifest,
-    apply_crop_override,
-    biz_conventions,
-    check_precision,
-    manifest_entry,
-)
 from dhm.spec import OUTPUT
+
+if TYPE_CHECKING:  # the engines (numpy, and each its library) load when a file is opened
+    import numpy as np
+
+    from dhm.runtime_py.engines.runtime import Engine
 
 
 class Backend:
@@ -97,6 +89,8 @@ class TorchBackend(Backend):
     exported = False
 
     def open(self, path, threads, precision, input_shapes, crop_interpolation) -> Engine:
+        from dhm.runtime_py.engines.runtime import TorchEngine
+
         return TorchEngine(path, threads, precision, crop_interpolation)
 
     def version(self) -> str:
@@ -110,6 +104,8 @@ class OnnxBackend(Backend):
     builds = (Fp32, Fp16, OnnxInt8)
 
     def open(self, path, threads, precision, input_shapes, crop_interpolation) -> Engine:
+        from dhm.runtime_py.engines.runtime import OrtEngine
+
         return OrtEngine(path, threads, precision)
 
     def version(self) -> str:
@@ -160,6 +156,8 @@ class MnnBackend(Backend):
     ships = fp16_low_precision = self_describing = True
 
     def open(self, path, threads, precision, input_shapes, crop_interpolation) -> Engine:
+        from dhm.runtime_py.engines.runtime import MnnEngine, biz_conventions
+
         engine = MnnEngine(path, threads, precision, input_shapes)
         biz_conventions(engine)
         return engine
@@ -275,6 +273,8 @@ def load(
     `crop_interpolation` overrides where nothing records the filter and is refused where
     something does and disagrees.
     """
+    from dhm.runtime_py.engines.runtime import adopt_manifest, apply_crop_override, check_precision, manifest_entry
+
     path = Path(path)
     check_precision(precision)
     if threads < 1:
