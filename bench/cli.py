@@ -11,6 +11,8 @@ from dhm.bench.config import BenchSettings
 from dhm.errors import DhmError
 from dhm.settings import click_options, crop_interpolation_option, pick
 
+PATH = click.Path(path_type=Path)
+
 
 @click.command()
 @click.argument("models", nargs=-1, type=str)
@@ -27,25 +29,15 @@ from dhm.settings import click_options, crop_interpolation_option, pick
     help="Dataset folder: parity and the end-to-end pipeline use its held-out frames.",
 )
 @click_options(BenchSettings)
+@click.option("--json", "json_path", type=PATH, default=None, help="Write the full record (schema dhm.bench/2) here.")
 @click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write the full record (schema dhm.bench/2) here.",
-)
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write the Markdown report here, with PNG plots beside it.",
+    "--report", "report_path", type=PATH, default=None, help="Write the Markdown report here, with PNG plots beside it."
 )
 @click.option(
     "--compare",
     "compare_paths",
     nargs=2,
-    type=click.Path(path_type=Path),
+    type=PATH,
     default=None,
     help="Compare two --json results instead of benching.",
 )

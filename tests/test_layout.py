@@ -166,3 +166,25 @@ def test_the_engine_name_scan_sees_a_comparison(tmp_path):
     (tmp_path / "ok.py").write_text('def g(fmt):\n    return fmt == "onnx"\n')
     assert len(engine_name_comparisons(probe, tmp_path)) == 2
     assert engine_name_comparisons(tmp_path / "ok.py", tmp_path) == []
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def function_lengths() -> list[tuple[int, str]]:
+    """(lines, where) of every function and method, decorators included, longest first."""
+    found = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                found.append((node.end_lineno - first + 1, f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"))
+    return sorted(found, reverse=True)
+
+
+def test_every_function_fits_on_a_screen():
+    lengths = function_lengths()
+    print("\nlongest functions:\n" + "\n".join(f"  {n:4d} {where}" for n, where in lengths[:8]))
+    assert len(lengths) > 500  # the scan really reads the tree
+    too_long = [f"{n} lines: {where}" for n, where in lengths if n > MAX_FUNCTION_LINES]
+    assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(too_long)

@@ -22,6 +22,7 @@ from dhm.distill.cli import distill_audio as distill_audio_command
 from dhm.distill.cli import train as train_command
 from dhm.export.cli import export as export_command
 from dhm.quantize.cli import quantize as quantize_command
+from dhm.runtime_py.cli import run as run_command
 from dhm.settings import Count, Finite, crop_interpolation_option
 
 
@@ -262,96 +263,6 @@ def features(
             click.echo(f"{job.wav} -> {job.out}: {list(feats.shape)}{note}", err=False)
 
 
-# ------------------------------------------------------------------------------ run
-
-
-@main.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option(
-    "--data", required=True, type=click.Path(path_type=Path), help="Dataset folder: the speaker's frames and landmarks."
-)
-@click.option(
-    "--audio-features",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Precomputed features (.npy, [N,2,1024] hubert or [N,16,512] wenet).",
-)
-@click.option(
-    "--wav",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="A WAV file (any rate; resampled to 16 kHz), streamed in 20 ms chunks through the model's audio model "
-    "(the manifest's audio_fp32.mnn/.onnx, or dhm's numpy front end for a .pt trained on dhm features).",
-)
-@click.option(
-    "--audio-variant",
-    default="fp32",
-    show_default=True,
-    type=click.Choice(["fp32", "fp16", "int8"]),
-    help="With --wav: which of the export's audio model files turns PCM into features (fp16/int8 exist for an "
-    "audio student exported with those variants; the export report gives what each costs in frame PSNR).",
-)
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output .mp4.")
-@click.option(
-    "--side-by-side", type=click.Path(path_type=Path), default=None, help="A second model rendered next to the first."
-)
-@click.option("--threads", default=2, show_default=True, type=Count(1, 1024), help="Inference threads.")
-@click.option(
-    "--precision",
-    default="fp32",
-    show_default=True,
-    type=click.Choice(["fp32", "fp16"]),
-    help="Engine precision (MNN: high/low).",
-)
-@crop_interpolation_option
-@click.option(
-    "--force", is_flag=True, help="Replace OUT if it exists (only once the new video is complete and checked)."
-)
-def run(
-    model: Path,
-    data: Path,
-    audio_features: Path | None,
-    wav: Path | None,
-    audio_variant: str,
-    out: Path,
-    side_by_side: Path | None,
-    threads: int,
-    precision: str,
-    crop_interpolation: str | None,
-    force: bool,
-) -> None:
-    """Render a lip-synced video of the dataset's speaker with MODEL (.pt/.pth, .onnx or .mnn).
-
-    Reference frames run in Ultralight's ping-pong order; each frame is cropped, masked,
-    inferred and pasted back exactly as in training. The MP4 is H.264 with the AAC sound
-    of the WAV (or the dataset's aud.wav), the first frame at audio time 0: it plays in
-    browsers and phone galleries.
-    """
-    from dhm.runtime_py.video import render_video
-
-    r = render_video(
-        model,
-        data,
-        out,
-        audio_features=audio_features,
-        wav=wav,
-        side_by_side=side_by_side,
-        threads=threads,
-        precision=precision,
-        log=lambda m: click.echo(m, err=True),
-        crop_interpolation=crop_interpolation,
-        force=force,
-        audio_variant=audio_variant,
-    )
-    ms = r["stage_ms"]
-    click.echo(
-        f"wrote {r['frames']} frames at {r['fps']} fps to {r['out']} ({'with' if r['audio'] else 'without'} audio); "
-        f"per frame: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()) + f" = {r['pipeline_fps']:.1f} fps"
-    )
-    if "lookahead_ms" in r:
-        click.echo(f"audio: {r['audio_model']}; audio-to-frame lookahead {r['lookahead_ms']:.0f} ms plus compute")
-
-
 # ----------------------------------------------------------------------------- native apps
 
 
@@ -461,6 +372,7 @@ main.add_command(distill_audio_command)
 main.add_command(train_command)
 main.add_command(distill_command)
 main.add_command(bench_command)
+main.add_command(run_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
