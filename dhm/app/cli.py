@@ -1,8 +1,11 @@
-"""The `dhm` command line: a thin click layer, one library call per command.
+"""The `dhm` command line: the group, its error handling, and the stages' commands assembled.
 
-Heavy libraries (torch, onnxruntime, MNN) are imported inside the commands, so
-`dhm --help` stays instant. Known failures (`dhm.errors.DhmError`) print one line on
-stderr and exit non-zero; anything else is a bug and keeps its traceback.
+Each stage owns its commands (`distill/cli.py`, `quantize/cli.py`, `export/cli.py`,
+`bench/cli.py`, `runtime_py/cli.py`), generated from its settings dataclass; the few that
+have no stage of their own (info, data, features, app-assets, golden, demo) are here. Heavy
+libraries (torch, onnxruntime, MNN) are imported inside the commands, so `dhm --help` stays
+instant. Known failures (`dhm.errors.DhmError`) print one line on stderr and exit non-zero;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from dhm.export.cli import export as export_command
 from dhm.quantize.cli import quantize as quantize_command
 from dhm.runtime_py.cli import run as run_command
 from dhm.settings import Count, Finite, crop_interpolation_option
-
 
 SEED = Count(0, 2**32 - 1)
 
