@@ -12,9 +12,10 @@ DEMO_DIR ?= demo_work
 # Debian packages for the native tests (C++ core, JNI host test, GNUstep bridge), the apps'
 # builds (aapt, zipalign, apksigner, dexdump, proguard for the APK; clang for the iOS bridge
 # under ARC), qemu-user-static for ARM numerics (MNN's aarch64 kernels, as phones run them)
-# and the aarch64 cross compiler (the core's golden tests, built as phones build it, under qemu).
-NATIVE_PACKAGES := cmake g++ default-jdk-headless gobjc++ libgnustep-base-dev aapt android-framework-res zipalign apksigner dexdump proguard-cli clang qemu-user-static g++-aarch64-linux-gnu
-NATIVE_TOOLS := cmake g++ javac gnustep-config aapt zipalign apksigner dexdump proguard clang++ qemu-aarch64-static aarch64-linux-gnu-g++
+# and the aarch64 cross compiler (the core's golden tests, built as phones build it, under qemu);
+# espeak-ng speaks the real sentences the voice-activity tests listen to.
+NATIVE_PACKAGES := espeak-ng cmake g++ default-jdk-headless gobjc++ libgnustep-base-dev aapt android-framework-res zipalign apksigner dexdump proguard-cli clang qemu-user-static g++-aarch64-linux-gnu
+NATIVE_TOOLS := espeak-ng cmake g++ javac gnustep-config aapt zipalign apksigner dexdump proguard clang++ qemu-aarch64-static aarch64-linux-gnu-g++
 
 .PHONY: demo test install native-deps arm-env wheel-check apps clean
 

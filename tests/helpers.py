@@ -57,3 +57,37 @@ def one_error_line(result, needle: str) -> None:
     assert result.exit_code != 0
     lines = [ln for ln in result.output.splitlines() if ln.startswith("dhm: error:")]
     assert len(lines) == 1 and needle in lines[0], result.output
+
+
+# Real speech for the audio tests: espeak-ng (Debian), sentences with pauses of 0.6-1.2 s,
+# a second of silence before and after, resampled to 16 kHz.
+SPEECH_SSML = (
+    '<speak>The weather today is calm and bright. <break time="900ms"/> '
+    'We will walk along the river, <break time="600ms"/> and then have lunch in the old town. '
+    '<break time="1200ms"/> Nobody expected the rain to come so soon.</speak>'
+)
+
+
+def espeak_pcm(voice: str, ssml: str = SPEECH_SSML) -> np.ndarray:
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from dhm.audio.frontend import SAMPLE_RATE, read_wav, resample
+
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "speech.wav"
+        subprocess.run(["espeak-ng", "-m", "-v", voice, "-w", str(out), ssml], check=True, capture_output=True)
+        pcm, rate = read_wav(out)
+    silence = np.zeros(SAMPLE_RATE, np.float32)
+    return np.concatenate([silence, resample(pcm, rate), silence]).astype(np.float32)
+
+
+def with_noise(clean: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    """White noise at `snr_db` below the speech hops' power."""
+    from dhm.runtime_py.vad import HOP, speech_mask
+
+    hops = np.pad(clean, (0, (-len(clean)) % HOP)).reshape(-1, HOP)
+    power = float(np.mean(hops[speech_mask(clean)] ** 2))
+    noise = np.random.default_rng(seed).standard_normal(len(clean)) * np.sqrt(power / 10 ** (snr_db / 10))
+    return (clean + noise).astype(np.float32)

@@ -1,0 +1,154 @@
+"""Voice activity in the streaming path: which 32 ms hops of 16 kHz PCM hold speech.
+
+Two detectors behind one interface, both causal (no lookahead: a hop's decision needs only
+its own samples), fed PCM in chunks of any size:
+
+* `SileroVad`: silero-vad's trained model (its ONNX file, shipped in the `silero-vad` wheel),
+  run by onnxruntime on 512-sample hops with its recurrent state, as its own wrapper runs it;
+* `EnergyGate`: the hop's level against a tracked noise floor (the simple baseline).
+
+Each turns per-hop scores into decisions with hysteresis: speech starts when a score reaches
+`on`, and ends only after `hangover` hops in a row below `off`, so the mouth does not snap
+shut between words. `score_frames` measures a detector against a known speech mask.
+
+Measured (`python tests/tools/measure_vad.py`: espeak-ng, three voices, sentences with 0.6-1.2 s
+pauses, white noise): at 10 dB SNR silero (hangover 2) keeps precision 0.92 and recall 0.98 of
+speech hops, the energy gate (hangover 6) 0.95 and 0.97; at 0 dB the gate stops hearing speech
+(recall 0.05 or 0) while silero keeps recall 0.98. Not yet in the runtime's frame loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+HOP = 512  # 32 ms: silero-vad's chunk at 16 kHz
+SILERO_CONTEXT = 64  # samples of the previous hop silero reads before each chunk
+
+
+@dataclass(frozen=True)
+class Hysteresis:
+    """Per-hop scores -> speech decisions: on at `on`, off after `hangover` hops below `off`."""
+
+    on: float
+    off: float
+    hangover: int  # hops (32 ms each) a pause must last before speech ends
+
+    def decide(self, scores: np.ndarray, speaking: bool = False, quiet: int = 0) -> tuple[np.ndarray, bool, int]:
+        out = np.zeros(len(scores), dtype=bool)
+        for i, s in enumerate(scores):
+            if s >= self.on:
+                speaking, quiet = True, 0
+            elif speaking and s < self.off:
+                quiet += 1
+                if quiet > self.hangover:
+                    speaking, quiet = False, 0
+            out[i] = speaking
+        return out, speaking, quiet
+
+
+class _Streaming:
+    """PCM chunks in, one decision per completed hop out."""
+
+    gate: Hysteresis
+
+    def __init__(self) -> None:
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.speaking, self.quiet = False, 0
+
+    def scores(self, hops: np.ndarray) -> np.ndarray:  # [n, HOP] -> [n]
+        raise NotImplementedError
+
+    def push(self, pcm: np.ndarray) -> np.ndarray:
+        """Decisions for every hop the samples so far complete."""
+        self.buffer = np.concatenate([self.buffer, np.asarray(pcm, dtype=np.float32).reshape(-1)])
+        n = self.buffer.size // HOP
+        hops, self.buffer = self.buffer[: n * HOP].reshape(n, HOP), self.buffer[n * HOP :]
+        decided, self.speaking, self.quiet = self.gate.decide(self.scores(hops), self.speaking, self.quiet)
+        return decided
+
+    def run(self, pcm: np.ndarray) -> np.ndarray:
+        """Decisions for a whole utterance (its last partial hop padded with silence)."""
+        pcm = np.asarray(pcm, dtype=np.float32)
+        return self.push(np.pad(pcm, (0, (-pcm.size) % HOP)))
+
+
+def silero_model_path() -> Path:
+    """silero-vad's 16 kHz ONNX model, from its wheel."""
+    import silero_vad
+
+    return Path(silero_vad.__file__).parent / "data" / "silero_vad_16k_op15.onnx"
+
+
+class SileroVad(_Streaming):
+    """silero-vad's speech probability per hop (its recurrent state carried across hops)."""
+
+    def __init__(self, on: float = 0.5, off: float = 0.35, hangover: int = 2) -> None:
+        import onnxruntime
+
+        super().__init__()
+        self.gate = Hysteresis(on, off, hangover)
+        opts = onnxruntime.SessionOptions()
+        opts.inter_op_num_threads = opts.intra_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(silero_model_path()), sess_options=opts)
+        self.state = np.zeros((2, 1, 128), dtype=np.float32)
+        self.context = np.zeros(SILERO_CONTEXT, dtype=np.float32)
+
+    def scores(self, hops: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(hops), dtype=np.float32)
+        sr = np.array(SAMPLE_RATE, dtype=np.int64)
+        for i, hop in enumerate(hops):
+            x = np.concatenate([self.context, hop])[None]
+            prob, self.state = self.session.run(None, {"input": x, "state": self.state, "sr": sr})
+            self.context = hop[-SILERO_CONTEXT:]
+            out[i] = float(prob.reshape(-1)[0])
+        return out
+
+
+class EnergyGate(_Streaming):
+    """The hop's level in dB above a noise floor that follows the quietest recent hops: rises
+    slowly (so speech does not lift it), falls at once (a quieter hop is the new floor)."""
+
+    def __init__(self, on: float = 9.0, off: float = 5.0, hangover: int = 6, rise_db_per_s: float = 3.0) -> None:
+        super().__init__()
+        self.gate = Hysteresis(on, off, hangover)
+        self.rise = rise_db_per_s * HOP / SAMPLE_RATE
+        self.floor: float | None = None
+
+    def scores(self, hops: np.ndarray) -> np.ndarray:
+        level = 10.0 * np.log10(np.mean(hops.astype(np.float64) ** 2, axis=1) + 1e-10)
+        out = np.zeros(len(hops), dtype=np.float32)
+        for i, db in enumerate(level):
+            self.floor = db if self.floor is None else min(db, self.floor + self.rise)
+            out[i] = db - self.floor
+        return out
+
+
+def speech_mask(clean: np.ndarray, min_pause_s: float = 0.2, floor_db: float = -50.0) -> np.ndarray:
+    """The true speech hops of a clean recording: hops above `floor_db` dBFS, with pauses
+    shorter than `min_pause_s` (between words) counted as speech."""
+    clean = np.pad(np.asarray(clean, dtype=np.float64), (0, (-len(clean)) % HOP))
+    level = 10.0 * np.log10(np.mean(clean.reshape(-1, HOP) ** 2, axis=1) + 1e-12)
+    mask = level > floor_db
+    gap = int(round(min_pause_s * SAMPLE_RATE / HOP))
+    idx = np.flatnonzero(mask)
+    for a, b in zip(idx[:-1], idx[1:], strict=True):
+        if 1 < b - a <= gap + 1:
+            mask[a:b] = True
+    return mask
+
+
+def score_frames(decided: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Precision and recall of the speech hops."""
+    n = min(len(decided), len(truth))
+    d, t = decided[:n], truth[:n]
+    hit = float(np.sum(d & t))
+    return {
+        "precision": hit / max(1.0, float(np.sum(d))),
+        "recall": hit / max(1.0, float(np.sum(t))),
+        "hops": n,
+        "speech_share": float(np.mean(t)),
+    }
