@@ -6,7 +6,7 @@ else here does, loaded on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from dhm.lazy import lazy_attributes
 
 from dhm.distill.weights import DISTILL_DEFAULTS, TRAIN_DEFAULTS, LossWeights
 
@@ -21,13 +21,7 @@ _LAZY = {
     "resolve_student": "dhm.distill.presets",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
+__getattr__ = lazy_attributes(_LAZY)
 
 
 __all__ = [

@@ -409,13 +409,12 @@ def distill_audio(
 
     settings = settings or AudioDistillSettings()
     choice = student or AudioStudentChoice()
-    size, family, context, lookahead_hops = choice.size, choice.family, choice.context, choice.lookahead_hops
     inputs = [data, *(audio_dirs or []), generator]
     check_output(out, kind="dir", command="distill-audio", force=force or resume, inputs=inputs)
-    mode, config = _student_config(data, mode, size, family, context, lookahead_hops)
+    mode, config = _student_config(data, mode, choice)
     main = dataset_utterance(data, mode)
     extra = extra_utterances(list(audio_dirs or []), mode)
-    run_config = _run_config(data, [main, *extra], config, settings, family)
+    run_config = _run_config(data, [main, *extra], config, settings, choice.family)
     world, rank = run_config.world_size, dist_env()[1]
     if world > 1:
         import torch.distributed as dist
@@ -439,8 +438,9 @@ def distill_audio(
         if rank != 0:
             return None
         report, config, model = _evaluate(
-            data, mode, generator, size, family, config, settings, model, history, started, train_s, main, extra
-        )
+            data, mode, generator, choice.size, choice.family, config, settings, model, history, started, train_s,
+            main, extra,
+        )  # fmt: skip
         report["train"]["world_size"] = world
         with atomic_path(out / STUDENT_FILE) as tmp:
             save_student(tmp, model, config, {"report": _plain(report)})
@@ -458,9 +458,7 @@ def distill_audio(
         raise
 
 
-def _student_config(
-    data: Path, mode: str | None, size: str, family: str, context: int, lookahead_hops: int
-) -> tuple[str, Any]:
+def _student_config(data: Path, mode: str | None, choice: AudioStudentChoice) -> tuple[str, Any]:
     """The dataset's feature mode (one, or the one asked for) and the student to train."""
     from dhm.audio.student import SIZES, StudentConfig
     from dhm.data.dataset import open_dataset
@@ -470,17 +468,17 @@ def _student_config(
         if len(modes) != 1:
             raise DatasetError(f"{data}: holds {' and '.join(modes)} features; pick one with --mode")
         mode = modes[0]
-    if size not in SIZES:
-        raise SpecError(f"--size {size}: expected one of {', '.join(SIZES)}")
-    if family == "featherhubert":
+    if choice.size not in SIZES:
+        raise SpecError(f"--size {choice.size}: expected one of {', '.join(SIZES)}")
+    if choice.family == "featherhubert":
         from dhm.audio.feather_hubert import FEATHER_SIZES, FeatherConfig
 
         if mode != "hubert":
             raise SpecError("FeatherHuBERT gives hubert features; this dataset's are wenet (use --family dhm-tcn)")
-        return mode, FeatherConfig(context=context, **FEATHER_SIZES[size])
-    if family == "dhm-tcn":
-        return mode, StudentConfig(mode=mode, lookahead_hops=lookahead_hops, **SIZES[size])
-    raise SpecError(f"--family {family}: expected dhm-tcn or featherhubert")
+        return mode, FeatherConfig(context=choice.context, **FEATHER_SIZES[choice.size])
+    if choice.family == "dhm-tcn":
+        return mode, StudentConfig(mode=mode, lookahead_hops=choice.lookahead_hops, **SIZES[choice.size])
+    raise SpecError(f"--family {choice.family}: expected dhm-tcn or featherhubert")
 
 
 def _run_config(data: Path, utterances: list[Utterance], config: Any, settings: AudioDistillSettings, family: str):

@@ -254,6 +254,7 @@ def _variants(
     if frames is not None:
         reference_images = frames.render(windowed_features(source.module, spec, frames.pcm, frames.n_frames))
     header = {"biz_code": json.dumps({"audio_model": spec.to_dict()}, separators=(",", ":")), "outputs": [ROWS_OUTPUT]}
+    check = _VariantCheck(source, spec, windows, reference, frames, reference_images)
     for variant in variants:
         for fmt in formats:
             backend = for_format(fmt)
@@ -261,7 +262,6 @@ def _variants(
             structure = build_audio_variant(
                 backend, candidates[variant][fmt], onnx_fp32, dst, calib, calib_windows, source.reference, header
             )
-            check = _VariantCheck(source, spec, windows, reference, frames, reference_images)
             _judge_variant(check, backend, fmt, variant, dst, structure, section, log)
 
 

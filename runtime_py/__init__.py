@@ -6,7 +6,7 @@ frames), `video`, `golden` and `app_assets`. Bench measures this loop; `dhm run`
 and `dhm app-assets` are built on it.
 """
 
-from typing import Any
+from dhm.lazy import lazy_attributes
 
 # loaded on first use: `dhm --help` reads the registry's names without numpy or an engine
 _LAZY = {
@@ -17,10 +17,4 @@ _LAZY = {
 }
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
+__getattr__ = lazy_attributes(_LAZY)

@@ -9,7 +9,7 @@ Quantize, export and bench build and validate every file through `build_and_vali
 `dhm.runtime_py` and the demos run them through `load`.
 """
 
-from typing import Any
+from dhm.lazy import lazy_attributes
 
 # loaded on first use, so importing the registry for its names costs no numpy and no engine
 _LAZY = {
@@ -49,10 +49,4 @@ _LAZY = {
 }
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
+__getattr__ = lazy_attributes(_LAZY)
