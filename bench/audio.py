@@ -4,7 +4,7 @@ For every candidate whose export carries an audio model (`audio_model` in its ma
 
 * the audio model alone, 1 thread: ms per call, and ms per second of audio (calls per
   second × ms per call), timed over many calls on held-out audio;
-* the full loop (`dhm.runtime_py.pipeline.PcmSession`): held-out PCM pushed in 20 ms chunks as fast as
+* the full loop (`dhm.runtime_py.session.PcmSession`): held-out PCM pushed in 20 ms chunks as fast as
   the machine goes, at each thread count: frames per second with the audio model
   included, and each frame's audio-to-frame latency as a phone would see it if the audio
   arrived in real time: the algorithmic lookahead (the audio model's window plus the
@@ -123,7 +123,8 @@ def _pcm_loop(c: Any, ds: Any, conv: Any, pcm: np.ndarray, threads: int, lookahe
     (`threads`): frames per second and each frame's audio-to-frame latency (the model's
     lookahead plus the compute that released it)."""
     from dhm.runtime_py.engines import load
-    from dhm.runtime_py.pipeline import AvatarPipeline, PcmSession
+    from dhm.runtime_py.pipeline import AvatarPipeline
+    from dhm.runtime_py.session import PcmSession
     from dhm.runtime_py.streaming import audio_front_end
 
     engine = load(c.path, threads=threads, precision=c.precision)

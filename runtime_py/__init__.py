@@ -1,8 +1,9 @@
 """dhm.runtime_py: the reference runtime the Android and iOS demos mirror.
 
 `engines` (every backend behind one registry: `load`, `build_and_validate`), `pipeline` (the
-frame loop, `AvatarPipeline`, `StreamSession`, `PcmSession`), `streaming` (PCM -> feature
-frames), `video`, `golden` and `app_assets`. Bench measures this loop; `dhm run`, `dhm golden`
+frame loop, `AvatarPipeline`, `StreamSession`), `streaming` (PCM -> feature frames), `session`
+(`PcmSession`: PCM -> frames), `vad` and `idle` (voice activity; footage in silence), `video`,
+`golden` and `app_assets`. Bench measures this loop; `dhm run`, `dhm golden`
 and `dhm app-assets` are built on it.
 """
 
@@ -14,6 +15,7 @@ _LAZY = {
     "AvatarPipeline": "dhm.runtime_py.pipeline",
     "StreamSession": "dhm.runtime_py.pipeline",
     "pingpong": "dhm.runtime_py.pipeline",
+    "PcmSession": "dhm.runtime_py.session",
 }
 __all__ = sorted(_LAZY)
 

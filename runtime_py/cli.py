@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from dhm.settings import Count, crop_interpolation_option
+from dhm.runtime_py.idle import IdleSettings
+from dhm.settings import Count, click_options, crop_interpolation_option, pick
 
 
 @click.command()
@@ -48,6 +49,14 @@ from dhm.settings import Count, crop_interpolation_option
     type=click.Choice(["fp32", "fp16"]),
     help="Engine precision (MNN: high/low).",
 )
+@click.option(
+    "--idle/--no-idle",
+    default=True,
+    show_default=True,
+    help="With --wav: in silence show the speaker's own footage (the longest silent stretch of the dataset's "
+    "clip) and run neither model; fade the generated mouth in and out around speech.",
+)
+@click_options(IdleSettings)
 @crop_interpolation_option
 @click.option(
     "--force", is_flag=True, help="Replace OUT if it exists (only once the new video is complete and checked)."
@@ -62,11 +71,22 @@ def run(model: Path, data: Path, out: Path, **kw: Any) -> None:
     """
     from dhm.runtime_py.video import render_video
 
-    r = render_video(model, data, out, log=lambda m: click.echo(m, err=True), **kw)
+    idle = pick(IdleSettings, kw) if kw.pop("idle") else None
+    kw = {k: v for k, v in kw.items() if k not in IdleSettings.__dataclass_fields__}
+    r = render_video(model, data, out, log=lambda m: click.echo(m, err=True), idle=idle, **kw)
     ms = r["stage_ms"]
+    cost = (
+        "per generated frame: "
+        + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items())
+        + f" = {r['pipeline_fps']:.1f} fps"
+        if r["generated"]
+        else "no frame needed a model"
+    )
     click.echo(
         f"wrote {r['frames']} frames at {r['fps']} fps to {r['out']} ({'with' if r['audio'] else 'without'} audio); "
-        f"per frame: " + ", ".join(f"{k} {v:.2f} ms" for k, v in ms.items()) + f" = {r['pipeline_fps']:.1f} fps"
+        + cost
     )
     if "lookahead_ms" in r:
         click.echo(f"audio: {r['audio_model']}; audio-to-frame lookahead {r['lookahead_ms']:.0f} ms plus compute")
+    if r.get("idle"):
+        click.echo(r["idle"]["line"])

@@ -127,7 +127,8 @@ def _pcm_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str, 
     `pcm_pasted_i.u8`; `pcm_cases.txt` lists them. Nothing when the manifest has no audio model."""
     from dhm.audio.frontend import read_pcm
     from dhm.runtime_py.streaming import AudioFrontEnd, audio_front_end
-    from dhm.runtime_py.pipeline import AvatarPipeline, PcmSession, pingpong
+    from dhm.runtime_py.pipeline import AvatarPipeline, pingpong
+    from dhm.runtime_py.session import PcmSession
 
     if "audio_model" not in manifest or ds.wav_path is None:
         return 0
@@ -145,6 +146,7 @@ def _pcm_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str, 
     session = PcmSession(
         AvatarPipeline(generator, ds, conv), AudioFrontEnd(front.spec, recorded_rows, front.description)
     )
+    session.audio.log = []
     out = []
     for start in range(0, pcm.size, PCM_CHUNK):
         out += session.push_pcm(pcm[start : start + PCM_CHUNK])
@@ -152,7 +154,7 @@ def _pcm_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str, 
     write_f32(tmp / "pcm.f32", pcm)
     write_f32(tmp / "pcm_windows.f32", np.stack(windows))
     write_f32(tmp / "pcm_rows.f32", np.stack(rows))
-    write_f32(tmp / "pcm_features.f32", session.features)
+    write_f32(tmp / "pcm_features.f32", np.stack(session.audio.log))
     refs = pingpong(ds.n_frames, len(out))
     for i, (frame, (inputs, outputs)) in enumerate(zip(out, generator.calls, strict=True)):
         for name, value in {**inputs, **outputs}.items():

@@ -133,7 +133,8 @@ class StreamSession:
     def __init__(self, pipeline: AvatarPipeline, expected_frames: int | None = None) -> None:
         self.pipeline = pipeline
         self.lookahead = pipeline.conventions.lookahead
-        self.features: list[np.ndarray] = []
+        self.features: list[np.ndarray] = []  # feature frames from `first` on
+        self.first = 0
         self.next_frame = 0
         self._expected = expected_frames
 
@@ -149,12 +150,12 @@ class StreamSession:
         chunk = np.asarray(chunk, dtype=np.float32)
         self.pipeline.check_features(chunk)
         self.features.extend(chunk)
-        ready = len(self.features) - self.lookahead
+        ready = self.first + len(self.features) - self.lookahead
         return self._render_until(ready)
 
     def finish(self) -> list[np.ndarray]:
         """The stream has ended: render the remaining frames."""
-        return self._render_until(len(self.features))
+        return self._render_until(self.first + len(self.features))
 
     def _render_until(self, stop: int) -> list[np.ndarray]:
         out = []
@@ -165,57 +166,14 @@ class StreamSession:
         # A slice that ends before the stream's end is never read past its end; one that
         # reaches it zero-pads exactly as offline rendering does (finish() only).
         lo = max(0, self.next_frame - conv.window_before)
-        hi = min(len(self.features), stop - 1 + conv.window_after)
-        feats = np.stack(self.features[lo:hi])
+        hi = min(self.first + len(self.features), stop - 1 + conv.window_after)
+        feats = np.stack(self.features[lo - self.first : hi - self.first])
         while self.next_frame < stop:
             i = self.next_frame
             out.append(self.pipeline.render(self._reference(i), audio_window(feats, i - lo, conv)))
             self.next_frame += 1
+        # later windows start at next_frame - W/2: what lies before is never read again
+        keep = max(0, self.next_frame - conv.window_before)
+        del self.features[: keep - self.first]
+        self.first = keep
         return out
-
-
-class PcmSession:
-    """Audio in, frames out: 16 kHz mono PCM chunks of any size go through the audio model
-    (`dhm.runtime_py.streaming.PcmFeatureStream`) and the feature stream (`StreamSession`); every
-    frame that can be rendered comes back. The native core's `PcmSession` is the same loop.
-
-    Frame i comes out once the PCM reaches `lookahead_ms` past its end (the audio model's
-    window plus the generator's W/2-1 feature frames of lookahead); `finish()` renders
-    the rest. Any chunking gives the same frames, and they equal offline rendering of
-    the same utterance's features.
-    """
-
-    def __init__(self, pipeline: AvatarPipeline, front_end) -> None:
-        from dhm.runtime_py.streaming import PcmFeatureStream
-
-        if front_end.spec.mode != pipeline.mode.name:
-            raise SpecError(f"audio model is {front_end.spec.mode}, the generator listens to {pipeline.mode.name}")
-        self.front_end = front_end
-        self.audio = PcmFeatureStream(front_end.spec, self._timed_rows)
-        self.frames = StreamSession(pipeline)
-        self.audio_seconds = 0.0  # time spent in the audio model
-        self.samples_in = 0
-
-    def _timed_rows(self, window: np.ndarray) -> np.ndarray:
-        t0 = time.perf_counter()
-        rows = self.front_end.rows(window)
-        self.audio_seconds += time.perf_counter() - t0
-        return rows
-
-    @property
-    def lookahead_ms(self) -> float:
-        return self.front_end.spec.lookahead_ms(self.frames.pipeline.conventions.window)
-
-    @property
-    def features(self) -> np.ndarray:
-        return self.audio.stack_frames(self.frames.features)
-
-    def push_pcm(self, samples: np.ndarray) -> list[np.ndarray]:
-        self.samples_in += int(np.asarray(samples).size)
-        feats = self.audio.push(samples)
-        return self.frames.push(feats) if len(feats) else []
-
-    def finish(self) -> list[np.ndarray]:
-        feats = self.audio.finish()
-        ready = self.frames.push(feats) if len(feats) else []
-        return ready + self.frames.finish()

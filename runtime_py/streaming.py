@@ -112,7 +112,14 @@ class PcmFeatureStream:
     """PCM chunks in, the generator's per-frame features out, as soon as each frame's rows
     can be computed. Any chunking of the same PCM gives the same features, and after
     `finish()` they equal `features_for_mode` on the whole utterance (the front end's
-    numerics aside)."""
+    numerics aside).
+
+    Two ways to read it: `push`/`finish` return every frame's features (the audio model runs
+    on every call); `push_count`/`finish_count` only say how many frames' features are
+    available, and `features(i)` runs the audio model on the calls frame i needs when it is
+    asked for (a session that shows footage in silence never asks for most of them).
+    Either way only the PCM, calls and rows later frames can still read are kept, so an
+    hour's stream holds what a second's does."""
 
     def __init__(self, spec: AudioModelSpec, rows_fn: RowsFn) -> None:
         self.spec = spec
@@ -121,68 +128,118 @@ class PcmFeatureStream:
         self.pcm = np.zeros(spec.pad_left, dtype=np.float32)
         self.base = 0
         self.n_samples = 0
-        self.rows: list[np.ndarray] = []  # computed rows, row r at index r
-        self.frames_out = 0
+        self.calls = 0  # calls whose PCM window is complete
+        self.windows: dict[int, np.ndarray] = {}  # call -> its PCM window, not yet run
+        self.call_rows: dict[int, np.ndarray] = {}  # call -> its rows [rows_per_call, row_size]
+        self.calls_run = 0  # audio model runs so far
+        self.frames_ready = 0  # frames whose features are available
+        self.frames_out = 0  # frames returned by push/finish
+        self.ready_before_finish: int | None = None
         self.finished = False
+        self.frame_cache: dict[int, np.ndarray] = {}  # frame -> its features, until forgotten
+        self.log: list[np.ndarray] | None = None  # set to a list to keep every frame's features (golden files)
 
-    def _call(self, call: int) -> None:
+    def _prepare(self, call: int) -> None:
         s = self.spec
         start = call * s.rows_per_call * s.row_hop - self.base  # buffer position (pad_left included)
         window = self.pcm[start : start + s.window_samples]
         if window.size < s.window_samples:
             window = np.concatenate([window, np.zeros(s.window_samples - window.size, np.float32)])
-        rows = np.asarray(self.rows_fn(window), dtype=np.float32).reshape(s.rows_per_call, s.row_size)
-        self.rows.extend(rows)
+        self.windows[call] = np.array(window, dtype=np.float32)
+        self.calls = call + 1
 
-    def _frame(self, i: int, valid_rows: int | None) -> np.ndarray:
+    def _row(self, r: int) -> np.ndarray:
         s = self.spec
+        call = r // s.rows_per_call
+        if call not in self.call_rows:
+            rows = self.rows_fn(self.windows.pop(call))
+            self.call_rows[call] = np.asarray(rows, dtype=np.float32).reshape(s.rows_per_call, s.row_size)
+            self.calls_run += 1
+        return self.call_rows[call][r % s.rows_per_call]
+
+    def features(self, i: int) -> np.ndarray:
+        """Frame i's features (0 <= i < frames_ready), running the audio model where needed."""
+        s = self.spec
+        if i in self.frame_cache:
+            return self.frame_cache[i]
+        if not 0 <= i < self.frames_ready:
+            raise IndexError(f"frame {i}: features of frames 0 … {self.frames_ready - 1} are available")
+        # frames ready before finish() read rows the audio covered; the tail's are zeroed past its end
+        before = self.ready_before_finish
+        valid = s.valid_rows(self.n_samples) if before is not None and i >= before else None
         first = s.frame_stride * i + s.frame_offset
         out = np.zeros((s.frame_count, s.row_size), dtype=np.float32)
         for k in range(s.frame_count):
             r = first + k
-            if r >= 0 and (valid_rows is None or r < valid_rows):
-                out[k] = self.rows[r]
-        return out.reshape(AUDIO_MODES[s.mode].per_frame_shape)
+            if r >= 0 and (valid is None or r < valid):
+                out[k] = self._row(r)
+        out = out.reshape(AUDIO_MODES[s.mode].per_frame_shape)
+        self.frame_cache[i] = out
+        if self.log is not None:
+            self.log.append(out)
+        return out
 
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        """Add 16 kHz mono samples; return the feature frames that became computable."""
+    def forget_before(self, frame: int) -> None:
+        """Frames before `frame` will not be asked for again: drop their calls and rows."""
+        s = self.spec
+        first_row = s.frame_stride * frame + s.frame_offset
+        last_call = first_row // s.rows_per_call - 1  # calls wholly before that row
+        for store in (self.windows, self.call_rows):
+            for c in [c for c in store if c <= last_call]:
+                del store[c]
+        for i in [i for i in self.frame_cache if i < frame]:
+            del self.frame_cache[i]
+
+    def push_count(self, samples: np.ndarray) -> int:
+        """Add 16 kHz mono samples; return how many frames' features are now available."""
         if self.finished:
             raise SpecError("audio stream: samples pushed after finish(); start a new stream")
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         self.pcm = np.concatenate([self.pcm, samples])
         self.n_samples += samples.size
         s = self.spec
-        while s.samples_for_call(len(self.rows) // s.rows_per_call) <= self.n_samples:
-            self._call(len(self.rows) // s.rows_per_call)
+        while s.samples_for_call(self.calls) <= self.n_samples:
+            self._prepare(self.calls)
         # drop what no later call reads (keeps the buffer a window long for any chunking)
-        drop = (len(self.rows) // s.rows_per_call) * s.rows_per_call * s.row_hop - self.base
+        drop = self.calls * s.rows_per_call * s.row_hop - self.base
         if drop > 0:
             self.pcm = self.pcm[drop:]
             self.base += drop
-        ready = []
-        # frame i exists once its own samples have arrived and its last row is computed
-        while (self.frames_out + 1) * s.samples_per_frame <= self.n_samples and s.last_row_of_frame(
-            self.frames_out
-        ) < len(self.rows):
-            ready.append(self._frame(self.frames_out, None))
-            self.frames_out += 1
-        return self.stack_frames(ready)
+        # frame i exists once its own samples have arrived and its last row's call is prepared
+        rows = self.calls * s.rows_per_call
+        while (self.frames_ready + 1) * s.samples_per_frame <= self.n_samples and s.last_row_of_frame(
+            self.frames_ready
+        ) < rows:
+            self.frames_ready += 1
+        return self.frames_ready
 
-    def finish(self) -> np.ndarray:
-        """The utterance has ended: the remaining frames, padded as offline features are."""
+    def finish_count(self) -> int:
+        """The utterance has ended: prepare the calls its last frames read; return the frame count."""
         if self.finished:
             raise SpecError("audio stream: finish() called twice")
         self.finished = True
+        self.ready_before_finish = self.frames_ready
         s = self.spec
         n_frames = s.frames_for(self.n_samples)
         if n_frames:
-            need = s.last_row_of_frame(n_frames - 1)
-            while len(self.rows) <= need:
-                self._call(len(self.rows) // s.rows_per_call)
-        valid = s.valid_rows(self.n_samples)
-        ready = [self._frame(i, valid) for i in range(self.frames_out, n_frames)]
-        self.frames_out = n_frames
+            while self.calls * s.rows_per_call <= s.last_row_of_frame(n_frames - 1):
+                self._prepare(self.calls)
+        self.frames_ready = max(self.frames_ready, n_frames)
+        return n_frames
+
+    def _take(self, stop: int) -> np.ndarray:
+        ready = [self.features(i) for i in range(self.frames_out, stop)]
+        self.frames_out = max(self.frames_out, stop)
+        self.forget_before(self.frames_out)
         return self.stack_frames(ready)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Add 16 kHz mono samples; return the feature frames that became computable."""
+        return self._take(self.push_count(samples))
+
+    def finish(self) -> np.ndarray:
+        """The utterance has ended: the remaining frames, padded as offline features are."""
+        return self._take(self.finish_count())
 
     def stack_frames(self, frames: list[np.ndarray]) -> np.ndarray:
         shape = AUDIO_MODES[self.spec.mode].per_frame_shape

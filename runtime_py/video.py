@@ -71,9 +71,11 @@ def render_video(
     crop_interpolation: str | None = None,
     force: bool = False,
     audio_variant: str = "fp32",
+    idle: Any = None,
 ) -> dict[str, Any]:
     """An H.264 + AAC video of `model` (and `side_by_side` beside it) speaking `data`'s clip,
-    driven by feature files or by a WAV streamed through each model's audio model."""
+    driven by feature files or by a WAV streamed through each model's audio model (with
+    `idle`, an `IdleSettings`: footage in silence, see `dhm.runtime_py.idle`)."""
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise OutputError(f"{out}: the video is written as .mp4; give an output name ending in .mp4")
@@ -89,7 +91,8 @@ def render_video(
     samples = None
     if wav is not None:
         samples = read_pcm(wav, log)
-        sessions, n_frames, streams = _pcm_streams(pipelines, wav, samples, mode, threads, audio_variant, log)
+        idle_run = _idle_run(ds, mode, idle, samples, log) if idle is not None else None
+        sessions, n_frames, streams = _pcm_streams(pipelines, wav, samples, mode, threads, audio_variant, idle_run, log)
     else:
         from dhm.data.dataset import read_features
 
@@ -139,18 +142,31 @@ def _pipelines(
     return pipelines, mode, ds
 
 
+def _idle_run(ds: Any, mode: Any, settings: Any, samples: np.ndarray, log: Callable[[str], None]) -> Any:
+    """The footage shown in silence (said in one line), and a word on audio no detector can trust."""
+    from dhm.runtime_py.idle import idle_footage
+    from dhm.runtime_py.session import IdleRun
+
+    footage = idle_footage(ds, mode.fps, settings)
+    log(footage.note)
+    clipped = float(np.mean(np.abs(samples) >= 0.999)) if samples.size else 0.0
+    if clipped > 0.001:
+        log(f"the WAV is clipped ({100 * clipped:.1f} % of its samples at full scale): speech may be misjudged")
+    return IdleRun(settings, footage)
+
+
 def _pcm_streams(
     pipelines: list[Any], wav: str | Path, samples: np.ndarray, mode: Any, threads: int, audio_variant: str,
-    log: Callable[[str], None],
+    idle: Any, log: Callable[[str], None],
 ) -> tuple[list[Any], int, list[Any]]:  # fmt: skip
     """PCM -> each model's own audio model -> frames, streamed in 20 ms chunks."""
-    from dhm.runtime_py.pipeline import PcmSession
+    from dhm.runtime_py.session import PcmSession
     from dhm.runtime_py.streaming import audio_front_end
 
     sessions = []
     for p in pipelines:
         front_end = audio_front_end(p.engine, threads=threads, variant=audio_variant)
-        sessions.append(PcmSession(p, front_end))
+        sessions.append(PcmSession(p, front_end, idle))
         log(f"{p.engine.path.name}: audio from {front_end.description}, lookahead {sessions[-1].lookahead_ms:.0f} ms")
     n_frames = sessions[0].front_end.spec.frames_for(samples.size)
     if n_frames == 0:
@@ -179,10 +195,30 @@ def _summary(
         "audio": audio,
         "stage_ms": stage_ms,
         "pipeline_fps": fps,
+        "generated": times.frames,
         **(
             {"audio_model": sessions[0].front_end.description, "lookahead_ms": sessions[0].lookahead_ms}
             if sessions
             else {}
         ),
+        **({"idle": _idle_summary(sessions[0])} if sessions and sessions[0].idle is not None else {}),
         "models": [str(model)] + ([str(side_by_side)] if side_by_side else []),
     }
+
+
+def _idle_summary(session: Any) -> dict[str, Any]:
+    """How many frames the models painted, and the line that says it."""
+    r = session.summary()
+    frames, inferred = r["frames"], r["inferred"]
+    if r["speech_frames"] == 0:
+        line = (
+            f"idle: no speech heard by {r['detector']}: none of the {frames} frames was generated; "
+            "the video shows the speaker's footage"
+        )
+    else:
+        line = (
+            f"idle: {r['detector']} heard speech in {r['speech_frames']} of {frames} frames; the generator ran for "
+            f"{inferred} ({100 * inferred / max(1, frames):.0f} %, fades of {r['ramp_frames']} frames included), "
+            f"the audio model for {r['audio_calls']} of {r['audio_calls_available']} windows"
+        )
+    return {**r, "line": line}

@@ -119,7 +119,8 @@ def test_pcm_session_frames_equal_offline_rendering(exported_teacher, synth_hube
     from dhm.data.dataset import open_dataset
     from dhm.runtime_py.engines import conventions_of, load
     from dhm.runtime_py.streaming import audio_front_end
-    from dhm.runtime_py.pipeline import AvatarPipeline, PcmSession
+    from dhm.runtime_py.pipeline import AvatarPipeline
+    from dhm.runtime_py.session import PcmSession
 
     engine = load(exported_teacher / model, threads=1)
     conv = conventions_of(engine)

@@ -32,7 +32,9 @@ def _mean(detector_type, speech, snr_db) -> dict[str, float]:
 def test_silero_finds_speech_and_its_pauses_at_10_db_snr(speech):
     r = _mean(SileroVad, speech, 10)
     assert 0.5 < r["speech_share"] < 0.75  # the clips really have pauses
-    assert r["recall"] >= 0.97 and r["precision"] >= 0.9, r
+    assert r["recall"] >= 0.98 and r["precision"] >= 0.95, r  # the targets
+    causal = _mean(lambda: SileroVad(lookahead=0), speech, 10)  # one hop of lookahead buys the onsets
+    assert causal["recall"] < r["recall"], (causal, r)
 
 
 def test_the_energy_gate_holds_at_10_db_and_loses_speech_at_0_db_where_silero_does_not(speech):
@@ -51,4 +53,5 @@ def test_any_chunking_gives_the_same_decisions(speech, detector_type):
         n = int(rng.integers(1, 3 * HOP))
         streamed.append(det.push(pcm[at : at + n]))
         at += n
+    streamed.append(det.flush())
     assert np.array_equal(np.concatenate(streamed), whole)
