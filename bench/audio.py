@@ -22,6 +22,7 @@ import numpy as np
 
 from dhm.audio.geometry import PCM_INPUT
 from dhm.audio.frontend import SAMPLE_RATE, read_pcm
+from dhm.bench.silence import silence_record
 from dhm.runtime_py.engines.registry import get
 
 CHUNK = 320  # 20 ms
@@ -104,6 +105,13 @@ def audio_records(
             log(
                 f"[bench]   {c.id:<34} PCM -> frames at {threads} thread(s): {r['fps']:.1f} fps, audio-to-frame "
                 f"p50 {r['latency_ms']['p50']:.0f} ms p99 {r['latency_ms']['p99']:.0f} ms"
+            )
+        record["silence"] = silence_record(c, ds, conv, eval_frames, max(thread_counts), log)
+        if record["silence"] is not None:
+            q, j = record["silence"], record["silence"]["silence"]
+            log(
+                f"[bench]   {c.id:<34} in silence: generator ran for {100 * q['inferred_share']:.0f} % of frames, "
+                f"jitter {j['idle']['jitter']:.2f} (without idle frames {j['plain']['jitter']:.2f})"
             )
         records.append(record)
     return records

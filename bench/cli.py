@@ -9,7 +9,7 @@ import click
 
 from dhm.bench.config import BenchSettings
 from dhm.errors import DhmError
-from dhm.settings import click_options, crop_interpolation_option, pick
+from dhm.settings import Finite, click_options, crop_interpolation_option, pick
 
 PATH = click.Path(path_type=Path)
 
@@ -41,12 +41,20 @@ PATH = click.Path(path_type=Path)
     default=None,
     help="Compare two --json results instead of benching.",
 )
+@click.option(
+    "--soak",
+    "soak_s",
+    type=Finite(10.0, 86400.0),
+    default=None,
+    help="Instead of benching: stream SECONDS of speech and silence through one model's PcmSession (an export "
+    "folder or file with an audio model) and report memory, frames and latency drift (e.g. --soak 3600).",
+)
 @crop_interpolation_option
 @click.option("--force", is_flag=True, help="Replace --json/--report files that are not earlier bench outputs.")
 def bench(
     models: tuple[str, ...], reference: Path | None, data: Path | None, json_path: Path | None,
-    report_path: Path | None, compare_paths: tuple[Path, Path] | None, crop_interpolation: str | None, force: bool,
-    **kw: Any,
+    report_path: Path | None, compare_paths: tuple[Path, Path] | None, soak_s: float | None,
+    crop_interpolation: str | None, force: bool, **kw: Any,
 ) -> None:  # fmt: skip
     """Parity and latency of MODELS against the full teacher.
 
@@ -67,9 +75,13 @@ def bench(
       dhm bench student=out/export --reference teacher/model.pt --data data \\
                 --threads 1,2 --json bench.json --report bench.md
       dhm bench --compare before.json after.json
+      dhm bench out/export/model_fp32.mnn --data data --soak 3600 --report soak.md
     """
     if compare_paths:
         _compare(compare_paths, report_path, force)
+        return
+    if soak_s is not None:
+        _soak(models, data, soak_s, pick(BenchSettings, kw), json_path, report_path, force)
         return
     if not models or reference is None or data is None:
         raise DhmError("bench needs MODELS, --reference and --data (or --compare A.json B.json)")
@@ -103,4 +115,31 @@ def _compare(paths: tuple[Path, Path], report_path: Path | None, force: bool) ->
 
         with atomic_path(report_path) as tmp:
             tmp.write_text(text)
+    click.echo(text)
+
+
+def _soak(
+    models: tuple[str, ...], data: Path | None, seconds: float, settings: BenchSettings, json_path: Path | None,
+    report_path: Path | None, force: bool,
+) -> None:  # fmt: skip
+    """One model, a long stream: the soak's report printed, and written with --json/--report."""
+    import json
+
+    from dhm.bench.soak import markdown, run_soak
+    from dhm.io import atomic_path, check_output
+
+    if len(models) != 1 or data is None:
+        raise DhmError("bench --soak needs one MODEL (an exported .mnn/.onnx with an audio model) and --data")
+    for path in (json_path, report_path):
+        if path is not None:
+            check_output(path, kind="file", command="bench", force=force, inputs=[Path(models[0]), data])
+    model = Path(models[0])
+    if model.is_dir():
+        raise DhmError(f"{model}: bench --soak runs one model file (e.g. {model}/model_fp32.mnn)")
+    result = run_soak(model, data, seconds, threads=max(settings.threads), log=lambda m: click.echo(m, err=True))
+    text = markdown(result)
+    for path, body in ((json_path, json.dumps(result, indent=1) + "\n"), (report_path, text)):
+        if path is not None:
+            with atomic_path(path) as tmp:
+                tmp.write_text(body)
     click.echo(text)

@@ -184,8 +184,10 @@ def _host_sections(result: dict[str, Any]) -> list[str]:
                 f"{r['onnxruntime_p50_ms']:.2f} ms | {r['mnn_over_onnxruntime']:.2f} |"
             )
     from dhm.bench.audio import markdown as audio_markdown
+    from dhm.bench.silence import markdown as silence_markdown
 
     lines += audio_markdown(result.get("audio") or [])
+    lines += silence_markdown(result.get("audio") or [])
     return lines + _targets_section(result)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -110,19 +111,30 @@ def silero_model_path() -> Path:
     return Path(silero_vad.__file__).parent / "data" / "silero_vad_16k_op15.onnx"
 
 
+_SILERO: list[Any] = []
+
+
+def _silero_session() -> Any:
+    """One onnxruntime session for every detector in the process: the model is stateless (each
+    detector passes its own recurrent state), and a session per stream costs ~1 MB and ~20 ms."""
+    import onnxruntime
+
+    if not _SILERO:
+        opts = onnxruntime.SessionOptions()
+        opts.inter_op_num_threads = opts.intra_op_num_threads = 1
+        _SILERO.append(onnxruntime.InferenceSession(str(silero_model_path()), sess_options=opts))
+    return _SILERO[0]
+
+
 class SileroVad(_Streaming):
     """silero-vad's speech probability per hop (its recurrent state carried across hops)."""
 
     name = "silero-vad"
 
     def __init__(self, on: float = 0.5, off: float = 0.5, hangover: int = 0, lookahead: int = 1) -> None:
-        import onnxruntime
-
         super().__init__()
         self.gate, self.lookahead = Hysteresis(on, off, hangover), lookahead
-        opts = onnxruntime.SessionOptions()
-        opts.inter_op_num_threads = opts.intra_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(silero_model_path()), sess_options=opts)
+        self.session = _silero_session()
         self.state = np.zeros((2, 1, 128), dtype=np.float32)
         self.context = np.zeros(SILERO_CONTEXT, dtype=np.float32)
 

@@ -158,6 +158,32 @@ class OrtEngine:
         return {s.name: v for s, v in zip(self.outputs, values, strict=True)}
 
 
+_MNN_INFO: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def _mnn_info(path: Path, runtime: Any) -> dict[str, Any]:
+    """The file's I/O names, shapes and bizCode, read once per file version: MNN's `get_info`
+    keeps ~0.3 MB each call, which a session reopening its model (switching avatars) would pile up."""
+    import MNN.nn as nn
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _MNN_INFO:
+        try:
+            probe = nn.load_module_from_file(str(path), [], [], runtime_manager=runtime)
+            info = probe.get_info()
+        except Exception:  # MNN verifies the flatbuffer and raises SystemError on a bad one
+            raise SpecError(f"{path}: MNN cannot load it (not a valid .mnn model file)") from None
+        shapes = [tuple(int(d) for d in v.shape) for v in info.get("inputs") or []]
+        _MNN_INFO[key] = {
+            "bizCode": info.get("bizCode", ""),
+            "inputNames": list(info.get("inputNames") or []),
+            "outputNames": list(info.get("outputNames") or []),
+            "input_shapes": shapes,
+        }
+    return _MNN_INFO[key]
+
+
 class MnnEngine:
     backend = "mnn"
 
@@ -174,11 +200,7 @@ class MnnEngine:
             config = {"backend": "CPU", "precision": _MNN_PRECISION[precision], "numThread": threads}
             self.runtime = nn.create_runtime_manager((config,))
             # The bizCode written by `dhm export` names the I/O; fall back to the file's info.
-            try:
-                probe = nn.load_module_from_file(str(path), [], [], runtime_manager=self.runtime)
-                info = probe.get_info()
-            except Exception:  # MNN verifies the flatbuffer and raises SystemError on a bad one
-                raise SpecError(f"{path}: MNN cannot load it (not a valid .mnn model file)") from None
+            info = _mnn_info(path, self.runtime)
         self.version = MNN.version()
         self.biz = _parse_biz(info.get("bizCode", ""))
         self.spec: GeneratorSpec | None = None
@@ -186,7 +208,7 @@ class MnnEngine:
         in_names = list(info.get("inputNames") or [])
         out_names = list(info.get("outputNames") or [])
         # Static models carry their input shapes; a dhm bizCode also names output shapes.
-        shapes = {n: tuple(int(d) for d in v.shape) for n, v in zip(in_names, info.get("inputs") or [], strict=False)}
+        shapes = dict(zip(in_names, info["input_shapes"], strict=False))
         shapes.update(input_shapes or {})
         try:
             out_shapes = {str(t["name"]): tuple(int(d) for d in t["shape"]) for t in self.biz.get("outputs", [])}
