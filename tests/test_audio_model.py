@@ -196,3 +196,20 @@ def test_audio_model_bad_input(exported_teacher, synth_hubert, tmp_path):
     (bare / "audio_fp32.mnn").write_bytes(b"\x00" * 64)
     one_error_line(run_wav(bare, synth_hubert / "aud.wav", "b.mp4"), "audio_fp32.mnn: sha256 differs")
     assert not any(tmp_path.glob("*.mp4")) or sorted(p.name for p in tmp_path.glob("*.mp4")) == ["s.mp4"]
+
+
+def test_soak_streams_speech_and_silence_without_drift(exported_teacher, synth_hubert, tmp_path):
+    """A short soak (the hour runs on demand): every frame delivered, memory flat after warm-up,
+    create/destroy cycles that give their memory back; one line for a request it cannot run."""
+    from dhm.bench.soak import markdown, run_soak
+
+    r = run_soak(exported_teacher / "model_fp32.mnn", synth_hubert, seconds=30, threads=1, cycles=15)
+    s = r["stream"]
+    assert s["frames"] == s["frames_expected"] == 750 and 0 < s["inferred"] < 750
+    assert {s["latency_first_ms"]["frames"], s["latency_last_ms"]["frames"]} == {188, 187}  # a quarter each
+    assert r["memory_rise_mb"] < 5 and r["cycles"]["rise_mb"] < 5, r
+    assert "every expected frame delivered: 750 of 750 (met)" in markdown(r)
+    out = run_cli("bench", exported_teacher, "--data", synth_hubert, "--soak", "30")
+    assert out.exit_code != 0 and "runs one model file" in out.output
+    out = run_cli("bench", exported_teacher / "model_fp32.mnn", "--soak", "30")
+    assert out.exit_code != 0 and "needs one MODEL" in out.output

@@ -282,6 +282,18 @@ def test_host_bench_audio_in_frames_out(host_result):
             assert 0 < loop["audio_ms_per_frame"] < 1000.0 / loop["fps"]
     md = (out / "b.md").read_text()
     assert "## Audio in, frames out (host)" in md and "Moonshot: full audio -> frame loop" in md
+    # the mouth in silence, for the engine that ships: footage in silence, none of it generated
+    for rid, a in audio.items():
+        q = a["silence"]
+        if "/mnn/" not in rid:
+            assert q is None
+            continue
+        assert q["frames"] > q["speech_frames_true"] > 0 and q["silent_frames_judged"] > 0
+        assert 0 < q["inferred_share"] < 1 and 0 < q["audio_calls_share"] < 1
+        s = q["silence"]
+        assert s["idle"] == s["footage"]  # in silence the frames are the footage
+        assert set(q["max_step"]) == {"idle_at_edges", "plain_at_edges", "plain_in_speech", "footage", "clip"}
+    assert "## The mouth in silence (host)" in md
 
 
 def test_host_bench_reports_both_protocols_with_lips(host_result, teacher, synth_hubert):
