@@ -87,10 +87,17 @@ def bench(
         raise DhmError("bench needs MODELS, --reference and --data (or --compare A.json B.json)")
     from dataclasses import replace
 
+    settings = replace(pick(BenchSettings, kw), crop_interpolation=crop_interpolation, force=force)
+    _bench(models, reference, data, settings, json_path, report_path)
+
+
+def _bench(
+    models: tuple[str, ...], reference: Path, data: Path, settings: BenchSettings, json_path: Path | None,
+    report_path: Path | None,
+) -> None:  # fmt: skip
     from dhm.bench.api import run_bench
     from dhm.bench.report import markdown
 
-    settings = replace(pick(BenchSettings, kw), crop_interpolation=crop_interpolation, force=force)
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     result = run_bench(list(models), reference, data, settings, json_path, report_path, log=log)
     click.echo(markdown(result))

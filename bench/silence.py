@@ -72,7 +72,12 @@ def _run(c: Any, ds: Any, conv: Any, pcm: np.ndarray, idle: Any, threads: int) -
     from dhm.runtime_py.session import PcmSession
     from dhm.runtime_py.streaming import audio_front_end
 
+    from dhm.runtime_py.idle import shipped_detector
+    from dhm.runtime_py.session import IdleRun
+
     engine = load(c.path, threads=threads, precision=c.precision)
+    if idle is not None:  # the export's own voice model, as the phone runs it
+        idle = IdleRun(idle.settings, idle.footage, shipped_detector(engine))
     session = PcmSession(AvatarPipeline(engine, ds, conv), audio_front_end(engine, threads=1), idle)
     frames = []
     for s in range(0, pcm.size, 320):

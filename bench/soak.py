@@ -105,9 +105,12 @@ class _Avatar:
         from dhm.runtime_py.session import IdleRun, PcmSession
         from dhm.runtime_py.streaming import audio_front_end
 
+        from dhm.runtime_py.idle import shipped_detector
+
         engine = load(self.model, threads=self.threads)
         front = audio_front_end(engine, threads=1)
-        return PcmSession(AvatarPipeline(engine, self.ds, self.conv), front, IdleRun(self.settings, self.footage))
+        idle = IdleRun(self.settings, self.footage, shipped_detector(engine))
+        return PcmSession(AvatarPipeline(engine, self.ds, self.conv), front, idle)
 
 
 def _stream(avatar: _Avatar, speech: np.ndarray, seconds: float, log: Callable[[str], None]) -> dict[str, Any]:

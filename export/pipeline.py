@@ -171,6 +171,15 @@ def export_model(
         if audio_section is not None:
             manifest["audio_model"] = audio_section
             built.notes.append(_audio_note(audio_section, spec))
+            from dhm.export.vad import export_vad  # PCM in: the detector that rests the mouth ships with it
+
+            manifest["vad"] = export_vad(tmp, targets, log)
+            files = ", ".join(a["file"] for a in manifest["vad"]["artifacts"])
+            worst = max(a["parity"]["max_abs_prob"] for a in manifest["vad"]["artifacts"])
+            built.notes.append(
+                f"voice detector: {files} (silero-vad {manifest['vad']['version']}, 32 ms hops; speech probabilities "
+                f"max abs {worst:.1e} against silero's own model, the same decisions): the mouth rests in silence"
+            )
         else:
             built.notes.append(
                 f"no audio model: this model listens to {spec.mode} features computed off the phone "

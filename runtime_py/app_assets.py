@@ -68,6 +68,12 @@ def write_app_assets(
             m["audio_model"] = dict(manifest["audio_model"], artifacts=[dict(entry, file="audio.mnn")])
         else:
             m.pop("audio_model", None)
+        vad = _shipped_file(export_dir, manifest, "vad") if audio_model is not None else None
+        if vad is not None:  # the voice detector rests the mouth in silence (silero-vad on MNN)
+            shutil.copy(vad[0], tmp / "vad.mnn")
+            m["vad"] = dict(manifest["vad"], artifacts=[dict(vad[1], file="vad.mnn")])
+        else:
+            m.pop("vad", None)
         (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
         clip = tmp / "clip"
         clip.mkdir()
@@ -87,19 +93,26 @@ def write_app_assets(
         "model": arts[0]["file"],
         "variant": variant,
         "audio_model": audio_model[1]["file"] if audio_model else None,
+        "vad": vad[1]["file"] if vad else None,
     }
 
 
 def _audio_model(export_dir: Path, manifest: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:
     """The export's MNN audio model, checked against its sha256 (None: the model is fed features)."""
+    return _shipped_file(export_dir, manifest, "audio_model")
+
+
+def _shipped_file(export_dir: Path, manifest: dict[str, Any], section_name: str) -> tuple[Path, dict[str, Any]] | None:
+    """The MNN file of a manifest section (`audio_model`, `vad`), checked against its sha256."""
     from dhm.models.checkpoint import file_sha256
 
-    section = manifest.get("audio_model")
+    section = manifest.get(section_name)
     if section is None:
         return None
     entries = [a for a in section["artifacts"] if for_format(a["format"]).ships]
     if not entries:
-        raise SpecError(f"{export_dir}: its audio model has no MNN file; export with --target mnn")
+        what = {"audio_model": "audio model", "vad": "voice detector"}[section_name]
+        raise SpecError(f"{export_dir}: its {what} has no MNN file; export with --target mnn")
     path = export_dir / entries[0]["file"]
     if not path.is_file() or path.is_symlink():
         raise SpecError(f"{path}: listed in the manifest but missing (or a link)")

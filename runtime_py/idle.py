@@ -185,3 +185,32 @@ def idle_footage(ds: Any, fps: int, settings: IdleSettings) -> IdleFootage:
                            "(its mouth moves in silence)", False)  # fmt: skip
     note = f"idle footage: frames {a}…{b - 1} ({(b - a) / fps:.1f} s of silence in {ds.wav_path.name})"
     return IdleFootage(list(range(a, b)), note, True)
+
+
+def shipped_detector(engine: Any) -> Callable[[], Any] | None:
+    """New detectors running the voice model an export ships beside `engine`'s file (its
+    manifest's `vad` section, in the engine's format, checked against its sha256 and shapes),
+    with the manifest's decision settings; None where the export ships none."""
+    from dhm.errors import SpecError
+    from dhm.models.checkpoint import file_sha256
+    from dhm.runtime_py.engines.registry import get
+    from dhm.runtime_py.vad import SileroVad, engine_runner
+
+    section = (getattr(engine, "manifest", None) or {}).get("vad")
+    if section is None:
+        return None
+    backend = get(engine.backend)
+    entries = [a for a in section["artifacts"] if a["format"] == backend.format]
+    if not entries:
+        return None
+    path = engine.path.parent / entries[0]["file"]
+    if not path.is_file() or path.is_symlink():
+        raise SpecError(f"{path}: the voice detector the manifest lists is missing (or a link)")
+    if file_sha256(path) != entries[0]["sha256"]:
+        raise SpecError(f"{path}: sha256 differs from {engine.manifest_path}: the file was changed or replaced")
+    vad_engine = backend.load(path, threads=1)
+    got = {t.name: list(t.shape) for t in vad_engine.inputs}
+    if got != section["inputs"]:
+        raise SpecError(f"{path}: inputs {got} disagree with {engine.manifest_path}'s vad section {section['inputs']}")
+    runner, d, source = engine_runner(vad_engine), section["decision"], f"{path.name}, {backend.name}"
+    return lambda: SileroVad(d["on"], d["off"], d["hangover"], d["lookahead"], runner=runner, source=source)

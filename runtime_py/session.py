@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +25,15 @@ from dhm.runtime_py.streaming import PcmFeatureStream
 
 @dataclass
 class IdleRun:
-    """What a session needs to rest the mouth: the detector's settings and the footage."""
+    """What a session needs to rest the mouth: the detector's settings, the footage, and where
+    the export ships its own voice model, a maker of detectors that run it."""
 
     settings: IdleSettings
     footage: IdleFootage
+    detector: Callable[[], Any] | None = None
+
+    def new_detector(self) -> Any:
+        return self.detector() if self.detector is not None else make_detector(self.settings.detector)
 
 
 class PcmSession:
@@ -46,7 +52,7 @@ class PcmSession:
         self.audio = PcmFeatureStream(front_end.spec, self._timed_rows)
         self.idle = idle
         spf = front_end.spec.samples_per_frame
-        self.voice = FrameVoice(make_detector(idle.settings.detector), spf) if idle else None
+        self.voice = FrameVoice(idle.new_detector(), spf) if idle else None
         self.ramp = idle.settings.ramp if idle else 0
         self.audio_seconds = 0.0  # time spent in the audio model
         self.voice_seconds = 0.0  # time spent in the voice detector

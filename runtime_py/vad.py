@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,10 @@ import numpy as np
 SAMPLE_RATE = 16000
 HOP = 512  # 32 ms: silero-vad's chunk at 16 kHz
 SILERO_CONTEXT = 64  # samples of the previous hop silero reads before each chunk
+SILERO_STATE = (2, 1, 128)
+SILERO_IO = {"input": (1, SILERO_CONTEXT + HOP), "state": SILERO_STATE}  # the shipped file's inputs
+SILERO_OUTPUTS = ("output", "stateN")  # speech probability [1, 1], next state
+SILERO_DECISION = {"on": 0.5, "off": 0.5, "hangover": 0, "lookahead": 1}  # the runtime's defaults (measured below)
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,11 @@ class _Streaming:
 
     def describe(self) -> str:
         g = self.gate
+        source = getattr(self, "source", None)
+        plural = "s" if self.lookahead != 1 else ""
         return (
-            f"{self.name} (hop {HOP * 1000 // SAMPLE_RATE} ms, on {g.on:g}, off {g.off:g}, hangover {g.hangover} "
-            f"hops, lookahead {self.lookahead} hop{'s' if self.lookahead != 1 else ''})"
+            f"{self.name}{f' [{source}]' if source else ''} (hop {HOP * 1000 // SAMPLE_RATE} ms, on {g.on:g}, "
+            f"off {g.off:g}, hangover {g.hangover} hops, lookahead {self.lookahead} hop{plural})"
         )
 
 
@@ -126,26 +133,57 @@ def _silero_session() -> Any:
     return _SILERO[0]
 
 
+Runner = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]  # (x [1, 576], state) -> (p, state)
+
+
+def wheel_runner() -> Runner:
+    """silero's model from its wheel, by onnxruntime (its sample-rate input fed as it expects)."""
+    session = _silero_session()
+    sr = np.array(SAMPLE_RATE, dtype=np.int64)
+
+    def run(x: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
+        prob, new_state = session.run(None, {"input": x, "state": state, "sr": sr})
+        return float(prob.reshape(-1)[0]), new_state
+
+    return run
+
+
+def engine_runner(engine: Any) -> Runner:
+    """The shipped file (`vad.mnn`/`vad.onnx`, sample rate fixed at 16 kHz) on a dhm engine."""
+
+    def run(x: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
+        out = engine.run({"input": x, "state": state})
+        return float(np.asarray(out["output"]).reshape(-1)[0]), np.asarray(out["stateN"], np.float32).reshape(
+            SILERO_STATE
+        )
+
+    return run
+
+
 class SileroVad(_Streaming):
-    """silero-vad's speech probability per hop (its recurrent state carried across hops)."""
+    """silero-vad's speech probability per hop (its recurrent state carried across hops), from
+    its wheel's model or, with `runner`, from the file an export ships."""
 
     name = "silero-vad"
 
-    def __init__(self, on: float = 0.5, off: float = 0.5, hangover: int = 0, lookahead: int = 1) -> None:
+    def __init__(
+        self, on: float = SILERO_DECISION["on"], off: float = SILERO_DECISION["off"],
+        hangover: int = SILERO_DECISION["hangover"], lookahead: int = SILERO_DECISION["lookahead"],
+        runner: Runner | None = None, source: str = "silero-vad wheel, onnxruntime",
+    ) -> None:  # fmt: skip
         super().__init__()
         self.gate, self.lookahead = Hysteresis(on, off, hangover), lookahead
-        self.session = _silero_session()
-        self.state = np.zeros((2, 1, 128), dtype=np.float32)
+        self.runner = runner or wheel_runner()
+        self.source = source
+        self.state = np.zeros(SILERO_STATE, dtype=np.float32)
         self.context = np.zeros(SILERO_CONTEXT, dtype=np.float32)
 
     def scores(self, hops: np.ndarray) -> np.ndarray:
         out = np.zeros(len(hops), dtype=np.float32)
-        sr = np.array(SAMPLE_RATE, dtype=np.int64)
         for i, hop in enumerate(hops):
-            x = np.concatenate([self.context, hop])[None]
-            prob, self.state = self.session.run(None, {"input": x, "state": self.state, "sr": sr})
+            x = np.concatenate([self.context, hop])[None].astype(np.float32)
+            out[i], self.state = self.runner(x, self.state)
             self.context = hop[-SILERO_CONTEXT:]
-            out[i] = float(prob.reshape(-1)[0])
         return out
 
 

@@ -91,7 +91,7 @@ def render_video(
     samples = None
     if wav is not None:
         samples = read_pcm(wav, log)
-        idle_run = _idle_run(ds, mode, idle, samples, log) if idle is not None else None
+        idle_run = _idle_run(pipelines[0].engine, ds, mode, idle, samples, log) if idle is not None else None
         sessions, n_frames, streams = _pcm_streams(pipelines, wav, samples, mode, threads, audio_variant, idle_run, log)
     else:
         from dhm.data.dataset import read_features
@@ -142,9 +142,12 @@ def _pipelines(
     return pipelines, mode, ds
 
 
-def _idle_run(ds: Any, mode: Any, settings: Any, samples: np.ndarray, log: Callable[[str], None]) -> Any:
-    """The footage shown in silence (said in one line), and a word on audio no detector can trust."""
-    from dhm.runtime_py.idle import idle_footage
+def _idle_run(
+    engine: Any, ds: Any, mode: Any, settings: Any, samples: np.ndarray, log: Callable[[str], None]
+) -> Any:
+    """The footage shown in silence (said in one line), the export's own voice model where it
+    ships one, and a word on audio no detector can trust."""
+    from dhm.runtime_py.idle import idle_footage, shipped_detector
     from dhm.runtime_py.session import IdleRun
 
     footage = idle_footage(ds, mode.fps, settings)
@@ -152,7 +155,8 @@ def _idle_run(ds: Any, mode: Any, settings: Any, samples: np.ndarray, log: Calla
     clipped = float(np.mean(np.abs(samples) >= 0.999)) if samples.size else 0.0
     if clipped > 0.001:
         log(f"the WAV is clipped ({100 * clipped:.1f} % of its samples at full scale): speech may be misjudged")
-    return IdleRun(settings, footage)
+    shipped = shipped_detector(engine) if settings.detector == "silero" else None
+    return IdleRun(settings, footage, shipped)
 
 
 def _pcm_streams(

@@ -213,3 +213,41 @@ def test_soak_streams_speech_and_silence_without_drift(exported_teacher, synth_h
     assert out.exit_code != 0 and "runs one model file" in out.output
     out = run_cli("bench", exported_teacher / "model_fp32.mnn", "--soak", "30")
     assert out.exit_code != 0 and "needs one MODEL" in out.output
+
+
+def test_export_ships_the_voice_detector_and_runtimes_use_it(exported_teacher, synth_hubert, tmp_path):
+    """silero-vad ships as vad.onnx/vad.mnn (rate fixed, static shapes), validated against the
+    wheel's model; the runtime runs the export's own file and decides as the wheel does; a
+    manifest or file that disagrees is one line."""
+    import shutil
+
+    from dhm.runtime_py.engines import load
+    from dhm.runtime_py.idle import shipped_detector
+    from dhm.runtime_py.vad import SileroVad
+
+    vad = json.loads((exported_teacher / "manifest.json").read_text())["vad"]
+    assert (vad["hop"], vad["context"], vad["inputs"]["input"]) == (512, 64, [1, 576])
+    assert {a["file"] for a in vad["artifacts"]} == {"vad.onnx", "vad.mnn"}
+    for a in vad["artifacts"]:
+        assert a["parity"]["passed"] and a["parity"]["same_decisions"] and a["parity"]["max_abs_prob"] <= 1e-4
+        assert 0.2 < a["parity"]["speech_share"] < 0.95  # the check clip has speech and pauses
+    pcm = read_wav(synth_hubert / "aud.wav")[0][: 3 * 16000]
+    for name in ("model_fp32.mnn", "model_fp32.onnx"):
+        detector = shipped_detector(load(exported_teacher / name, threads=1))()
+        assert detector.describe().startswith(f"silero-vad [vad.{name.split('.')[-1]}")
+        assert np.array_equal(detector.run(pcm), SileroVad().run(pcm))
+    wav = tmp_path / "a.wav"
+    write_wav(wav, pcm)
+    bad_hop = tmp_path / "bad_hop"
+    shutil.copytree(exported_teacher, bad_hop)
+    m = json.loads((bad_hop / "manifest.json").read_text())
+    m["vad"]["hop"] = 256
+    (bad_hop / "manifest.json").write_text(json.dumps(m))
+    r = run_cli("run", bad_hop / "model_fp32.mnn", "--data", synth_hubert, "--wav", wav, "-o", tmp_path / "a.mp4")
+    assert r.exit_code != 0 and "vad" in r.output and "Traceback" not in r.output, r.output
+    replaced = tmp_path / "replaced"
+    shutil.copytree(exported_teacher, replaced)
+    shutil.copy(replaced / "audio_fp32.mnn", replaced / "vad.mnn")
+    r = run_cli("run", replaced / "model_fp32.mnn", "--data", synth_hubert, "--wav", wav, "-o", tmp_path / "b.mp4")
+    assert r.exit_code != 0 and "vad.mnn: sha256 differs" in r.output, r.output
+    assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "b.mp4").exists()

@@ -378,6 +378,8 @@ def test_app_assets_bundle(tmp_path, teacher, synth_hubert, golden):
     # the app turns audio into frames itself: the audio model ships, precomputed features do not
     assert m["audio_model"]["artifacts"][0]["file"] == "audio.mnn" and (out / "audio.mnn").stat().st_size > 0
     assert clip["pcm"] and not (out / "clip" / "features.f32").exists()
+    # and the voice detector that rests the mouth in silence, MNN only
+    assert [a["file"] for a in m["vad"]["artifacts"]] == ["vad.mnn"] and (out / "vad.mnn").stat().st_size > 0
     from dhm.audio.frontend import read_wav
 
     pcm, rate = read_wav(out / "clip" / "audio.wav")
