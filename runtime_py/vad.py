@@ -93,9 +93,8 @@ class _Streaming:
     def flush(self) -> np.ndarray:
         """The stream has ended: its last partial hop (padded with silence) and the hops that
         waited for lookahead, decided on what there is."""
-        if self.buffer.size:
-            self.push(np.zeros(HOP - self.buffer.size, np.float32))
-        return self._decide(self.pending.size)
+        tail = self.push(np.zeros(HOP - self.buffer.size, np.float32)) if self.buffer.size else np.zeros(0, bool)
+        return np.concatenate([tail, self._decide(self.pending.size)])
 
     def run(self, pcm: np.ndarray) -> np.ndarray:
         """Decisions for a whole utterance."""

@@ -118,32 +118,64 @@ PcmSession::PcmSession(AvatarSession& avatar, std::unique_ptr<Engine> audio_engi
 }
 
 double PcmSession::lookahead_ms() const {
-    return 1000.0 * static_cast<double>(stream_->lookahead_samples()) / avatar_.manifest().audio_model.sample_rate;
+    long long samples = stream_->lookahead_samples();
+    if (voice_) samples = std::max(samples, voice_->lookahead_samples(ramp_));
+    return 1000.0 * static_cast<double>(samples) / avatar_.manifest().audio_model.sample_rate;
+}
+
+void PcmSession::rest_in_silence(std::unique_ptr<Engine> vad_engine, std::vector<int> footage) {
+    if (stream_->samples() > 0) throw Error("PCM session: rest_in_silence() after audio was pushed");
+    if (footage.empty()) throw Error("PCM session: no idle footage frames");
+    for (int r : footage)
+        if (r < 0 || r >= n_references_)
+            throw Error("PCM session: idle footage frame " + std::to_string(r) + " is not one of the " + std::to_string(n_references_) + " references");
+    const Manifest& m = avatar_.manifest();
+    voice_.reset(new VoiceActivity(m.vad, std::move(vad_engine), m.audio_model.sample_rate / m.audio.fps));
+    footage_ = std::move(footage);
+    ramp_ = m.vad.ramp_frames;
 }
 
 int PcmSession::push(const float* samples, size_t n) {
     stream_->push(samples, n);
     // generator frame i reads feature frames up to i + window_after - 1
-    ready_ = std::max(ready_, stream_->frames() - (avatar_.manifest().audio.window_after - 1));
+    int ready = stream_->frames() - (avatar_.manifest().audio.window_after - 1);
+    if (voice_) {  // and the fade before frame i needs the decision on frame i + ramp
+        voice_->push(samples, n);
+        ready = std::min<long long>(ready, voice_->decided() - ramp_);
+    }
+    ready_ = std::max(ready_, ready);
     return pending();
 }
 
 int PcmSession::finish() {
     stream_->finish();
+    if (voice_) voice_->flush(stream_->frames());
     ready_ = stream_->frames();
     return pending();
 }
 
 int PcmSession::next_reference() const {
     if (pending() <= 0) throw Error("PCM session: no frame is ready; push more audio (or finish)");
+    if (!footage_.empty()) return footage_[static_cast<size_t>(pingpong_reference(static_cast<int>(footage_.size()), next_frame_))];
     return pingpong_reference(n_references_, next_frame_);
 }
 
+int PcmSession::next_share() const { return voice_ ? generated_share(next_frame_, *voice_, ramp_) : kBlendOne; }
+
 Image PcmSession::render_next(const ReferenceFrame& reference, double load_ms) {
     if (pending() <= 0) throw Error("PCM session: no frame is ready; push more audio (or finish)");
-    // Frames < frames() exist; the window is zero-padded past the end only after finish().
-    Image out = avatar_.render(reference, stream_->features().data(), stream_->frames(), next_frame_, load_ms);
+    const int share = next_share();
+    Image out;
+    if (share == 0) {  // silence: the footage, no model runs
+        out = reference.image;
+    } else {
+        // Frames < frames() exist; the window is zero-padded past the end only after finish().
+        out = avatar_.render(reference, stream_->features().data(), stream_->frames(), next_frame_, load_ms);
+        blend_into(out, reference.image, share);
+        ++inferred_;
+    }
     ++next_frame_;
+    if (voice_) voice_->forget_before(next_frame_ - ramp_);
     return out;
 }
 

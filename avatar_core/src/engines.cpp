@@ -80,4 +80,17 @@ std::unique_ptr<Engine> open_audio_engine(const std::string& path, const Manifes
 #endif
 }
 
+std::unique_ptr<Engine> open_vad_engine(const std::string& path, const Manifest& m) {
+    const VadConfig& v = m.vad;
+    if (!v.present) throw Error("manifest: no vad section; export again with `dhm export` to ship the voice detector");
+#ifdef DHM_WITH_MNN
+    MnnOptions mo;
+    mo.threads = 1;
+    mo.fp16 = false;
+    return make_mnn_engine(path, {v.input, v.state}, {{v.output, {1, 1}}, {v.state_out, v.state.shape}}, mo);
+#else
+    throw Error(path + ": this build of the dhm core has no MNN engine (configure with DHM_WITH_MNN=ON)");
+#endif
+}
+
 }  // namespace dhm

@@ -35,6 +35,7 @@ std::string shape_str(const std::vector<int>& shape) {
 int AudioConfig::per_frame_size() const { return static_cast<int>(element_count(per_frame_shape)); }
 
 static void parse_audio_model(const Json& j, Manifest& m);
+static void parse_vad(const Json& j, VadConfig& v);
 
 // dhm.io.plain_file_name: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}, and no "..".
 static bool plain_file_name(const std::string& name) {
@@ -159,7 +160,51 @@ Manifest Manifest::parse(const std::string& json_text) {
     if (m.outputs[0].shape != out) throw Error("manifest: output is " + shape_str(m.outputs[0].shape) + ", expected " + shape_str(out));
     if (a.mode != m.generator_mode) throw Error("manifest: audio.mode and generator.mode disagree");
     if (root.has("audio_model")) parse_audio_model(root.at("audio_model"), m);
+    if (root.has("vad")) parse_vad(root.at("vad"), m.vad);
     return m;
+}
+
+std::string VadConfig::file_for(const std::string& format) const {
+    for (const auto& f : files)
+        if (f.first == format) return f.second;
+    return "";
+}
+
+// The same constants as dhm.runtime_py.vad: a manifest that declares another hop, context or
+// state than the model this core runs is refused in one line.
+static void parse_vad(const Json& j, VadConfig& v) {
+    if (j.at("model").str("vad.model") != "silero-vad") throw Error("manifest: vad.model must be silero-vad");
+    v.sample_rate = j.at("sample_rate").integer("vad.sample_rate");
+    v.hop = j.at("hop").integer("vad.hop");
+    v.context = j.at("context").integer("vad.context");
+    if (v.sample_rate != 16000 || v.hop != 512 || v.context != 64)
+        throw Error("manifest: vad declares " + std::to_string(v.sample_rate) + " Hz, hop " + std::to_string(v.hop) + ", context " +
+                    std::to_string(v.context) + "; silero-vad runs at 16000 Hz, hop 512, context 64");
+    v.input = {"input", j.at("inputs").at("input").int_list("vad.inputs.input")};
+    v.state = {"state", j.at("inputs").at("state").int_list("vad.inputs.state")};
+    if (v.input.shape != std::vector<int>{1, v.context + v.hop})
+        throw Error("manifest: vad.inputs.input is " + shape_str(v.input.shape) + ", expected [1, context + hop]");
+    if (v.state.shape != std::vector<int>{2, 1, 128}) throw Error("manifest: vad.inputs.state must be [2, 1, 128]");
+    const Json& outs = j.at("outputs");
+    if (outs.size() != 2) throw Error("manifest: vad.outputs must name the probability and the next state");
+    v.output = outs.at(0).str("vad.outputs");
+    v.state_out = outs.at(1).str("vad.outputs");
+    const Json& d = j.at("decision");
+    v.on = d.at("on").number("vad.decision.on");
+    v.off = d.at("off").number("vad.decision.off");
+    v.hangover = d.at("hangover").integer("vad.decision.hangover");
+    v.lookahead = d.at("lookahead").integer("vad.decision.lookahead");
+    if (!(v.on >= 0 && v.on <= 1 && v.off >= 0 && v.off <= v.on) || v.hangover < 0 || v.hangover > 100 || v.lookahead < 0 || v.lookahead > 16)
+        throw Error("manifest: vad.decision is outside on, off in [0, 1] (off <= on), hangover 0 … 100, lookahead 0 … 16");
+    if (j.has("ramp_frames")) v.ramp_frames = j.at("ramp_frames").integer("vad.ramp_frames");
+    if (v.ramp_frames < 0 || v.ramp_frames > 12) throw Error("manifest: vad.ramp_frames is outside 0 … 12");
+    const Json& arts = j.at("artifacts");
+    for (size_t i = 0; i < arts.size(); ++i) {
+        const std::string& file = arts.at(i).at("file").str("vad.artifacts.file");
+        if (!plain_file_name(file)) throw Error("manifest: vad.artifacts: '" + file + "' is not a plain file name in the export folder");
+        v.files.push_back({arts.at(i).at("format").str("vad.artifacts.format"), file});
+    }
+    v.present = true;
 }
 
 std::string AudioModelConfig::file_for(const std::string& format) const {

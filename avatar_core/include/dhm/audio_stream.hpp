@@ -13,6 +13,7 @@
 #include "dhm/avatar.hpp"
 #include "dhm/engine.hpp"
 #include "dhm/manifest.hpp"
+#include "dhm/voice.hpp"
 
 namespace dhm {
 
@@ -67,8 +68,17 @@ public:
     // Ultralight's ping-pong order over `n_reference_frames` frames.
     PcmSession(AvatarSession& avatar, std::unique_ptr<Engine> audio_engine, int n_reference_frames);
 
+    // Rest the mouth in silence (dhm.runtime_py.session with idle): `vad_engine` runs the
+    // manifest's voice detector; in silence frames are the footage (`footage`: reference
+    // indices in clip order, walked ping-pong) and no model runs; around speech the
+    // generated frame fades in and out over the manifest's ramp. Call before any push.
+    void rest_in_silence(std::unique_ptr<Engine> vad_engine, std::vector<int> footage);
+
     int push(const float* samples, size_t n);  // returns pending()
     int finish();                              // returns pending()
+    int next_share() const;                    // the next frame's generated share (256: all; 0: footage)
+    int frames_inferred() const { return inferred_; }
+    const VoiceActivity* voice() const { return voice_.get(); }
     int pending() const { return ready_ - next_frame_; }
     int next_reference() const;
     Image render_next(const ReferenceFrame& reference, double load_ms = 0.0);
@@ -91,6 +101,10 @@ private:
     int n_references_;
     int ready_ = 0;
     int next_frame_ = 0;
+    std::unique_ptr<VoiceActivity> voice_;
+    std::vector<int> footage_;
+    int ramp_ = 0;
+    int inferred_ = 0;
 };
 
 }  // namespace dhm

@@ -58,6 +58,20 @@ struct AudioModelConfig {
     std::string file_for(const std::string& format) const;   // "" when none
 };
 
+// The voice detector (`vad` in the manifest, export/vad.py): silero-vad with its sample rate
+// fixed: PCM [1, context + hop] and state in, speech probability and next state out.
+struct VadConfig {
+    bool present = false;
+    int sample_rate = 0, hop = 0, context = 0;
+    TensorInfo input, state;          // [1, context + hop], [2, 1, 128]
+    std::string output, state_out;    // "output", "stateN"
+    double on = 0.5, off = 0.5;       // hysteresis thresholds on the speech probability
+    int hangover = 0, lookahead = 0;  // hops
+    int ramp_frames = 2;              // frames blended on either side of speech
+    std::vector<std::pair<std::string, std::string>> files;  // (format, file name)
+    std::string file_for(const std::string& format) const;   // "" when none
+};
+
 struct Manifest {
     static constexpr const char* kSchema = "dhm.manifest/1";
 
@@ -67,6 +81,7 @@ struct Manifest {
     PreprocessConfig preprocess;
     AudioConfig audio;
     AudioModelConfig audio_model;  // .present is false for models fed precomputed features
+    VadConfig vad;                 // .present is false where the export ships no voice detector
 
     // Parse and check: unknown schema, missing fields, inconsistent shapes or constants
     // this core cannot honour raise dhm::Error with one clear line.
