@@ -108,12 +108,19 @@ def write_golden(
             cases.append((i, ref))
         (tmp / "cases.txt").write_text("".join(f"{i} {r}\n" for i, r in cases))
         pcm_cases = _pcm_golden(tmp, loaded, ds, conv, manifest, frames, threads)
+        idle_frames = _idle_golden(tmp, loaded, ds, conv, manifest, threads)
         (tmp / "README.txt").write_text(
             f"Golden vectors from dhm.runtime_py for {model.name} ({engine.engine.backend}; {conv.describe()}).\n"
             "Per case i with reference frame r: ref_r.u8 (decoded frame, HWC BGR), ref_r.lms, "
             "<input>_i.f32 (network inputs), <output>_i.f32 (recorded outputs), pasted_i.u8 (the output frame).\n"
         )
-    return {"out": str(out), "cases": len(cases), "pcm_cases": pcm_cases, "engine": engine.engine.backend}
+    return {
+        "out": str(out),
+        "cases": len(cases),
+        "pcm_cases": pcm_cases,
+        "idle_frames": idle_frames,
+        "engine": engine.engine.backend,
+    }
 
 
 PCM_CHUNK = 320  # 20 ms
@@ -164,4 +171,45 @@ def _pcm_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str, 
         shutil.copy(ds.landmark_path(refs[i]), tmp / f"ref_{refs[i]}.lms")
     (tmp / "pcm_references.txt").write_text(f"{ds.n_frames}\n")
     (tmp / "pcm_cases.txt").write_text("".join(f"{i} {r}\n" for i, r in enumerate(refs)))
+    return len(out)
+
+
+def _idle_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str, Any], threads: int) -> int:
+    """Speech with silence around it through `PcmSession` resting the mouth with the export's
+    own voice detector: `idle_pcm.f32`, `idle_footage.txt` (the footage's reference frames in
+    clip order), `idle_scores.f32` (the detector's score per hop), `idle_shares.txt` (each
+    frame's generated share in 1/256ths) and `idle_pasted_i.u8`. Nothing without a `vad`."""
+    from dhm.audio.frontend import read_pcm
+    from dhm.runtime_py.idle import IdleSettings, idle_footage, shipped_detector
+    from dhm.runtime_py.pipeline import AvatarPipeline
+    from dhm.runtime_py.session import IdleRun, PcmSession
+    from dhm.runtime_py.streaming import audio_front_end
+    from dhm.runtime_py.vad import HOP
+
+    if "vad" not in manifest or "audio_model" not in manifest or ds.wav_path is None:
+        return 0
+    front = audio_front_end(engine, threads=threads)
+    spf = front.spec.samples_per_frame
+    speech = read_pcm(ds.wav_path)[0]
+    quiet = lambda n: np.zeros(n, np.float32)  # noqa: E731
+    parts = [quiet(12 * spf), speech[: 30 * spf], quiet(16 * spf), speech[30 * spf : 40 * spf], quiet(8 * spf + 137)]
+    pcm = np.concatenate(parts)
+    settings = IdleSettings(ramp=manifest["vad"].get("ramp_frames", IdleSettings().ramp))
+    footage = idle_footage(ds, conv.mode.fps, settings)
+    make = shipped_detector(engine)
+    session = PcmSession(AvatarPipeline(engine, ds, conv), front, IdleRun(settings, footage, make))
+    out = []
+    for start in range(0, pcm.size, PCM_CHUNK):
+        out += session.push_pcm(pcm[start : start + PCM_CHUNK])
+    out += session.finish()
+    scores = make().scores(np.pad(pcm, (0, (-pcm.size) % HOP)).reshape(-1, HOP))
+    write_f32(tmp / "idle_pcm.f32", pcm)
+    write_f32(tmp / "idle_scores.f32", scores)
+    (tmp / "idle_footage.txt").write_text("".join(f"{r}\n" for r in footage.frames))
+    (tmp / "idle_shares.txt").write_text("".join(f"{v}\n" for v in session.shares))
+    for i, frame in enumerate(out):
+        write_u8(tmp / f"idle_pasted_{i}.u8", frame)
+    for r in sorted({session.reference(i) for i in range(len(out))}):
+        write_u8(tmp / f"ref_{r}.u8", ds.frame(r))
+        shutil.copy(ds.landmark_path(r), tmp / f"ref_{r}.lms")
     return len(out)

@@ -205,6 +205,9 @@ def test_mnn_engine_on_the_wheels_mnn(golden, tmp_path):
     assert "max abs 0 against dhm.runtime_py" in out and out.strip().endswith("all checks passed"), out
     # PCM -> audio_fp32.mnn -> model_fp32.mnn in C++ reproduces runtime_py's PcmSession
     assert re.search(r"pcm with MNN .*: 6 frames, features max abs [0-9e.-]+, frames max [01] LSB", out), out
+    # and with the mouth at rest: the export's vad.mnn decides as in runtime_py, footage in silence
+    idle = re.search(r"idle with MNN \(vad.mnn\): (\d+) frames, (\d+) in silence without a model, shares as", out)
+    assert idle and int(idle.group(2)) >= 10 and int(idle.group(1)) > int(idle.group(2)), out
 
 
 @pytest.mark.parametrize("revision,crop,window", [("2026-05-23", "area", 8), ("2024-10-14", "linear", 16)])

@@ -114,6 +114,59 @@ int main(int argc, char** argv) {
             std::printf("pcm with MNN (%s + %s): %zu frames, features max abs %g, frames max %d LSB vs dhm.runtime_py\n",
                         model.c_str(), audio_path.c_str(), frames.size(), feat, lsb);
         }
+        // 5. the mouth at rest: speech with silence around it, the export's voice detector on MNN,
+        // footage in silence, fades around speech, as runtime_py's PcmSession with idle frames.
+        if (m.vad.present && m.audio_model.present && std::ifstream(dir + "/idle_pcm.f32")) {
+            const std::string folder = model.substr(0, model.find_last_of('/') + 1);
+            AvatarSession avatar(m, make_mnn_engine(model, m, one));
+            int n_references = 0;
+            std::ifstream(dir + "/pcm_references.txt") >> n_references;
+            PcmSession session(avatar, open_audio_engine(folder + m.audio_model.file_for("mnn"), m, 1), n_references);
+            std::vector<int> footage, want_shares;
+            {
+                std::ifstream f(dir + "/idle_footage.txt");
+                for (int r; f >> r;) footage.push_back(r);
+                std::ifstream g(dir + "/idle_shares.txt");
+                for (int v; g >> v;) want_shares.push_back(v);
+            }
+            session.rest_in_silence(open_vad_engine(folder + m.vad.file_for("mnn"), m), footage);
+            session.voice_mut()->keep_scores(true);
+            Tensor pcm = read_f32(dir + "/idle_pcm.f32");
+            std::vector<int> shares;
+            int lsb = 0;
+            auto drain = [&] {
+                while (session.pending() > 0) {
+                    const int i = session.frames_rendered(), r = session.next_reference();
+                    shares.push_back(session.next_share());
+                    Image got = session.render_next(ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(r) + ".u8"),
+                                                                   parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(r) + ".lms"))});
+                    Image want = read_u8(dir + "/idle_pasted_" + std::to_string(i) + ".u8");
+                    for (size_t k = 0; k < want.data.size() && k < got.data.size(); ++k)
+                        lsb = std::max(lsb, std::abs(int(got.data[k]) - int(want.data[k])));
+                }
+            };
+            for (size_t start = 0; start < pcm.data.size(); start += 320) {
+                session.push(pcm.data.data() + start, std::min<size_t>(320, pcm.data.size() - start));
+                drain();
+            }
+            session.finish();
+            drain();
+            Tensor want_scores = read_f32(dir + "/idle_scores.f32");
+            const auto& scores = session.voice()->scores();
+            double score_diff = scores.size() == want_scores.data.size() ? 0.0 : 1.0;
+            for (size_t k = 0; k < std::min(scores.size(), want_scores.data.size()); ++k)
+                score_diff = std::max(score_diff, std::fabs(double(scores[k]) - want_scores.data[k]));
+            int silent = 0;
+            for (int v : shares) silent += v == 0;
+            EXPECT(shares == want_shares && lsb <= 1 && score_diff <= 1e-5,
+                   "idle frames: %zu shares (recorded %zu, equal: %d), frames %d LSB, scores %g", shares.size(), want_shares.size(),
+                   int(shares == want_shares), lsb, score_diff);
+            EXPECT(silent > 0 && session.frames_inferred() == int(shares.size()) - silent, "idle frames: %d silent, %d inferred of %zu",
+                   silent, session.frames_inferred(), shares.size());
+            std::printf("idle with MNN (%s): %zu frames, %d in silence without a model, shares as recorded, frames max %d LSB, "
+                        "voice scores max abs %g vs dhm.runtime_py\n",
+                        m.vad.file_for("mnn").c_str(), shares.size(), silent, lsb, score_diff);
+        }
     } catch (const Error& e) {
         std::printf("FAIL: %s\n", e.what());
         return 1;

@@ -79,6 +79,7 @@ public:
     int next_share() const;                    // the next frame's generated share (256: all; 0: footage)
     int frames_inferred() const { return inferred_; }
     const VoiceActivity* voice() const { return voice_.get(); }
+    VoiceActivity* voice_mut() { return voice_.get(); }
     int pending() const { return ready_ - next_frame_; }
     int next_reference() const;
     Image render_next(const ReferenceFrame& reference, double load_ms = 0.0);
