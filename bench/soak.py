@@ -26,7 +26,7 @@ CHUNK = 320  # 20 ms
 SAMPLE_EVERY_S = 10.0
 WINDOW_S = 300.0  # the first and last five minutes
 CYCLES = 100
-SCHEMA_ID = "dhm.soak/1"
+SCHEMA_ID = "dhm.bench.soak/1"
 
 
 def resident_mb(trim: bool = False) -> float:

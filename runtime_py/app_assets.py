@@ -31,7 +31,6 @@ def write_app_assets(
     from dhm.io import atomic_dir, check_output
     from dhm.manifest import MANIFEST_FILE, read_manifest
     from dhm.models.checkpoint import file_sha256
-    from dhm.runtime_py.golden import write_f32
     from dhm.spec import audio_mode
 
     export_dir = Path(export_dir)
@@ -75,18 +74,7 @@ def write_app_assets(
         else:
             m.pop("vad", None)
         (tmp / "manifest.json").write_text(json.dumps(m, indent=2) + "\n")
-        clip = tmp / "clip"
-        clip.mkdir()
-        for i in range(n):
-            shutil.copy(ds.image_path(i), clip / f"{i}.jpg")
-            shutil.copy(ds.landmark_path(i), clip / f"{i}.lms")
-        if audio_model is None:  # features computed off the phone
-            write_f32(clip / "features.f32", ds.audio(mode)[:n])
-        wav = ds.wav_path
-        if wav is not None:
-            _cut_wav(wav, clip / "audio.wav", n / fps)
-        info = {"frames": n, "fps": fps, "mode": mode, "audio": wav is not None, "pcm": audio_model is not None}
-        (clip / "clip.json").write_text(json.dumps(info, indent=2) + "\n")
+        _write_clip(tmp / "clip", ds, n, fps, mode, audio_model is not None, vad is not None)
     return {
         "out": str(out),
         "frames": n,
@@ -95,6 +83,31 @@ def write_app_assets(
         "audio_model": audio_model[1]["file"] if audio_model else None,
         "vad": vad[1]["file"] if vad else None,
     }
+
+
+def _write_clip(
+    clip: Path, ds: Any, n: int, fps: int, mode: str, pcm: bool, vad: bool
+) -> None:  # fmt: skip
+    """The clip: its first `n` reference frames and landmarks, its audio (16 kHz WAV), features
+    where the app has no audio model, and clip.json (with the idle footage where a detector ships)."""
+    from dhm.runtime_py.golden import write_f32
+
+    clip.mkdir()
+    for i in range(n):
+        shutil.copy(ds.image_path(i), clip / f"{i}.jpg")
+        shutil.copy(ds.landmark_path(i), clip / f"{i}.lms")
+    if not pcm:  # features computed off the phone
+        write_f32(clip / "features.f32", ds.audio(mode)[:n])
+    wav = ds.wav_path
+    if wav is not None:
+        _cut_wav(wav, clip / "audio.wav", n / fps)
+    info: dict[str, Any] = {"frames": n, "fps": fps, "mode": mode, "audio": wav is not None, "pcm": pcm}
+    if vad:  # the clip frames the app shows in silence (the same detector on the clip's audio)
+        from dhm.runtime_py.idle import IdleSettings, idle_footage
+
+        footage = idle_footage(ds, fps, IdleSettings(), frames=n)
+        info["idle_footage"] = {"frames": footage.frames, "silent": footage.silent, "note": footage.note}
+    (clip / "clip.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 def _audio_model(export_dir: Path, manifest: dict[str, Any]) -> tuple[Path, dict[str, Any]] | None:

@@ -164,18 +164,19 @@ def longest_silence(speech: np.ndarray, margin: int) -> tuple[int, int]:
     return best
 
 
-def idle_footage(ds: Any, fps: int, settings: IdleSettings) -> IdleFootage:
-    """The longest silent stretch of the dataset's clip (its aud.wav through the detector),
-    or the whole clip when it has none long enough (said in `note`)."""
+def idle_footage(ds: Any, fps: int, settings: IdleSettings, frames: int | None = None) -> IdleFootage:
+    """The longest silent stretch of the dataset's clip (its aud.wav through the detector; its
+    first `frames` frames), or the whole clip when it has none long enough (said in `note`)."""
     from dhm.audio.frontend import SAMPLE_RATE, read_pcm
 
-    everything = list(range(ds.n_frames))
+    n_frames = min(ds.n_frames, frames) if frames is not None else ds.n_frames
+    everything = list(range(n_frames))
     if ds.wav_path is None:
         return IdleFootage(everything, f"{ds.root}: no aud.wav to find silent footage in; the whole clip stands in "
                            "for it (its mouth moves in silence)", False)  # fmt: skip
     pcm = read_pcm(ds.wav_path)[0]
     spf = SAMPLE_RATE // fps
-    n = min(ds.n_frames, pcm.size // spf)
+    n = min(n_frames, pcm.size // spf)
     speech = frame_speech(pcm, spf, n, make_detector(settings.detector))
     a, b = longest_silence(speech, SETTLE_FRAMES)
     need = max(2, int(round(settings.min_stretch_s * fps)))

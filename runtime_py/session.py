@@ -50,6 +50,7 @@ class PcmSession:
         self.pipeline = pipeline
         self.front_end = front_end
         self.audio = PcmFeatureStream(front_end.spec, self._timed_rows)
+        self.audio.eager = idle is None  # without idle frames every window is read: run each as it completes
         self.idle = idle
         spf = front_end.spec.samples_per_frame
         self.voice = FrameVoice(idle.new_detector(), spf) if idle else None

@@ -138,6 +138,7 @@ class PcmFeatureStream:
         self.finished = False
         self.frame_cache: dict[int, np.ndarray] = {}  # frame -> its features, until forgotten
         self.log: list[np.ndarray] | None = None  # set to a list to keep every frame's features (golden files)
+        self.eager = False  # run the audio model on every window as it completes (the C++ core's order)
 
     def _prepare(self, call: int) -> None:
         s = self.spec
@@ -147,6 +148,8 @@ class PcmFeatureStream:
             window = np.concatenate([window, np.zeros(s.window_samples - window.size, np.float32)])
         self.windows[call] = np.array(window, dtype=np.float32)
         self.calls = call + 1
+        if self.eager:
+            self._row(call * s.rows_per_call)
 
     def _row(self, r: int) -> np.ndarray:
         s = self.spec

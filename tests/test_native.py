@@ -383,6 +383,8 @@ def test_app_assets_bundle(tmp_path, teacher, synth_hubert, golden):
     assert clip["pcm"] and not (out / "clip" / "features.f32").exists()
     # and the voice detector that rests the mouth in silence, MNN only
     assert [a["file"] for a in m["vad"]["artifacts"]] == ["vad.mnn"] and (out / "vad.mnn").stat().st_size > 0
+    idle = clip["idle_footage"]  # the clip frames shown in silence, found in the clip's own audio
+    assert idle["frames"] and all(0 <= f < 30 for f in idle["frames"]) and idle["note"]
     from dhm.audio.frontend import read_wav
 
     pcm, rate = read_wav(out / "clip" / "audio.wav")

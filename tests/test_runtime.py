@@ -105,7 +105,7 @@ def test_run_writes_a_side_by_side_video(tmp_path, teacher, synth_hubert):
     assert info.size == (512, 320)
     # the dataset's aud.wav under the 12 frames: 0.48 s of AAC, to one AAC frame (1024 samples)
     assert info.audio_codec == "aac" and abs(info.audio_seconds - 12 / 25) < 1024 / 16000
-    assert "per frame:" in r.output and "(with audio)" in r.output
+    assert "per generated frame:" in r.output and "(with audio)" in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npy", "v.mp4"]
 
 
@@ -121,9 +121,15 @@ def test_run_from_wav(tmp_path, teacher, synth_hubert):
     frames = len(list((synth_hubert / "full_body_img").iterdir()))
     assert (info.video_codec, info.frames, info.audio_codec) == ("h264", frames, "aac")
     assert abs(info.audio_seconds - frames / 25) < 1024 / 16000
-    # the first frame is the speaker's first frame with a painted mouth, not a blank encoder output
-    source = cv2.imread(str(synth_hubert / "full_body_img" / "0.jpg"))
+    # the clip opens in silence: the first frame is the speaker's idle footage (no model ran), not
+    # a blank encoder output
+    from dhm.data.dataset import open_dataset
+    from dhm.runtime_py.idle import IdleSettings, idle_footage
+
+    first = idle_footage(open_dataset(synth_hubert), 25, IdleSettings()).reference(0)
+    source = cv2.imread(str(synth_hubert / "full_body_img" / f"{first}.jpg"))
     assert np.abs(info.first_frame_bgr.astype(int) - source.astype(int)).mean() < 8
+    assert "idle: silero-vad" in r.output
 
 
 def test_mp4_sound_is_in_sync_with_the_frames(tmp_path):

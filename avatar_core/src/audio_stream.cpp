@@ -70,9 +70,28 @@ void PcmFeatureStream::emit(long long i, long long valid_rows) {
     for (int k = 0; k < am_.frame_count; ++k) {
         const long long r = first + k;
         if (r < 0 || (valid_rows >= 0 && r >= valid_rows)) continue;  // zeros, as offline
-        std::memcpy(features_.data() + start + k * row, rows_.data() + static_cast<size_t>(r) * row, row * sizeof(float));
+        std::memcpy(features_.data() + start + k * row, rows_.data() + static_cast<size_t>(r - row_base_) * row, row * sizeof(float));
     }
     ++frames_out_;
+}
+
+void PcmFeatureStream::forget_rows() {
+    if (keep_) return;
+    // the next frame to emit reads rows from its first on; earlier ones are read by no one
+    const long long first = std::max<long long>(0, am_.frame_stride * static_cast<long long>(frames_out_) + am_.frame_offset);
+    const long long drop = std::min<long long>(first - row_base_, n_rows_ - row_base_);
+    if (drop <= 0) return;
+    rows_.erase(rows_.begin(), rows_.begin() + static_cast<std::ptrdiff_t>(drop * am_.row_size));
+    row_base_ += drop;
+}
+
+void PcmFeatureStream::forget_features_before(long long frame) {
+    if (keep_) return;
+    const long long drop = std::min<long long>(frame, frames_out_) - feature_base_;
+    if (drop <= 0) return;
+    const long long per_frame = static_cast<long long>(am_.row_size) * am_.frame_count;
+    features_.erase(features_.begin(), features_.begin() + static_cast<std::ptrdiff_t>(drop * per_frame));
+    feature_base_ += drop;
 }
 
 int PcmFeatureStream::push(const float* samples, size_t n) {
@@ -93,6 +112,7 @@ int PcmFeatureStream::push(const float* samples, size_t n) {
         emit(frames_out_, -1);
         ++ready;
     }
+    forget_rows();
     return ready;
 }
 
@@ -107,6 +127,7 @@ int PcmFeatureStream::finish() {
     const long long valid = (n_samples_ / am_.tail_hop + 1) / am_.hops_per_row;
     int ready = 0;
     for (long long i = frames_out_; i < n_frames; ++i, ++ready) emit(i, valid);
+    forget_rows();
     return ready;
 }
 
@@ -170,12 +191,16 @@ Image PcmSession::render_next(const ReferenceFrame& reference, double load_ms) {
         out = reference.image;
     } else {
         // Frames < frames() exist; the window is zero-padded past the end only after finish().
-        out = avatar_.render(reference, stream_->features().data(), stream_->frames(), next_frame_, load_ms);
+        // the stream keeps feature frames from feature_base() on: the window is read relative to it
+        const long long base = stream_->feature_base();
+        out = avatar_.render(reference, stream_->features().data(), static_cast<int>(stream_->frames() - base),
+                             static_cast<int>(next_frame_ - base), load_ms);
         blend_into(out, reference.image, share);
         ++inferred_;
     }
     ++next_frame_;
     if (voice_) voice_->forget_before(next_frame_ - ramp_);
+    stream_->forget_features_before(next_frame_ - avatar_.manifest().audio.window_before);
     return out;
 }
 

@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
             int n_references = 0;
             std::ifstream(dir + "/pcm_references.txt") >> n_references;
             PcmSession session(avatar, open_audio_engine(audio_path, m, 1), n_references);
+            session.keep_history(true);  // every feature frame, to compare with the recorded ones
             Tensor pcm = read_f32(dir + "/pcm.f32");
             ReferenceSource refs = [&](int r) {
                 return ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(r) + ".u8"),

@@ -27,7 +27,12 @@ public:
     // The utterance has ended: the remaining frames, padded as offline features are.
     int finish();
 
-    const std::vector<float>& features() const { return features_; }  // frames x per-frame values
+    // Feature frames from feature_base() on, per-frame values each: only what later windows read
+    // unless keep_history(true) (tests comparing a whole utterance), so an hour holds what a second does.
+    const std::vector<float>& features() const { return features_; }
+    long long feature_base() const { return feature_base_; }
+    void keep_history(bool keep) { keep_ = keep; }
+    void forget_features_before(long long frame);
     int frames() const { return frames_out_; }
     long long samples() const { return n_samples_; }
     bool finished() const { return finished_; }
@@ -40,6 +45,7 @@ private:
     int last_row_of_frame(long long frame) const;
     void call(long long index);
     void emit(long long frame, long long valid_rows);
+    void forget_rows();
 
     const AudioModelConfig& am_;
     const AudioConfig& audio_;
@@ -47,9 +53,12 @@ private:
     std::vector<float> pcm_;  // unread PCM; pcm_[0] is buffer position base_ (pad_left zeros first)
     long long base_ = 0;
     long long n_samples_ = 0;
-    std::vector<float> rows_;  // every computed row, row_size values each
+    std::vector<float> rows_;  // computed rows from row_base_ on, row_size values each
+    long long row_base_ = 0;
     long long n_rows_ = 0;
-    std::vector<float> features_;
+    std::vector<float> features_;  // feature frames from feature_base_ on
+    long long feature_base_ = 0;
+    bool keep_ = false;
     int frames_out_ = 0;
     bool finished_ = false;
     double audio_ms_ = 0;
@@ -88,6 +97,7 @@ public:
     std::vector<Image> finish(const ReferenceSource& references);
 
     const PcmFeatureStream& stream() const { return *stream_; }
+    void keep_history(bool keep) { stream_->keep_history(keep); }
     int frames_rendered() const { return next_frame_; }
     // Algorithmic audio-to-frame latency: the audio model's window plus the generator's
     // W/2-1 feature frames of lookahead (compute time comes on top).
