@@ -55,3 +55,11 @@ def test_any_chunking_gives_the_same_decisions(speech, detector_type):
         at += n
     streamed.append(det.flush())
     assert np.array_equal(np.concatenate(streamed), whole)
+
+
+def test_pure_noise_is_no_speech():
+    """A stream of white noise at any level (quiet room to loud hiss) never opens the mouth."""
+    rng = np.random.default_rng(0)
+    for level in (0.01, 0.1, 0.3):
+        noise = (level * rng.standard_normal(16000 * 10)).astype(np.float32)
+        assert not SileroVad().run(noise).any() and not EnergyGate().run(noise).any(), level
