@@ -186,6 +186,7 @@ int PcmSession::next_share() const { return voice_ ? generated_share(next_frame_
 Image PcmSession::render_next(const ReferenceFrame& reference, double load_ms) {
     if (pending() <= 0) throw Error("PCM session: no frame is ready; push more audio (or finish)");
     const int share = next_share();
+    last_share_ = share;
     Image out;
     if (share == 0) {  // silence: the footage, no model runs
         out = reference.image;

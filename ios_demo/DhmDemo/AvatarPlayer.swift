@@ -68,6 +68,9 @@ final class AvatarPlayer: ObservableObject {
         }
         do {
             try avatar.openAudioModel(audioModel, threads: AvatarPlayer.threads)
+            if let vad = clip.vadPath, let first = clip.idleFootage.first {  // one silent stretch of the clip
+                try avatar.restInSilence(vad, firstFrame: first, frameCount: clip.idleFootage.count)
+            }
             try microphone ? startMicrophone(clip: clip, avatar: avatar) : startClip(clip: clip, avatar: avatar)
         } catch {
             status = "error: \(error.localizedDescription)"
@@ -237,7 +240,9 @@ final class AvatarPlayer: ObservableObject {
         }
         let audioMs = value(audio, "audio_ms")
         let fps = 1000.0 / (1000.0 / max(value(times, "fps"), 1e-9) + audioMs)
-        return String(format: "frame %d   %.1f fps (audio model + pipeline)\naudio to frame %.0f ms (lookahead %.0f ms)\nms per frame: audio %.1f  %@",
-                      Int(value(audio, "frames")), fps, latencyMs ?? 0, value(audio, "lookahead_ms"), audioMs, stages)
+        let state = value(audio, "idle") > 0.5 ? "idle (footage, no model)" : "speaking"
+        let saved = Int(value(audio, "frames") - value(audio, "inferred"))
+        return String(format: "frame %d   %.1f fps (audio model + pipeline)   %@\naudio to frame %.0f ms (lookahead %.0f ms)   inferences saved %d\nms per frame: audio %.1f  %@",
+                      Int(value(audio, "frames")), fps, state, latencyMs ?? 0, value(audio, "lookahead_ms"), saved, audioMs, stages)
     }
 }

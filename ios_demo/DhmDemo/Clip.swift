@@ -2,12 +2,15 @@ import Foundation
 import UIKit
 
 /// The assets `dhm app-assets` writes into the app bundle's `dhm` folder: model.mnn and
-/// manifest.json, audio.mnn (the audio model) when the export has one, and a clip (reference
+/// manifest.json, audio.mnn (the audio model) when the export has one, vad.mnn (the voice
+/// detector) with the clip frames shown in silence, and a clip (reference
 /// frames as JPEG, landmarks, 16 kHz mono audio WAV; features .f32 only without an audio model).
 struct Clip {
     let manifestPath: String
     let modelPath: String
     let audioModelPath: String?
+    let vadPath: String?        // the voice detector that rests the mouth in silence
+    let idleFootage: [Int]      // the clip frames shown in silence
     let frames: Int
     let fps: Int
     let features: Data      // float32 values, little-endian
@@ -38,9 +41,12 @@ struct Clip {
             features = raw.subdata(in: (4 + 4 * ndim)..<raw.count)
         }
         let audio = clipDir.appendingPathComponent("audio.wav")
+        let idle = (info["idle_footage"] as? [String: Any])?["frames"] as? [Int] ?? []
         return Clip(manifestPath: root.appendingPathComponent("manifest.json").path,
                     modelPath: root.appendingPathComponent("model.mnn").path,
                     audioModelPath: pcm ? root.appendingPathComponent("audio.mnn").path : nil,
+                    vadPath: pcm && !idle.isEmpty ? root.appendingPathComponent("vad.mnn").path : nil,
+                    idleFootage: idle,
                     frames: info["frames"] as? Int ?? 0, fps: info["fps"] as? Int ?? 25,
                     features: features, featureFrames: featureFrames,
                     audioURL: FileManager.default.fileExists(atPath: audio.path) ? audio : nil, root: clipDir)

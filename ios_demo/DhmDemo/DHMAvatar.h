@@ -49,6 +49,10 @@ extern NSString *const DHMErrorDomain;
 /// Attaches the manifest's audio model (audio_fp32.mnn beside the manifest): PCM in, frames out.
 - (BOOL)openAudioModel:(NSString *)audioModelPath threads:(NSInteger)threads error:(NSError **)error;
 
+/// Rests the mouth in silence: the manifest's voice detector (vad.mnn) and the clip frames shown in
+/// silence (clip.json's idle_footage: `count` frames from `first`). After openAudioModel:, before any PCM.
+- (BOOL)restInSilence:(NSString *)vadPath firstFrame:(NSInteger)first frameCount:(NSInteger)count error:(NSError **)error;
+
 /// 16 kHz mono float32 samples in [-1, 1]; returns how many frames are ready to render (-1 on error).
 - (NSInteger)pushPCM:(NSData *)samples error:(NSError **)error DHM_THROWS_ON_ERROR;
 
@@ -66,7 +70,8 @@ extern NSString *const DHMErrorDomain;
                  loadMs:(double)loadMs
                   error:(NSError **)error;
 
-/// "audio_ms" (audio model per frame), "lookahead_ms" (audio-to-frame, algorithmic), "frames".
+/// "audio_ms" (audio model per frame), "lookahead_ms" (audio-to-frame, algorithmic), "frames",
+/// "inferred" (frames the generator painted) and "idle" (YES while the mouth rests on footage).
 - (NSDictionary *)audioStats;
 
 /// Per-frame milliseconds by stage (load, crop, pack, infer, paste) and "fps".

@@ -102,6 +102,19 @@ static dhm::PcmSession &DHMPcm(void *p) {
     }
 }
 
+- (BOOL)restInSilence:(NSString *)vadPath firstFrame:(NSInteger)first frameCount:(NSInteger)count error:(NSError **)error {
+    try {
+        DHMState *s = state(_state);
+        std::vector<int> frames;
+        for (NSInteger i = 0; i < count; ++i) frames.push_back((int)(first + i));
+        DHMPcm(_state).rest_in_silence(dhm::open_vad_engine(vadPath.UTF8String, s->session->manifest()), std::move(frames));
+        return YES;
+    } catch (const std::exception &e) {
+        if (error) *error = DHMError(e);
+        return NO;
+    }
+}
+
 - (NSInteger)pushPCM:(NSData *)samples error:(NSError **)error {
     try {
         return DHMPcm(_state).push((const float *)samples.bytes, samples.length / sizeof(float));
@@ -151,6 +164,8 @@ static dhm::PcmSession &DHMPcm(void *p) {
     [d setObject:[NSNumber numberWithDouble:n ? s->pcm->stream().audio_ms() / n : 0.0] forKey:@"audio_ms"];
     [d setObject:[NSNumber numberWithDouble:s->pcm->lookahead_ms()] forKey:@"lookahead_ms"];
     [d setObject:[NSNumber numberWithInt:n] forKey:@"frames"];
+    [d setObject:[NSNumber numberWithInt:s->pcm->frames_inferred()] forKey:@"inferred"];
+    [d setObject:[NSNumber numberWithInt:s->pcm->voice() != nullptr && s->pcm->last_share() == 0 ? 1 : 0] forKey:@"idle"];
     return d;
 }
 

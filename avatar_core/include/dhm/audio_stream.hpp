@@ -87,6 +87,7 @@ public:
     int finish();                              // returns pending()
     int next_share() const;                    // the next frame's generated share (256: all; 0: footage)
     int frames_inferred() const { return inferred_; }
+    int last_share() const { return last_share_; }  // the last rendered frame's share (0: footage)
     const VoiceActivity* voice() const { return voice_.get(); }
     VoiceActivity* voice_mut() { return voice_.get(); }
     int pending() const { return ready_ - next_frame_; }
@@ -116,6 +117,7 @@ private:
     std::vector<int> footage_;
     int ramp_ = 0;
     int inferred_ = 0;
+    int last_share_ = kBlendOne;
 };
 
 }  // namespace dhm

@@ -124,6 +124,20 @@ JNIEXPORT void JNICALL Java_ai_dhm_demo_DhmNative_nativeOpenAudio(JNIEnv* env, j
     }
 }
 
+// Rest the mouth in silence: the manifest's voice detector (vad.mnn) and the clip frames shown
+// in silence (clip.json's idle_footage); call after nativeOpenAudio, before any PCM.
+JNIEXPORT void JNICALL Java_ai_dhm_demo_DhmNative_nativeRestInSilence(JNIEnv* env, jclass, jlong h, jstring vad_path, jintArray footage) {
+    try {
+        if (footage == nullptr) throw dhm::Error("idle footage: no frames");
+        std::vector<int> frames(static_cast<size_t>(env->GetArrayLength(footage)));
+        env->GetIntArrayRegion(footage, 0, static_cast<jsize>(frames.size()), frames.data());
+        dhm::PcmSession& p = pcm(h);
+        p.rest_in_silence(dhm::open_vad_engine(to_string(env, vad_path), handle(h)->session->manifest()), std::move(frames));
+    } catch (const std::exception& e) {
+        throw_java(env, e.what());
+    }
+}
+
 // 16 kHz mono samples in; returns how many frames are ready to render.
 JNIEXPORT jint JNICALL Java_ai_dhm_demo_DhmNative_nativePushPcm(JNIEnv* env, jclass, jlong h, jfloatArray samples, jint n) {
     try {
@@ -165,14 +179,16 @@ JNIEXPORT jbyteArray JNICALL Java_ai_dhm_demo_DhmNative_nativeRenderNext(JNIEnv*
     }
 }
 
-// Audio-model ms per rendered frame, the algorithmic audio-to-frame lookahead (ms), frames rendered.
+// Audio-model ms per rendered frame, the algorithmic audio-to-frame lookahead (ms), frames rendered,
+// frames the generator painted, and 1 while the mouth rests (the next frame is footage) else 0.
 JNIEXPORT jdoubleArray JNICALL Java_ai_dhm_demo_DhmNative_nativeAudioStats(JNIEnv* env, jclass, jlong h) {
     try {
         const dhm::PcmSession& p = pcm(h);
-        double values[3] = {p.frames_rendered() ? p.stream().audio_ms() / p.frames_rendered() : 0.0, p.lookahead_ms(),
-                            static_cast<double>(p.frames_rendered())};
-        jdoubleArray out = env->NewDoubleArray(3);
-        env->SetDoubleArrayRegion(out, 0, 3, values);
+        const bool resting = p.voice() != nullptr && p.last_share() == 0;
+        double values[5] = {p.frames_rendered() ? p.stream().audio_ms() / p.frames_rendered() : 0.0, p.lookahead_ms(),
+                            static_cast<double>(p.frames_rendered()), static_cast<double>(p.frames_inferred()), resting ? 1.0 : 0.0};
+        jdoubleArray out = env->NewDoubleArray(5);
+        env->SetDoubleArrayRegion(out, 0, 5, values);
         return out;
     } catch (const std::exception& e) {
         throw_java(env, e.what());

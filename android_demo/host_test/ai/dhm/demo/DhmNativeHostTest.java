@@ -100,6 +100,12 @@ public final class DhmNativeHostTest {
             List<String> pcmCases = Files.readAllLines(dir.resolve("pcm_cases.txt"));
             pcmCases.removeIf(String::isBlank);
             DhmNative.nativeOpenAudio(h, dir.toString(), 1);
+            try {  // the voice detector runs on MNN: this host build says so in one line, and the session goes on
+                DhmNative.nativeRestInSilence(h, dir.resolve("vad.mnn").toString(), new int[] {0, 1});
+                expect(false, "resting the mouth without an MNN engine must throw");
+            } catch (IllegalArgumentException e) {
+                expect(e.getMessage().contains("MNN") || e.getMessage().contains("vad"), "rest in silence: " + e.getMessage());
+            }
             int rendered = 0;
             int pcmWorst = 0;
             int chunks = (pcm.length + 319) / 320;
@@ -131,6 +137,8 @@ public final class DhmNativeHostTest {
             double[] a = DhmNative.nativeAudioStats(h);
             System.out.println(String.format("pcm: %d frames from %d samples, worst difference %d LSB, lookahead %.0f ms",
                 rendered, pcm.length, pcmWorst, a[1]));
+            // without a voice detector every frame is painted and none is idle
+            expect(a.length == 5 && (int) a[3] == rendered && a[4] == 0.0, "audio stats: painted " + a[3] + " of " + rendered);
             try {
                 DhmNative.nativePushPcm(h, pcm, 10);
                 expect(false, "PCM after finish must throw");

@@ -9,13 +9,16 @@ import java.nio.ByteOrder
 
 /**
  * The assets `dhm app-assets` writes into assets/dhm: model.mnn + manifest.json, the audio
- * model (audio.mnn) when the export has one, and a clip (reference frames as JPEG, their
- * landmarks, the audio as 16 kHz mono WAV; features.f32 only for models without an audio model).
+ * model (audio.mnn) when the export has one, the voice detector (vad.mnn) that rests the mouth in
+ * silence, and a clip (reference frames as JPEG, their landmarks, the audio as 16 kHz mono WAV,
+ * clip.json naming the frames shown in silence; features.f32 only for models without an audio model).
  */
 class Clip private constructor(
     val manifestJson: String,
     val modelPath: String,
     val audioModelPath: String?,
+    val vadPath: String?,
+    val idleFootage: IntArray,
     val frames: Int,
     val fps: Int,
     val features: FloatArray,
@@ -84,12 +87,22 @@ class Clip private constructor(
             assets.open("$ROOT/model.mnn").use { input -> model.outputStream().use { input.copyTo(it) } }
             val info = JSONObject(assets.open("$ROOT/clip/clip.json").bufferedReader().use { it.readText() })
             var audioModel: String? = null
+            var vad: String? = null
+            var footage = IntArray(0)
             var values = FloatArray(0)
             var featureFrames = 0
             if (info.optBoolean("pcm", false)) {
                 val audio = File(filesDir, "audio.mnn")
                 assets.open("$ROOT/audio.mnn").use { input -> audio.outputStream().use { input.copyTo(it) } }
                 audioModel = audio.absolutePath
+                val idle = info.optJSONObject("idle_footage")
+                if (idle != null) {
+                    val file = File(filesDir, "vad.mnn")
+                    assets.open("$ROOT/vad.mnn").use { input -> file.outputStream().use { input.copyTo(it) } }
+                    vad = file.absolutePath
+                    val list = idle.getJSONArray("frames")
+                    footage = IntArray(list.length()) { list.getInt(it) }
+                }
             } else {  // a model fed features computed off the phone
                 val raw = assets.open("$ROOT/clip/features.f32").use { it.readBytes() }
                 val buf = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN)
@@ -99,7 +112,7 @@ class Clip private constructor(
                 buf.asFloatBuffer().get(values)
                 featureFrames = dims[0]
             }
-            return Clip(manifest, model.absolutePath, audioModel, info.getInt("frames"), info.getInt("fps"), values,
+            return Clip(manifest, model.absolutePath, audioModel, vad, footage, info.getInt("frames"), info.getInt("fps"), values,
                 featureFrames, info.optBoolean("audio", false), assets)
         }
     }

@@ -38,7 +38,11 @@ public final class DhmNative {
     /** Paints the next ready frame on the given reference frame; BGR bytes out. */
     public static native byte[] nativeRenderNext(long handle, byte[] bgr, int width, int height, String landmarks, double loadMs);
 
-    /** Audio-model ms per frame, audio-to-frame lookahead ms, frames rendered. */
+    /** Rests the mouth in silence: the voice detector (vad.mnn) and the clip frames shown in silence. */
+    public static native void nativeRestInSilence(long handle, String vadPath, int[] footage);
+
+    /** Audio-model ms per frame, audio-to-frame lookahead ms, frames rendered, frames painted by the
+     *  generator, and 1 while the mouth rests (0 while it speaks). */
     public static native double[] nativeAudioStats(long handle);
 
     /** Per-frame ms of load, crop, pack, infer, paste, then frames per second. */

@@ -111,7 +111,7 @@ class MainActivity : Activity() {
     /** The bundled WAV through AudioTrack; each 20 ms chunk goes to the core as it is queued. */
     private fun streamClip(c: Clip) {
         val pcm = c.pcm16()
-        DhmNative.nativeOpenAudio(handle, c.audioModelPath, THREADS)
+        openAudio(c)
         val minBuffer = AudioTrack.getMinBufferSize(Clip.SAMPLE_RATE, AudioFormat.CHANNEL_OUT_MONO, AudioFormat.ENCODING_PCM_16BIT)
         val track = AudioTrack.Builder()
             .setAudioFormat(
@@ -142,7 +142,7 @@ class MainActivity : Activity() {
     /** The microphone at 16 kHz mono, 20 ms reads, until Stop. */
     @Suppress("MissingPermission")  // checked in startMic
     private fun streamMicrophone(c: Clip) {
-        DhmNative.nativeOpenAudio(handle, c.audioModelPath, THREADS)
+        openAudio(c)
         val minBuffer = AudioRecord.getMinBufferSize(Clip.SAMPLE_RATE, AudioFormat.CHANNEL_IN_MONO, AudioFormat.ENCODING_PCM_16BIT)
         val record = AudioRecord(MediaRecorder.AudioSource.MIC, Clip.SAMPLE_RATE, AudioFormat.CHANNEL_IN_MONO,
             AudioFormat.ENCODING_PCM_16BIT, maxOf(minBuffer, 2 * CHUNK * 8))
@@ -161,6 +161,12 @@ class MainActivity : Activity() {
             record.stop()
             record.release()
         }
+    }
+
+    /** The audio model, and where the assets ship one, the voice detector that rests the mouth. */
+    private fun openAudio(c: Clip) {
+        DhmNative.nativeOpenAudio(handle, c.audioModelPath, THREADS)
+        if (c.vadPath != null && c.idleFootage.isNotEmpty()) DhmNative.nativeRestInSilence(handle, c.vadPath, c.idleFootage)
     }
 
     /** Renders the frames the core says are ready, on the reference frames it asks for. */
@@ -266,8 +272,10 @@ class MainActivity : Activity() {
             val stages = DhmNative.STAGES.indices.joinToString("  ") { "%s %.1f".format(DhmNative.STAGES[it], t[it]) }
             if (audio == null) return "%.1f fps (model pipeline)\nms per frame: $stages".format(t[5])
             val fps = 1000.0 / (1000.0 / t[5] + audio[0])
-            return ("frame %d   %.1f fps (audio model + pipeline)\naudio to frame %.0f ms (lookahead %.0f ms)\n" +
-                "ms per frame: audio %.1f  $stages").format(audio[2].toInt(), fps, latencyMs ?: 0.0, audio[1], audio[0])
+            val state = if (audio[4] > 0.5) "idle (footage, no model)" else "speaking"
+            return ("frame %d   %.1f fps (audio model + pipeline)   %s\naudio to frame %.0f ms (lookahead %.0f ms)   " +
+                "inferences saved %d\nms per frame: audio %.1f  $stages").format(
+                audio[2].toInt(), fps, state, latencyMs ?: 0.0, audio[1], (audio[2] - audio[3]).toInt(), audio[0])
         }
     }
 }
