@@ -69,7 +69,7 @@ final class AvatarPlayer: ObservableObject {
         do {
             try avatar.openAudioModel(audioModel, threads: AvatarPlayer.threads)
             if let vad = clip.vadPath, let first = clip.idleFootage.first {  // one silent stretch of the clip
-                try avatar.restInSilence(vad, firstFrame: first, frameCount: clip.idleFootage.count)
+                try avatar.openVoiceDetector(vad, firstFrame: first, frameCount: clip.idleFootage.count)
             }
             try microphone ? startMicrophone(clip: clip, avatar: avatar) : startClip(clip: clip, avatar: avatar)
         } catch {

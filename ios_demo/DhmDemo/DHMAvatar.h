@@ -51,7 +51,7 @@ extern NSString *const DHMErrorDomain;
 
 /// Rests the mouth in silence: the manifest's voice detector (vad.mnn) and the clip frames shown in
 /// silence (clip.json's idle_footage: `count` frames from `first`). After openAudioModel:, before any PCM.
-- (BOOL)restInSilence:(NSString *)vadPath firstFrame:(NSInteger)first frameCount:(NSInteger)count error:(NSError **)error;
+- (BOOL)openVoiceDetector:(NSString *)vadPath firstFrame:(NSInteger)first frameCount:(NSInteger)count error:(NSError **)error;
 
 /// 16 kHz mono float32 samples in [-1, 1]; returns how many frames are ready to render (-1 on error).
 - (NSInteger)pushPCM:(NSData *)samples error:(NSError **)error DHM_THROWS_ON_ERROR;

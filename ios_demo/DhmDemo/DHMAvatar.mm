@@ -102,7 +102,7 @@ static dhm::PcmSession &DHMPcm(void *p) {
     }
 }
 
-- (BOOL)restInSilence:(NSString *)vadPath firstFrame:(NSInteger)first frameCount:(NSInteger)count error:(NSError **)error {
+- (BOOL)openVoiceDetector:(NSString *)vadPath firstFrame:(NSInteger)first frameCount:(NSInteger)count error:(NSError **)error {
     try {
         DHMState *s = state(_state);
         std::vector<int> frames;

@@ -91,7 +91,7 @@ static int run(int argc, char **argv) {
         NSData *pcm = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:@"pcm.f32"]], pdims, &pnd);
         expect(pcm != nil && [avatar openAudioModel:dir threads:1 error:&error], "open the audio model");
         // the voice detector runs on MNN: this host build refuses in one line, and the session goes on
-        expect(![avatar restInSilence:[dir stringByAppendingPathComponent:@"vad.mnn"] firstFrame:0 frameCount:2 error:&error] &&
+        expect(![avatar openVoiceDetector:[dir stringByAppendingPathComponent:@"vad.mnn"] firstFrame:0 frameCount:2 error:&error] &&
                    error != nil,
                "rest in silence without an MNN engine must fail");
         error = nil;
