@@ -483,3 +483,16 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"{path}: manifest must be a JSON object")
     validate(data, str(path))
     return data
+
+
+def listed_file(folder: Path, entry: dict[str, Any], manifest_path: Path) -> Path:
+    """The file a manifest entry lists in `folder`, checked: present, not a link, and its sha256
+    the manifest's (a changed or replaced model never runs, nor ships in an app)."""
+    from dhm.models.checkpoint import file_sha256
+
+    path = Path(folder) / entry["file"]
+    if not path.is_file() or path.is_symlink():
+        raise SpecError(f"{path}: listed in {manifest_path} but missing (or a link)")
+    if file_sha256(path) != entry["sha256"]:
+        raise SpecError(f"{path}: sha256 differs from {manifest_path}: the file was changed or replaced")
+    return path

@@ -29,8 +29,7 @@ def write_app_assets(
     tampered or replaced file is never put into an app."""
     from dhm.data.dataset import open_dataset
     from dhm.io import atomic_dir, check_output
-    from dhm.manifest import MANIFEST_FILE, read_manifest
-    from dhm.models.checkpoint import file_sha256
+    from dhm.manifest import MANIFEST_FILE, listed_file, read_manifest
     from dhm.spec import audio_mode
 
     export_dir = Path(export_dir)
@@ -43,11 +42,7 @@ def write_app_assets(
     if not arts:
         have = sorted({a["variant"] for a in shipped})
         raise SpecError(f"{export_dir}: no MNN {variant} model (MNN variants there: {', '.join(have) or 'none'})")
-    model = export_dir / arts[0]["file"]  # a plain file name: read_manifest checked it
-    if not model.is_file() or model.is_symlink():
-        raise SpecError(f"{model}: listed in the manifest but missing (or a link)")
-    if file_sha256(model) != arts[0]["sha256"]:
-        raise SpecError(f"{model}: sha256 differs from {export_dir / MANIFEST_FILE}: the file was changed or replaced")
+    model = listed_file(export_dir, arts[0], export_dir / MANIFEST_FILE)  # a plain file name: read_manifest checked it
     mode = manifest["generator"]["mode"]
     fps = audio_mode(mode).fps
     ds = open_dataset(data, mode=mode)
@@ -117,7 +112,7 @@ def _audio_model(export_dir: Path, manifest: dict[str, Any]) -> tuple[Path, dict
 
 def _shipped_file(export_dir: Path, manifest: dict[str, Any], section_name: str) -> tuple[Path, dict[str, Any]] | None:
     """The MNN file of a manifest section (`audio_model`, `vad`), checked against its sha256."""
-    from dhm.models.checkpoint import file_sha256
+    from dhm.manifest import MANIFEST_FILE, listed_file
 
     section = manifest.get(section_name)
     if section is None:
@@ -126,12 +121,7 @@ def _shipped_file(export_dir: Path, manifest: dict[str, Any], section_name: str)
     if not entries:
         what = {"audio_model": "audio model", "vad": "voice detector"}[section_name]
         raise SpecError(f"{export_dir}: its {what} has no MNN file; export with --target mnn")
-    path = export_dir / entries[0]["file"]
-    if not path.is_file() or path.is_symlink():
-        raise SpecError(f"{path}: listed in the manifest but missing (or a link)")
-    if file_sha256(path) != entries[0]["sha256"]:
-        raise SpecError(f"{path}: sha256 differs from the manifest: the file was changed or replaced")
-    return path, entries[0]
+    return listed_file(export_dir, entries[0], export_dir / MANIFEST_FILE), entries[0]
 
 
 def _cut_wav(src: Path, dst: Path, seconds: float) -> None:

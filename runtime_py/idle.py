@@ -193,7 +193,7 @@ def shipped_detector(engine: Any) -> Callable[[], Any] | None:
     manifest's `vad` section, in the engine's format, checked against its sha256 and shapes),
     with the manifest's decision settings; None where the export ships none."""
     from dhm.errors import SpecError
-    from dhm.models.checkpoint import file_sha256
+    from dhm.manifest import listed_file
     from dhm.runtime_py.engines.registry import get
     from dhm.runtime_py.vad import SileroVad, engine_runner
 
@@ -204,11 +204,7 @@ def shipped_detector(engine: Any) -> Callable[[], Any] | None:
     entries = [a for a in section["artifacts"] if a["format"] == backend.format]
     if not entries:
         return None
-    path = engine.path.parent / entries[0]["file"]
-    if not path.is_file() or path.is_symlink():
-        raise SpecError(f"{path}: the voice detector the manifest lists is missing (or a link)")
-    if file_sha256(path) != entries[0]["sha256"]:
-        raise SpecError(f"{path}: sha256 differs from {engine.manifest_path}: the file was changed or replaced")
+    path = listed_file(engine.path.parent, entries[0], engine.manifest_path)
     vad_engine = backend.load(path, threads=1)
     got = {t.name: list(t.shape) for t in vad_engine.inputs}
     if got != section["inputs"]:

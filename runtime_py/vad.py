@@ -65,6 +65,7 @@ class _Streaming:
     gate: Hysteresis
     lookahead: int
     name: str
+    source: str | None = None  # which file and engine score the hops, where it matters
 
     def __init__(self) -> None:
         self.buffer = np.zeros(0, dtype=np.float32)
@@ -102,7 +103,7 @@ class _Streaming:
 
     def describe(self) -> str:
         g = self.gate
-        source = getattr(self, "source", None)
+        source = self.source
         plural = "s" if self.lookahead != 1 else ""
         return (
             f"{self.name}{f' [{source}]' if source else ''} (hop {HOP * 1000 // SAMPLE_RATE} ms, on {g.on:g}, "
