@@ -178,12 +178,15 @@ def _idle_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str,
     """Speech with silence around it through `PcmSession` resting the mouth with the export's
     own voice detector: `idle_pcm.f32`, `idle_footage.txt` (the footage's reference frames in
     clip order), `idle_scores.f32` (the detector's score per hop), `idle_shares.txt` (each
-    frame's generated share in 1/256ths) and `idle_pasted_i.u8`. Nothing without a `vad`."""
+    frame's generated share in 1/256ths), `idle_pasted_i.u8`, and the runs the session made:
+    `idle_windows.f32`/`idle_rows.f32` (the audio model's, none in silence) and per generator
+    run k `idle_<input>_k.f32`, `idle_<output>_k.f32` (`idle_cases.txt`: k and its reference).
+    Nothing without a `vad`."""
     from dhm.audio.frontend import read_pcm
     from dhm.runtime_py.idle import IdleSettings, idle_footage, shipped_detector
     from dhm.runtime_py.pipeline import AvatarPipeline
     from dhm.runtime_py.session import IdleRun, PcmSession
-    from dhm.runtime_py.streaming import audio_front_end
+    from dhm.runtime_py.streaming import AudioFrontEnd, audio_front_end
     from dhm.runtime_py.vad import HOP
 
     if "vad" not in manifest or "audio_model" not in manifest or ds.wav_path is None:
@@ -197,7 +200,17 @@ def _idle_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str,
     settings = IdleSettings(ramp=manifest["vad"].get("ramp_frames", IdleSettings().ramp))
     footage = idle_footage(ds, conv.mode.fps, settings)
     make = shipped_detector(engine)
-    session = PcmSession(AvatarPipeline(engine, ds, conv), front, IdleRun(settings, footage, make))
+    windows: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+
+    def recorded_rows(window: np.ndarray) -> np.ndarray:  # only the runs a generated frame reads
+        windows.append(np.array(window, dtype=np.float32))
+        rows.append(np.array(front.rows(window), dtype=np.float32))
+        return rows[-1]
+
+    generator = _Recording(engine)
+    recorded = AudioFrontEnd(front.spec, recorded_rows, front.description)
+    session = PcmSession(AvatarPipeline(generator, ds, conv), recorded, IdleRun(settings, footage, make))
     out = []
     for start in range(0, pcm.size, PCM_CHUNK):
         out += session.push_pcm(pcm[start : start + PCM_CHUNK])
@@ -209,6 +222,13 @@ def _idle_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str,
     (tmp / "idle_shares.txt").write_text("".join(f"{v}\n" for v in session.shares))
     for i, frame in enumerate(out):
         write_u8(tmp / f"idle_pasted_{i}.u8", frame)
+    write_f32(tmp / "idle_windows.f32", np.stack(windows))
+    write_f32(tmp / "idle_rows.f32", np.stack(rows))
+    generated = [i for i, share in enumerate(session.shares) if share]
+    for k, (inputs, outputs) in enumerate(generator.calls):
+        for name, value in {**inputs, **outputs}.items():
+            write_f32(tmp / f"idle_{name}_{k}.f32", value)
+    (tmp / "idle_cases.txt").write_text("".join(f"{k} {session.reference(i)}\n" for k, i in enumerate(generated)))
     for r in sorted({session.reference(i) for i in range(len(out))}):
         write_u8(tmp / f"ref_{r}.u8", ds.frame(r))
         shutil.copy(ds.landmark_path(r), tmp / f"ref_{r}.lms")

@@ -43,46 +43,75 @@ long long PcmFeatureStream::lookahead_samples() const {
     return samples_for_call(call) - spf;
 }
 
-void PcmFeatureStream::call(long long index) {
+void PcmFeatureStream::prepare(long long index) {
     const size_t start = static_cast<size_t>(index * am_.rows_per_call * am_.row_hop - base_);
     const size_t len = static_cast<size_t>(am_.window_samples);
-    TensorMap in;
-    Tensor& t = in[am_.input.name];
-    t.shape = am_.input.shape;
-    t.data.assign(len, 0.0f);  // past the end of the utterance: zeros, as offline
-    if (start < pcm_.size()) std::memcpy(t.data.data(), pcm_.data() + start, std::min(len, pcm_.size() - start) * sizeof(float));
-    auto t0 = std::chrono::steady_clock::now();
-    TensorMap out = engine_.run(in);
-    audio_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    auto it = out.find(am_.output.name);
-    const size_t values = static_cast<size_t>(am_.rows_per_call) * am_.row_size;
-    if (it == out.end() || it->second.data.size() != values)
-        throw Error(engine_.describe() + ": no audio model output '" + am_.output.name + "' of shape " + shape_str(am_.output.shape));
-    rows_.insert(rows_.end(), it->second.data.begin(), it->second.data.end());
-    n_rows_ += am_.rows_per_call;
+    std::vector<float>& w = windows_[index];
+    w.assign(len, 0.0f);  // past the end of the utterance: zeros, as offline
+    if (start < pcm_.size()) std::memcpy(w.data(), pcm_.data() + start, std::min(len, pcm_.size() - start) * sizeof(float));
+    n_calls_ = index + 1;
+    if (!lazy_) row(index * am_.rows_per_call);
+}
+
+const float* PcmFeatureStream::row(long long r) {
+    const long long c = r / am_.rows_per_call;
+    auto have = rows_.find(c);
+    if (have == rows_.end()) {
+        auto w = windows_.find(c);
+        if (w == windows_.end()) throw Error("audio stream: row " + std::to_string(r) + " was forgotten or is not ready");
+        TensorMap in;
+        Tensor& t = in[am_.input.name];
+        t.shape = am_.input.shape;
+        t.data = std::move(w->second);
+        windows_.erase(w);
+        auto t0 = std::chrono::steady_clock::now();
+        TensorMap out = engine_.run(in);
+        audio_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        ++calls_run_;
+        auto it = out.find(am_.output.name);
+        const size_t values = static_cast<size_t>(am_.rows_per_call) * am_.row_size;
+        if (it == out.end() || it->second.data.size() != values)
+            throw Error(engine_.describe() + ": no audio model output '" + am_.output.name + "' of shape " + shape_str(am_.output.shape));
+        have = rows_.emplace(c, std::move(it->second.data)).first;
+    }
+    return have->second.data() + static_cast<size_t>(r % am_.rows_per_call) * am_.row_size;
+}
+
+void PcmFeatureStream::fill(long long i) {
+    const size_t k0 = static_cast<size_t>(i - feature_base_);
+    if (filled_[k0]) return;
+    const size_t row_size = static_cast<size_t>(am_.row_size);
+    float* out = features_.data() + k0 * row_size * am_.frame_count;
+    const long long first = am_.frame_stride * i + am_.frame_offset, valid = valid_[k0];
+    for (int k = 0; k < am_.frame_count; ++k) {
+        const long long r = first + k;
+        if (r < 0 || (valid >= 0 && r >= valid)) continue;  // zeros, as offline
+        std::memcpy(out + k * row_size, row(r), row_size * sizeof(float));
+    }
+    filled_[k0] = 1;
 }
 
 void PcmFeatureStream::emit(long long i, long long valid_rows) {
-    const size_t row = static_cast<size_t>(am_.row_size);
-    const size_t start = features_.size();
-    features_.resize(start + row * am_.frame_count, 0.0f);
-    const long long first = am_.frame_stride * i + am_.frame_offset;
-    for (int k = 0; k < am_.frame_count; ++k) {
-        const long long r = first + k;
-        if (r < 0 || (valid_rows >= 0 && r >= valid_rows)) continue;  // zeros, as offline
-        std::memcpy(features_.data() + start + k * row, rows_.data() + static_cast<size_t>(r - row_base_) * row, row * sizeof(float));
-    }
+    features_.resize(features_.size() + static_cast<size_t>(am_.row_size) * am_.frame_count, 0.0f);
+    valid_.push_back(valid_rows);
+    filled_.push_back(0);
     ++frames_out_;
+    if (!lazy_) {
+        fill(i);
+        forget_calls_before_frame(frames_out_);  // the next frame reads rows from its first on
+    }
 }
 
-void PcmFeatureStream::forget_rows() {
+void PcmFeatureStream::compute(long long first, long long last) {
+    for (long long i = std::max(first, feature_base_); i < std::min<long long>(last, frames_out_); ++i) fill(i);
+}
+
+void PcmFeatureStream::forget_calls_before_frame(long long frame) {
     if (keep_) return;
-    // the next frame to emit reads rows from its first on; earlier ones are read by no one
-    const long long first = std::max<long long>(0, am_.frame_stride * static_cast<long long>(frames_out_) + am_.frame_offset);
-    const long long drop = std::min<long long>(first - row_base_, n_rows_ - row_base_);
-    if (drop <= 0) return;
-    rows_.erase(rows_.begin(), rows_.begin() + static_cast<std::ptrdiff_t>(drop * am_.row_size));
-    row_base_ += drop;
+    const long long first_row = am_.frame_stride * frame + am_.frame_offset;
+    const long long last_call = floor_div(first_row, am_.rows_per_call) - 1;  // calls wholly before that row
+    for (auto* store : {&windows_, &rows_})
+        while (!store->empty() && store->begin()->first <= last_call) store->erase(store->begin());
 }
 
 void PcmFeatureStream::forget_features_before(long long frame) {
@@ -91,7 +120,10 @@ void PcmFeatureStream::forget_features_before(long long frame) {
     if (drop <= 0) return;
     const long long per_frame = static_cast<long long>(am_.row_size) * am_.frame_count;
     features_.erase(features_.begin(), features_.begin() + static_cast<std::ptrdiff_t>(drop * per_frame));
+    valid_.erase(valid_.begin(), valid_.begin() + static_cast<std::ptrdiff_t>(drop));
+    filled_.erase(filled_.begin(), filled_.begin() + static_cast<std::ptrdiff_t>(drop));
     feature_base_ += drop;
+    forget_calls_before_frame(feature_base_);
 }
 
 int PcmFeatureStream::push(const float* samples, size_t n) {
@@ -99,20 +131,19 @@ int PcmFeatureStream::push(const float* samples, size_t n) {
     if (n > 0 && samples == nullptr) throw Error("audio stream: no samples");
     pcm_.insert(pcm_.end(), samples, samples + n);
     n_samples_ += static_cast<long long>(n);
-    while (samples_for_call(n_rows_ / am_.rows_per_call) <= n_samples_) call(n_rows_ / am_.rows_per_call);
-    // drop what no later call reads
-    const long long drop = (n_rows_ / am_.rows_per_call) * am_.rows_per_call * am_.row_hop - base_;
+    while (samples_for_call(n_calls_) <= n_samples_) prepare(n_calls_);
+    // drop what no later window reads
+    const long long drop = n_calls_ * am_.rows_per_call * am_.row_hop - base_;
     if (drop > 0) {
         pcm_.erase(pcm_.begin(), pcm_.begin() + static_cast<std::ptrdiff_t>(std::min<long long>(drop, static_cast<long long>(pcm_.size()))));
         base_ += drop;
     }
     const long long spf = am_.sample_rate / audio_.fps;
     int ready = 0;
-    while ((frames_out_ + 1LL) * spf <= n_samples_ && last_row_of_frame(frames_out_) < n_rows_) {
+    while ((frames_out_ + 1LL) * spf <= n_samples_ && last_row_of_frame(frames_out_) < n_calls_ * am_.rows_per_call) {
         emit(frames_out_, -1);
         ++ready;
     }
-    forget_rows();
     return ready;
 }
 
@@ -122,12 +153,11 @@ int PcmFeatureStream::finish() {
     const long long n_frames = n_samples_ * audio_.fps / am_.sample_rate;
     if (n_frames > 0) {
         const long long need = last_row_of_frame(n_frames - 1);
-        while (n_rows_ <= need) call(n_rows_ / am_.rows_per_call);
+        while (n_calls_ * am_.rows_per_call <= need) prepare(n_calls_);
     }
     const long long valid = (n_samples_ / am_.tail_hop + 1) / am_.hops_per_row;
     int ready = 0;
     for (long long i = frames_out_; i < n_frames; ++i, ++ready) emit(i, valid);
-    forget_rows();
     return ready;
 }
 
@@ -152,6 +182,7 @@ void PcmSession::rest_in_silence(std::unique_ptr<Engine> vad_engine, std::vector
             throw Error("PCM session: idle footage frame " + std::to_string(r) + " is not one of the " + std::to_string(n_references_) + " references");
     const Manifest& m = avatar_.manifest();
     voice_.reset(new VoiceActivity(m.vad, std::move(vad_engine), m.audio_model.sample_rate / m.audio.fps));
+    stream_->set_lazy(true);  // the audio model runs only for windows a generated frame reads
     footage_ = std::move(footage);
     ramp_ = m.vad.ramp_frames;
 }
@@ -194,6 +225,8 @@ Image PcmSession::render_next(const ReferenceFrame& reference, double load_ms) {
         // Frames < frames() exist; the window is zero-padded past the end only after finish().
         // the stream keeps feature frames from feature_base() on: the window is read relative to it
         const long long base = stream_->feature_base();
+        const AudioConfig& a = avatar_.manifest().audio;
+        stream_->compute(next_frame_ - a.window_before, next_frame_ + a.window_after);
         out = avatar_.render(reference, stream_->features().data(), static_cast<int>(stream_->frames() - base),
                              static_cast<int>(next_frame_ - base), load_ms);
         blend_into(out, reference.image, share);

@@ -24,13 +24,13 @@ std::vector<ReplayEngine::Record> read_golden_records(const std::string& dir, co
     return records;
 }
 
-std::vector<ReplayEngine::Record> read_golden_audio_records(const std::string& dir, const Manifest& m) {
+std::vector<ReplayEngine::Record> read_golden_audio_records(const std::string& dir, const Manifest& m, const std::string& prefix) {
     const AudioModelConfig& am = m.audio_model;
-    Tensor windows = read_f32(dir + "/pcm_windows.f32"), rows = read_f32(dir + "/pcm_rows.f32");
+    Tensor windows = read_f32(dir + "/" + prefix + "windows.f32"), rows = read_f32(dir + "/" + prefix + "rows.f32");
     const size_t in_size = element_count(am.input.shape), out_size = element_count(am.output.shape);
     if (windows.shape.empty() || rows.shape.empty() || windows.shape[0] != rows.shape[0] ||
         windows.data.size() != in_size * windows.shape[0] || rows.data.size() != out_size * rows.shape[0])
-        throw Error(dir + ": pcm_windows.f32 and pcm_rows.f32 do not hold the audio model's runs");
+        throw Error(dir + ": " + prefix + "windows.f32 and " + prefix + "rows.f32 do not hold the audio model's runs");
     std::vector<ReplayEngine::Record> records(static_cast<size_t>(windows.shape[0]));
     for (size_t k = 0; k < records.size(); ++k) {
         Tensor& in = records[k].inputs[am.input.name];

@@ -140,6 +140,83 @@ static void test_pcm_stream(const std::string& dir, const Manifest& m) {
                 pcm.data.size(), cases.size(), worst_frame, lookahead);
 }
 
+// The voice detector's recorded scores, replayed hop by hop (its state passed on).
+class ScoreReplayEngine : public Engine {
+public:
+    ScoreReplayEngine(const VadConfig& v, std::vector<float> scores) : v_(v), scores_(std::move(scores)) {}
+    std::vector<TensorInfo> inputs() const override { return {v_.input, v_.state}; }
+    std::vector<TensorInfo> outputs() const override { return {{v_.output, {1, 1}}, {v_.state_out, v_.state.shape}}; }
+    TensorMap run(const TensorMap& in) override {
+        if (next_ >= scores_.size()) throw Error("score replay: more hops than runtime_py scored");
+        TensorMap out;
+        out[v_.output] = Tensor{{1, 1}, {scores_[next_++]}};
+        out[v_.state_out] = in.at(v_.state.name);
+        return out;
+    }
+    std::string describe() const override { return "score replay"; }
+
+private:
+    const VadConfig& v_;
+    std::vector<float> scores_;
+    size_t next_ = 0;
+};
+
+// Speech with silence around it, resting the mouth: runtime_py's decisions (the detector's
+// scores replayed), frames and model runs. In silence no model runs: the audio model may only
+// run the windows runtime_py ran (a replay finds no other) and as many of them.
+static void test_idle_stream(const std::string& dir, const Manifest& m) {
+    if (!m.vad.present || !std::ifstream(dir + "/idle_cases.txt")) {
+        std::printf("idle: no voice detector in this golden folder\n");
+        return;
+    }
+    std::vector<ReplayEngine::Record> audio = read_golden_audio_records(dir, m, "idle_");
+    AvatarSession avatar(m, std::unique_ptr<Engine>(new ReplayEngine(m, read_golden_records(dir, m, "idle_"))));
+    int n_references = 0;
+    std::ifstream(dir + "/pcm_references.txt") >> n_references;
+    PcmSession session(avatar, std::unique_ptr<Engine>(new ReplayEngine({m.audio_model.input}, {m.audio_model.output}, audio, 0.0f)),
+                       n_references);
+    std::vector<int> footage, want_shares, shares;
+    {
+        std::ifstream f(dir + "/idle_footage.txt");
+        for (int r; f >> r;) footage.push_back(r);
+        std::ifstream g(dir + "/idle_shares.txt");
+        for (int v; g >> v;) want_shares.push_back(v);
+    }
+    session.rest_in_silence(std::unique_ptr<Engine>(new ScoreReplayEngine(m.vad, read_f32(dir + "/idle_scores.f32").data)), footage);
+    Tensor pcm = read_f32(dir + "/idle_pcm.f32");
+    double worst = 0;
+    int silent = 0, audio_in_silence = 0;
+    auto drain = [&] {
+        while (session.pending() > 0) {
+            const int i = session.frames_rendered(), r = session.next_reference();
+            shares.push_back(session.next_share());
+            const long long calls = session.stream().calls_run();
+            Image got = session.render_next(ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(r) + ".u8"),
+                                                           parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(r) + ".lms"))});
+            if (shares.back() == 0) ++silent, audio_in_silence += int(session.stream().calls_run() - calls);
+            Compare c = compare(got, read_u8(dir + "/idle_pasted_" + std::to_string(i) + ".u8"));
+            worst = std::max(worst, c.max_abs);
+        }
+    };
+    for (size_t start = 0; start < pcm.data.size(); start += 320) {
+        session.push(pcm.data.data() + start, std::min<size_t>(320, pcm.data.size() - start));
+        drain();
+    }
+    session.finish();
+    drain();
+    EXPECT(shares == want_shares, "idle: %zu shares, runtime_py decided %zu (equal: %d)", shares.size(), want_shares.size(),
+           int(shares == want_shares));
+    EXPECT(worst <= 1, "idle: frames differ by %g LSB", worst);
+    EXPECT(silent > 0 && session.frames_inferred() == int(shares.size()) - silent, "idle: %d silent, %d inferred of %zu", silent,
+           session.frames_inferred(), shares.size());
+    EXPECT(session.stream().calls_run() == static_cast<long long>(audio.size()) && audio_in_silence == 0,
+           "idle: the audio model ran %lld times (runtime_py %zu), %d in silent frames", session.stream().calls_run(), audio.size(),
+           audio_in_silence);
+    std::printf("idle: %zu frames, %d footage without a model, %d generated; audio model %lld of %lld windows (as runtime_py); "
+                "frames max %g LSB\n",
+                shares.size(), silent, session.frames_inferred(), session.stream().calls_run(), session.stream().calls_ready(), worst);
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) {
         std::fprintf(stderr, "usage: golden_test GOLDEN_DIR\n");
@@ -152,6 +229,7 @@ int main(int argc, char** argv) {
         test_manifest_checks(manifest_text);
         test_schedule();
         test_pcm_stream(dir, m);
+        test_idle_stream(dir, m);
 
         Tensor features = read_f32(dir + "/features.f32");
         const int n_feat = features.shape.at(0);

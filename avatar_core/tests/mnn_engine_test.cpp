@@ -164,6 +164,9 @@ int main(int argc, char** argv) {
                    int(shares == want_shares), lsb, score_diff);
             EXPECT(silent > 0 && session.frames_inferred() == int(shares.size()) - silent, "idle frames: %d silent, %d inferred of %zu",
                    silent, session.frames_inferred(), shares.size());
+            const long long want_calls = read_f32(dir + "/idle_windows.f32").shape.at(0);
+            EXPECT(session.stream().calls_run() == want_calls, "idle frames: the audio model ran %lld times, runtime_py %lld",
+                   session.stream().calls_run(), want_calls);
             std::printf("idle with MNN (%s): %zu frames, %d in silence without a model, shares as recorded, frames max %d LSB, "
                         "voice scores max abs %g vs dhm.runtime_py\n",
                         m.vad.file_for("mnn").c_str(), shares.size(), silent, lsb, score_diff);

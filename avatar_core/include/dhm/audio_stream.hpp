@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -27,8 +28,15 @@ public:
     // The utterance has ended: the remaining frames, padded as offline features are.
     int finish();
 
+    // Lazy (a session resting the mouth in silence): a completed PCM window waits until a frame
+    // that reads it is asked for through compute(); otherwise each runs as it completes.
+    void set_lazy(bool lazy) { lazy_ = lazy; }
+    // Feature frames [first, last) (clipped to those held) computed, running the audio model where needed.
+    void compute(long long first, long long last);
+
     // Feature frames from feature_base() on, per-frame values each: only what later windows read
     // unless keep_history(true) (tests comparing a whole utterance), so an hour holds what a second does.
+    // A lazy stream's frames are zeros until compute() reaches them.
     const std::vector<float>& features() const { return features_; }
     long long feature_base() const { return feature_base_; }
     void keep_history(bool keep) { keep_ = keep; }
@@ -37,15 +45,19 @@ public:
     long long samples() const { return n_samples_; }
     bool finished() const { return finished_; }
     double audio_ms() const { return audio_ms_; }  // time spent in the audio model
+    long long calls_run() const { return calls_run_; }  // audio model runs so far
+    long long calls_ready() const { return n_calls_; }  // PCM windows completed
     // PCM past the end of frame i needed before generator frame i can be rendered.
     long long lookahead_samples() const;
 
 private:
     long long samples_for_call(long long call) const;
     int last_row_of_frame(long long frame) const;
-    void call(long long index);
+    void prepare(long long call);
+    const float* row(long long r);
+    void fill(long long frame);
     void emit(long long frame, long long valid_rows);
-    void forget_rows();
+    void forget_calls_before_frame(long long frame);
 
     const AudioModelConfig& am_;
     const AudioConfig& audio_;
@@ -53,12 +65,16 @@ private:
     std::vector<float> pcm_;  // unread PCM; pcm_[0] is buffer position base_ (pad_left zeros first)
     long long base_ = 0;
     long long n_samples_ = 0;
-    std::vector<float> rows_;  // computed rows from row_base_ on, row_size values each
-    long long row_base_ = 0;
-    long long n_rows_ = 0;
+    long long n_calls_ = 0;                             // PCM windows completed
+    std::map<long long, std::vector<float>> windows_;  // completed windows not yet run
+    std::map<long long, std::vector<float>> rows_;     // each run's rows, rows_per_call * row_size values
+    long long calls_run_ = 0;
     std::vector<float> features_;  // feature frames from feature_base_ on
+    std::vector<long long> valid_;  // per held frame: rows past this are zeros (-1: none)
+    std::vector<char> filled_;      // per held frame: computed
     long long feature_base_ = 0;
     bool keep_ = false;
+    bool lazy_ = false;
     int frames_out_ = 0;
     bool finished_ = false;
     double audio_ms_ = 0;

@@ -26,7 +26,8 @@ std::unique_ptr<Engine> open_vad_engine(const std::string& model_path, const Man
 // The recorded runs of a golden folder (`dhm golden`), for a ReplayEngine: the cases of
 // <prefix>cases.txt, tensors <prefix><name>_<i>.f32 ("pcm_" for the PCM-driven frames).
 std::vector<ReplayEngine::Record> read_golden_records(const std::string& dir, const Manifest& manifest, const std::string& prefix = "");
-// The audio model's recorded runs (pcm_windows.f32 -> pcm_rows.f32), for a ReplayEngine.
-std::vector<ReplayEngine::Record> read_golden_audio_records(const std::string& dir, const Manifest& manifest);
+// The audio model's recorded runs (<prefix>windows.f32 -> <prefix>rows.f32), for a ReplayEngine.
+std::vector<ReplayEngine::Record> read_golden_audio_records(const std::string& dir, const Manifest& manifest,
+                                                            const std::string& prefix = "pcm_");
 
 }  // namespace dhm
