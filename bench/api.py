@@ -163,7 +163,7 @@ def targets(
     in onnxruntime FP32, and which variant and engine win at each thread count."""
     by_id = {e["id"]: e for e in entries}
     rat = {(s["id"], s["threads"]): s for s in speedups}
-    best_mnn, winners = [], []
+    best_mnn, winners, by_engine = [], [], []
     for threads in sorted({r["threads"] for r in records}):
         rows = [r for r in records if r["threads"] == threads and by_id[r["id"]]["role"] == "model"]
         good = [r for r in rows if _psnr(by_id[r["id"]]) >= TARGET_PSNR_DB]
@@ -184,6 +184,18 @@ def targets(
                     "end_to_end_fps": r["end_to_end"]["fps"],
                 }
             )
+        for backend in sorted({by_id[r["id"]]["backend"] for r in good}):
+            r = min((r for r in good if by_id[r["id"]]["backend"] == backend), key=lambda r: r["latency_ms"]["p50"])
+            by_engine.append(
+                {
+                    "threads": threads,
+                    "engine": backend,
+                    "id": r["id"],
+                    "variant": by_id[r["id"]]["variant"],
+                    "p50_ms": r["latency_ms"]["p50"],
+                    "psnr": by_id[r["id"]]["parity"]["psnr"],
+                }
+            )
         if good:
             r = min(good, key=lambda r: r["latency_ms"]["p50"])
             e2e = max(good, key=lambda r: r["end_to_end"]["fps"])
@@ -201,6 +213,7 @@ def targets(
         "psnr_target_db": TARGET_PSNR_DB,
         "best_mnn": best_mnn,
         "winners": winners,
+        "fastest_by_engine": by_engine,
         "variant_ratios": variant_ratios(entries, records),
     }
 
@@ -241,6 +254,7 @@ def run_bench(
     host (or the phone), 5 the record, written as JSON and Markdown.
 
     `transport` replaces the adb connection (the tests pass a local one)."""
+    from dhm.bench.profile import profiles
     from dhm.bench.report import write_outputs
     from dhm.data.inputs import PROTOCOLS, heldout_inputs
 
@@ -280,15 +294,18 @@ def run_bench(
         records: list[dict[str, Any]] = []
         device: dict[str, Any] | None = None
         audio: list[dict[str, Any]] = []
+        ops: list[dict[str, Any]] = []
         if settings.device == "host":
             from dhm.bench.audio import audio_records
 
             runner = end_to_end_runner(ds, ref_cand.spec.conventions, list(split.eval))
             records = latency(cands, inputs.inputs[0], settings.host(), runner, log)
             audio = audio_records(cands, ds, list(split.eval), settings.host().threads, log)
+            ops = profiles(cands, max(settings.host().threads), log)
         else:
             device = _device(cands, inputs, outputs, outputs[ref_cand.id], settings, transport_obj, log)
     result = _record(settings, reference, ref_cand, data, ds, sets, entries, records, audio, device, load_before)
+    result["op_profile"] = ops
     write_outputs(result, json_path, report_path)
     return result
 

@@ -140,16 +140,17 @@ def _host_sections(result: dict[str, Any]) -> list[str]:
         "Model alone (one frame, batch 1). Speed-ups are ratios of medians from the same interleaved rounds, "
         "with the range from the quartiles; the IQR column is this run's noise.",
         "",
-        "| model / engine / variant | threads | p50 | p90 | p99 | mean | fps | IQR | load | +RSS | × teacher torch | "
-        "× teacher ORT |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model / engine / variant | threads | p50 | p90 | p99 | mean | GFLOPS | fps | IQR | load | +RSS | "
+        "× teacher torch | × teacher ORT |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    macs = {e["id"]: e["macs"] for e in result["entries"]}
     for r in result["host"]:
         lat, mem = r["latency_ms"], r["memory_mb"]
         ra = rat.get((r["id"], r["threads"]), {})
         lines.append(
             f"| {r['id']} | {r['threads']} | {lat['p50']:.2f} ms | {lat['p90']:.2f} | {lat['p99']:.2f} | "
-            f"{lat['mean']:.2f} | "
+            f"{lat['mean']:.2f} | {2 * macs[r['id']] / (lat['p50'] * 1e6):.1f} | "
             f"{lat['fps']:.0f} | {lat['iqr_pct']:.0f}% | {r['load_ms']:.0f} ms | {_mb(mem.get('added_mb'))} | "
             f"{_ratio(ra.get('vs_teacher_torch'))} | {_ratio(ra.get('vs_teacher_onnxruntime'))} |"
         )
@@ -184,10 +185,12 @@ def _host_sections(result: dict[str, Any]) -> list[str]:
                 f"{r['onnxruntime_p50_ms']:.2f} ms | {r['mnn_over_onnxruntime']:.2f} |"
             )
     from dhm.bench.audio import markdown as audio_markdown
+    from dhm.bench.profile import markdown as profile_markdown
     from dhm.bench.silence import markdown as silence_markdown
 
     lines += audio_markdown(result.get("audio") or [])
     lines += silence_markdown(result.get("audio") or [])
+    lines += profile_markdown(result.get("op_profile") or [])
     return lines + _targets_section(result)
 
 
@@ -213,6 +216,11 @@ def _targets_section(result: dict[str, Any]) -> list[str]:
             lines.append(
                 f"- End to end with `{b['id']}` at {b['threads']} thread(s): {b['end_to_end_fps']:.0f} fps "
                 f"(real time is 25 fps)."
+            )
+        for b in t.get("fastest_by_engine", []):
+            lines.append(
+                f"- Fastest on {b['engine']} at {b['threads']} thread(s) with PSNR ≥ {t['psnr_target_db']:.0f} dB: "
+                f"`{b['id']}` ({b['variant']}, {b['p50_ms']:.2f} ms, {_num(b['psnr'], '.2f', ' dB')})."
             )
         for w in t["winners"]:
             lines.append(
@@ -250,9 +258,7 @@ def _why(result: dict[str, Any]) -> list[str]:
             "- FP16 files do not run faster on x86: the CPU has no fp16 arithmetic, so both engines compute in fp32 "
             "(MNN converts the weights at load; onnxruntime's FP16 graph adds casts). FP16 halves the file and the "
             "download.",
-            "- INT8 pays a quantize/dequantize step per layer; at the small channel counts of a distilled student "
-            "(4–80 channels) that overhead outweighs the cheaper multiply-adds, so INT8 is mostly a size win on this "
-            "host.",
+            *_int8_why(result.get("op_profile") or []),
         ]
     else:
         lines += [
@@ -260,6 +266,29 @@ def _why(result: dict[str, Any]) -> list[str]:
             "are the ones to use; compare the MNN / onnxruntime ratios above."
         ]
     return lines
+
+
+def _int8_why(rows: list[dict[str, Any]]) -> list[str]:
+    """Why INT8 loses on x86, from this run's op profile where it has one."""
+    from dhm.bench.profile import int8_losses
+
+    losses = int8_losses(rows)
+    if not losses:
+        return [
+            "- INT8 pays a conversion between float and int8 around every int8 run of layers, and x86 has no int8 "
+            "dot-product instructions MNN uses on phones, so INT8 is mostly a size win on this host."
+        ]
+    out = []
+    for loss in losses:
+        top = [f"{k} {v:+.2f} ms" for k, v in loss["by_op"] if v > 0][:4]
+        out.append(
+            f"- INT8 on x86 (`{loss['id']}`, {loss['extra_ms']:+.2f} ms per frame against FP32), by op type: "
+            + ", ".join(top)
+            + ". MNN's x86 int8 kernels (depthwise above all, and the residual adds) are slower than its float ones, "
+            "and every run of int8 layers is entered and left through FloatToInt8/Int8ToFloat; phones with int8 "
+            "dot-product instructions (ARMv8.2 sdot) are where INT8 can win: time it there with `--device adb`."
+        )
+    return out
 
 
 def _mb(v: float | None) -> str:

@@ -48,6 +48,7 @@ def _run(
     progress: bool,
     checkpoint_name: str,
     metadata: dict[str, Any],
+    extra_report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Settings -> RunConfig -> training loop -> reports (shared by train and distill)."""
     ds = open_dataset(data, mode=spec.mode)
@@ -82,7 +83,7 @@ def _run(
         metadata=metadata,
         inputs=[data, teacher.path if teacher is not None else None],
     )
-    return _write_reports(result, config, spec, teacher, ds, data)
+    return _write_reports(result, config, spec, teacher, ds, data, extra_report or {})
 
 
 def train_generator(
@@ -131,19 +132,27 @@ def distill_student(
     progress: bool = True,
     student_arch: str | None = None,
     crop_interpolation: str | None = None,
+    budget_ms: float | None = None,
+    snap_packs: bool = False,
+    probe: Any = None,
+    log: Any = None,
 ) -> dict[str, Any]:
     """Distil `teacher_path` into a smaller student (-> OUT/student.pt + reports).
 
     The student inherits the teacher's conventions (revision, audio window, crop filter);
-    `student_arch` picks another family (the MobileOne U-Net) with the same window."""
+    `student_arch` picks another family (the MobileOne U-Net) with the same window.
+    `student="auto"` with `budget_ms`: the widest candidate measured under the budget on
+    `probe`'s engine (dhm.bench.probe.ProbeSettings); `snap_packs`: a preset's widths rounded
+    to 4 or 8 channels, whichever measures faster."""
     settings = settings or TrainingSettings(lr=DISTILL_LR, ema=DISTILL_EMA)
     settings.check()
     if init not in ("teacher", "random"):
         raise SpecError(f"--init {init!r}: expected teacher or random")
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    _check_choice(student, budget_ms, snap_packs, probe)
     teacher = load_checkpoint(teacher_path, crop_interpolation=crop_interpolation)
-    student_spec = resolve_student(teacher.spec, student, student_arch)
+    student_spec, chosen_by = _student(teacher.spec, student, student_arch, budget_ms, snap_packs, probe, log)
     data = Path(data).resolve()
     frontend = teacher.metadata.get("audio_frontend") or _frontend(data)
     return _run(
@@ -160,7 +169,47 @@ def distill_student(
         progress=progress,
         checkpoint_name="student.pt",
         metadata={"teacher_spec": teacher.spec.to_dict(), **({"audio_frontend": frontend} if frontend else {})},
+        extra_report=chosen_by,
     )
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def _check_choice(student: str, budget_ms: float | None, snap_packs: bool, probe: Any) -> None:
+    """The ways of choosing the student, refused before any work when they contradict."""
+    from dhm.distill.presets import STUDENT_PRESETS
+
+    if student == "auto" and budget_ms is None:
+        raise SpecError("--student auto needs --budget-ms (the time per frame the student must fit)")
+    if budget_ms is not None and student not in ("auto", DEFAULT_PRESET):
+        raise SpecError(f"--student {student} and --budget-ms both choose the student; pass one of them")
+    if snap_packs and (budget_ms is not None or student not in STUDENT_PRESETS):
+        raise SpecError(f"--snap-packs rounds a preset's widths; --student {student} is not one of "
+                        f"{', '.join(STUDENT_PRESETS)}")  # fmt: skip
+    if probe is not None and (budget_ms is not None or snap_packs):
+        probe.check()
+
+
+def _student(
+    teacher: GeneratorSpec, student: str, arch: str | None, budget_ms: float | None, snap_packs: bool, probe: Any,
+    log: Any,
+) -> tuple[GeneratorSpec, dict[str, Any]]:  # fmt: skip
+    """The student's spec, and how it was chosen where a measurement chose it (for the report)."""
+    if budget_ms is not None:
+        from dhm.bench.probe import ProbeSettings
+        from dhm.distill.budget import choose_student
+
+        spec, record = choose_student(teacher, budget_ms, probe or ProbeSettings(), arch=arch, log=log or _quiet)
+        return spec, {"budget": record}
+    if snap_packs:
+        from dhm.bench.probe import ProbeSettings
+        from dhm.distill.budget import snap_preset
+
+        spec, record = snap_preset(teacher, student, probe or ProbeSettings(), arch, log=log or _quiet)
+        return spec, {"snap": record}
+    return resolve_student(teacher, student, arch), {}
 
 
 def _cost(spec: GeneratorSpec, path: Path | None) -> dict[str, Any]:
@@ -180,6 +229,7 @@ def _write_reports(
     teacher: LoadedCheckpoint | None,
     ds,
     data: Path,
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
     out = result.out_dir
     if int(os.environ.get("RANK", "0")) != 0:
@@ -225,6 +275,7 @@ def _write_reports(
             "params": t_cost["params"] / model_cost["params"],
             "file_size": (t_cost["file_size"] or 0) / max(1, model_cost["file_size"] or 1),
         }
+    report.update(extra)  # how the student was chosen (a latency budget, snapped packs)
     with atomic_path(out / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     with atomic_path(out / "report.md") as tmp:
@@ -318,7 +369,22 @@ def _markdown(r: dict[str, Any]) -> str:
         lip = f"{g['lip_psnr']:.2f}" if "lip_psnr" in g else "-"
         lines.append(f"| {h['step']} | {h['loss']:.4f} | {g['psnr']:.2f} | {lip} | {i['psnr']:.2f} |")
     lines += ["", "![curves](curves.png)", "", "![held-out frames](strip.png)", ""]
+    lines += _choice_markdown(r)
     return "\n".join(lines)
+
+
+def _choice_markdown(r: dict[str, Any]) -> list[str]:
+    """How the student's widths were measured into place, where they were."""
+    if "budget" in r:
+        from dhm.distill.budget import markdown
+
+        return [*markdown(r["budget"]), ""]
+    if "snap" in r:
+        s = r["snap"]
+        rows = "; ".join(f"{','.join(map(str, x['widths']))} {x['p50_ms']:.2f} ms" for x in s["rows"])
+        return [f"Preset {s['preset']} rounded to the faster channel pack on {s['engine']} at {s['threads']} "
+                f"thread(s): {rows}.", ""]  # fmt: skip
+    return []
 
 
 def _curves(path: Path, history: list[dict[str, Any]], distill: bool) -> None:

@@ -11,7 +11,8 @@ import click
 from dhm.distill.audio_config import AudioDistillSettings, AudioStudentChoice, AudioWeights
 from dhm.distill.train_config import TRAINING_OPTIONS, TrainingSettings
 from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_HELP, LossWeights
-from dhm.settings import click_options, crop_interpolation_option, pick
+from dhm.bench.probe import ProbeSettings
+from dhm.settings import Finite, click_options, crop_interpolation_option, pick
 from dhm.spec import ARCHS, LATEST_REVISION, REVISIONS
 
 TRAIN_WEIGHTS = ("ssim", "mouth", "lips", "bce", "border")  # train has no teacher: no pixel, feature or gt term
@@ -162,8 +163,19 @@ def train(
     "--student",
     default="x10",
     show_default=True,
-    help="Preset x4, x10, x20, x30 (1/N of the teacher's MACs) or w0,w1,w2,w3,w4.",
+    help="Preset x4, x10, x20, x30 (1/N of the teacher's MACs), w0,w1,w2,w3,w4, or auto (with --budget-ms).",
 )
+@click.option(
+    "--budget-ms",
+    type=Finite(0.0, 1e6, lo_open=True),
+    default=None,
+    help="Choose the student by speed: the widest candidate (both families, widths in 4- and 8-channel packs) "
+    "whose measured time per frame on --budget-engine at --budget-threads fits. Timings are cached per machine.",
+)
+@click.option(
+    "--snap-packs", is_flag=True, help="Round a preset's widths to 4 or 8 channels, whichever measures faster."
+)
+@click_options(ProbeSettings)
 @click.option(
     "--student-arch",
     default=None,
@@ -184,8 +196,9 @@ def train(
 @click_options(TrainingSettings, only=TRAINING_OPTIONS, defaults={"lr": DISTILL_LR, "ema": DISTILL_EMA})
 @_run_flags
 def distill(
-    teacher: Path, data: Path, out: Path, student: str, student_arch: str | None, crop_interpolation: str | None,
-    init: str, resume: bool, force: bool, quiet: bool, **kw: Any,
+    teacher: Path, data: Path, out: Path, student: str, budget_ms: float | None, snap_packs: bool,
+    student_arch: str | None, crop_interpolation: str | None, init: str, resume: bool, force: bool, quiet: bool,
+    **kw: Any,
 ) -> None:  # fmt: skip
     """Distil a trained generator into a phone-sized student.
 
@@ -204,13 +217,18 @@ def distill(
     OUT/curves.png      held-out PSNR by step
     OUT/strip.png       held-out frames: teacher | student | ground truth
     OUT/resume.pt       resumable state (Ctrl-C saves it; --resume continues)
+
+    \b
+    The widest student that runs in 8 ms per frame on MNN, 2 threads (--budget-device adb: on a phone):
+      dhm distill --teacher model.pt --data data -o out --student auto --budget-ms 8
     """
     from dhm.distill import distill_student
 
     report = distill_student(
         teacher, data, out, student=student, settings=pick(TrainingSettings, kw), weights=pick(LossWeights, kw),
         init=init, resume=resume, force=force, progress=not quiet, student_arch=student_arch,
-        crop_interpolation=crop_interpolation,
+        crop_interpolation=crop_interpolation, budget_ms=budget_ms, snap_packs=snap_packs,
+        probe=pick(ProbeSettings, kw), log=lambda m: click.echo(m, err=True),
     )  # fmt: skip
     if report:
         _summary(report)

@@ -340,9 +340,15 @@ def test_host_bench_report_and_plots(host_result):
         "## MNN / onnxruntime latency",
         "## Targets",
         "## Plots",
+        "## Where MNN's time goes (2 thread(s), MNN's per-op callbacks)",
     ):
         assert heading in md
     assert "| student/mnn/fp16 | 2 |" in md
+    assert "| GFLOPS |" in md and "Fastest on mnn at 2 thread(s) with PSNR ≥ 30 dB: `student/mnn/" in md
+    ops = {p["id"]: p for p in host_result[1]["op_profile"]}
+    assert {"teacher/mnn/fp32", "student/mnn/fp32", "student/mnn/fp16"} <= set(ops)
+    for p in ops.values():  # the ops' times add up to about one run (callbacks cost a little)
+        assert p["ops"]["Convolution"]["ms"] > 0 and p["total_ms"] > p["conversion_ms"] >= 0
     for png in ("b_latency.png", "b_pareto.png"):
         img = cv2.imread(str(out / png))
         assert img is not None and img.shape[0] >= 400

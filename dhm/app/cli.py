@@ -20,13 +20,14 @@ import click
 from dhm import __version__
 from dhm.errors import DhmError, Terminated
 from dhm.bench.cli import bench as bench_command
+from dhm.bench.probe import ProbeSettings
 from dhm.distill.cli import distill as distill_command
 from dhm.distill.cli import distill_audio as distill_audio_command
 from dhm.distill.cli import train as train_command
 from dhm.export.cli import export as export_command
 from dhm.quantize.cli import quantize as quantize_command
 from dhm.runtime_py.cli import run as run_command
-from dhm.settings import Count, Finite, crop_interpolation_option
+from dhm.settings import Count, Finite, click_options, crop_interpolation_option, pick
 
 SEED = Count(0, 2**32 - 1)
 
@@ -120,8 +121,15 @@ def main() -> None:
 @main.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+@click.option(
+    "--latency",
+    is_flag=True,
+    help="Also time the student presets (widths in 4- and 8-channel packs) untrained on --budget-engine and "
+    "show which are on the Pareto front of latency against MACs (cached per machine).",
+)
+@click_options(ProbeSettings, only=("budget_engine", "budget_threads", "budget_precision", "budget_runs"))
 @crop_interpolation_option
-def info(checkpoint: Path, as_json: bool, crop_interpolation: str | None) -> None:
+def info(checkpoint: Path, as_json: bool, latency: bool, crop_interpolation: str | None, **kw: Any) -> None:
     """Describe a generator checkpoint (Ultralight, FeatherTalk or dhm format).
 
     Detects the family, the upstream revision (key layout, audio branch), the audio mode
@@ -132,6 +140,12 @@ def info(checkpoint: Path, as_json: bool, crop_interpolation: str | None) -> Non
     from dhm.models.info import checkpoint_info
 
     facts = checkpoint_info(checkpoint, crop_interpolation=crop_interpolation)
+    if latency:
+        from dhm.distill.budget import preset_front
+        from dhm.models.checkpoint import load_checkpoint
+
+        spec = load_checkpoint(checkpoint, crop_interpolation=crop_interpolation).spec
+        facts["presets_by_latency"] = preset_front(spec, pick(ProbeSettings, kw), log=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(facts, indent=2))
         return
@@ -151,6 +165,10 @@ def info(checkpoint: Path, as_json: bool, crop_interpolation: str | None) -> Non
         ("output_text", "output"),
     ):
         click.echo(f"{label:>13}: {facts[key]}")
+    if latency:
+        from dhm.distill.budget import front_markdown
+
+        click.echo("\n" + "\n".join(front_markdown(facts["presets_by_latency"])))
 
 
 # ----------------------------------------------------------------------------- data
