@@ -144,15 +144,19 @@ def untrained_model_file(spec: GeneratorSpec, folder: Path, engine: str, precisi
 
 
 def probe_latency(
-    specs: Sequence[GeneratorSpec], settings: ProbeSettings, log: Callable[[str], None] = lambda _m: None
+    specs: Sequence[GeneratorSpec],
+    settings: ProbeSettings,
+    log: Callable[[str], None] = lambda _m: None,
+    transport: Any = None,
 ) -> list[dict[str, Any]]:
     """Per spec: p50/p90 ms per frame on the target, MACs and the GFLOPS they imply, from the
     cache where this machine timed it before, else measured now (all new ones in one run,
-    interleaved, so a burst of load slows every candidate alike)."""
+    interleaved, so a burst of load slows every candidate alike). `transport` replaces the adb
+    connection of --budget-device adb."""
     from dhm.metrics import generator_cost
 
     settings.check()
-    transport = _transport(settings)
+    transport = transport or _transport(settings)  # the tests pass a local one
     machine = _phone_machine(transport) if transport is not None else host_machine()
     cache = read_cache(settings.cache_file)
     keys = [cache_key(s, settings, machine) for s in specs]

@@ -624,3 +624,22 @@ def test_arm_parity_on_the_first_frames_is_judged_on_those_frames(synth_hubert):
     head = _first(full, 2)
     assert len(head.inputs) == len(head.frames) == len(head.lips) == len(head.targets) == 2
     assert head.frames == full.frames[:2] and _first(full, None) is full and _first(full, 99) is full
+
+
+def test_budget_probe_times_candidates_on_the_phone_path(tmp_path, mnn_bin):
+    """--budget-device adb: the candidates go through the bench's device path (ModuleBasic's
+    stand-in here, real MNN), cached under the phone's name, the phone left clean."""
+    from dhm.bench.probe import ProbeSettings, probe_latency
+    from dhm.spec import GeneratorSpec
+
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    settings = ProbeSettings(budget_device="adb", mnn_bin=mnn_bin, budget_runs=5, cache=tmp_path / "cache")
+    specs = [GeneratorSpec(widths=(4, 8, 12, 16, 32)), GeneratorSpec(widths=(8, 16, 16, 24, 40))]
+    rows = probe_latency(specs, settings, transport=LocalTransport(phone))
+    assert [r["source"] for r in rows] == ["measured", "measured"] and all(r["p50_ms"] > 0 for r in rows)
+    keys = list(json.loads((tmp_path / "cache" / "latency.json").read_text())["entries"])
+    assert len(keys) == 2 and all(LocalTransport(phone).describe()["model"] in k for k in keys)
+    assert list(phone.iterdir()) == []
+    with pytest.raises(SpecError, match="needs --mnn-bin"):
+        probe_latency(specs[:1], ProbeSettings(budget_device="adb", cache=tmp_path / "other"))
