@@ -101,7 +101,12 @@ def _write_clip(
         from dhm.runtime_py.idle import IdleSettings, idle_footage
 
         footage = idle_footage(ds, fps, IdleSettings(), frames=n)
-        info["idle_footage"] = {"frames": footage.frames, "silent": footage.silent, "note": footage.note}
+        info["idle_footage"] = {
+            "frames": footage.frames,
+            "mouth": footage.mouth,
+            "silent": footage.silent,
+            "note": footage.note,
+        }
     (clip / "clip.json").write_text(json.dumps(info, indent=2) + "\n")
 
 

@@ -177,7 +177,8 @@ def _pcm_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str, 
 def _idle_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str, Any], threads: int) -> int:
     """Speech with silence around it through `PcmSession` resting the mouth with the export's
     own voice detector: `idle_pcm.f32`, `idle_footage.txt` (the footage's reference frames in
-    clip order), `idle_scores.f32` (the detector's score per hop), `idle_shares.txt` (each
+    clip order), `idle_mouth.txt` (the open-mouthed frames the generator sees as its reference),
+    `idle_scores.f32` (the detector's score per hop), `idle_shares.txt` (each
     frame's generated share in 1/256ths), `idle_pasted_i.u8`, and the runs the session made:
     `idle_windows.f32`/`idle_rows.f32` (the audio model's, none in silence) and per generator
     run k `idle_<input>_k.f32`, `idle_<output>_k.f32` (`idle_cases.txt`: k and its reference).
@@ -219,6 +220,7 @@ def _idle_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str,
     write_f32(tmp / "idle_pcm.f32", pcm)
     write_f32(tmp / "idle_scores.f32", scores)
     (tmp / "idle_footage.txt").write_text("".join(f"{r}\n" for r in footage.frames))
+    (tmp / "idle_mouth.txt").write_text("".join(f"{r}\n" for r in footage.mouth))
     (tmp / "idle_shares.txt").write_text("".join(f"{v}\n" for v in session.shares))
     for i, frame in enumerate(out):
         write_u8(tmp / f"idle_pasted_{i}.u8", frame)
@@ -229,7 +231,8 @@ def _idle_golden(tmp: Path, engine: Any, ds: Any, conv: Any, manifest: dict[str,
         for name, value in {**inputs, **outputs}.items():
             write_f32(tmp / f"idle_{name}_{k}.f32", value)
     (tmp / "idle_cases.txt").write_text("".join(f"{k} {session.reference(i)}\n" for k, i in enumerate(generated)))
-    for r in sorted({session.reference(i) for i in range(len(out))}):
+    shown = {session.reference(i) for i in range(len(out))}
+    for r in sorted(shown | {footage.mouth_reference(i) for i in generated}):
         write_u8(tmp / f"ref_{r}.u8", ds.frame(r))
         shutil.copy(ds.landmark_path(r), tmp / f"ref_{r}.lms")
     return len(out)

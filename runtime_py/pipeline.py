@@ -90,8 +90,9 @@ class AvatarPipeline:
                 f"{self.mode.layout}"
             )
 
-    def render(self, reference: int, window: np.ndarray) -> np.ndarray:
-        """One output frame: the reference frame with its lower face painted for `window`."""
+    def render(self, reference: int, window: np.ndarray, mouth: int | None = None) -> np.ndarray:
+        """One output frame: the reference frame with its lower face painted for `window`; the
+        network's reference input is frame `mouth`'s face where given (idle footage), else its own."""
         t = time.perf_counter
         t0 = t()
         frame = self.dataset.frame(reference)
@@ -100,8 +101,12 @@ class AvatarPipeline:
         pre = self.conventions.preprocess
         crop = crop_face(frame, box, pre)
         face = inner(crop, pre)
+        if mouth is not None and mouth != reference:
+            face_ref = inner(crop_face(self.dataset.frame(mouth), self.dataset.boxes[mouth], pre), pre)
+        else:
+            face_ref = face
         t2 = t()
-        inputs = {FACE_INPUT: face_input(face, face, pre)[None], AUDIO_INPUT: window[None]}
+        inputs = {FACE_INPUT: face_input(face_ref, face, pre)[None], AUDIO_INPUT: window[None]}
         t3 = t()
         pred = self.engine.run(inputs)[OUTPUT][0]
         t4 = t()

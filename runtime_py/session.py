@@ -109,7 +109,8 @@ class PcmSession:
         if share == 0:  # silence: the footage, no model runs
             return self.pipeline.dataset.frame(ref)
         self.inferred += 1
-        generated = self.pipeline.render(ref, self._window(i))
+        mouth = self.idle.footage.mouth_reference(i) if self.idle is not None else None
+        generated = self.pipeline.render(ref, self._window(i), mouth)
         return generated if share == 256 else blend(generated, self.pipeline.dataset.frame(ref), share)
 
     def _emit(self) -> list[np.ndarray]:

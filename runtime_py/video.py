@@ -142,9 +142,7 @@ def _pipelines(
     return pipelines, mode, ds
 
 
-def _idle_run(
-    engine: Any, ds: Any, mode: Any, settings: Any, samples: np.ndarray, log: Callable[[str], None]
-) -> Any:
+def _idle_run(engine: Any, ds: Any, mode: Any, settings: Any, samples: np.ndarray, log: Callable[[str], None]) -> Any:
     """The footage shown in silence (said in one line), the export's own voice model where it
     ships one, and a word on audio no detector can trust."""
     from dhm.runtime_py.idle import idle_footage, shipped_detector

@@ -169,3 +169,38 @@ def test_run_wav_of_silence_says_no_frame_was_generated(teacher, synth_hubert, t
     assert r.exit_code == 0 and "energy gate" in r.output, r.output
     r = run_cli("run", teacher, "--data", synth_hubert, "--wav", wav, "-o", tmp_path / "n.mp4", "--no-idle")
     assert r.exit_code == 0 and "idle:" not in r.output, r.output
+
+
+def test_speech_on_footage_takes_its_reference_face_from_open_mouthed_frames(avatar, synth_hubert):
+    """The generator learned the inside of the mouth from its reference input: on closed-mouthed
+    footage it is fed open-mouthed clip frames (by their lip landmarks) as that reference."""
+    from dhm.data.inputs import true_openness
+    from dhm.runtime_py.idle import open_mouth_frames
+    from dhm.runtime_py.session import IdleRun
+
+    engine, conv, ds, front = avatar
+    mouth = open_mouth_frames(ds, ds.n_frames)
+    truth = np.asarray(true_openness(ds.root))
+    assert len(mouth) == round(0.25 * ds.n_frames) and mouth == sorted(mouth)
+    assert truth[mouth].mean() > 2 * truth.mean()  # the landmarks find the open mouths
+    footage = IdleFootage([3, 4, 5, 6], "test", True, mouth)
+    fed = []
+    run = engine.run
+    engine.run = lambda inputs: fed.append(inputs["face"][0, :3].copy()) or run(inputs)  # the reference half
+    try:
+        _, session = _session_frames(avatar, _pcm(synth_hubert), IdleRun(IdleSettings(), footage), 320)
+    finally:
+        engine.run = run
+    generated = [i for i, s in enumerate(session.shares) if s]
+    assert len(fed) == len(generated) > 0
+    from dhm.data.preprocess import crop_face, face_input, inner
+
+    pre = conv.preprocess
+    for i, got in zip(generated[:5], fed, strict=False):
+        m = footage.mouth_reference(i)
+        want = face_input(
+            inner(crop_face(ds.frame(m), ds.boxes[m], pre), pre),
+            inner(crop_face(ds.frame(m), ds.boxes[m], pre), pre),
+            pre,
+        )
+        assert m in mouth and np.array_equal(got, want[:3])

@@ -174,12 +174,15 @@ double PcmSession::lookahead_ms() const {
     return 1000.0 * static_cast<double>(samples) / avatar_.manifest().audio_model.sample_rate;
 }
 
-void PcmSession::rest_in_silence(std::unique_ptr<Engine> vad_engine, std::vector<int> footage) {
+void PcmSession::rest_in_silence(std::unique_ptr<Engine> vad_engine, std::vector<int> footage, std::vector<int> mouth) {
     if (stream_->samples() > 0) throw Error("PCM session: rest_in_silence() after audio was pushed");
     if (footage.empty()) throw Error("PCM session: no idle footage frames");
-    for (int r : footage)
-        if (r < 0 || r >= n_references_)
-            throw Error("PCM session: idle footage frame " + std::to_string(r) + " is not one of the " + std::to_string(n_references_) + " references");
+    for (const auto* list : {&footage, &mouth})
+        for (int r : *list)
+            if (r < 0 || r >= n_references_)
+                throw Error("PCM session: idle " + std::string(list == &footage ? "footage" : "mouth reference") + " frame " +
+                            std::to_string(r) + " is not one of the " + std::to_string(n_references_) + " references");
+    mouth_ = std::move(mouth);
     const Manifest& m = avatar_.manifest();
     voice_.reset(new VoiceActivity(m.vad, std::move(vad_engine), m.audio_model.sample_rate / m.audio.fps));
     stream_->set_lazy(true);  // the audio model runs only for windows a generated frame reads
@@ -212,9 +215,15 @@ int PcmSession::next_reference() const {
     return pingpong_reference(n_references_, next_frame_);
 }
 
+int PcmSession::next_mouth_reference() const {
+    if (pending() <= 0) throw Error("PCM session: no frame is ready; push more audio (or finish)");
+    if (mouth_.empty() || next_share() == 0) return -1;
+    return mouth_[static_cast<size_t>(pingpong_reference(static_cast<int>(mouth_.size()), next_frame_))];
+}
+
 int PcmSession::next_share() const { return voice_ ? generated_share(next_frame_, *voice_, ramp_) : kBlendOne; }
 
-Image PcmSession::render_next(const ReferenceFrame& reference, double load_ms) {
+Image PcmSession::render_next(const ReferenceFrame& reference, double load_ms, const ReferenceFrame* mouth) {
     if (pending() <= 0) throw Error("PCM session: no frame is ready; push more audio (or finish)");
     const int share = next_share();
     last_share_ = share;
@@ -227,8 +236,9 @@ Image PcmSession::render_next(const ReferenceFrame& reference, double load_ms) {
         const long long base = stream_->feature_base();
         const AudioConfig& a = avatar_.manifest().audio;
         stream_->compute(next_frame_ - a.window_before, next_frame_ + a.window_after);
+        if (!mouth_.empty() && mouth == nullptr) throw Error("PCM session: this frame needs its mouth reference (next_mouth_reference())");
         out = avatar_.render(reference, stream_->features().data(), static_cast<int>(stream_->frames() - base),
-                             static_cast<int>(next_frame_ - base), load_ms);
+                             static_cast<int>(next_frame_ - base), load_ms, mouth_.empty() ? nullptr : mouth);
         blend_into(out, reference.image, share);
         ++inferred_;
     }
@@ -240,7 +250,15 @@ Image PcmSession::render_next(const ReferenceFrame& reference, double load_ms) {
 
 std::vector<Image> PcmSession::render_pending(const ReferenceSource& references) {
     std::vector<Image> out;
-    while (pending() > 0) out.push_back(render_next(references(next_reference())));
+    while (pending() > 0) {
+        const int m = next_mouth_reference();
+        if (m < 0) {
+            out.push_back(render_next(references(next_reference())));
+        } else {
+            ReferenceFrame mouth = references(m);
+            out.push_back(render_next(references(next_reference()), 0.0, &mouth));
+        }
+    }
     return out;
 }
 

@@ -27,24 +27,35 @@ static double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-TensorMap AvatarSession::prepare(const ReferenceFrame& ref, const float* features, int n, int index, Image* crop_out, CropBox* box_out) {
-    const PreprocessConfig& p = manifest_.preprocess;
-    const Image& img = ref.image;
+static void check_image(const Image& img, const char* what) {
     if (img.width < 1 || img.height < 1 || img.width > 16384 || img.height > 16384 || img.channels != 3 ||
         img.data.size() != static_cast<size_t>(img.width) * img.height * 3)
-        throw Error("reference frame: expected a BGR image of 1 … 16384 px a side");
+        throw Error(std::string(what) + ": expected a BGR image of 1 … 16384 px a side");
+}
+
+TensorMap AvatarSession::prepare(const ReferenceFrame& ref, const float* features, int n, int index, Image* crop_out, CropBox* box_out,
+                                 const ReferenceFrame* mouth) {
+    const PreprocessConfig& p = manifest_.preprocess;
+    check_image(ref.image, "reference frame");
+    if (mouth) check_image(mouth->image, "mouth reference frame");
     if (index < 0) throw Error("frame index must be >= 0");
     auto t0 = std::chrono::steady_clock::now();
     CropBox box = crop_box(ref.landmarks, p);
     check_box(box, ref.image.width, ref.image.height);
     Image crop_img = crop_face(ref.image, box, p);
     Image face = inner(crop_img, p);
+    Image mouth_face;
+    if (mouth) {
+        CropBox mouth_box = crop_box(mouth->landmarks, p);
+        check_box(mouth_box, mouth->image.width, mouth->image.height);
+        mouth_face = inner(crop_face(mouth->image, mouth_box, p), p);
+    }
     times_.total_ms[1] += ms_since(t0);
     t0 = std::chrono::steady_clock::now();
     TensorMap in;
     Tensor& ft = in[manifest_.face_input().name];
     ft.shape = manifest_.face_input().shape;
-    pack_face(face, face, p, ft.data);
+    pack_face(mouth ? mouth_face : face, face, p, ft.data);
     Tensor& at = in[manifest_.audio_input().name];
     at.shape = manifest_.audio_input().shape;
     audio_window(features, n, index, manifest_.audio, at.data);
@@ -54,10 +65,11 @@ TensorMap AvatarSession::prepare(const ReferenceFrame& ref, const float* feature
     return in;
 }
 
-Image AvatarSession::render(const ReferenceFrame& ref, const float* features, int n, int index, double load_ms) {
+Image AvatarSession::render(const ReferenceFrame& ref, const float* features, int n, int index, double load_ms,
+                           const ReferenceFrame* mouth) {
     Image crop_img;
     CropBox box{};
-    TensorMap in = prepare(ref, features, n, index, &crop_img, &box);
+    TensorMap in = prepare(ref, features, n, index, &crop_img, &box, mouth);
     auto t0 = std::chrono::steady_clock::now();
     TensorMap out = engine_->run(in);
     times_.total_ms[3] += ms_since(t0);

@@ -175,14 +175,16 @@ static void test_idle_stream(const std::string& dir, const Manifest& m) {
     std::ifstream(dir + "/pcm_references.txt") >> n_references;
     PcmSession session(avatar, std::unique_ptr<Engine>(new ReplayEngine({m.audio_model.input}, {m.audio_model.output}, audio, 0.0f)),
                        n_references);
-    std::vector<int> footage, want_shares, shares;
+    std::vector<int> footage, want_shares, shares, mouth;
     {
         std::ifstream f(dir + "/idle_footage.txt");
         for (int r; f >> r;) footage.push_back(r);
         std::ifstream g(dir + "/idle_shares.txt");
         for (int v; g >> v;) want_shares.push_back(v);
+        std::ifstream h(dir + "/idle_mouth.txt");
+        for (int r; h >> r;) mouth.push_back(r);
     }
-    session.rest_in_silence(std::unique_ptr<Engine>(new ScoreReplayEngine(m.vad, read_f32(dir + "/idle_scores.f32").data)), footage);
+    session.rest_in_silence(std::unique_ptr<Engine>(new ScoreReplayEngine(m.vad, read_f32(dir + "/idle_scores.f32").data)), footage, mouth);
     Tensor pcm = read_f32(dir + "/idle_pcm.f32");
     double worst = 0;
     int silent = 0, audio_in_silence = 0;
@@ -191,8 +193,13 @@ static void test_idle_stream(const std::string& dir, const Manifest& m) {
             const int i = session.frames_rendered(), r = session.next_reference();
             shares.push_back(session.next_share());
             const long long calls = session.stream().calls_run();
-            Image got = session.render_next(ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(r) + ".u8"),
-                                                           parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(r) + ".lms"))});
+            auto frame = [&](int k) {
+                return ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(k) + ".u8"),
+                                      parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(k) + ".lms"))};
+            };
+            const int mr = session.next_mouth_reference();
+            ReferenceFrame mouth_frame = mr >= 0 ? frame(mr) : ReferenceFrame{};
+            Image got = session.render_next(frame(r), 0.0, mr >= 0 ? &mouth_frame : nullptr);
             if (shares.back() == 0) ++silent, audio_in_silence += int(session.stream().calls_run() - calls);
             Compare c = compare(got, read_u8(dir + "/idle_pasted_" + std::to_string(i) + ".u8"));
             worst = std::max(worst, c.max_abs);

@@ -123,14 +123,16 @@ int main(int argc, char** argv) {
             int n_references = 0;
             std::ifstream(dir + "/pcm_references.txt") >> n_references;
             PcmSession session(avatar, open_audio_engine(folder + m.audio_model.file_for("mnn"), m, 1), n_references);
-            std::vector<int> footage, want_shares;
+            std::vector<int> footage, want_shares, mouth;
             {
                 std::ifstream f(dir + "/idle_footage.txt");
                 for (int r; f >> r;) footage.push_back(r);
                 std::ifstream g(dir + "/idle_shares.txt");
                 for (int v; g >> v;) want_shares.push_back(v);
+                std::ifstream h(dir + "/idle_mouth.txt");
+                for (int r; h >> r;) mouth.push_back(r);
             }
-            session.rest_in_silence(open_vad_engine(folder + m.vad.file_for("mnn"), m), footage);
+            session.rest_in_silence(open_vad_engine(folder + m.vad.file_for("mnn"), m), footage, mouth);
             session.voice_mut()->keep_scores(true);
             Tensor pcm = read_f32(dir + "/idle_pcm.f32");
             std::vector<int> shares;
@@ -139,8 +141,13 @@ int main(int argc, char** argv) {
                 while (session.pending() > 0) {
                     const int i = session.frames_rendered(), r = session.next_reference();
                     shares.push_back(session.next_share());
-                    Image got = session.render_next(ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(r) + ".u8"),
-                                                                   parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(r) + ".lms"))});
+                    auto frame = [&](int k) {
+                        return ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(k) + ".u8"),
+                                              parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(k) + ".lms"))};
+                    };
+                    const int mr = session.next_mouth_reference();
+                    ReferenceFrame mouth_frame = mr >= 0 ? frame(mr) : ReferenceFrame{};
+                    Image got = session.render_next(frame(r), 0.0, mr >= 0 ? &mouth_frame : nullptr);
                     Image want = read_u8(dir + "/idle_pasted_" + std::to_string(i) + ".u8");
                     for (size_t k = 0; k < want.data.size() && k < got.data.size(); ++k)
                         lsb = std::max(lsb, std::abs(int(got.data[k]) - int(want.data[k])));

@@ -69,7 +69,8 @@ final class AvatarPlayer: ObservableObject {
         do {
             try avatar.openAudioModel(audioModel, threads: AvatarPlayer.threads)
             if let vad = clip.vadPath, let first = clip.idleFootage.first {  // one silent stretch of the clip
-                try avatar.openVoiceDetector(vad, firstFrame: first, frameCount: clip.idleFootage.count)
+                let mouth = clip.idleMouth.map { Int32($0) }.withUnsafeBufferPointer { Data(buffer: $0) }
+                try avatar.openVoiceDetector(vad, firstFrame: first, frameCount: clip.idleFootage.count, mouthFrames: mouth)
             }
             try microphone ? startMicrophone(clip: clip, avatar: avatar) : startClip(clip: clip, avatar: avatar)
         } catch {
@@ -166,8 +167,16 @@ final class AvatarPlayer: ObservableObject {
                 let t0 = Date()
                 let frame = try clip.frame(reference)
                 let landmarks = try clip.landmarks(reference)
+                let mouthIndex = avatar.nextMouthReference()  // -1: in silence, or no separate one
+                var mouthBGR: Data?
+                var mouthLandmarks: String?
+                if mouthIndex >= 0 {
+                    mouthBGR = try clip.frame(mouthIndex).bgr
+                    mouthLandmarks = try clip.landmarks(mouthIndex)
+                }
                 let loadMs = Date().timeIntervalSince(t0) * 1000
-                let out = try avatar.renderNext(frame.bgr, width: frame.width, height: frame.height, landmarks: landmarks, loadMs: loadMs)
+                let out = try avatar.renderNext(frame.bgr, width: frame.width, height: frame.height, landmarks: landmarks,
+                                                mouthBGR: mouthBGR, mouthLandmarks: mouthLandmarks, loadMs: loadMs)
                 let shown = Clip.image(bgr: out, width: frame.width, height: frame.height)
                 let stats = avatar.audioStats()
                 let rendered = (stats["frames"] as? NSNumber)?.intValue ?? 0

@@ -11,6 +11,7 @@ struct Clip {
     let audioModelPath: String?
     let vadPath: String?        // the voice detector that rests the mouth in silence
     let idleFootage: [Int]      // the clip frames shown in silence
+    let idleMouth: [Int]        // open-mouthed frames: the generator's reference while it paints the footage
     let frames: Int
     let fps: Int
     let features: Data      // float32 values, little-endian
@@ -41,12 +42,14 @@ struct Clip {
             features = raw.subdata(in: (4 + 4 * ndim)..<raw.count)
         }
         let audio = clipDir.appendingPathComponent("audio.wav")
-        let idle = (info["idle_footage"] as? [String: Any])?["frames"] as? [Int] ?? []
+        let idleInfo = info["idle_footage"] as? [String: Any]
+        let idle = idleInfo?["frames"] as? [Int] ?? []
         return Clip(manifestPath: root.appendingPathComponent("manifest.json").path,
                     modelPath: root.appendingPathComponent("model.mnn").path,
                     audioModelPath: pcm ? root.appendingPathComponent("audio.mnn").path : nil,
                     vadPath: pcm && !idle.isEmpty ? root.appendingPathComponent("vad.mnn").path : nil,
                     idleFootage: idle,
+                    idleMouth: idleInfo?["mouth"] as? [Int] ?? [],
                     frames: info["frames"] as? Int ?? 0, fps: info["fps"] as? Int ?? 25,
                     features: features, featureFrames: featureFrames,
                     audioURL: FileManager.default.fileExists(atPath: audio.path) ? audio : nil, root: clipDir)

@@ -49,9 +49,15 @@ extern NSString *const DHMErrorDomain;
 /// Attaches the manifest's audio model (audio_fp32.mnn beside the manifest): PCM in, frames out.
 - (BOOL)openAudioModel:(NSString *)audioModelPath threads:(NSInteger)threads error:(NSError **)error;
 
-/// Rests the mouth in silence: the manifest's voice detector (vad.mnn) and the clip frames shown in
-/// silence (clip.json's idle_footage: `count` frames from `first`). After openAudioModel:, before any PCM.
-- (BOOL)openVoiceDetector:(NSString *)vadPath firstFrame:(NSInteger)first frameCount:(NSInteger)count error:(NSError **)error;
+/// Rests the mouth in silence: the manifest's voice detector (vad.mnn), the clip frames shown in
+/// silence (clip.json's idle_footage: `count` frames from `first`) and the open-mouthed frames whose
+/// faces the generator sees as its reference meanwhile (idle_footage's mouth: int32 frame indices;
+/// empty: each frame's own). After openAudioModel:, before any PCM.
+- (BOOL)openVoiceDetector:(NSString *)vadPath
+               firstFrame:(NSInteger)first
+               frameCount:(NSInteger)count
+              mouthFrames:(NSData *)mouth
+                    error:(NSError **)error;
 
 /// 16 kHz mono float32 samples in [-1, 1]; returns how many frames are ready to render (-1 on error).
 - (NSInteger)pushPCM:(NSData *)samples error:(NSError **)error DHM_THROWS_ON_ERROR;
@@ -62,11 +68,17 @@ extern NSString *const DHMErrorDomain;
 /// The reference frame the next ready frame is painted on (-1 when none is ready).
 - (NSInteger)nextReference;
 
-/// Paints the next ready frame on the given reference frame (BGR bytes and .lms text).
+/// The clip frame whose face is the generator's reference for the next frame (-1: none to load).
+- (NSInteger)nextMouthReference;
+
+/// Paints the next ready frame on the given reference frame (BGR bytes and .lms text); `mouthBGR`
+/// and `mouthLandmarks` are frame nextMouthReference's (nil where it said -1).
 - (NSData *)renderNext:(NSData *)bgr
                   width:(NSInteger)width
                  height:(NSInteger)height
               landmarks:(NSString *)landmarks
+               mouthBGR:(NSData *)mouthBGR
+         mouthLandmarks:(NSString *)mouthLandmarks
                  loadMs:(double)loadMs
                   error:(NSError **)error;
 

@@ -102,12 +102,19 @@ static dhm::PcmSession &DHMPcm(void *p) {
     }
 }
 
-- (BOOL)openVoiceDetector:(NSString *)vadPath firstFrame:(NSInteger)first frameCount:(NSInteger)count error:(NSError **)error {
+- (BOOL)openVoiceDetector:(NSString *)vadPath
+               firstFrame:(NSInteger)first
+               frameCount:(NSInteger)count
+              mouthFrames:(NSData *)mouth
+                    error:(NSError **)error {
     try {
         DHMState *s = state(_state);
         std::vector<int> frames;
         for (NSInteger i = 0; i < count; ++i) frames.push_back((int)(first + i));
-        DHMPcm(_state).rest_in_silence(dhm::open_vad_engine(vadPath.UTF8String, s->session->manifest()), std::move(frames));
+        const int32_t *open = mouth ? (const int32_t *)mouth.bytes : nullptr;
+        std::vector<int> mouths(open, open + (mouth ? mouth.length / sizeof(int32_t) : 0));
+        DHMPcm(_state).rest_in_silence(dhm::open_vad_engine(vadPath.UTF8String, s->session->manifest()), std::move(frames),
+                                       std::move(mouths));
         return YES;
     } catch (const std::exception &e) {
         if (error) *error = DHMError(e);
@@ -141,14 +148,27 @@ static dhm::PcmSession &DHMPcm(void *p) {
     }
 }
 
+- (NSInteger)nextMouthReference {
+    try {
+        return DHMPcm(_state).next_mouth_reference();
+    } catch (const std::exception &) {
+        return -1;
+    }
+}
+
 - (NSData *)renderNext:(NSData *)bgr
                   width:(NSInteger)width
                  height:(NSInteger)height
               landmarks:(NSString *)landmarks
+               mouthBGR:(NSData *)mouthBGR
+         mouthLandmarks:(NSString *)mouthLandmarks
                  loadMs:(double)loadMs
                   error:(NSError **)error {
     try {
-        dhm::Image out = DHMPcm(_state).render_next(DHMReference(bgr, width, height, landmarks), loadMs);
+        // the clip's frames share one size, so the mouth frame has the painted frame's
+        dhm::ReferenceFrame mouth;
+        if (mouthBGR) mouth = DHMReference(mouthBGR, width, height, mouthLandmarks);
+        dhm::Image out = DHMPcm(_state).render_next(DHMReference(bgr, width, height, landmarks), loadMs, mouthBGR ? &mouth : nullptr);
         return [NSData dataWithBytes:out.data.data() length:out.data.size()];
     } catch (const std::exception &e) {
         if (error) *error = DHMError(e);

@@ -91,7 +91,7 @@ static int run(int argc, char **argv) {
         NSData *pcm = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:@"pcm.f32"]], pdims, &pnd);
         expect(pcm != nil && [avatar openAudioModel:dir threads:1 error:&error], "open the audio model");
         // the voice detector runs on MNN: this host build refuses in one line, and the session goes on
-        expect(![avatar openVoiceDetector:[dir stringByAppendingPathComponent:@"vad.mnn"] firstFrame:0 frameCount:2 error:&error] &&
+        expect(![avatar openVoiceDetector:[dir stringByAppendingPathComponent:@"vad.mnn"] firstFrame:0 frameCount:2 mouthFrames:nil error:&error] &&
                    error != nil,
                "rest in silence without an MNN engine must fail");
         error = nil;
@@ -112,7 +112,7 @@ static int run(int argc, char **argv) {
                 NSString *lms = [NSString stringWithContentsOfFile:[dir stringByAppendingPathComponent:[ref stringByAppendingString:@".lms"]]
                                                           encoding:NSUTF8StringEncoding
                                                              error:NULL];
-                NSData *out = [avatar renderNext:bgr width:dims[1] height:dims[0] landmarks:lms loadMs:0.0 error:&error];
+                NSData *out = [avatar renderNext:bgr width:dims[1] height:dims[0] landmarks:lms mouthBGR:nil mouthLandmarks:nil loadMs:0.0 error:&error];
                 int wd[3], wnd = 3;
                 NSString *want = [NSString stringWithFormat:@"pcm_pasted_%d.u8", rendered];
                 NSData *expected = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:want]], wd, &wnd);

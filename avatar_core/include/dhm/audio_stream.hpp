@@ -96,8 +96,11 @@ public:
     // Rest the mouth in silence (dhm.runtime_py.session with idle): `vad_engine` runs the
     // manifest's voice detector; in silence frames are the footage (`footage`: reference
     // indices in clip order, walked ping-pong) and no model runs; around speech the
-    // generated frame fades in and out over the manifest's ramp. Call before any push.
-    void rest_in_silence(std::unique_ptr<Engine> vad_engine, std::vector<int> footage);
+    // generated frame fades in and out over the manifest's ramp. `mouth`: the open-mouthed
+    // clip frames (clip.json's idle_footage.mouth, walked ping-pong) whose faces the generator
+    // sees as its reference while it paints the footage; empty: the painted frame's own.
+    // Call before any push.
+    void rest_in_silence(std::unique_ptr<Engine> vad_engine, std::vector<int> footage, std::vector<int> mouth = {});
 
     int push(const float* samples, size_t n);  // returns pending()
     int finish();                              // returns pending()
@@ -108,7 +111,10 @@ public:
     VoiceActivity* voice_mut() { return voice_.get(); }
     int pending() const { return ready_ - next_frame_; }
     int next_reference() const;
-    Image render_next(const ReferenceFrame& reference, double load_ms = 0.0);
+    // The frame whose face is the generator's reference for the next frame (-1: none to load,
+    // the next frame is footage or has no separate one).
+    int next_mouth_reference() const;
+    Image render_next(const ReferenceFrame& reference, double load_ms = 0.0, const ReferenceFrame* mouth = nullptr);
 
     std::vector<Image> push_pcm(const float* samples, size_t n, const ReferenceSource& references);
     std::vector<Image> finish(const ReferenceSource& references);
@@ -131,6 +137,7 @@ private:
     int next_frame_ = 0;
     std::unique_ptr<VoiceActivity> voice_;
     std::vector<int> footage_;
+    std::vector<int> mouth_;
     int ramp_ = 0;
     int inferred_ = 0;
     int last_share_ = kBlendOne;

@@ -39,11 +39,15 @@ public:
 
     // The network inputs for frame `index` of the clip with `reference` as the face: the
     // face tensor [1,6,160,160] and the audio window [1,...]; `crop`/`box` are kept for paste.
-    TensorMap prepare(const ReferenceFrame& reference, const float* features, int n_feature_frames, int index, Image* crop, CropBox* box);
+    // `mouth`: the frame whose face fills the network's reference half (idle footage painted
+    // with an open-mouthed clip frame's face as reference); null: `reference` itself.
+    TensorMap prepare(const ReferenceFrame& reference, const float* features, int n_feature_frames, int index, Image* crop, CropBox* box,
+                      const ReferenceFrame* mouth = nullptr);
 
     // One output frame (a copy of the reference frame with the lower face painted).
     // `load_ms` is the app's time to fetch/decode the reference frame, added to the timings.
-    Image render(const ReferenceFrame& reference, const float* features, int n_feature_frames, int index, double load_ms = 0.0);
+    Image render(const ReferenceFrame& reference, const float* features, int n_feature_frames, int index, double load_ms = 0.0,
+                 const ReferenceFrame* mouth = nullptr);
 
 private:
     Manifest manifest_;

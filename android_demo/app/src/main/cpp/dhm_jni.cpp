@@ -124,15 +124,22 @@ JNIEXPORT void JNICALL Java_ai_dhm_demo_DhmNative_nativeOpenAudio(JNIEnv* env, j
     }
 }
 
-// Rest the mouth in silence: the manifest's voice detector (vad.mnn) and the clip frames shown
-// in silence (clip.json's idle_footage); call after nativeOpenAudio, before any PCM.
-JNIEXPORT void JNICALL Java_ai_dhm_demo_DhmNative_nativeRestInSilence(JNIEnv* env, jclass, jlong h, jstring vad_path, jintArray footage) {
+static std::vector<int> int_list(JNIEnv* env, jintArray values) {
+    std::vector<int> out(values ? static_cast<size_t>(env->GetArrayLength(values)) : 0);
+    if (!out.empty()) env->GetIntArrayRegion(values, 0, static_cast<jsize>(out.size()), out.data());
+    return out;
+}
+
+// Rest the mouth in silence: the manifest's voice detector (vad.mnn), the clip frames shown
+// in silence and the open-mouthed frames the generator sees as its reference meanwhile
+// (clip.json's idle_footage frames and mouth); call after nativeOpenAudio, before any PCM.
+JNIEXPORT void JNICALL Java_ai_dhm_demo_DhmNative_nativeRestInSilence(JNIEnv* env, jclass, jlong h, jstring vad_path, jintArray footage,
+                                                                      jintArray mouth) {
     try {
         if (footage == nullptr) throw dhm::Error("idle footage: no frames");
-        std::vector<int> frames(static_cast<size_t>(env->GetArrayLength(footage)));
-        env->GetIntArrayRegion(footage, 0, static_cast<jsize>(frames.size()), frames.data());
         dhm::PcmSession& p = pcm(h);
-        p.rest_in_silence(dhm::open_vad_engine(to_string(env, vad_path), handle(h)->session->manifest()), std::move(frames));
+        p.rest_in_silence(dhm::open_vad_engine(to_string(env, vad_path), handle(h)->session->manifest()), int_list(env, footage),
+                          int_list(env, mouth));
     } catch (const std::exception& e) {
         throw_java(env, e.what());
     }
@@ -169,10 +176,25 @@ JNIEXPORT jint JNICALL Java_ai_dhm_demo_DhmNative_nativeNextReference(JNIEnv* en
     }
 }
 
-JNIEXPORT jbyteArray JNICALL Java_ai_dhm_demo_DhmNative_nativeRenderNext(JNIEnv* env, jclass, jlong h, jbyteArray bgr, jint width,
-                                                                          jint height, jstring landmarks, jdouble load_ms) {
+// The clip frame whose face the generator sees as its reference for the next frame; -1: none to load.
+JNIEXPORT jint JNICALL Java_ai_dhm_demo_DhmNative_nativeNextMouthReference(JNIEnv* env, jclass, jlong h) {
     try {
-        return to_java(env, pcm(h).render_next(reference_frame(env, bgr, width, height, landmarks), load_ms));
+        return pcm(h).next_mouth_reference();
+    } catch (const std::exception& e) {
+        throw_java(env, e.what());
+        return -1;
+    }
+}
+
+// The next frame painted on `bgr`; `mouth_bgr` (null where nativeNextMouthReference said -1) is the reference's face.
+JNIEXPORT jbyteArray JNICALL Java_ai_dhm_demo_DhmNative_nativeRenderNext(JNIEnv* env, jclass, jlong h, jbyteArray bgr, jint width,
+                                                                          jint height, jstring landmarks, jdouble load_ms,
+                                                                          jbyteArray mouth_bgr, jint mouth_width, jint mouth_height,
+                                                                          jstring mouth_landmarks) {
+    try {
+        if (mouth_bgr == nullptr) return to_java(env, pcm(h).render_next(reference_frame(env, bgr, width, height, landmarks), load_ms));
+        dhm::ReferenceFrame mouth = reference_frame(env, mouth_bgr, mouth_width, mouth_height, mouth_landmarks);
+        return to_java(env, pcm(h).render_next(reference_frame(env, bgr, width, height, landmarks), load_ms, &mouth));
     } catch (const std::exception& e) {
         throw_java(env, e.what());
         return nullptr;

@@ -101,7 +101,7 @@ public final class DhmNativeHostTest {
             pcmCases.removeIf(String::isBlank);
             DhmNative.nativeOpenAudio(h, dir.toString(), 1);
             try {  // the voice detector runs on MNN: this host build says so in one line, and the session goes on
-                DhmNative.nativeRestInSilence(h, dir.resolve("vad.mnn").toString(), new int[] {0, 1});
+                DhmNative.nativeRestInSilence(h, dir.resolve("vad.mnn").toString(), new int[] {0, 1}, new int[] {1});
                 expect(false, "resting the mouth without an MNN engine must throw");
             } catch (IllegalArgumentException e) {
                 expect(e.getMessage().contains("MNN") || e.getMessage().contains("vad"), "rest in silence: " + e.getMessage());
@@ -125,7 +125,7 @@ public final class DhmNativeHostTest {
                     int[] hw = new int[2];
                     byte[] bgr = readU8(dir.resolve("ref_" + reference + ".u8"), hw);
                     String lms = new String(Files.readAllBytes(dir.resolve("ref_" + reference + ".lms")), StandardCharsets.UTF_8);
-                    byte[] out = DhmNative.nativeRenderNext(h, bgr, hw[1], hw[0], lms, 0.0);
+                    byte[] out = DhmNative.nativeRenderNext(h, bgr, hw[1], hw[0], lms, 0.0, null, 0, 0, null);
                     byte[] want = readU8(dir.resolve("pcm_pasted_" + rendered + ".u8"), new int[2]);
                     expect(out.length == want.length, "PCM frame size");
                     for (int i = 0; i < Math.min(out.length, want.length); i++)

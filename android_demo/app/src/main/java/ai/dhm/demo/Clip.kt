@@ -19,6 +19,7 @@ class Clip private constructor(
     val audioModelPath: String?,
     val vadPath: String?,
     val idleFootage: IntArray,
+    val idleMouth: IntArray,  // open-mouthed frames: the generator's reference while it paints the footage
     val frames: Int,
     val fps: Int,
     val features: FloatArray,
@@ -89,6 +90,7 @@ class Clip private constructor(
             var audioModel: String? = null
             var vad: String? = null
             var footage = IntArray(0)
+            var mouth = IntArray(0)
             var values = FloatArray(0)
             var featureFrames = 0
             if (info.optBoolean("pcm", false)) {
@@ -102,6 +104,8 @@ class Clip private constructor(
                     vad = file.absolutePath
                     val list = idle.getJSONArray("frames")
                     footage = IntArray(list.length()) { list.getInt(it) }
+                    val open = idle.optJSONArray("mouth")
+                    mouth = if (open == null) IntArray(0) else IntArray(open.length()) { open.getInt(it) }
                 }
             } else {  // a model fed features computed off the phone
                 val raw = assets.open("$ROOT/clip/features.f32").use { it.readBytes() }
@@ -112,8 +116,8 @@ class Clip private constructor(
                 buf.asFloatBuffer().get(values)
                 featureFrames = dims[0]
             }
-            return Clip(manifest, model.absolutePath, audioModel, vad, footage, info.getInt("frames"), info.getInt("fps"), values,
-                featureFrames, info.optBoolean("audio", false), assets)
+            return Clip(manifest, model.absolutePath, audioModel, vad, footage, mouth, info.getInt("frames"), info.getInt("fps"),
+                values, featureFrames, info.optBoolean("audio", false), assets)
         }
     }
 }

@@ -36,10 +36,14 @@ public final class DhmNative {
     public static native int nativeNextReference(long handle);
 
     /** Paints the next ready frame on the given reference frame; BGR bytes out. */
-    public static native byte[] nativeRenderNext(long handle, byte[] bgr, int width, int height, String landmarks, double loadMs);
+    public static native byte[] nativeRenderNext(long handle, byte[] bgr, int width, int height, String landmarks, double loadMs,
+                                                 byte[] mouthBgr, int mouthWidth, int mouthHeight, String mouthLandmarks);
+
+    /** The clip frame whose face is the generator's reference for the next frame; -1: none to load. */
+    public static native int nativeNextMouthReference(long handle);
 
     /** Rests the mouth in silence: the voice detector (vad.mnn) and the clip frames shown in silence. */
-    public static native void nativeRestInSilence(long handle, String vadPath, int[] footage);
+    public static native void nativeRestInSilence(long handle, String vadPath, int[] footage, int[] mouth);
 
     /** Audio-model ms per frame, audio-to-frame lookahead ms, frames rendered, frames painted by the
      *  generator, and 1 while the mouth rests (0 while it speaks). */

@@ -166,7 +166,9 @@ class MainActivity : Activity() {
     /** The audio model, and where the assets ship one, the voice detector that rests the mouth. */
     private fun openAudio(c: Clip) {
         DhmNative.nativeOpenAudio(handle, c.audioModelPath, THREADS)
-        if (c.vadPath != null && c.idleFootage.isNotEmpty()) DhmNative.nativeRestInSilence(handle, c.vadPath, c.idleFootage)
+        if (c.vadPath != null && c.idleFootage.isNotEmpty()) {
+            DhmNative.nativeRestInSilence(handle, c.vadPath, c.idleFootage, c.idleMouth)
+        }
     }
 
     /** Renders the frames the core says are ready, on the reference frames it asks for. */
@@ -177,8 +179,14 @@ class MainActivity : Activity() {
             val t0 = System.nanoTime()
             val frame = c.frame(reference)
             val landmarks = c.landmarks(reference)
+            val mouthIndex = DhmNative.nativeNextMouthReference(handle)  // -1: in silence, or no separate one
+            val mouth = if (mouthIndex >= 0) c.frame(mouthIndex) else null
+            val mouthLandmarks = if (mouthIndex >= 0) c.landmarks(mouthIndex) else null
             val loadMs = (System.nanoTime() - t0) / 1e6
-            val bgr = DhmNative.nativeRenderNext(handle, frame.bgr, frame.width, frame.height, landmarks, loadMs)
+            val bgr = DhmNative.nativeRenderNext(
+                handle, frame.bgr, frame.width, frame.height, landmarks, loadMs,
+                mouth?.bgr, mouth?.width ?: 0, mouth?.height ?: 0, mouthLandmarks,
+            )
             val bitmap = toBitmap(bgr, frame.width, frame.height)
             val audio = DhmNative.nativeAudioStats(handle)
             val text = describe(DhmNative.nativeStageTimes(handle), audio, pacer.latencyMs(audio[2].toInt(), c.fps))
