@@ -66,15 +66,10 @@ class ProbeSettings:
 
 def host_machine() -> str:
     """This machine as the cache knows it: CPU model, cores, engine library versions."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model} x{os.cpu_count()} {platform.machine()} {_versions()}"
+    from dhm.bench.api import machine
+
+    m = machine()
+    return f"{m['cpu']} x{m['cores']} {platform.machine()} {_versions()}"
 
 
 def _versions() -> str:

@@ -190,16 +190,10 @@ static void test_idle_stream(const std::string& dir, const Manifest& m) {
     int silent = 0, audio_in_silence = 0;
     auto drain = [&] {
         while (session.pending() > 0) {
-            const int i = session.frames_rendered(), r = session.next_reference();
+            const int i = session.frames_rendered();
             shares.push_back(session.next_share());
             const long long calls = session.stream().calls_run();
-            auto frame = [&](int k) {
-                return ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(k) + ".u8"),
-                                      parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(k) + ".lms"))};
-            };
-            const int mr = session.next_mouth_reference();
-            ReferenceFrame mouth_frame = mr >= 0 ? frame(mr) : ReferenceFrame{};
-            Image got = session.render_next(frame(r), 0.0, mr >= 0 ? &mouth_frame : nullptr);
+            Image got = render_golden_next(session, dir);
             if (shares.back() == 0) ++silent, audio_in_silence += int(session.stream().calls_run() - calls);
             Compare c = compare(got, read_u8(dir + "/idle_pasted_" + std::to_string(i) + ".u8"));
             worst = std::max(worst, c.max_abs);

@@ -139,15 +139,9 @@ int main(int argc, char** argv) {
             int lsb = 0;
             auto drain = [&] {
                 while (session.pending() > 0) {
-                    const int i = session.frames_rendered(), r = session.next_reference();
+                    const int i = session.frames_rendered();
                     shares.push_back(session.next_share());
-                    auto frame = [&](int k) {
-                        return ReferenceFrame{read_u8(dir + "/ref_" + std::to_string(k) + ".u8"),
-                                              parse_landmarks(read_text_file(dir + "/ref_" + std::to_string(k) + ".lms"))};
-                    };
-                    const int mr = session.next_mouth_reference();
-                    ReferenceFrame mouth_frame = mr >= 0 ? frame(mr) : ReferenceFrame{};
-                    Image got = session.render_next(frame(r), 0.0, mr >= 0 ? &mouth_frame : nullptr);
+                    Image got = render_golden_next(session, dir);
                     Image want = read_u8(dir + "/idle_pasted_" + std::to_string(i) + ".u8");
                     for (size_t k = 0; k < want.data.size() && k < got.data.size(); ++k)
                         lsb = std::max(lsb, std::abs(int(got.data[k]) - int(want.data[k])));
