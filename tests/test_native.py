@@ -295,6 +295,8 @@ def test_jni_glue_on_the_jvm(golden, tmp_path, synth_hubert):
     assert out.strip().endswith("OK"), out
     assert "worst difference 0 LSB" in out or "worst difference 1 LSB" in out
     assert re.search(r"pcm: 6 frames from 4041 samples, worst difference [01] LSB, lookahead 126 ms", out), out
+    m = re.search(r"idle: 76 frames, (\d+) footage without a model, worst difference [01] LSB", out)
+    assert m and 0 < int(m.group(1)) < 76, out  # runtime_py's decisions and frames, replayed
     # A golden folder with no cases compares nothing: the host test must fail, not pass.
     empty = tmp_path / "empty_golden"
     shutil.copytree(golden, empty)
@@ -355,6 +357,8 @@ def test_objc_bridge_under_gnustep(golden, tmp_path, synth_hubert):
     out = run([exe, golden, str(open_dataset(synth_hubert).n_frames)]).stdout
     assert out.strip().endswith("OK"), out
     assert re.search(r"pcm: 6 frames from 4041 samples, worst difference [01] LSB, lookahead 126 ms", out), out
+    m = re.search(r"idle: 76 frames, (\d+) footage without a model, worst difference [01] LSB", out)
+    assert m and 0 < int(m.group(1)) < 76, out  # runtime_py's decisions and frames, replayed
 
 
 def test_bridge_source_stays_valid_under_arc():

@@ -56,4 +56,18 @@ TensorMap ReplayEngine::run(const TensorMap& inputs) {
     return match->outputs;
 }
 
+ScoreReplayEngine::ScoreReplayEngine(const VadConfig& vad, std::vector<float> scores) : vad_(vad), scores_(std::move(scores)) {
+    if (scores_.empty()) throw Error("score replay: no recorded voice scores");
+}
+
+TensorMap ScoreReplayEngine::run(const TensorMap& in) {
+    if (next_ >= scores_.size()) throw Error("score replay: more hops than runtime_py scored (" + std::to_string(scores_.size()) + ")");
+    auto state = in.find(vad_.state.name);
+    if (state == in.end()) throw Error("score replay: missing input '" + vad_.state.name + "'");
+    TensorMap out;
+    out[vad_.output] = Tensor{{1, 1}, {scores_[next_++]}};
+    out[vad_.state_out] = state->second;
+    return out;
+}
+
 }  // namespace dhm

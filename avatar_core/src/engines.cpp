@@ -45,10 +45,11 @@ std::vector<ReplayEngine::Record> read_golden_audio_records(const std::string& d
 
 std::unique_ptr<Engine> open_engine(const std::string& path, const Manifest& m, const EngineOptions& o) {
     if (std::ifstream(path + "/cases.txt")) {
-        // the feature-driven runs and, where recorded, the PCM-driven ones
+        // the feature-driven runs and, where recorded, the others
         std::vector<ReplayEngine::Record> records = read_golden_records(path, m);
-        if (std::ifstream(path + "/pcm_cases.txt"))
-            for (auto& r : read_golden_records(path, m, "pcm_")) records.push_back(std::move(r));
+        for (const char* prefix : {"pcm_", "idle_"})  // and the PCM-driven and idle sessions' runs
+            if (std::ifstream(path + "/" + prefix + "cases.txt"))
+                for (auto& r : read_golden_records(path, m, prefix)) records.push_back(std::move(r));
         return std::unique_ptr<Engine>(new ReplayEngine(m, std::move(records)));
     }
 #ifdef DHM_WITH_MNN
@@ -67,8 +68,12 @@ std::unique_ptr<Engine> open_audio_engine(const std::string& path, const Manifes
     const AudioModelConfig& am = m.audio_model;
     if (!am.present)
         throw Error("manifest: no audio model; export the generator with `dhm export` from a checkpoint trained on dhm features");
-    if (std::ifstream(path + "/pcm_windows.f32"))
-        return std::unique_ptr<Engine>(new ReplayEngine({am.input}, {am.output}, read_golden_audio_records(path, m), 0.0f));
+    if (std::ifstream(path + "/pcm_windows.f32")) {
+        std::vector<ReplayEngine::Record> records = read_golden_audio_records(path, m);
+        if (std::ifstream(path + "/idle_windows.f32"))
+            for (auto& r : read_golden_audio_records(path, m, "idle_")) records.push_back(std::move(r));
+        return std::unique_ptr<Engine>(new ReplayEngine({am.input}, {am.output}, std::move(records), 0.0f));
+    }
 #ifdef DHM_WITH_MNN
     MnnOptions mo;
     mo.threads = threads;
@@ -83,6 +88,7 @@ std::unique_ptr<Engine> open_audio_engine(const std::string& path, const Manifes
 std::unique_ptr<Engine> open_vad_engine(const std::string& path, const Manifest& m) {
     const VadConfig& v = m.vad;
     if (!v.present) throw Error("manifest: no vad section; export again with `dhm export` to ship the voice detector");
+    if (std::ifstream(path + "/idle_scores.f32")) return std::unique_ptr<Engine>(new ScoreReplayEngine(v, read_f32(path + "/idle_scores.f32").data));
 #ifdef DHM_WITH_MNN
     MnnOptions mo;
     mo.threads = 1;

@@ -140,27 +140,6 @@ static void test_pcm_stream(const std::string& dir, const Manifest& m) {
                 pcm.data.size(), cases.size(), worst_frame, lookahead);
 }
 
-// The voice detector's recorded scores, replayed hop by hop (its state passed on).
-class ScoreReplayEngine : public Engine {
-public:
-    ScoreReplayEngine(const VadConfig& v, std::vector<float> scores) : v_(v), scores_(std::move(scores)) {}
-    std::vector<TensorInfo> inputs() const override { return {v_.input, v_.state}; }
-    std::vector<TensorInfo> outputs() const override { return {{v_.output, {1, 1}}, {v_.state_out, v_.state.shape}}; }
-    TensorMap run(const TensorMap& in) override {
-        if (next_ >= scores_.size()) throw Error("score replay: more hops than runtime_py scored");
-        TensorMap out;
-        out[v_.output] = Tensor{{1, 1}, {scores_[next_++]}};
-        out[v_.state_out] = in.at(v_.state.name);
-        return out;
-    }
-    std::string describe() const override { return "score replay"; }
-
-private:
-    const VadConfig& v_;
-    std::vector<float> scores_;
-    size_t next_ = 0;
-};
-
 // Speech with silence around it, resting the mouth: runtime_py's decisions (the detector's
 // scores replayed), frames and model runs. In silence no model runs: the audio model may only
 // run the windows runtime_py ran (a replay finds no other) and as many of them.
@@ -184,7 +163,7 @@ static void test_idle_stream(const std::string& dir, const Manifest& m) {
         std::ifstream h(dir + "/idle_mouth.txt");
         for (int r; h >> r;) mouth.push_back(r);
     }
-    session.rest_in_silence(std::unique_ptr<Engine>(new ScoreReplayEngine(m.vad, read_f32(dir + "/idle_scores.f32").data)), footage, mouth);
+    session.rest_in_silence(open_vad_engine(dir, m), footage, mouth);
     Tensor pcm = read_f32(dir + "/idle_pcm.f32");
     double worst = 0;
     int silent = 0, audio_in_silence = 0;

@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
 
 #import "DHMAvatar.h"
 
@@ -26,6 +29,75 @@ static NSData *payload(NSData *file, int *dims, int *ndims) {
     size_t header = (size_t)((*ndims > 0 ? 0 : 1) + nd) * 4;
     *ndims = nd;
     return [file subdataWithRange:NSMakeRange(header, file.length - header)];
+}
+
+static std::vector<int32_t> ints(NSString *dir, const char *name) {
+    std::vector<int32_t> out;
+    std::ifstream f((std::string(dir.UTF8String) + "/" + name).c_str());
+    for (int v; f >> v;) out.push_back(v);
+    return out;
+}
+
+static NSData *frame_bytes(NSString *dir, NSInteger k, int *dims) {
+    int nd = 3;
+    NSString *name = [NSString stringWithFormat:@"ref_%d.u8", (int)k];
+    return payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:name]], dims, &nd);
+}
+
+static NSString *frame_landmarks(NSString *dir, NSInteger k) {
+    NSString *name = [NSString stringWithFormat:@"ref_%d.lms", (int)k];
+    return [NSString stringWithContentsOfFile:[dir stringByAppendingPathComponent:name] encoding:NSUTF8StringEncoding error:NULL];
+}
+
+// Speech with silence around it, resting the mouth as the app does: the detector's and the
+// models' recorded runs replayed (the golden folder stands in for vad.mnn); frames and decisions
+// as runtime_py's, an open-mouthed reference face in speech.
+static void idle(DHMAvatar *avatar, NSString *dir) {
+    NSError *error = nil;
+    int pdims[8], pnd = 0;
+    NSData *pcm = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:@"idle_pcm.f32"]], pdims, &pnd);
+    std::vector<int32_t> footage = ints(dir, "idle_footage.txt"), mouth = ints(dir, "idle_mouth.txt"), shares = ints(dir, "idle_shares.txt");
+    NSData *mouthData = [NSData dataWithBytes:mouth.data() length:mouth.size() * sizeof(int32_t)];
+    expect([avatar openAudioModel:dir threads:1 error:&error] && !footage.empty() &&
+               [avatar openVoiceDetector:dir firstFrame:footage[0] frameCount:(NSInteger)footage.size() mouthFrames:mouthData error:&error],
+           "open the audio model and the voice detector (replayed)");
+    int rendered = 0, worst = 0, silent = 0;
+    const NSUInteger chunk = 320 * sizeof(float), chunks = (pcm.length + chunk - 1) / chunk;
+    for (NSUInteger c = 0; c <= chunks; ++c) {
+        const NSUInteger start = c * chunk;
+        NSInteger pending = c < chunks ? [avatar pushPCM:[pcm subdataWithRange:NSMakeRange(start, std::min(chunk, pcm.length - start))] error:&error]
+                                       : [avatar finishPCM:&error];
+        for (; pending > 0; --pending, ++rendered) {
+            NSInteger reference = [avatar nextReference], m = [avatar nextMouthReference];
+            int dims[3], mdims[3];
+            NSData *bgr = frame_bytes(dir, reference, dims);  // before dims is read: argument order is unspecified
+            NSData *mouthBGR = m >= 0 ? frame_bytes(dir, m, mdims) : nil;
+            NSData *out = [avatar renderNext:bgr width:dims[1] height:dims[0]
+                                   landmarks:frame_landmarks(dir, reference)
+                                    mouthBGR:mouthBGR
+                              mouthLandmarks:m >= 0 ? frame_landmarks(dir, m) : nil
+                                      loadMs:0.0
+                                       error:&error];
+            int wd[3], wnd = 3;
+            NSString *want = [NSString stringWithFormat:@"idle_pasted_%d.u8", rendered];
+            NSData *expected = payload([NSData dataWithContentsOfFile:[dir stringByAppendingPathComponent:want]], wd, &wnd);
+            if (out == nil || expected == nil || out.length != expected.length) {
+                std::printf("idle frame %d (reference %d, mouth %d): %s\n", rendered, (int)reference, (int)m,
+                            error ? error.localizedDescription.UTF8String : "no frame");
+                expect(false, "idle frame");
+                return;
+            }
+            const uint8_t *a = (const uint8_t *)out.bytes, *b = (const uint8_t *)expected.bytes;
+            for (NSUInteger i = 0; i < out.length; ++i) worst = std::max(worst, std::abs((int)a[i] - (int)b[i]));
+            const bool resting = [[[avatar audioStats] objectForKey:@"idle"] intValue] == 1;
+            expect(rendered < (int)shares.size() && resting == (shares[rendered] == 0) && (m < 0) == resting, "idle decision");
+            silent += resting;
+        }
+    }
+    NSDictionary *audio = [avatar audioStats];
+    expect(rendered == (int)shares.size() && worst <= 1 && silent > 0 && [[audio objectForKey:@"inferred"] intValue] == rendered - silent,
+           "idle frames as runtime_py's");
+    std::printf("idle: %d frames, %d footage without a model, worst difference %d LSB\n", rendered, silent, worst);
 }
 
 static int run(int argc, char **argv) {
@@ -126,6 +198,8 @@ static int run(int argc, char **argv) {
         expect(rendered > 0 && pcmWorst <= 1, "PCM frames within 1 LSB of runtime_py");
         std::printf("pcm: %d frames from %d samples, worst difference %d LSB, lookahead %.0f ms\n", rendered, pdims[0], pcmWorst,
                     [[audio objectForKey:@"lookahead_ms"] doubleValue]);
+
+        if ([[NSFileManager defaultManager] fileExistsAtPath:[dir stringByAppendingPathComponent:@"idle_cases.txt"]]) idle(avatar, dir);
 
         // Errors come back as NSError with the core's one line.
         NSData *shortFrame = [NSData dataWithBytes:"abc" length:3];

@@ -51,4 +51,20 @@ private:
     float tolerance_;
 };
 
+// The voice detector's recorded scores (`dhm golden`'s idle_scores.f32), replayed hop by hop with
+// its state passed on: a session's decisions then follow runtime_py's without MNN.
+class ScoreReplayEngine : public Engine {
+public:
+    ScoreReplayEngine(const VadConfig& vad, std::vector<float> scores);
+    std::vector<TensorInfo> inputs() const override { return {vad_.input, vad_.state}; }
+    std::vector<TensorInfo> outputs() const override { return {{vad_.output, {1, 1}}, {vad_.state_out, vad_.state.shape}}; }
+    TensorMap run(const TensorMap& inputs) override;
+    std::string describe() const override { return "replay of " + std::to_string(scores_.size()) + " recorded voice scores"; }
+
+private:
+    VadConfig vad_;
+    std::vector<float> scores_;
+    size_t next_ = 0;
+};
+
 }  // namespace dhm

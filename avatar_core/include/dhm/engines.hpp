@@ -20,7 +20,8 @@ std::unique_ptr<Engine> open_engine(const std::string& model_path, const Manifes
 // The manifest's audio model: MNN at fp32 (its log needs float32), or a golden folder's
 // recorded audio-model runs replayed (host builds).
 std::unique_ptr<Engine> open_audio_engine(const std::string& model_path, const Manifest& manifest, int threads);
-// The manifest's voice detector (silero-vad, `vad`): MNN at fp32, one thread.
+// The manifest's voice detector (silero-vad, `vad`): MNN at fp32, one thread; a golden folder
+// (idle_scores.f32) replays runtime_py's scores.
 std::unique_ptr<Engine> open_vad_engine(const std::string& model_path, const Manifest& manifest);
 
 // The recorded runs of a golden folder (`dhm golden`), for a ReplayEngine: the cases of

@@ -54,6 +54,49 @@ public final class DhmNativeHostTest {
         return out;
     }
 
+    static int[] ints(Path file) throws IOException {
+        return Files.readAllLines(file).stream().filter(l -> !l.isBlank()).mapToInt(l -> Integer.parseInt(l.trim())).toArray();
+    }
+
+    // Speech with silence around it, resting the mouth as MainActivity does: the detector's and
+    // the models' recorded runs replayed (the golden folder stands in for vad.mnn), frames and
+    // decisions as runtime_py's: footage in silence, an open-mouthed reference face in speech.
+    static void idle(long h, Path dir) throws IOException {
+        float[] pcm = readF32(dir.resolve("idle_pcm.f32"), new int[1]);
+        int[] shares = ints(dir.resolve("idle_shares.txt"));
+        DhmNative.nativeOpenAudio(h, dir.toString(), 1);  // a new stream
+        DhmNative.nativeRestInSilence(h, dir.toString(), ints(dir.resolve("idle_footage.txt")), ints(dir.resolve("idle_mouth.txt")));
+        int rendered = 0, worst = 0, silent = 0, chunks = (pcm.length + 319) / 320;
+        for (int c = 0; c <= chunks; c++) {
+            int pending = c < chunks
+                ? DhmNative.nativePushPcm(h, java.util.Arrays.copyOfRange(pcm, 320 * c, Math.min(pcm.length, 320 * c + 320)),
+                    Math.min(320, pcm.length - 320 * c))
+                : DhmNative.nativeFinishPcm(h);
+            for (; pending > 0; pending--, rendered++) {
+                int reference = DhmNative.nativeNextReference(h);
+                int mouth = DhmNative.nativeNextMouthReference(h);
+                int[] hw = new int[2];
+                byte[] bgr = readU8(dir.resolve("ref_" + reference + ".u8"), hw);
+                String lms = new String(Files.readAllBytes(dir.resolve("ref_" + reference + ".lms")), StandardCharsets.UTF_8);
+                byte[] mouthBgr = mouth < 0 ? null : readU8(dir.resolve("ref_" + mouth + ".u8"), new int[2]);
+                String mouthLms = mouth < 0 ? null
+                    : new String(Files.readAllBytes(dir.resolve("ref_" + mouth + ".lms")), StandardCharsets.UTF_8);
+                byte[] out = DhmNative.nativeRenderNext(h, bgr, hw[1], hw[0], lms, 0.0, mouthBgr, hw[1], hw[0], mouthLms);
+                byte[] want = readU8(dir.resolve("idle_pasted_" + rendered + ".u8"), new int[2]);
+                for (int i = 0; i < Math.min(out.length, want.length); i++) worst = Math.max(worst, Math.abs((out[i] & 0xff) - (want[i] & 0xff)));
+                double[] a = DhmNative.nativeAudioStats(h);
+                boolean resting = a[4] == 1.0;
+                expect(rendered < shares.length && resting == (shares[rendered] == 0) && (mouth < 0) == resting,
+                    "idle frame " + rendered + ": resting " + resting + ", mouth reference " + mouth);
+                silent += resting ? 1 : 0;
+            }
+        }
+        double[] a = DhmNative.nativeAudioStats(h);
+        expect(rendered == shares.length && worst <= 1, "idle: " + rendered + " of " + shares.length + " frames, worst " + worst + " LSB");
+        expect(silent > 0 && (int) a[3] == rendered - silent, "idle: " + silent + " silent, " + a[3] + " painted");
+        System.out.println(String.format("idle: %d frames, %d footage without a model, worst difference %d LSB", rendered, silent, worst));
+    }
+
     public static void main(String[] args) throws IOException {
         Path dir = Paths.get(args[0]);
         String manifest = new String(Files.readAllBytes(dir.resolve("manifest.json")), StandardCharsets.UTF_8);
@@ -145,6 +188,7 @@ public final class DhmNativeHostTest {
             } catch (IllegalArgumentException e) {
                 expect(e.getMessage().contains("after finish"), "after-finish message: " + e.getMessage());
             }
+            if (Files.exists(dir.resolve("idle_cases.txt"))) idle(h, dir);
         } else {
             expect(false, "the golden folder has no PCM cases (its manifest lists no audio model)");
         }
