@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdio>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "dhm/audio_stream.hpp"
 #include "dhm/error.hpp"
@@ -28,6 +30,14 @@ static std::string error_of(F&& f) {
         return e.what();
     }
     return "";
+}
+
+// The integers of a golden folder's text file, one per line (footage, shares, mouth frames).
+static std::vector<int> golden_ints(const std::string& path) {
+    std::vector<int> out;
+    std::ifstream f(path);
+    for (int v; f >> v;) out.push_back(v);
+    return out;
 }
 
 // Clip frame k of a golden folder: ref_k.u8 and its landmarks ref_k.lms.

@@ -154,15 +154,9 @@ static void test_idle_stream(const std::string& dir, const Manifest& m) {
     std::ifstream(dir + "/pcm_references.txt") >> n_references;
     PcmSession session(avatar, std::unique_ptr<Engine>(new ReplayEngine({m.audio_model.input}, {m.audio_model.output}, audio, 0.0f)),
                        n_references);
-    std::vector<int> footage, want_shares, shares, mouth;
-    {
-        std::ifstream f(dir + "/idle_footage.txt");
-        for (int r; f >> r;) footage.push_back(r);
-        std::ifstream g(dir + "/idle_shares.txt");
-        for (int v; g >> v;) want_shares.push_back(v);
-        std::ifstream h(dir + "/idle_mouth.txt");
-        for (int r; h >> r;) mouth.push_back(r);
-    }
+    const std::vector<int> footage = golden_ints(dir + "/idle_footage.txt"), want_shares = golden_ints(dir + "/idle_shares.txt"),
+                           mouth = golden_ints(dir + "/idle_mouth.txt");
+    std::vector<int> shares;
     session.rest_in_silence(open_vad_engine(dir, m), footage, mouth);
     Tensor pcm = read_f32(dir + "/idle_pcm.f32");
     double worst = 0;

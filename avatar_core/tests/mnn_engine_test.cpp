@@ -123,15 +123,8 @@ int main(int argc, char** argv) {
             int n_references = 0;
             std::ifstream(dir + "/pcm_references.txt") >> n_references;
             PcmSession session(avatar, open_audio_engine(folder + m.audio_model.file_for("mnn"), m, 1), n_references);
-            std::vector<int> footage, want_shares, mouth;
-            {
-                std::ifstream f(dir + "/idle_footage.txt");
-                for (int r; f >> r;) footage.push_back(r);
-                std::ifstream g(dir + "/idle_shares.txt");
-                for (int v; g >> v;) want_shares.push_back(v);
-                std::ifstream h(dir + "/idle_mouth.txt");
-                for (int r; h >> r;) mouth.push_back(r);
-            }
+            const std::vector<int> footage = golden_ints(dir + "/idle_footage.txt"), want_shares = golden_ints(dir + "/idle_shares.txt"),
+                                   mouth = golden_ints(dir + "/idle_mouth.txt");
             session.rest_in_silence(open_vad_engine(folder + m.vad.file_for("mnn"), m), footage, mouth);
             session.voice_mut()->keep_scores(true);
             Tensor pcm = read_f32(dir + "/idle_pcm.f32");
