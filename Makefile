@@ -17,7 +17,7 @@ DEMO_DIR ?= demo_work
 NATIVE_PACKAGES := espeak-ng cmake g++ default-jdk-headless gobjc++ libgnustep-base-dev aapt android-framework-res zipalign apksigner dexdump proguard-cli clang qemu-user-static g++-aarch64-linux-gnu
 NATIVE_TOOLS := espeak-ng cmake g++ javac gnustep-config aapt zipalign apksigner dexdump proguard clang++ qemu-aarch64-static aarch64-linux-gnu-g++
 
-.PHONY: demo test install native-deps arm-env wheel-check apps clean
+.PHONY: demo test test-suite install native-deps arm-env wheel-check apps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,10 +59,13 @@ arm-env: $(STAMP) native-deps
 # pytest-xdist: TEST_WORKERS processes, each taking whole test files (module fixtures such as
 # the quantize run are built once); TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= 2
+# The wheel check (mostly pip: one core at most) runs beside the suite rather than after it.
 test: $(STAMP) native-deps arm-env
 	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory -j2 test-suite wheel-check
+
+test-suite: $(STAMP)
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
-	$(MAKE) --no-print-directory wheel-check
 
 # The Android APK (signed, verified; no native library without an NDK) and the iOS bridge under
 # clang's ARC and Swift's import rules; `make test` runs the same file with the rest.

@@ -253,7 +253,8 @@ def count_params(model: "torch.nn.Module") -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@lru_cache(maxsize=64)
+# a budget search asks for a few hundred specs, several times over: keep them all
+@lru_cache(maxsize=4096)
 def generator_cost(spec: "GeneratorSpec") -> tuple[int, int]:
     """(MACs per frame, parameters) of a generator spec as it runs after export (MobileOne
     models reparameterized), measured on a batch of one."""

@@ -163,7 +163,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth
         "--eval-every",
         "8",
         "--eval-frames",
-        "8",
+        "4",
         "--threads",
         "2",
         "--ema",

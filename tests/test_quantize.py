@@ -19,7 +19,7 @@ def quantized(tmp_path_factory, teacher, synth_hubert):
     out = tmp_path_factory.mktemp("quant") / "q"
     with arm_numerics():  # MNN files are judged on MNN's aarch64 kernels too
         r = run_cli(
-            "quantize", teacher, "--data", synth_hubert, "-o", out, "--calib-frames", "12", "--eval-frames", "6"
+            "quantize", teacher, "--data", synth_hubert, "-o", out, "--calib-frames", "8", "--eval-frames", "4"
         )
     assert r.exit_code == 0, r.output
     return out, json.loads((out / "report.json").read_text())
@@ -241,7 +241,7 @@ def test_calibration_set_of_the_wrong_shape(quantized, teacher, synth_hubert, tm
         "--calib",
         tmp_path / "bad.npz",
         "--calib-frames",
-        "12",
+        "8",
     )
     _one_error(r, "'audio' of frame")
     assert "takes [1, 16, 32, 32]" in r.output and not (tmp_path / "q").exists()
@@ -263,7 +263,7 @@ def test_non_finite_activations_name_the_frame(quantized, teacher, synth_hubert,
         "--calib",
         tmp_path / "hot.npz",
         "--calib-frames",
-        "12",
+        "8",
     )
     _one_error(r, f"activations become non-finite on frame {int(data['frames'][2])}")
     assert not (tmp_path / "q").exists()
