@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,19 +54,37 @@ def arm_numerics() -> Iterator[None]:
         yield
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]) -> Path:
+    """A session artefact shared by the pytest-xdist processes: the first to ask builds it in
+    the run's folder under a file lock, the others wait for it and read it."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each process's own
+    done = root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            done.write_text(json.dumps(str(build(root / name))))
+    return Path(json.loads(done.read_text()))
+
+
 @pytest.fixture(scope="session")
 def synth_hubert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small built-in dataset (hubert layout), shared read-only by the session."""
     from dhm.data.synth import write_synth_dataset
 
-    return write_synth_dataset(tmp_path_factory.mktemp("data") / "synth_hubert", frames=160, seed=7)
+    return built_once(tmp_path_factory, "synth_hubert", lambda p: write_synth_dataset(p, frames=160, seed=7))
 
 
 @pytest.fixture(scope="session")
 def synth_wenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dhm.data.synth import write_synth_dataset
 
-    return write_synth_dataset(tmp_path_factory.mktemp("data") / "synth_wenet", frames=120, seed=8, mode="wenet")
+    def write(path: Path) -> Path:
+        return write_synth_dataset(path, frames=120, seed=8, mode="wenet")
+
+    return built_once(tmp_path_factory, "synth_wenet", write)
 
 
 def run_cli(*args: str):
@@ -89,12 +108,16 @@ def teacher(tmp_path_factory: pytest.TempPathFactory, synth_hubert: Path) -> Pat
     from dhm.distill.weights import TRAIN_DEFAULTS
     from dhm.spec import GeneratorSpec
 
-    out = tmp_path_factory.mktemp("teacher")
     settings = TrainingSettings(steps=40, batch_size=4, lr=3e-3, eval_every=40, eval_frames=8, threads=2)
     # The objective is pinned (bce 0.1, the default until 2026-11-22) so that a change of
     # training defaults does not silently change the model every stage's tests run on.
     # With bce 1.0 this 40-step teacher's full ONNX INT8 already beat every fallback round
     # (46.7 dB against 40.1 with 9 layers in float), and the fallback test needs one it helps.
     weights = replace(TRAIN_DEFAULTS, bce=0.1)
-    train_generator(synth_hubert, out, GeneratorSpec(widths=TEACHER_WIDTHS), settings, weights, progress=False)
-    return out / "model.pt"
+
+    def train(out: Path) -> Path:
+        train_generator(synth_hubert, out, GeneratorSpec(widths=TEACHER_WIDTHS), settings, weights, progress=False)
+        return out / "model.pt"
+
+    # trained once per run, not once per xdist process
+    return built_once(tmp_path_factory, "teacher", train)
