@@ -5,6 +5,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -74,17 +75,14 @@ def synth_hubert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small built-in dataset (hubert layout), shared read-only by the session."""
     from dhm.data.synth import write_synth_dataset
 
-    return built_once(tmp_path_factory, "synth_hubert", lambda p: write_synth_dataset(p, frames=160, seed=7))
+    return built_once(tmp_path_factory, "synth_hubert", partial(write_synth_dataset, frames=160, seed=7))
 
 
 @pytest.fixture(scope="session")
 def synth_wenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dhm.data.synth import write_synth_dataset
 
-    def write(path: Path) -> Path:
-        return write_synth_dataset(path, frames=120, seed=8, mode="wenet")
-
-    return built_once(tmp_path_factory, "synth_wenet", write)
+    return built_once(tmp_path_factory, "synth_wenet", partial(write_synth_dataset, frames=120, seed=8, mode="wenet"))
 
 
 def run_cli(*args: str):
