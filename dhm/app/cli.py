@@ -358,7 +358,12 @@ def golden(model: Path, data: Path, out: Path, frames: int, force: bool) -> None
     type=click.Path(path_type=Path),
     help="Where every stage writes; finished stages are reused.",
 )
-@click.option("--quick", is_flag=True, help="Tiny data and budgets (for tests; the numbers mean little).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Tiny data and budgets, for tests: models of 10-20 steps, so the numbers mean little and the "
+    "video's mouth is a grey patch.",
+)
 @click.option(
     "--full",
     is_flag=True,
