@@ -39,22 +39,26 @@ def masked_l1(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return ((a - b).abs() * mask).sum() / area.clamp_min(1.0)
 
 
-def _gaussian_window(channels: int, device: torch.device, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def _gaussian_taps(device: torch.device, dtype: torch.dtype, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     x = torch.arange(size, dtype=torch.float32, device=device) - size // 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+    return (g / g.sum()).to(dtype)
+
+
+def _gaussian_filter(maps: torch.Tensor) -> torch.Tensor:
+    """The 11x11 Gaussian as a row pass then a column pass ('valid' region): 22 taps a pixel
+    instead of 121, and one call for every map (the SSIM term was a tenth of a distil step)."""
+    n, g = maps.shape[1], _gaussian_taps(maps.device, maps.dtype)
+    rows = F.conv2d(maps, g.view(1, 1, 1, -1).expand(n, 1, 1, g.numel()), groups=n)
+    return F.conv2d(rows, g.view(1, 1, -1, 1).expand(n, 1, g.numel(), 1), groups=n)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean SSIM over a batch in [0,1] (same window and constants as dhm.metrics.ssim)."""
     c = a.shape[1]
-    win = _gaussian_window(c, a.device).to(a.dtype)
-    mu_a = F.conv2d(a, win, groups=c)
-    mu_b = F.conv2d(b, win, groups=c)
-    saa = F.conv2d(a * a, win, groups=c) - mu_a**2
-    sbb = F.conv2d(b * b, win, groups=c) - mu_b**2
-    sab = F.conv2d(a * b, win, groups=c) - mu_a * mu_b
+    filtered = _gaussian_filter(torch.cat([a, b, a * a, b * b, a * b], dim=1))
+    mu_a, mu_b, e_aa, e_bb, e_ab = filtered.split(c, dim=1)
+    saa, sbb, sab = e_aa - mu_a**2, e_bb - mu_b**2, e_ab - mu_a * mu_b
     c1, c2 = 0.01**2, 0.03**2
     num = (2 * mu_a * mu_b + c1) * (2 * sab + c2)
     den = (mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2)
