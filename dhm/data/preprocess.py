@@ -147,7 +147,13 @@ def audio_window(features: np.ndarray, index: int, conv: Conventions) -> np.ndar
 
 def to_uint8_image(pred_chw: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> np.ndarray:
     """Network output [C,H,W] in [0,1] -> uint8 HWC BGR, truncating like np.uint8(x*255)."""
-    return np.ascontiguousarray(_planes((pred_chw.transpose(1, 2, 0) * _divisor(spec)).astype(np.uint8), spec))
+    c, h, w = pred_chw.shape
+    image = np.empty((h, w, c), np.uint8)
+    # float32 products cast on the way out: the bits of `.astype(np.uint8)` without the temporaries
+    np.multiply(
+        pred_chw.transpose(1, 2, 0), _divisor(spec), out=_planes(image, spec), dtype=np.float32, casting="unsafe"
+    )
+    return image
 
 
 def paste_back(
