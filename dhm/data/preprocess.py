@@ -150,9 +150,8 @@ def to_uint8_image(pred_chw: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> n
     c, h, w = pred_chw.shape
     image = np.empty((h, w, c), np.uint8)
     # float32 products cast on the way out: the bits of `.astype(np.uint8)` without the temporaries
-    np.multiply(
-        pred_chw.transpose(1, 2, 0), _divisor(spec), out=_planes(image, spec), dtype=np.float32, casting="unsafe"
-    )
+    product = np.result_type(pred_chw.dtype, np.float32)  # what `pred * divisor` would compute in
+    np.multiply(pred_chw.transpose(1, 2, 0), _divisor(spec), out=_planes(image, spec), dtype=product, casting="unsafe")
     return image
 
 
