@@ -232,10 +232,11 @@ def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     assert "Audio student (--full" in first["table"] and "ignoring the audio" in first["table"]
     variants = {(r["engine"], r["variant"]) for r in first["rows"]}
     assert variants >= {("torch", "fp32"), ("onnxruntime", "int8"), ("mnn", "int8"), ("mnn", "fp16")}
-    # latency against a same-run reference: the student (a fraction of the teacher's MACs) in MNN
-    # FP32 is faster than the teacher in torch, and no row is an order of magnitude off the others
+    # latency against a same-run reference: the student (a fraction of the teacher's MACs) is faster
+    # than the teacher on the same engine (a shared host slows both alike), and no row is an order
+    # of magnitude off the others
     p50 = {(r["model"], r["engine"], r["variant"]): r["latency_ms"] for r in first["rows"]}
-    assert p50[("student", "mnn", "fp32")] < p50[("teacher", "torch", "fp32")], p50
+    assert p50[("student", "mnn", "fp32")] < p50[("teacher", "mnn", "fp32")], p50
     assert max(p50.values()) < 20 * min(p50.values()), p50
     # the student and the bench are judged on QUICK.judge_frames, the teacher on eval_frames
     assert "On 8 held-out frames (never trained on)." in first["table"]
