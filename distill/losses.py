@@ -47,7 +47,7 @@ def _gaussian_taps(device: torch.device, dtype: torch.dtype, size: int = 11, sig
 
 def _gaussian_filter(maps: torch.Tensor) -> torch.Tensor:
     """The 11x11 Gaussian as a row pass then a column pass ('valid' region): 22 taps a pixel
-    instead of 121, and one call for every map (the SSIM term was a tenth of a distil step)."""
+    instead of 121, and one call for every map (docs/measurements.md)."""
     n, g = maps.shape[1], _gaussian_taps(maps.device, maps.dtype)
     rows = F.conv2d(maps, g.view(1, 1, 1, -1).expand(n, 1, 1, g.numel()), groups=n)
     return F.conv2d(rows, g.view(1, 1, -1, 1).expand(n, 1, g.numel(), 1), groups=n)

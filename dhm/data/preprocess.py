@@ -149,8 +149,8 @@ def to_uint8_image(pred_chw: np.ndarray, spec: PreprocessSpec = PREPROCESS) -> n
     """Network output [C,H,W] in [0,1] -> uint8 HWC BGR, truncating like np.uint8(x*255)."""
     c, h, w = pred_chw.shape
     image = np.empty((h, w, c), np.uint8)
-    # float32 products cast on the way out: the bits of `.astype(np.uint8)` without the temporaries
-    product = np.result_type(pred_chw.dtype, np.float32)  # what `pred * divisor` would compute in
+    # computed in the dtype `pred * divisor` had and cast on the way out: `.astype(np.uint8)`'s bits
+    product = np.result_type(pred_chw.dtype, np.float32)
     np.multiply(pred_chw.transpose(1, 2, 0), _divisor(spec), out=_planes(image, spec), dtype=product, casting="unsafe")
     return image
 
