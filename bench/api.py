@@ -300,7 +300,7 @@ def run_bench(
 
             runner = end_to_end_runner(ds, ref_cand.spec.conventions, list(split.eval))
             records = latency(cands, inputs.inputs[0], settings.host(), runner, log)
-            audio = audio_records(cands, ds, list(split.eval), settings.host().threads, log)
+            audio = audio_records(cands, ds, list(split.eval), settings.host().threads, settings.loop_frames, log)
             ops = profiles(cands, max(settings.host().threads), log)
         else:
             device = _device(cands, inputs, outputs, outputs[ref_cand.id], settings, transport_obj, log)

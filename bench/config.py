@@ -51,6 +51,9 @@ class BenchSettings:
     e2e_frames: int = setting(
         24, "Frames through the end-to-end pipeline per model and thread count.", lo=1, hi=100_000
     )
+    loop_frames: int = setting(
+        100, "Frames timed per PCM -> frames loop (after one untimed pass over the held-out speech).", lo=1, hi=100_000
+    )
     device: str = setting("host", "host, or adb[:SERIAL] for a phone.")  # host | adb | adb:SERIAL
     mnn_bin: Path | None = setting(
         None, "With --device adb: folder holding ModuleBasic.out and libMNN.so built for the phone.", path=True

@@ -197,6 +197,8 @@ def _bench_cli(out, exported, teacher, synth_hubert):
         "4",
         "--e2e-frames",
         "3",
+        "--loop-frames",
+        "30",
         "--json",
         out / "b.json",
         "--report",
@@ -276,6 +278,9 @@ def test_host_bench_audio_in_frames_out(host_result):
         for loop in a["loop"]:
             # every frame of the held-out run came out; none before its lookahead
             assert loop["frames"] == round(a["heldout_seconds"] * 25) and loop["fps"] > 0
+            # timed warm, over whole utterances until --loop-frames frames; the untimed first pass beside it
+            assert loop["passes"] == -(-30 // loop["frames"]) >= 2 and loop["cold"]["fps"] > 0
+            assert loop["cold"]["first_frame_ms"] >= a["lookahead_ms"]
             assert (
                 a["lookahead_ms"] <= loop["latency_ms"]["p50"] <= loop["latency_ms"]["p99"] <= loop["latency_ms"]["max"]
             )

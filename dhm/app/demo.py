@@ -43,6 +43,7 @@ class DemoConfig:
     mnn_method: str = "auto"  # MNN INT8 calibration; auto tries KL, ADMM and EMA
     arm_frames: int | None = None  # parity frames rerun on MNN's aarch64 kernels (qemu: ~1 s a frame)
     teacher_pool: int = 0  # distill --teacher-pool: the teacher's outputs on this many pairs, computed once
+    bench_loop_frames: int = 100  # bench --loop-frames: frames timed per PCM -> frames loop
 
 
 DEFAULT = DemoConfig(
@@ -90,6 +91,7 @@ QUICK = DemoConfig(
     audio_steps=10,
     mnn_method="EMA",  # the method search is quantize's own test's business
     teacher_pool=32,
+    bench_loop_frames=1,  # one timed pass over the held-out speech
 )
 
 
@@ -256,6 +258,7 @@ def _output_stages(
     settings = BenchSettings(
         threads=cfg.bench_threads, runs=cfg.bench_runs, warmup=3, rounds=5 if not quick else 2,
         frames=cfg.judge_frames, arm_frames=cfg.arm_frames, e2e_frames=cfg.bench_e2e_frames,
+        loop_frames=cfg.bench_loop_frames,
     )  # fmt: skip
 
     def bench(o: Path) -> None:
@@ -266,7 +269,8 @@ def _output_stages(
         )  # fmt: skip
 
     bench_fp = _digest(
-        "bench", export_fp, d["teacher"], cfg.bench_threads, cfg.bench_runs, cfg.judge_frames, cfg.arm_frames
+        "bench", export_fp, d["teacher"], cfg.bench_threads, cfg.bench_runs, cfg.judge_frames, cfg.arm_frames,
+        cfg.bench_loop_frames,
     )
     st.run("bench", bench_fp, bench, "bench.json")
     return json.loads((workdir / "bench" / "bench.json").read_text())
