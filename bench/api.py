@@ -260,6 +260,9 @@ def run_bench(
 
     settings = settings or BenchSettings()
     check_settings(settings)
+    if settings.device == "host":  # engines that size a thread pool once per process: for the most timed
+        for name in settings.backends:
+            get(name).reserve_threads(max(settings.threads))
     check_bench_outputs(
         json_path, report_path, settings.force, inputs=[reference, data, *(split_name(m)[1] for m in models)]
     )

@@ -323,6 +323,39 @@ def test_runtime_checks_input_names_and_shapes(exported):
         run_checked(engine, {"audio": good["audio"]})
 
 
+_THREADS_SCRIPT = """
+import json, os, sys
+import MNN, numpy
+from dhm.runtime_py.engines import get, load
+tasks = lambda: len(os.listdir("/proc/self/task"))
+before = tasks()
+if sys.argv[2] == "reserved":
+    get("mnn").reserve_threads(4)
+two, four = load(sys.argv[1], threads=2), load(sys.argv[1], threads=4)
+print(json.dumps({"two": two.threads, "four": four.threads, "workers": tasks() - before}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts the process's threads in /proc")
+@pytest.mark.parametrize("order", ["reserved", "first come"])
+def test_mnn_engines_get_the_threads_they_report(exported, order):
+    """MNN sizes one thread pool per process, at the first runtime with more than one thread:
+    reserved for the most threads first (as the bench does), every engine gets its count; not
+    reserved, a 4-thread engine after a 2-thread one runs on 2, and says so."""
+    _, out, _ = exported
+    r = subprocess.run(
+        [sys.executable, "-c", _THREADS_SCRIPT, str(out / "model_fp32.mnn"), order],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    warning = "dhm: warning: model_fp32.mnn runs on 2 threads, not 4"
+    if order == "reserved":
+        assert got == {"two": 2, "four": 4, "workers": 3} and warning not in r.stderr, (got, r.stderr)
+    else:
+        assert got == {"two": 2, "four": 2, "workers": 1} and warning in r.stderr, (got, r.stderr)
+
+
 def test_every_schema_keyword_is_enforced():
     """The manifest validator implements a JSON-Schema subset; a keyword outside it (here
     `maximum`, `additionalProperties` in an array's items) is reported, not ignored."""

@@ -49,6 +49,9 @@ class Backend:
         """The engine for one file, without a manifest check (`load` below does those)."""
         return load(path, threads=threads, precision=precision, check_manifest=False)
 
+    def reserve_threads(self, threads: int) -> None:
+        """Prepare the process for runs on up to `threads` threads (before any file is opened)."""
+
     def run_precision(self, variant: str) -> str:
         """The precision a file of `variant` runs with."""
         return "fp16" if variant == "fp16" and self.fp16_low_precision else "fp32"
@@ -169,6 +172,11 @@ class MnnBackend(Backend):
             import MNN
 
             return str(MNN.version())
+
+    def reserve_threads(self, threads: int) -> None:
+        from dhm.runtime_py.engines.runtime import reserve_mnn_threads
+
+        reserve_mnn_threads(threads)
 
     def build(
         self,

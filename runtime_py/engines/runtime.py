@@ -25,6 +25,9 @@ from dhm.spec import AUDIO_INPUT, AUDIO_MODES, INTERPOLATIONS, WINDOWS, Conventi
 
 PRECISIONS = ("fp32", "fp16")
 _MNN_PRECISION = {"fp32": "high", "fp16": "low"}
+# MNN's CPU backend keeps one thread pool per process, sized by the first runtime that asks for
+# more than one thread; a later runtime asking for more gets the pool's size (ThreadPool::init).
+_MNN_POOL = {"threads": 0}
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,18 @@ def _mnn_info(path: Path, runtime: Any) -> dict[str, Any]:
     return _MNN_INFO[key]
 
 
+def reserve_mnn_threads(threads: int) -> int:
+    """Size MNN's thread pool for `threads` unless a runtime already sized it (a process that
+    times several thread counts calls this first, with the largest); returns the pool's size."""
+    if threads > 1 and not _MNN_POOL["threads"]:
+        with native_stdout_to_stderr():
+            import MNN.nn as nn
+
+            nn.create_runtime_manager(({"backend": "CPU", "numThread": threads},))
+        _MNN_POOL["threads"] = threads
+    return _MNN_POOL["threads"]
+
+
 class MnnEngine:
     backend = "mnn"
 
@@ -196,6 +211,14 @@ class MnnEngine:
             import MNN.nn as nn
 
             self._F = F
+            pool = reserve_mnn_threads(threads)
+            if threads > pool > 1:  # say so rather than time or report threads the model never had
+                print(
+                    f"dhm: warning: {path.name} runs on {pool} threads, not {threads}: MNN sized its thread pool "
+                    f"for the first model this process loaded with more than one thread",
+                    file=sys.stderr,
+                )
+                threads = pool
             self.path, self.threads, self.precision = path, threads, precision
             config = {"backend": "CPU", "precision": _MNN_PRECISION[precision], "numThread": threads}
             self.runtime = nn.create_runtime_manager((config,))
