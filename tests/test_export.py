@@ -356,6 +356,21 @@ def test_mnn_engines_get_the_threads_they_report(exported, order):
         assert got == {"two": 2, "four": 2, "workers": 1} and warning in r.stderr, (got, r.stderr)
 
 
+def test_torch_engines_each_run_on_their_own_threads(tmp_path):
+    """torch's thread count is one per process: an engine loaded later must not change the
+    threads an earlier one runs on (the bench times one after the other)."""
+    before = torch.get_num_threads()
+    ckpt = _ultralight_ckpt(tmp_path, "hubert", "mobile")
+    one, two = load(ckpt, threads=1), load(ckpt, threads=2)
+    inputs = {s.name: np.zeros(s.shape, np.float32) for s in one.inputs}
+    try:
+        for engine, threads in ((one, 1), (two, 2), (one, 1)):
+            engine.run(inputs)
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_every_schema_keyword_is_enforced():
     """The manifest validator implements a JSON-Schema subset; a keyword outside it (here
     `maximum`, `additionalProperties` in an array's items) is reported, not ignored."""

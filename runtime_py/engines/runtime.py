@@ -116,6 +116,8 @@ class TorchEngine:
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
+        if torch.get_num_threads() != self.threads:  # torch's count is process-wide: each engine its own
+            torch.set_num_threads(self.threads)
         with torch.inference_mode():
             args = [torch.from_numpy(np.ascontiguousarray(inputs[s.name], dtype=np.float32)) for s in self.inputs]
             out = self.model(*args)
