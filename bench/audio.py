@@ -147,7 +147,7 @@ def _pcm_loop(
     front = audio_front_end(engine, threads=1)  # the audio model runs on one thread
     pipeline = AvatarPipeline(engine, ds, conv)
     cold = _pcm_pass(pipeline, front, pcm, lookahead_ms)
-    passes = max(1, -(-min_frames // max(1, cold["frames"])))
+    passes = max(1, -(-min_frames // cold["frames"]))  # a held-out run holds at least one frame
     warm = [_pcm_pass(pipeline, front, pcm, lookahead_ms) for _ in range(passes)]
     lat = np.concatenate([p["latencies"] for p in warm])
     frames, wall = sum(p["frames"] for p in warm), sum(p["wall"] for p in warm)

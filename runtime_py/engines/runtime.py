@@ -191,7 +191,8 @@ def _mnn_info(path: Path, runtime: Any) -> dict[str, Any]:
 
 def reserve_mnn_threads(threads: int) -> int:
     """Size MNN's thread pool for `threads` unless a runtime already sized it (a process that
-    times several thread counts calls this first, with the largest); returns the pool's size."""
+    times several thread counts calls this first, with the largest, not the core count: every
+    worker of the pool spins while any runtime runs); returns the pool's size."""
     if threads > 1 and not _MNN_POOL["threads"]:
         with native_stdout_to_stderr():
             import MNN.nn as nn
