@@ -9,11 +9,13 @@ variant kept and lost against FP32 on evaluation frames it was not calibrated on
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,7 @@ def _step_psnr(q: dict[str, Any]) -> dict[str, Any]:
 def _fallback(
     build: Callable[[list[str]], Path],
     evaluate: Callable[[Path], dict[str, Any]],
-    ranking: list[str],
+    ranking: Callable[[], list[str]],
     target: float,
     log: Callable[[str], None],
     engine: str,
@@ -86,7 +88,8 @@ def _fallback(
     for fraction in FALLBACK_FRACTIONS:
         if _psnr(best[2]) >= target:
             break
-        candidate = ranking[: max(1, math.ceil(fraction * len(ranking)))]
+        order = ranking()
+        candidate = order[: max(1, math.ceil(fraction * len(order)))]
         path = build(candidate)
         q = evaluate(path)
         gain = _psnr(q) - _psnr(best[2])
@@ -172,12 +175,15 @@ def quantize_model(
         onnx_fp32 = tmp / "model_fp32.onnx"
         variants = _float_variants(job, onnx_fp32, tmp, fp16)
         if int8:
-            ranking, to_mnn = _rank_layers(job, onnx_fp32)
+            # the ranking costs a quantized forward pass per layer: measured only if a fallback round needs it
+            ranked = functools.cache(partial(_rank_layers, job, onnx_fp32))
             act_symmetric = False
             if c.use_inc:
                 ort_method, act_symmetric = _inc(job)
-            variants.append(_onnx_int8(job, onnx_fp32, tmp, ranking, ort_method, act_symmetric, target_psnr))
-            variants.append(_mnn_int8(job, onnx_fp32, tmp, [to_mnn[n] for n in ranking], c.mnn_method, target_psnr))
+            onnx_order = lambda: ranked()[0]  # noqa: E731
+            mnn_order = lambda: [ranked()[1][n] for n in ranked()[0]]  # noqa: E731
+            variants.append(_onnx_int8(job, onnx_fp32, tmp, onnx_order, ort_method, act_symmetric, target_psnr))
+            variants.append(_mnn_int8(job, onnx_fp32, tmp, mnn_order, c.mnn_method, target_psnr))
         shutil.rmtree(job.work)
         report = _report(job, variants, target_psnr)
         (tmp / RECIPE_FILE).write_text(json.dumps(job.recipe, indent=2) + "\n")
@@ -297,7 +303,13 @@ def _inc(job: _Job) -> tuple[str, bool]:
 
 
 def _onnx_int8(
-    job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], method: str, act_symmetric: bool, target: float
+    job: _Job,
+    onnx_fp32: Path,
+    tmp: Path,
+    ranking: Callable[[], list[str]],
+    method: str,
+    act_symmetric: bool,
+    target: float,
 ) -> Variant:
     """onnxruntime QDQ INT8: the weight type by measurement, then the accuracy-aware fallback."""
     from dhm.runtime_py.engines.onnx_int8 import WEIGHT_TYPES
@@ -343,10 +355,57 @@ def _onnx_int8(
     return job.int8_variant(final, backend)
 
 
-def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_method: str, target: float) -> Variant:
-    """MNN full INT8: the feature method by measurement ("auto"), then the fallback."""
-    from dhm.runtime_py.engines.mnn_int8 import MNN_METHODS, SKIP_HONOURING
+def _auto_mnn_method(
+    build: Callable[[str, list[str]], Path],
+    psnr: Callable[[Path], float],
+    used: Callable[[Path], str],
+    target: float,
+    log: Callable[[str], None],
+) -> tuple[str, str, str]:
+    """MNN's feature method by held-out PSNR: (full quantization's, fallback rounds', why).
 
+    The cheap methods go first; ADMM (300 passes over every activation of one frame: 38 of the
+    60 s this search took on the tests' teacher) only when none of them meets the target."""
+    from dhm.runtime_py.engines.mnn_int8 import MNN_METHODS_BY_COST, SKIP_HONOURING, SLOW_METHODS
+
+    tried: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    not_needed: list[str] = []
+    for m in MNN_METHODS_BY_COST:
+        if m in SLOW_METHODS and tried and max(tried.values()) >= target:
+            not_needed.append(m)
+            continue
+        try:
+            path = build(m, [])
+        except ConversionError as exc:  # a method that cannot calibrate this model drops out
+            failed[m] = str(exc)
+            log(f"mnn int8 {m}: {exc}")
+            continue
+        tried[used(path)] = psnr(path)
+    if not tried:
+        raise ConversionError("MNN INT8: no calibration method worked (" + "; ".join(failed.values()) + ")")
+    full_method = max(tried, key=lambda k: tried[k])
+    reason = "best held-out PSNR of " + ", ".join(
+        [f"{k} {v:.1f} dB" for k, v in tried.items()] + [f"{k} failed" for k in failed]
+    )
+    if not_needed:
+        reason += f" ({', '.join(not_needed)} not tried: {full_method} met the {target:g} dB target)"
+    # MNN 3.6.1's EMA path quantizes every layer whatever skip_quant_op_names says
+    # (checked structurally), so layers can only be kept in float with the best of the
+    # methods that honour the list.
+    honouring = [m for m in SKIP_HONOURING if m in tried]
+    skip_method = max(honouring, key=lambda k: tried[k]) if honouring else full_method
+    log(
+        f"mnn int8 method: {reason} -> {full_method}"
+        + (f" (fallback rounds: {skip_method})" if skip_method != full_method else "")
+    )
+    return full_method, skip_method, reason
+
+
+def _mnn_int8(
+    job: _Job, onnx_fp32: Path, tmp: Path, ranking: Callable[[], list[str]], mnn_method: str, target: float
+) -> Variant:
+    """MNN full INT8: the feature method by measurement ("auto"), then the fallback."""
     backend = get("mnn")
     cache: dict[str, Any] = {"dir": job.work}  # one converted source and calibration folder for every trial
     built: dict[tuple[str, tuple[str, ...]], tuple[Path, str]] = {}
@@ -372,30 +431,8 @@ def _mnn_int8(job: _Job, onnx_fp32: Path, tmp: Path, ranking: list[str], mnn_met
         return next(m for p, m in built.values() if p == path)
 
     if mnn_method == "auto":
-        tried, failed = {}, {}
-        for m in MNN_METHODS:
-            try:
-                path = build(m, [])
-            except ConversionError as exc:  # a method that cannot calibrate this model drops out
-                failed[m] = str(exc)
-                job.log(f"mnn int8 {m}: {exc}")
-                continue
-            tried[used(path)] = _psnr(job.evaluate(path, backend.name))
-        if not tried:
-            raise ConversionError("MNN INT8: no calibration method worked (" + "; ".join(failed.values()) + ")")
-        full_method = max(tried, key=lambda k: tried[k])
-        reason = "best held-out PSNR of " + ", ".join(
-            [f"{k} {v:.1f} dB" for k, v in tried.items()] + [f"{k} failed" for k in failed]
-        )
-        # MNN 3.6.1's EMA path quantizes every layer whatever skip_quant_op_names says
-        # (checked structurally), so layers can only be kept in float with the best of the
-        # methods that honour the list.
-        honouring = [m for m in SKIP_HONOURING if m in tried]
-        skip_method = max(honouring, key=lambda k: tried[k]) if honouring else full_method
-        job.log(
-            f"mnn int8 method: {reason} -> {full_method}"
-            + (f" (fallback rounds: {skip_method})" if skip_method != full_method else "")
-        )
+        psnr = lambda p: _psnr(job.evaluate(p, backend.name))  # noqa: E731
+        full_method, skip_method, reason = _auto_mnn_method(build, psnr, used, target, job.log)
     else:
         full_method = skip_method = mnn_method
         reason = "chosen by the user (--mnn-method)"

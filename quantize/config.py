@@ -23,7 +23,8 @@ class QuantizeConfig:
     )
     mnn_method: str = setting(
         "auto",
-        "MNN feature calibration; auto tries all three and keeps the best held-out PSNR.",
+        "MNN feature calibration; auto keeps the best held-out PSNR of EMA and KL, and of ADMM (slow) when those miss "
+        "--target-psnr.",
         choices=("auto", "KL", "ADMM", "EMA"),
     )
     target_psnr: float = setting(
