@@ -57,7 +57,9 @@ arm-env: $(STAMP) native-deps
 
 # ruff first: lint (pyflakes, pycodestyle at the configured line length, bugbear) in seconds
 # pytest-xdist: TEST_WORKERS processes, each taking whole test files (module fixtures such as
-# the quantize run are built once); TEST_WORKERS=0 runs the suite in this process.
+# the quantize run are built once) in the order tests/conftest.py gives them, longest first
+# (xdist would otherwise order files by their number of tests); TEST_WORKERS=0 runs the suite
+# in this process.
 TEST_WORKERS ?= 2
 # The wheel check (mostly pip: one core at most) runs beside the suite rather than after it.
 test: $(STAMP) native-deps arm-env
@@ -65,7 +67,7 @@ test: $(STAMP) native-deps arm-env
 	$(MAKE) --no-print-directory -j2 test-suite wheel-check
 
 test-suite: $(STAMP)
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The Android APK (signed, verified; no native library without an NDK) and the iOS bridge under
 # clang's ARC and Swift's import rules; `make test` runs the same file with the rest.

@@ -155,13 +155,13 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth
         "--student",
         STUDENT_W,
         "--steps",
-        "16",
+        "10",
         "--batch-size",
         "4",
         "--lr",
         "0.003",
         "--eval-every",
-        "8",
+        "5",
         "--eval-frames",
         "4",
         "--threads",
@@ -185,13 +185,13 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path, teacher, synth
     assert proc.returncode == 130, err
     assert "interrupted: state saved after step" in err and "--resume" in err
     saved_step = torch.load(cut / "resume.pt", weights_only=True)["step"]
-    assert 0 < saved_step < 16
+    assert 0 < saved_step < 10
 
     r = subprocess.run([DHM, *args, "-o", str(cut), "--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     a = torch.load(whole / "resume.pt", weights_only=True)
     b = torch.load(cut / "resume.pt", weights_only=True)
-    assert a["step"] == b["step"] == 16
+    assert a["step"] == b["step"] == 10
     for part in ("trainable", "ema"):
         for k in a[part]:
             assert torch.equal(a[part][k], b[part][k]), (part, k)

@@ -59,7 +59,8 @@ SMALL = {
     "distill-audio": ["--batch-size", "4"],
     "quantize": ["--calib-frames", "8", "--eval-frames", "4"],
     "export": ["--frames", "2"],
-    "bench": ["--frames", "4", "--runs", "5", "--rounds", "1", "--warmup", "1", "--threads", "1", "--e2e-frames", "2"],
+    "bench": ["--frames", "4", "--runs", "5", "--rounds", "1", "--warmup", "1", "--threads", "1", "--e2e-frames", "2"]
+    + ["--loop-frames", "1"],
     "app-assets": ["--frames", "8"],
 }
 

@@ -317,7 +317,7 @@ def test_jni_glue_on_the_jvm(golden, tmp_path, synth_hubert):
     assert proc.returncode == 1 and "FAIL: cases.txt lists no frames to render" in proc.stdout, proc.stdout
 
 
-def test_objc_bridge_under_gnustep(golden, tmp_path, synth_hubert):
+def test_objc_bridge_under_gnustep(golden, core_build, tmp_path, synth_hubert):
     from dhm.data import open_dataset
 
     gnustep = need("gnustep-config")
@@ -325,12 +325,6 @@ def test_objc_bridge_under_gnustep(golden, tmp_path, synth_hubert):
     objc_flags = run([gnustep, "--objc-flags"]).stdout.split()
     libs = run([gnustep, "--base-libs"]).stdout.split()
     objs = []
-    for src in sorted((CORE / "src").glob("*.cpp")):
-        if src.name == "mnn_engine.cpp":
-            continue  # compiled only in app builds, against MNN
-        obj = tmp_path / (src.stem + ".o")
-        run([gxx, "-std=c++17", "-O2", "-c", f"-I{CORE / 'include'}", src, "-o", obj])
-        objs.append(obj)
     for src in (IOS / "DhmDemo/DHMAvatar.mm", IOS / "host_test/bridge_test.mm"):
         obj = tmp_path / (src.stem + ".o")
         run(
@@ -353,7 +347,8 @@ def test_objc_bridge_under_gnustep(golden, tmp_path, synth_hubert):
         )
         objs.append(obj)
     exe = tmp_path / "bridge_test"
-    run([gxx, *objs, "-o", exe, *libs])
+    # the core as CMake builds it for every target (no mnn_engine.cpp: that is compiled only against MNN)
+    run([gxx, *objs, core_build / "libdhm_avatar_core.a", "-o", exe, *libs])
     out = run([exe, golden, str(open_dataset(synth_hubert).n_frames)]).stdout
     assert out.strip().endswith("OK"), out
     assert re.search(r"pcm: 6 frames from 4041 samples, worst difference [01] LSB, lookahead 126 ms", out), out
