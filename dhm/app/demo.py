@@ -40,7 +40,7 @@ class DemoConfig:
     bench_runs: int
     bench_e2e_frames: int
     audio_steps: int = 2000  # --full: the audio student (dhm-tcn size s)
-    mnn_method: str = "auto"  # MNN INT8 calibration; auto tries KL, ADMM and EMA
+    mnn_method: str = "auto"  # MNN INT8 calibration; auto tries EMA and KL, and ADMM when both miss the target
     arm_frames: int | None = None  # parity frames rerun on MNN's aarch64 kernels (qemu: ~1 s a frame)
     teacher_pool: int = 0  # distill --teacher-pool: the teacher's outputs on this many pairs, computed once
     bench_loop_frames: int = 100  # bench --loop-frames: frames timed per PCM -> frames loop

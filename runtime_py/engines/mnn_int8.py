@@ -4,11 +4,11 @@ The quantizer is fed raw multi-input samples with its "sequence" input type: one
 per sample, holding a whitespace-separated `<input>.txt` per input and an `input.json`
 naming the inputs and their shapes.
 
-Calibration method: by default ("auto") dhm quantizes with each of KL, ADMM and EMA and
-keeps the one with the best held-out PSNR, and records the three figures as the reason:
-which one wins depends on the model (on a small trained generator here: KL 24.7 dB,
-ADMM 44.6 dB, EMA 53.0 dB, because KL's thresholds clipped the output layer's narrow
-range). The exported graphs have BatchNorm folded into the convolutions, so MNN does not
+Calibration method: by default ("auto") dhm quantizes with EMA and KL, and with ADMM too
+when neither meets the target, keeps the one with the best held-out PSNR, and records the
+figures as the reason: which one wins depends on the model (on a small trained generator
+here: KL 24.7 dB, ADMM 44.6 dB, EMA 53.0 dB, because KL's thresholds clipped the output
+layer's narrow range). The exported graphs have BatchNorm folded into the convolutions, so MNN does not
 force EMA; if a graph still holds BatchNorm ops, MNN switches to EMA itself and dhm
 records that as the method actually used.
 """
