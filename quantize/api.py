@@ -15,7 +15,6 @@ import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +175,7 @@ def quantize_model(
         variants = _float_variants(job, onnx_fp32, tmp, fp16)
         if int8:
             # the ranking costs a quantized forward pass per layer: measured only if a fallback round needs it
-            ranked = functools.cache(partial(_rank_layers, job, onnx_fp32))
+            ranked = functools.cache(functools.partial(_rank_layers, job, onnx_fp32))
             act_symmetric = False
             if c.use_inc:
                 ort_method, act_symmetric = _inc(job)
@@ -366,12 +365,12 @@ def _auto_mnn_method(
 
     The cheap methods go first; ADMM (300 passes over every activation of one frame: 38 of the
     60 s this search took on the tests' teacher) only when none of them meets the target."""
-    from dhm.runtime_py.engines.mnn_int8 import MNN_METHODS_BY_COST, SKIP_HONOURING, SLOW_METHODS
+    from dhm.runtime_py.engines.mnn_int8 import MNN_METHODS, SKIP_HONOURING, SLOW_METHODS
 
     tried: dict[str, float] = {}
     failed: dict[str, str] = {}
     not_needed: list[str] = []
-    for m in MNN_METHODS_BY_COST:
+    for m in MNN_METHODS:
         if m in SLOW_METHODS and tried and max(tried.values()) >= target:
             not_needed.append(m)
             continue

@@ -28,11 +28,10 @@ from dhm.data.inputs import InputSet
 from dhm.errors import ConversionError
 from dhm.runtime_py.engines.mnn_tools import quantize_mnn, run_tool
 
-MNN_METHODS = ("KL", "ADMM", "EMA")
-# The order `--mnn-method auto` tries them in. MNN's ADMM iterates 300 times over every
+# In the order `--mnn-method auto` tries them. MNN's ADMM iterates 300 times over every
 # activation of one calibration frame (its sequence input path keeps only the last), which
 # costs minutes on a full-size model: it is tried only when the others miss the target.
-MNN_METHODS_BY_COST = ("EMA", "KL", "ADMM")
+MNN_METHODS = ("EMA", "KL", "ADMM")
 SLOW_METHODS = ("ADMM",)
 # Methods whose quantizer honours skip_quant_op_names (MNN 3.6.1's EMA path ignores it).
 SKIP_HONOURING = ("KL", "ADMM")
