@@ -279,6 +279,10 @@ def _output_stages(
     return json.loads((workdir / "bench" / "bench.json").read_text())
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("s" if n != 1 else "")
+
+
 def _summary_rows(result: dict[str, Any], threads: int) -> list[dict[str, Any]]:
     """Every variant against the teacher, from the bench's same-run figures."""
     latency = {r["id"]: r for r in result["host"] if r["threads"] == threads}
@@ -311,7 +315,7 @@ def _summary_table(rows: list[dict[str, Any]], threads: int) -> list[str]:
     from dhm.io import human_size
 
     table = [
-        f"| model | engine | variant | MACs/frame | size | host latency p50 ({threads} threads) | end-to-end fps | "
+        f"| model | engine | variant | MACs/frame | size | host latency p50 ({_threads(threads)}) | end-to-end fps | "
         "PSNR vs teacher | PSNR on ARM | lip-box PSNR | lip colour Δ | generation PSNR | lip sync |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -351,7 +355,7 @@ def _summary_notes(result: dict[str, Any], cfg: DemoConfig, audio: list, threads
     if int8:
         loop, a = int8[0]
         notes.append(
-            f"\nAudio in, frames out ({a['id']}, {threads} threads): PCM -> {a['audio_model']} -> generator -> "
+            f"\nAudio in, frames out ({a['id']}, {_threads(threads)}): PCM -> {a['audio_model']} -> generator -> "
             f"frames at {loop['fps']:.0f} fps; audio-to-frame latency p50 {loop['latency_ms']['p50']:.0f} ms, "
             f"p99 {loop['latency_ms']['p99']:.0f} ms ({a['lookahead_ms']:.0f} ms of it is the model's lookahead); the "
             f"audio model costs {a['ms_per_second_of_audio_1_thread']:.1f} ms per second of audio on 1 thread."
