@@ -23,8 +23,8 @@ class QuantizeConfig:
     )
     mnn_method: str = setting(
         "auto",
-        "MNN feature calibration; auto keeps the best held-out PSNR of EMA and KL, and of ADMM (slow) when those miss "
-        "--target-psnr.",
+        "MNN feature calibration; auto tries EMA, then KL, then ADMM (slow), stopping at the first that meets "
+        "--target-psnr, and keeps the best held-out PSNR of those it tried.",
         choices=("auto", "KL", "ADMM", "EMA"),
     )
     target_psnr: float = setting(

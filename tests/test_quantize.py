@@ -117,24 +117,25 @@ def test_calibration_and_evaluation_frames_are_disjoint_held_out_frames(quantize
     assert calib <= set(split.heldout) and evaluation <= set(split.heldout)
     assert not calib & set(split.train)
     reason = recipe["mnn_int8"]["reason"]
-    # EMA met the target, so the slow ADMM was not built
-    assert reason.startswith("best held-out PSNR of EMA") and "KL" in reason, reason
-    assert reason.endswith("(ADMM not tried: EMA met the 35 dB target)"), reason
+    # EMA met the target, so neither KL nor the slow ADMM was built
+    assert reason.startswith("best held-out PSNR of EMA"), reason
+    assert reason.endswith("(KL, ADMM not tried: EMA met the 35 dB target)"), reason
     assert recipe["mnn_int8"]["method"] in reason
 
 
 @pytest.mark.parametrize(
     ("scores", "target", "built", "full", "rounds"),
     [
-        ({"EMA": 48.0, "KL": 21.0, "ADMM": 40.0}, 35.0, ["EMA", "KL"], "EMA", "KL"),
+        ({"EMA": 48.0, "KL": 21.0, "ADMM": 40.0}, 35.0, ["EMA"], "EMA", "EMA"),
+        ({"EMA": 30.0, "KL": 36.0, "ADMM": 40.0}, 35.0, ["EMA", "KL"], "KL", "KL"),
         ({"EMA": 30.0, "KL": 21.0, "ADMM": 32.0}, 35.0, ["EMA", "KL", "ADMM"], "ADMM", "ADMM"),
         ({"EMA": 30.0, "KL": 25.0, "ADMM": 20.0}, 35.0, ["EMA", "KL", "ADMM"], "EMA", "KL"),
         ({"EMA": None, "KL": 36.0, "ADMM": 40.0}, 35.0, ["EMA", "KL"], "KL", "KL"),
     ],
 )
-def test_auto_mnn_method_builds_admm_only_when_the_cheap_methods_miss(scores, target, built, full, rounds):
-    """The search's order and stopping rule (the builds are MNN's real quantizer elsewhere;
-    here each method's file is its name and its PSNR is given)."""
+def test_auto_mnn_method_stops_at_the_first_that_meets_the_target(scores, target, built, full, rounds):
+    """The search's order (cheapest first) and stopping rule (the builds are MNN's real quantizer
+    elsewhere; here each method's file is its name and its PSNR is given)."""
     from dhm.quantize.api import _auto_mnn_method
 
     calls = []
@@ -149,6 +150,7 @@ def test_auto_mnn_method_builds_admm_only_when_the_cheap_methods_miss(scores, ta
     got = _auto_mnn_method(build, lambda p: scores[p.name], lambda p: p.name, target, log.append)
     assert calls == built and got[:2] == (full, rounds), (calls, got)
     assert ("ADMM not tried" in got[2]) == ("ADMM" not in built) and log[-1].startswith("mnn int8 method:")
+    assert ("KL, ADMM not tried" in got[2]) == (built == ["EMA"]), got[2]
 
 
 def test_mnn_variants_are_judged_on_arm_too(quantized):

@@ -262,3 +262,27 @@ def test_demo_quick_caches_stages_and_reruns_what_changed(tmp_path):
     third = run_demo(work, quick=True, log=lambda m: None)
     assert third["ran"] == ["video", "bench"]
     assert third["skipped"] == ["data", "teacher", "student", "quant", "export"]
+
+
+def test_the_shipped_demo_teacher_is_this_recipes_teacher(tmp_path):
+    """`make demo` starts from the teacher dhm ships (trained once by the demo's own recipe) instead
+    of training it for 7-9 minutes; a changed recipe (training defaults, widths, steps) must ship a
+    new one, or every demo trains it again."""
+    import torch
+
+    from dhm.app.demo import DEFAULT, QUICK, _shipped_teacher, _unpack_teacher
+    from dhm.models.checkpoint import load_checkpoint
+
+    payload = _shipped_teacher(DEFAULT)
+    assert payload is not None, (
+        "dhm/app/demo_teacher.pt was trained by another recipe: `dhm demo --train-teacher --workdir W`, then "
+        "`python -c 'from pathlib import Path; from dhm.app.demo import pack_teacher; "
+        "pack_teacher(Path(\"W/teacher\"))'`"
+    )
+    assert _shipped_teacher(QUICK) is None  # the quick demo trains its own
+    _unpack_teacher(payload, tmp_path / "teacher")
+    loaded = load_checkpoint(tmp_path / "teacher" / "model.pt")
+    assert loaded.spec.widths == (16, 32, 64, 128, 256) and loaded.metadata["kind"] == "train"
+    assert all(v.dtype == torch.float32 for v in loaded.model.state_dict().values() if v.is_floating_point())
+    report = json.loads((tmp_path / "teacher" / "report.json").read_text())
+    assert report["kind"] == "train" and report["config"]["steps"] == DEFAULT.teacher_steps

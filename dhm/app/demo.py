@@ -23,6 +23,11 @@ from dhm.spec import JUDGE_FRAMES
 
 
 STAGE_FILE = ".stage.json"
+# The default demo's teacher, trained once by the demo's own recipe (`dhm train --widths mobile
+# --steps 300` on the built-in data: 7-9 min on a 2-core host) and shipped with dhm, as a user
+# arrives with a trained model; its weights in float16 (6 MB instead of 12). `dhm demo
+# --train-teacher` trains it here instead; a changed recipe trains it too.
+SHIPPED_TEACHER = Path(__file__).with_name("demo_teacher.pt")
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class DemoConfig:
     bench_runs: int
     bench_e2e_frames: int
     audio_steps: int = 2000  # --full: the audio student (dhm-tcn size s)
-    mnn_method: str = "auto"  # MNN INT8 calibration; auto tries EMA and KL, and ADMM when both miss the target
+    mnn_method: str = "auto"  # MNN INT8 calibration; auto tries EMA, KL, ADMM until one meets the target
     arm_frames: int | None = None  # parity frames rerun on MNN's aarch64 kernels (qemu: ~1 s a frame)
     teacher_pool: int = 0  # distill --teacher-pool: the teacher's outputs on this many pairs, computed once
     bench_loop_frames: int = 100  # bench --loop-frames: frames timed per PCM -> frames loop
@@ -68,8 +73,11 @@ DEFAULT = DemoConfig(
     judge_frames=JUDGE_FRAMES,
     video_frames=250,
     bench_threads=(1, 2),
-    bench_runs=50,
-    bench_e2e_frames=24,
+    # 30 timed runs a candidate and thread count (6 in each of 5 rounds), 12 end-to-end frames, a
+    # 50-frame PCM loop: the bench's figures on the demo's 9 candidates in about half its minutes
+    bench_runs=30,
+    bench_e2e_frames=12,
+    bench_loop_frames=50,
     # INT8 calibration by EMA, the method `auto` chose on every demo run (docs/quantize.md), once
     mnn_method="EMA",
     # the aarch64 kernels under qemu take ~1 s a frame and a model: 8 frames show the numerics
@@ -138,10 +146,15 @@ class _Stages:
 
 
 def run_demo(
-    workdir: str | Path, quick: bool = False, log: Callable[[str], None] = print, full: bool = False
+    workdir: str | Path,
+    quick: bool = False,
+    log: Callable[[str], None] = print,
+    full: bool = False,
+    train_teacher: bool = False,
 ) -> dict[str, Any]:
     """The recipe, a stage at a time (each reused when its fingerprint is unchanged):
-    1 data, 2 teacher, 3 student, 4 quant, 5 export, 6 video, 7 bench, then the summary."""
+    1 data, 2 teacher (the shipped one when its recipe is this one, unless `train_teacher`),
+    3 student, 4 quant, 5 export, 6 video, 7 bench, then the summary."""
     from dhm.io import check_output, ensure_writable_dir, write_owner
 
     cfg = QUICK if quick else DEFAULT
@@ -151,7 +164,7 @@ def run_demo(
     write_owner(workdir, "demo")
     st = _Stages(workdir, log)
     t0 = time.perf_counter()
-    digests = _model_stages(st, cfg, workdir)
+    digests = _model_stages(st, cfg, workdir, train_teacher)
     result = _output_stages(st, cfg, workdir, digests, quick, log)
     threads = max(cfg.bench_threads)
     rows = _summary_rows(result, threads)
@@ -183,7 +196,53 @@ def run_demo(
     return summary
 
 
-def _model_stages(st: "_Stages", cfg: DemoConfig, workdir: Path) -> dict[str, str]:
+def teacher_recipe(cfg: DemoConfig) -> str:
+    """What the demo's teacher is trained from, the data by its recipe (frames, seed) rather
+    than its bytes, whose float rounding may differ between CPUs."""
+    from dhm.distill.weights import TRAIN_DEFAULTS, TRAIN_LR
+
+    return _digest("teacher", cfg.frames, 0, cfg.teacher_widths, cfg.teacher_steps, cfg.eval_frames, TRAIN_DEFAULTS,
+                   TRAIN_LR)  # fmt: skip
+
+
+def _shipped_teacher(cfg: DemoConfig) -> dict[str, Any] | None:
+    """The shipped teacher's payload when it was trained by this recipe, else None."""
+    import torch
+
+    if not SHIPPED_TEACHER.is_file():
+        return None
+    payload = torch.load(SHIPPED_TEACHER, map_location="cpu", weights_only=True)
+    return payload if payload["demo"]["recipe"] == teacher_recipe(cfg) else None
+
+
+def pack_teacher(teacher_dir: Path, cfg: DemoConfig = DEFAULT, out: Path = SHIPPED_TEACHER) -> Path:
+    """A demo workdir's trained teacher (`dhm demo --train-teacher`) as the file dhm ships."""
+    import torch
+
+    from dhm.models.checkpoint import write_torch
+    from dhm.io import atomic_path
+
+    payload = torch.load(teacher_dir / "model.pt", map_location="cpu", weights_only=True)
+    payload["model"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["model"].items()}
+    payload["demo"] = {"recipe": teacher_recipe(cfg), "report": (teacher_dir / "report.json").read_text()}
+    with atomic_path(out) as tmp:
+        write_torch(payload, tmp, out)
+    return out
+
+
+def _unpack_teacher(payload: dict[str, Any], out: Path) -> None:
+    """The shipped teacher as the checkpoint `dhm train` would have written, with its report."""
+    from dhm.io import atomic_path
+    from dhm.models.checkpoint import write_torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
+    with atomic_path(out / "model.pt") as tmp:
+        write_torch({"model": model, "dhm": payload["dhm"]}, tmp, out / "model.pt")
+    (out / "report.json").write_text(payload["demo"]["report"])
+
+
+def _model_stages(st: "_Stages", cfg: DemoConfig, workdir: Path, train_teacher: bool = False) -> dict[str, str]:
     """1 data, 2 teacher, 3 student, 4 quant; their digests. A stage's fingerprint holds
     everything its result depends on, the objective's defaults included: a changed default
     retrains instead of reusing a stale cached model."""
@@ -201,10 +260,20 @@ def _model_stages(st: "_Stages", cfg: DemoConfig, workdir: Path) -> dict[str, st
         lambda o: write_synth_dataset(o, frames=cfg.frames, seed=0, force=True), "aud_hu.npy",
     )  # fmt: skip
     teacher_run = TrainingSettings(steps=cfg.teacher_steps, eval_frames=cfg.eval_frames)
+    shipped = None if train_teacher else _shipped_teacher(cfg)
+
+    def make_teacher(o: Path) -> None:
+        if shipped is None:
+            train_generator(data, o, GeneratorSpec(widths=cfg.teacher_widths), teacher_run, force=True)
+            return
+        _unpack_teacher(shipped, o)
+        st.log(f"[teacher] the teacher dhm ships, trained by this recipe ({cfg.teacher_steps} steps of "
+               f"`dhm train --widths {cfg.teacher_widths}`); --train-teacher trains it here")  # fmt: skip
+
     d["teacher"] = st.run(
-        "teacher", _digest("teacher", d["data"], cfg.teacher_widths, cfg.teacher_steps, TRAIN_DEFAULTS, TRAIN_LR),
-        lambda o: train_generator(data, o, GeneratorSpec(widths=cfg.teacher_widths), teacher_run, force=True),
-        "model.pt",
+        "teacher", _digest("teacher", d["data"], cfg.teacher_widths, cfg.teacher_steps, TRAIN_DEFAULTS, TRAIN_LR,
+                           "shipped" if shipped else "trained"),
+        make_teacher, "model.pt",
     )  # fmt: skip
     student_run = TrainingSettings(
         steps=cfg.student_steps, lr=DISTILL_LR, ema=DISTILL_EMA, eval_frames=cfg.judge_frames,
