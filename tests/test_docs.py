@@ -73,14 +73,15 @@ def walkthrough() -> list[list[str]]:
     return [line.split() for line in block.splitlines() if line.startswith("dhm ")]
 
 
-def test_the_readme_walkthrough_runs_as_written(tmp_path, teacher):
+def test_the_readme_walkthrough_runs_as_written(tmp_path, teacher, monkeypatch):
     """my_model.pth: an Ultralight-layout state_dict (the suite's trained teacher, saved as upstream
     saves it); my_data: the built-in set (100 frames, the fewest with a held-out split), which
-    carries its features (so no `dhm features`)."""
-    import os
-    import sys
-
+    carries its features (so no `dhm features`). The commands run in this process, through the
+    CLI's own entry point (a process each cost ~5 s of imports; the wheel check runs the
+    installed `dhm` script)."""
     import torch
+
+    from conftest import run_cli
 
     from dhm.data.synth import write_synth_dataset
     from dhm.models.checkpoint import load_checkpoint
@@ -91,15 +92,14 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path, teacher):
     commands = walkthrough()
     stages = [c[1] for c in commands]
     assert stages == ["info", "data", "distill", "distill-audio", "quantize", "export", "run", "bench", "app-assets"]
-    dhm = Path(sys.executable).with_name("dhm")
+    monkeypatch.chdir(tmp_path)
     for cmd in commands:
         small = ("--steps", "--teacher-pool")
         args = [re.sub(r"^\d{3,}$", "4", a) if i and cmd[i - 1] in small else a for i, a in enumerate(cmd)]
-        args = [str(dhm)] + args[1:] + SMALL.get(cmd[1], [])
-        proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=os.environ)
-        assert proc.returncode == 0, f"{' '.join(cmd)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
-    info = subprocess.run([dhm, "info", tmp_path / "my_model.pth"], capture_output=True, text=True).stdout
-    assert "ultralight" in info  # read as an upstream checkpoint, not a dhm one
+        r = run_cli(*args[1:], *SMALL.get(cmd[1], []))
+        assert r.exit_code == 0, f"{' '.join(cmd)}:\n{r.output[-3000:]}\n{r.exception!r}"
+        if cmd[1] == "info":
+            assert "ultralight" in r.output  # read as an upstream checkpoint, not a dhm one
     video = read_mp4(tmp_path / "talk.mp4")
     assert video.audio_codec == "aac" and video.frames == 100
     assert (tmp_path / "bench.md").is_file()

@@ -49,22 +49,28 @@ class DemoConfig:
     arm_frames: int | None = None  # parity frames rerun on MNN's aarch64 kernels (qemu: ~1 s a frame)
     teacher_pool: int = 0  # distill --teacher-pool: the teacher's outputs on this many pairs, computed once
     bench_loop_frames: int = 100  # bench --loop-frames: frames timed per PCM -> frames loop
+    # quantize's held-out frames and export's validation frames: every MNN file is also run on
+    # MNN's aarch64 kernels under qemu, ~1 s a frame in FP32 and 2.5 s in FP16 for the demo's student
+    quant_eval_frames: int | None = None  # None: eval_frames
+    export_frames: int = 8
+    student_eval_every: int = 0  # 0: distill's default, steps / 6
 
 
 DEFAULT = DemoConfig(
     frames=500,
     teacher_widths="mobile",
     teacher_steps=300,
-    # x10's widths with the second level at 16, not 8: it is also the audio branch's first
-    # layer (16 input channels for an 8-frame HuBERT window), and at 8 the student
-    # misses the teacher's teeth in half-open mouths (lip box 27.7 -> 28.6 dB, whole
-    # crop 31.6 -> 35.5 dB, for 108 MMACs instead of 82; see distill/presets.py).
-    student="4,16,20,36,76",
-    # 1000 steps on a pool of 1024 teacher outputs computed once: the lip box of 1600 steps with
-    # the teacher run at every step (30.7 against 30.9 dB on 50 held-out frames) in 45 % of the
-    # time; 800 steps stopped under 30 dB (docs/distill.md)
+    # Widths in 8-channel packs, 5.1x fewer MACs than the teacher (163 MMACs): on the shipped
+    # teacher, 1000 steps reach 30.75 dB in the lip box (4,16,20,36,76, 108 MMACs, reached
+    # 28.83), and a step takes 536 against 706 ms (4 channels at 160x160 and widths off the
+    # packs vectorize poorly; docs/measurements.md). The second level stays 16: it is also the
+    # audio branch's first layer (16 input channels for an 8-frame HuBERT window); at 8 the
+    # student misses the teacher's teeth in half-open mouths (distill/presets.py).
+    student="8,16,24,48,96",
+    # 1000 steps on a pool of 1024 teacher outputs computed once (docs/distill.md)
     student_steps=1000,
     teacher_pool=1024,
+    student_eval_every=250,
     calib_frames=24,
     eval_frames=16,
     # Every frame of the evaluation blocks (50 of 500; dhm.spec.JUDGE_FRAMES): the student's
@@ -80,8 +86,10 @@ DEFAULT = DemoConfig(
     bench_loop_frames=50,
     # INT8 calibration by EMA, the method `auto` chose on every demo run (docs/quantize.md), once
     mnn_method="EMA",
-    # the aarch64 kernels under qemu take ~1 s a frame and a model: 8 frames show the numerics
-    arm_frames=8,
+    # the aarch64 kernels under qemu take 0.6-2.5 s a frame and a model: 4 frames show the numerics
+    arm_frames=4,
+    quant_eval_frames=8,
+    export_frames=4,
 )
 QUICK = DemoConfig(
     frames=160,
@@ -277,20 +285,21 @@ def _model_stages(st: "_Stages", cfg: DemoConfig, workdir: Path, train_teacher: 
     )  # fmt: skip
     student_run = TrainingSettings(
         steps=cfg.student_steps, lr=DISTILL_LR, ema=DISTILL_EMA, eval_frames=cfg.judge_frames,
-        teacher_pool=cfg.teacher_pool,
+        teacher_pool=cfg.teacher_pool, eval_every=cfg.student_eval_every,
     )  # fmt: skip
     student_fp = _digest(
         "student", d["teacher"], cfg.student, cfg.student_steps, cfg.judge_frames, DISTILL_DEFAULTS, DISTILL_LR,
-        DISTILL_EMA, cfg.teacher_pool,
+        DISTILL_EMA, cfg.teacher_pool, cfg.student_eval_every,
     )  # fmt: skip
     d["student"] = st.run(
         "student", student_fp,
         lambda o: distill_student(teacher, data, o, student=cfg.student, settings=student_run, force=True),
         "student.pt",
     )  # fmt: skip
-    quant = QuantizeConfig(calib_frames=cfg.calib_frames, eval_frames=cfg.eval_frames, mnn_method=cfg.mnn_method)
+    quant_eval = cfg.quant_eval_frames or cfg.eval_frames
+    quant = QuantizeConfig(calib_frames=cfg.calib_frames, eval_frames=quant_eval, mnn_method=cfg.mnn_method)
     d["quant"] = st.run(
-        "quant", _digest("quant", d["student"], cfg.calib_frames, cfg.eval_frames, cfg.mnn_method),
+        "quant", _digest("quant", d["student"], cfg.calib_frames, quant_eval, cfg.mnn_method),
         lambda o: quantize_model(student, o, data, quant, force=True), "recipe.json",
     )  # fmt: skip
     return d
@@ -308,10 +317,10 @@ def _output_stages(
     data, teacher = workdir / "data", workdir / "teacher" / "model.pt"
     quant, export = workdir / "quant", workdir / "export"
     # video and bench follow the export's product, so a hand-changed export reruns them too
+    export_config = ExportConfig(variants=["fp32", "fp16", "int8"], data=data, frames=cfg.export_frames)
     export_fp = st.run(
-        "export", _digest("export", d["quant"]),
-        lambda o: export_model(quant, o, ExportConfig(variants=["fp32", "fp16", "int8"], data=data), force=True),
-        "manifest.json",
+        "export", _digest("export", d["quant"], cfg.export_frames),
+        lambda o: export_model(quant, o, export_config, force=True), "manifest.json",
     )  # fmt: skip
 
     def video(o: Path) -> None:
