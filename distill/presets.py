@@ -9,8 +9,10 @@ has 2W channels (16 for the 8-frame window); x10 of the demo's mobile teacher gi
 Measured on the demo's data (teacher 16,32,64,128,256, 800 steps, EMA 0.99, held-out,
 inference protocol vs the teacher: whole crop / lip box / lip colour / lip sync):
     4,8,20,36,76   (x10, 82 MMACs)   31.57 / 27.66 / 0.8 / 0.925
-    4,16,20,36,76  (108 MMACs)       35.51 / 28.61 / 1.9 / 0.936  (the demo's student)
-At 8 channels the student leaves out the teeth the teacher paints in half-open mouths.
+    4,16,20,36,76  (108 MMACs)       35.51 / 28.61 / 1.9 / 0.936  (the demo's student until 2026-12-03)
+At 8 channels the student leaves out the teeth the teacher paints in half-open mouths. The
+demo's student is now 8,16,24,48,96 (163 MMACs, 8-channel packs), which also trains faster
+per step (docs/measurements.md, "The 15-minute demo").
 Holding w1 at 16 inside x10's budget forces the deeper widths down to 4,16,12,28,52, so
 the presets stay uniform and the demo names its widths.
 """

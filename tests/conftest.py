@@ -24,12 +24,8 @@ os.environ["DHM_ARM"] = "off"
 # OpenMP threads; busy-waiting ones would take the core the other process needs (a quick demo
 # went from 104 s to 12 min beside one 2-thread training run). Idle threads sleep instead.
 # Set before torch is first imported, which no module above does.
-# Each process also runs torch on one thread unless a test asks for more: the two processes
-# already fill both cores, and a 2-thread step spends 30 % more CPU for the same work (a
-# distillation step of the demo's student: 545 ms on 2 threads, 838 ms on 1).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 # The fixtures that train, export, quantize or compile for real: every test that uses one is
