@@ -171,7 +171,7 @@ def test_mnn_variants_are_judged_on_arm_too(quantized):
 def test_export_rebuilds_int8_from_the_recipe(quantized, tmp_path):
     out, report = quantized
     with arm_numerics():
-        r = run_cli("export", out, "-o", tmp_path / "e", "--variants", "fp32,int8")
+        r = run_cli("export", out, "-o", tmp_path / "e", "--variants", "fp32,int8", "--frames", "4")
     assert r.exit_code == 0, r.output
     manifest = read_manifest(tmp_path / "e")
     int8 = {a["engine"]: a for a in manifest["artifacts"] if a["variant"] == "int8"}

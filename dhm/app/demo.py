@@ -70,7 +70,7 @@ DEFAULT = DemoConfig(
     # 1000 steps on a pool of 1024 teacher outputs computed once (docs/distill.md)
     student_steps=1000,
     teacher_pool=1024,
-    student_eval_every=250,
+    student_eval_every=500,
     calib_frames=24,
     eval_frames=16,
     # Every frame of the evaluation blocks (50 of 500; dhm.spec.JUDGE_FRAMES): the student's
@@ -97,6 +97,7 @@ QUICK = DemoConfig(
     teacher_steps=20,
     student="4,8,12,16,32",
     student_steps=10,
+    student_eval_every=5,
     calib_frames=8,
     eval_frames=6,
     judge_frames=8,  # not eval_frames: the quick-demo test tells them apart
