@@ -33,8 +33,8 @@ install: $(STAMP)
 DHM := $(VENV)/bin/dhm
 
 # synth -> train -> distill -> quantize -> export -> video -> bench, then the summary table
-# (24 to 34 minutes from a fresh clone on 2-core hosts, install included, 2026-12-02: docs/measurements.md;
-# a second run reuses finished stages).
+# (15 minutes from a fresh clone on a 2-core host, install included, 2026-12-03: docs/measurements.md;
+# it starts from the teacher dhm ships; a second run reuses finished stages).
 demo: $(STAMP)
 	-@$(MAKE) --no-print-directory native-deps arm-env || echo "demo: no ARM numerics on this machine (needs apt-get): x86 figures only"
 	$(DHM) demo --workdir $(DEMO_DIR)

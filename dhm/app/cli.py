@@ -379,7 +379,8 @@ def golden(model: Path, data: Path, out: Path, frames: int, force: bool) -> None
 def demo(workdir: Path, quick: bool, full: bool, train_teacher: bool) -> None:
     """The whole pipeline on the built-in data, no download.
 
-    synth data -> train a teacher -> distil a student -> quantize (FP16, INT8) -> export
+    synth data -> the teacher (the one dhm ships, trained by this recipe; --train-teacher trains
+    it here) -> distil a student -> quantize (FP16, INT8) -> export
     ONNX and MNN -> a side-by-side video (teacher | INT8 student) -> dhm bench, then one
     table with MACs, size, host latency, end-to-end fps and PSNR against the teacher for
     every variant. A second run skips finished stages; a changed input re-runs what

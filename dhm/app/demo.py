@@ -1,6 +1,6 @@
 """`dhm demo`: the whole pipeline on the built-in data, with cached stages.
 
-synth data -> train a teacher -> distil a student -> quantize (FP16, INT8) -> export
+synth data -> the teacher (shipped, or trained) -> distil a student -> quantize (FP16, INT8) -> export
 ONNX and MNN -> render a side-by-side video (teacher | INT8 student) -> `dhm bench`
 (parity and latency against the teacher) -> one summary table from the bench's figures.
 
