@@ -46,7 +46,7 @@ class DemoConfig:
     bench_e2e_frames: int
     audio_steps: int = 2000  # --full: the audio student (dhm-tcn size s)
     mnn_method: str = "auto"  # MNN INT8 calibration; auto tries EMA, KL, ADMM until one meets the target
-    arm_frames: int | None = None  # parity frames rerun on MNN's aarch64 kernels (qemu: ~1 s a frame)
+    arm_frames: int | None = None  # parity frames rerun on MNN's aarch64 kernels (qemu: 0.6-2.5 s a frame)
     teacher_pool: int = 0  # distill --teacher-pool: the teacher's outputs on this many pairs, computed once
     bench_loop_frames: int = 100  # bench --loop-frames: frames timed per PCM -> frames loop
     # quantize's held-out frames and export's validation frames: every MNN file is also run on
