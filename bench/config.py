@@ -47,7 +47,13 @@ class BenchSettings:
         lo=4,
         hi=10_000,
     )
-    arm_frames: int | None = None  # of those, how many MNN's aarch64 kernels rerun (None: all)
+    arm_frames: int | None = setting(  # qemu emulates every instruction: a phone-sized model takes 1-3 s a frame
+        None,
+        "Of the parity frames, how many MNN files also run on MNN's aarch64 kernels under qemu (the first N; "
+        "default: all).",
+        lo=1,
+        hi=10_000,
+    )
     e2e_frames: int = setting(
         24, "Frames through the end-to-end pipeline per model and thread count.", lo=1, hi=100_000
     )

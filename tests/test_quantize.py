@@ -19,7 +19,7 @@ from dhm.quantize.config import QuantizeConfig
 def quantized(tmp_path_factory, teacher, synth_hubert):
     out = tmp_path_factory.mktemp("quant") / "q"
     with arm_numerics():  # MNN files are judged on MNN's aarch64 kernels too
-        r = run_cli("quantize", teacher, "--data", synth_hubert, "-o", out, "--calib-frames", "8", "--eval-frames", "4")
+        r = run_cli("quantize", teacher, "--data", synth_hubert, "-o", out, "--calib-frames", "8", "--eval-frames", "2")
     assert r.exit_code == 0, r.output
     return out, json.loads((out / "report.json").read_text())
 
@@ -171,7 +171,7 @@ def test_mnn_variants_are_judged_on_arm_too(quantized):
 def test_export_rebuilds_int8_from_the_recipe(quantized, tmp_path):
     out, report = quantized
     with arm_numerics():
-        r = run_cli("export", out, "-o", tmp_path / "e", "--variants", "fp32,int8", "--frames", "4")
+        r = run_cli("export", out, "-o", tmp_path / "e", "--variants", "fp32,int8", "--frames", "2")
     assert r.exit_code == 0, r.output
     manifest = read_manifest(tmp_path / "e")
     int8 = {a["engine"]: a for a in manifest["artifacts"] if a["variant"] == "int8"}

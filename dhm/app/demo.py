@@ -54,6 +54,7 @@ class DemoConfig:
     quant_eval_frames: int | None = None  # None: eval_frames
     export_frames: int = 8
     student_eval_every: int = 0  # 0: distill's default, steps / 6
+    teacher_eval_every: int = 0  # 0: train's default, steps / 6
 
 
 DEFAULT = DemoConfig(
@@ -98,6 +99,7 @@ QUICK = DemoConfig(
     student="4,8,12,16,32",
     student_steps=10,
     student_eval_every=5,
+    teacher_eval_every=20,  # once, at the end: its curve is not what the quick demo shows
     calib_frames=8,
     eval_frames=6,
     judge_frames=8,  # not eval_frames: the quick-demo test tells them apart
@@ -268,7 +270,8 @@ def _model_stages(st: "_Stages", cfg: DemoConfig, workdir: Path, train_teacher: 
         "data", _digest("synth", cfg.frames, 0),
         lambda o: write_synth_dataset(o, frames=cfg.frames, seed=0, force=True), "aud_hu.npy",
     )  # fmt: skip
-    teacher_run = TrainingSettings(steps=cfg.teacher_steps, eval_frames=cfg.eval_frames)
+    teacher_run = TrainingSettings(steps=cfg.teacher_steps, eval_frames=cfg.eval_frames,
+                                   eval_every=cfg.teacher_eval_every)  # fmt: skip
     shipped = None if train_teacher else _shipped_teacher(cfg)
 
     def make_teacher(o: Path) -> None:

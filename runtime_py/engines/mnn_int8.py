@@ -14,6 +14,7 @@ BatchNorm ops, MNN switches to EMA itself and dhm records that as the method act
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -75,6 +76,17 @@ def has_batchnorm(mnn_json: dict) -> bool:
     return any(op.get("type") == "BatchNorm" for op in mnn_json.get("oplists", []))
 
 
+# A quantize's fallback rounds re-quantize one source file; its JSON dump costs a second or more.
+_BATCHNORM: dict[str, bool] = {}
+
+
+def _source_has_batchnorm(mnn_path: Path) -> bool:
+    key = hashlib.sha256(mnn_path.read_bytes()).hexdigest()
+    if key not in _BATCHNORM:
+        _BATCHNORM[key] = has_batchnorm(dump_json(mnn_path))
+    return _BATCHNORM[key]
+
+
 @dataclass
 class MnnStructure:
     convs: int
@@ -125,7 +137,7 @@ def quantize(
     `biz_code` (MNN's quantizer drops the source's); returns the feature method used."""
     if method not in MNN_METHODS:
         raise ConversionError(f"unknown MNN method {method!r}; expected one of {list(MNN_METHODS)}")
-    used = "EMA" if has_batchnorm(dump_json(fp32_mnn)) else method
+    used = "EMA" if _source_has_batchnorm(fp32_mnn) else method
     config = {
         "path": str(calib_folder),
         "used_sample_num": n_samples,
