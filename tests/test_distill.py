@@ -71,8 +71,9 @@ def test_channel_transfer_is_exact_at_equal_widths_and_close_when_narrower(mode,
 
 
 def test_distillation_beats_a_random_student_of_the_same_size(tmp_path, teacher, synth_hubert):
-    distilled = _distill(teacher, synth_hubert, tmp_path / "kd")
-    scratch = _distill(teacher, synth_hubert, tmp_path / "rand", init="random")
+    # 12 steps: 23.7 against 17.7 dB (24 steps: 26.5 against 18.5)
+    distilled = _distill(teacher, synth_hubert, tmp_path / "kd", steps=12)
+    scratch = _distill(teacher, synth_hubert, tmp_path / "rand", init="random", steps=12)
     kd = distilled["best"]["generation"]["vs_teacher"]["psnr"]
     rnd = scratch["best"]["generation"]["vs_teacher"]["psnr"]
     assert kd > rnd + 3, (kd, rnd)
