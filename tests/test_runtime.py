@@ -293,7 +293,7 @@ def test_the_shipped_demo_teacher_is_this_recipes_teacher(tmp_path):
     assert payload is not None, (
         "dhm/app/demo_teacher.pt was trained by another recipe: `dhm demo --train-teacher --workdir W`, then "
         "`python -c 'from pathlib import Path; from dhm.app.demo import pack_teacher; "
-        "pack_teacher(Path(\"W/teacher\"))'`"
+        'pack_teacher(Path("W/teacher"))\'`'
     )
     assert _shipped_teacher(QUICK) is None  # the quick demo trains its own
     _unpack_teacher(payload, tmp_path / "teacher")

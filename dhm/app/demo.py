@@ -356,7 +356,7 @@ def _output_stages(
     bench_fp = _digest(
         "bench", export_fp, d["teacher"], cfg.bench_threads, cfg.bench_runs, cfg.judge_frames, cfg.arm_frames,
         cfg.bench_loop_frames,
-    )
+    )  # fmt: skip
     st.run("bench", bench_fp, bench, "bench.json")
     return json.loads((workdir / "bench" / "bench.json").read_text())
 
