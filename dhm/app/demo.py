@@ -259,7 +259,7 @@ def _model_stages(st: "_Stages", cfg: DemoConfig, workdir: Path, train_teacher: 
     retrains instead of reusing a stale cached model."""
     from dhm.data.synth import write_synth_dataset
     from dhm.distill import TrainingSettings, distill_student, train_generator
-    from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_LR
+    from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR
     from dhm.quantize.api import quantize_model
     from dhm.quantize.config import QuantizeConfig
     from dhm.spec import GeneratorSpec
@@ -283,8 +283,7 @@ def _model_stages(st: "_Stages", cfg: DemoConfig, workdir: Path, train_teacher: 
                f"`dhm train --widths {cfg.teacher_widths}`); --train-teacher trains it here")  # fmt: skip
 
     d["teacher"] = st.run(
-        "teacher", _digest("teacher", d["data"], cfg.teacher_widths, cfg.teacher_steps, TRAIN_DEFAULTS, TRAIN_LR,
-                           "shipped" if shipped else "trained"),
+        "teacher", _digest("teacher", d["data"], teacher_recipe(cfg), "shipped" if shipped else "trained"),
         make_teacher, "model.pt",
     )  # fmt: skip
     student_run = TrainingSettings(
