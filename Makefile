@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dhm-installed
 # The CPU build of torch, pinned and installed first, so pip never pulls a CUDA build.
+# --no-compile: Python compiles a module's bytecode when it is first imported; compiling all
+# ~40,000 installed files up front took 57 of the install's 97 s (2026-12-03).
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo_work
 
@@ -24,8 +26,8 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[test,inc,audio]"
+	$(PY) -m pip install --quiet --no-compile "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet --no-compile -e ".[test,inc,audio]"
 	touch $@
 
 install: $(STAMP)
