@@ -91,7 +91,7 @@ def cache_key(spec: GeneratorSpec, settings: ProbeSettings, machine: str) -> str
             machine,
             f"t{settings.budget_threads}",
             settings.budget_precision,
-            spec.arch,
+            spec.arch if not spec.folded else f"{spec.arch}/{spec.stem}",  # full keeps the keys cached before
             spec.mode,
             spec.revision,
             widths,
@@ -128,7 +128,7 @@ def untrained_model_file(spec: GeneratorSpec, folder: Path, engine: str, precisi
 
     torch.manual_seed(0)
     model = fold_batchnorm(inference_model(build_model(spec).eval()))
-    name = "g" + "_".join(map(str, spec.widths)) + spec.arch[0]
+    name = "g" + "_".join(map(str, spec.widths)) + spec.arch[0] + spec.stem
     onnx_path = folder / f"{name}.onnx"
     export_onnx(model, spec, onnx_path, list(random_inputs(spec, n=1).inputs))
     backend = get(engine)
@@ -171,6 +171,7 @@ def probe_latency(
         out.append(
             {
                 "arch": spec.arch,
+                "stem": spec.stem,
                 "widths": list(spec.widths),
                 "macs": macs,
                 "p50_ms": t["p50_ms"],

@@ -250,6 +250,15 @@ ARCH_NAMES = {"ultralight": "Ultralight U-Net", "mobileone": "FeatherTalk Mobile
 # FeatherTalk (2026-07) uses the 2026-05-23 conventions: 8-frame windows, INTER_AREA crops.
 MOBILEONE_REVISION = "2026-05-23"
 
+# The U-Net's first level. full: at the crop's resolution (every upstream model). s2d
+# (space-to-depth, students only): the 160x160 level folded into channels, the 6-channel
+# face read as 24 channels at 80x80 and the output painted as 12 channels at 80x80 then
+# unfolded (PixelUnshuffle / PixelShuffle). The full level's few-channel blocks are memory
+# bound on a phone's CPU and barely shrink with the widths (docs/measurements.md).
+STEMS = ("full", "s2d")
+STEM_NAMES = {"full": "full-resolution first level", "s2d": "space-to-depth stem (first level at 80x80)"}
+FOLD = 2  # the s2d stem's factor: 2x2 pixels per position
+
 
 def parse_widths(text: str | tuple[int, ...] | list[int]) -> tuple[int, int, int, int, int]:
     """Parse a preset name or `w0,w1,w2,w3,w4` into five positive widths."""
@@ -331,10 +340,13 @@ class GeneratorSpec:
     crop_interpolation: str | None = None  # None: the revision's
     image_size: int = PREPROCESS.inner_size
     face_channels: int = FACE_CHANNELS
+    stem: str = "full"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise SpecError(f"unknown architecture {self.arch!r}; expected one of {list(ARCHS)}")
+        if self.stem not in STEMS:
+            raise SpecError(f"unknown stem {self.stem!r}; expected one of {list(STEMS)}")
         audio_mode(self.mode)
         rev = revision(self.revision)
         if self.arch == "mobileone" and self.revision != MOBILEONE_REVISION:
@@ -394,8 +406,13 @@ class GeneratorSpec:
     def output_shapes(self, batch: int = 1) -> dict[str, tuple[int, ...]]:
         return {OUTPUT: (batch, 3, self.image_size, self.image_size)}
 
+    @property
+    def folded(self) -> bool:
+        """Whether the first level is folded into channels (the s2d stem)."""
+        return self.stem == "s2d"
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "arch": self.arch,
             "mode": self.mode,
             "widths": list(self.widths),
@@ -403,6 +420,9 @@ class GeneratorSpec:
             "window": self.window,
             "crop_interpolation": self.crop_interpolation,
         }
+        if self.folded:  # written only when set, so every upstream-shaped spec reads as before
+            out["stem"] = self.stem
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GeneratorSpec":
@@ -417,7 +437,8 @@ class GeneratorSpec:
             raise SpecError("generator spec: widths must be a list of five integers") from None
         rev = data.get("revision") or ("2024-10-10" if mode == "wenet" else "2025-06-15")
         crop = data.get("crop_interpolation") or ("linear" if "revision" not in data else None)
-        spec = cls(arch=arch, mode=mode, widths=widths, revision=str(rev), crop_interpolation=crop)
+        stem = str(data.get("stem") or "full")
+        spec = cls(arch=arch, mode=mode, widths=widths, revision=str(rev), crop_interpolation=crop, stem=stem)
         if "window" in data and data["window"] != spec.window:
             raise SpecError(
                 f"generator spec: window {data['window']!r} contradicts revision {spec.revision} "
@@ -428,8 +449,8 @@ class GeneratorSpec:
     def describe(self) -> str:
         widths = ",".join(str(w) for w in self.widths)
         preset = f" ({self.preset})" if self.preset else ""
-        family = "mobileone" if self.arch == "mobileone" else self.arch
-        return f"{family}/{self.mode} widths {widths}{preset}"
+        stem = " s2d" if self.folded else ""
+        return f"{self.arch}{stem}/{self.mode} widths {widths}{preset}"
 
     def describe_conventions(self) -> str:
         """e.g. 'ultralight 2026-05-23 layout, hubert, 8-frame window (i-4 … i+3), INTER_AREA crops'."""
@@ -455,6 +476,7 @@ __all__ = [
     "PreprocessSpec",
     "REVISIONS",
     "Revision",
+    "STEMS",
     "WIDTH_PRESETS",
     "WINDOWS",
     "audio_mode",

@@ -132,6 +132,7 @@ def distill_student(
     progress: bool = True,
     student_arch: str | None = None,
     crop_interpolation: str | None = None,
+    student_stem: str | None = None,
     budget_ms: float | None = None,
     snap_packs: bool = False,
     probe: Any = None,
@@ -140,7 +141,8 @@ def distill_student(
     """Distil `teacher_path` into a smaller student (-> OUT/student.pt + reports).
 
     The student inherits the teacher's conventions (revision, audio window, crop filter);
-    `student_arch` picks another family (the MobileOne U-Net) with the same window.
+    `student_arch` picks another family (the MobileOne U-Net) with the same window, `student_stem`
+    the first level (full, or s2d: folded into channels).
     `student="auto"` with `budget_ms`: the widest candidate measured under the budget on
     `probe`'s engine (dhm.bench.probe.ProbeSettings); `snap_packs`: a preset's widths rounded
     to 4 or 8 channels, whichever measures faster."""
@@ -152,7 +154,9 @@ def distill_student(
         torch.set_num_threads(settings.threads)
     _check_choice(student, budget_ms, snap_packs, probe)
     teacher = load_checkpoint(teacher_path, crop_interpolation=crop_interpolation)
-    student_spec, chosen_by = _student(teacher.spec, student, student_arch, budget_ms, snap_packs, probe, log)
+    student_spec, chosen_by = _student(
+        teacher.spec, student, (student_arch, student_stem), budget_ms, snap_packs, probe, log
+    )
     data = Path(data).resolve()
     frontend = teacher.metadata.get("audio_frontend") or _frontend(data)
     return _run(
@@ -193,23 +197,27 @@ def _check_choice(student: str, budget_ms: float | None, snap_packs: bool, probe
 
 
 def _student(
-    teacher: GeneratorSpec, student: str, arch: str | None, budget_ms: float | None, snap_packs: bool, probe: Any,
-    log: Any,
+    teacher: GeneratorSpec, student: str, kind: tuple[str | None, str | None], budget_ms: float | None,
+    snap_packs: bool, probe: Any, log: Any,
 ) -> tuple[GeneratorSpec, dict[str, Any]]:  # fmt: skip
-    """The student's spec, and how it was chosen where a measurement chose it (for the report)."""
+    """The student's spec, and how it was chosen where a measurement chose it (for the report).
+    `kind`: the family and stem asked for (None: the teacher's family; a budget tries both stems)."""
+    arch, stem = kind
     if budget_ms is not None:
         from dhm.bench.probe import ProbeSettings
         from dhm.distill.budget import choose_student
 
-        spec, record = choose_student(teacher, budget_ms, probe or ProbeSettings(), arch=arch, log=log or _quiet)
+        spec, record = choose_student(
+            teacher, budget_ms, probe or ProbeSettings(), arch=arch, log=log or _quiet, stem=stem
+        )
         return spec, {"budget": record}
     if snap_packs:
         from dhm.bench.probe import ProbeSettings
         from dhm.distill.budget import snap_preset
 
-        spec, record = snap_preset(teacher, student, probe or ProbeSettings(), arch, log=log or _quiet)
+        spec, record = snap_preset(teacher, student, probe or ProbeSettings(), arch, log=log or _quiet, stem=stem)
         return spec, {"snap": record}
-    return resolve_student(teacher, student, arch), {}
+    return resolve_student(teacher, student, arch, stem), {}
 
 
 def _cost(spec: GeneratorSpec, path: Path | None) -> dict[str, Any]:
@@ -294,6 +302,11 @@ def _fmt_q(q: dict[str, Any] | None) -> str:
     return text
 
 
+def _widths_cell(spec: dict[str, Any]) -> str:
+    """Widths, with the stem where it is not upstream's full-resolution one."""
+    return ",".join(map(str, spec["widths"])) + (" (s2d stem)" if spec.get("stem", "full") != "full" else "")
+
+
 def _markdown(r: dict[str, Any]) -> str:
     m = r["model"]
     lines = [f"# dhm {r['kind']} report", ""]
@@ -302,13 +315,12 @@ def _markdown(r: dict[str, Any]) -> str:
     if "teacher" in r:
         t = r["teacher"]
         lines.append(
-            f"| teacher | {','.join(map(str, t['spec']['widths']))} | {t['macs']:,} | {t['params']:,} | "
+            f"| teacher | {_widths_cell(t['spec'])} | {t['macs']:,} | {t['params']:,} | "
             f"{human_size(t['file_size'] or 0)} |"
         )
     name = "student" if r["kind"] == "distill" else "model"
     lines.append(
-        f"| {name} | {','.join(map(str, m['spec']['widths']))} | {m['macs']:,} | {m['params']:,} | "
-        f"{human_size(m['file_size'] or 0)} |"
+        f"| {name} | {_widths_cell(m['spec'])} | {m['macs']:,} | {m['params']:,} | {human_size(m['file_size'] or 0)} |"
     )
     if "ratios" in r:
         ra = r["ratios"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dhm.errors import SpecError
-from dhm.spec import ARCHS, GeneratorSpec
+from dhm.spec import ARCHS, STEMS, GeneratorSpec
 
 PACKS = (4, 8)
 # students from 1/2 to 1/80 of the teacher's MACs, spaced evenly in log MACs
@@ -43,13 +43,15 @@ def widths_for(teacher: GeneratorSpec, family: GeneratorSpec, ratio: float, pack
     return best
 
 
-def candidates(teacher: GeneratorSpec, archs: tuple[str, ...], packs: tuple[int, ...] = PACKS) -> list[GeneratorSpec]:
-    """Students of every family in `archs`, every pack and every ratio, without repeats."""
+def candidates(
+    teacher: GeneratorSpec, kinds: tuple[tuple[str, str], ...], packs: tuple[int, ...] = PACKS
+) -> list[GeneratorSpec]:
+    """Students of every (family, stem) in `kinds`, every pack and every ratio, without repeats."""
     from dhm.distill.presets import resolve_student
 
     out: list[GeneratorSpec] = []
-    for arch in archs:
-        family = resolve_student(teacher, ",".join(map(str, teacher.widths)), arch)
+    for arch, stem in kinds:
+        family = resolve_student(teacher, ",".join(map(str, teacher.widths)), arch, stem)
         for pack in packs:
             for ratio in RATIOS:
                 spec = family.with_widths(widths_for(teacher, family, ratio, pack))
@@ -58,20 +60,19 @@ def candidates(teacher: GeneratorSpec, archs: tuple[str, ...], packs: tuple[int,
     return out
 
 
-def families(teacher: GeneratorSpec, arch: str | None) -> tuple[str, ...]:
-    """The student families to try: `arch` alone, else every family the teacher's window allows."""
+def families(teacher: GeneratorSpec, arch: str | None, stem: str | None = None) -> tuple[tuple[str, str], ...]:
+    """The (family, stem) pairs to try: `arch` alone, else every family the teacher's window
+    allows; `stem` alone, else both."""
     from dhm.distill.presets import resolve_student
 
-    if arch is not None:
-        return (arch,)
-    allowed = []
-    for a in ARCHS:
+    archs: list[str] = [arch] if arch is not None else []
+    for a in ARCHS if arch is None else ():
         try:
             resolve_student(teacher, "x10", a)
-            allowed.append(a)
+            archs.append(a)
         except SpecError:
             pass
-    return tuple(allowed)
+    return tuple((a, s) for a in archs for s in ((stem,) if stem else STEMS))
 
 
 def choose_student(
@@ -81,6 +82,7 @@ def choose_student(
     arch: str | None = None,
     log: Callable[[str], None] = lambda _m: None,
     packs: tuple[int, ...] = PACKS,
+    stem: str | None = None,
 ) -> tuple[GeneratorSpec, dict[str, Any]]:
     """The candidate with the most MACs whose measured p50 fits `budget_ms`, and the table."""
     from dhm.bench.probe import probe_latency
@@ -88,7 +90,7 @@ def choose_student(
 
     if not budget_ms > 0:
         raise SpecError(f"--budget-ms {budget_ms}: expected a positive number of milliseconds")
-    specs = candidates(teacher, families(teacher, arch), packs)
+    specs = candidates(teacher, families(teacher, arch, stem), packs)
     table = probe_latency([teacher, *specs], settings, log)
     teacher_row, rows = table[0], table[1:]
     fits = [k for k, r in enumerate(rows) if r["p50_ms"] <= budget_ms]
@@ -124,7 +126,8 @@ def choose_student(
 
 
 def _name(row: dict[str, Any]) -> str:
-    return f"{row['arch']} {','.join(map(str, row['widths']))}"
+    stem = " s2d" if row.get("stem", "full") != "full" else ""
+    return f"{row['arch']}{stem} {','.join(map(str, row['widths']))}"
 
 
 def markdown(record: dict[str, Any]) -> list[str]:
@@ -158,6 +161,7 @@ def snap_preset(
     settings: Any,
     arch: str | None = None,
     log: Callable[[str], None] = lambda _m: None,
+    stem: str | None = None,
 ) -> tuple[GeneratorSpec, dict[str, Any]]:
     """Preset `preset`'s MAC budget in widths rounded to 4 and to 8 channels, both timed; the
     faster one that keeps within the budget."""
@@ -165,7 +169,7 @@ def snap_preset(
     from dhm.distill.presets import STUDENT_PRESETS, resolve_student
     from dhm.metrics import generator_cost
 
-    family = resolve_student(teacher, ",".join(map(str, teacher.widths)), arch)
+    family = resolve_student(teacher, ",".join(map(str, teacher.widths)), arch, stem)
     budget = generator_cost(teacher)[0] / STUDENT_PRESETS[preset]
     specs = []
     for pack in PACKS:

@@ -13,7 +13,7 @@ from dhm.distill.train_config import TRAINING_OPTIONS, TrainingSettings
 from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, TRAIN_HELP, LossWeights
 from dhm.bench.probe import ProbeSettings
 from dhm.settings import Finite, click_options, crop_interpolation_option, pick
-from dhm.spec import ARCHS, LATEST_REVISION, REVISIONS
+from dhm.spec import ARCHS, LATEST_REVISION, REVISIONS, STEMS
 
 TRAIN_WEIGHTS = ("ssim", "mouth", "lips", "bce", "border")  # train has no teacher: no pixel, feature or gt term
 
@@ -182,6 +182,13 @@ def train(
     type=click.Choice(list(ARCHS)),
     help="The student's family (default: the teacher's); it keeps the teacher's audio window and crop filter.",
 )
+@click.option(
+    "--student-stem",
+    default=None,
+    type=click.Choice(list(STEMS)),
+    help="The student's first level: full (at 160x160, as upstream; the default) or s2d (folded into channels "
+    "at 80x80: faster per MAC on phone CPUs). --budget-ms tries both unless this is given.",
+)
 @crop_interpolation_option
 @click.option(
     "--init",
@@ -197,8 +204,8 @@ def train(
 @_run_flags
 def distill(
     teacher: Path, data: Path, out: Path, student: str, budget_ms: float | None, snap_packs: bool,
-    student_arch: str | None, crop_interpolation: str | None, init: str, resume: bool, force: bool, quiet: bool,
-    **kw: Any,
+    student_arch: str | None, student_stem: str | None, crop_interpolation: str | None, init: str, resume: bool,
+    force: bool, quiet: bool, **kw: Any,
 ) -> None:  # fmt: skip
     """Distil a trained generator into a phone-sized student.
 
@@ -227,7 +234,7 @@ def distill(
     report = distill_student(
         teacher, data, out, student=student, settings=pick(TrainingSettings, kw), weights=pick(LossWeights, kw),
         init=init, resume=resume, force=force, progress=not quiet, student_arch=student_arch,
-        crop_interpolation=crop_interpolation, budget_ms=budget_ms, snap_packs=snap_packs,
+        student_stem=student_stem, crop_interpolation=crop_interpolation, budget_ms=budget_ms, snap_packs=snap_packs,
         probe=pick(ProbeSettings, kw), log=lambda m: click.echo(m, err=True),
     )  # fmt: skip
     if report:

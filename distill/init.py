@@ -111,6 +111,8 @@ def init_from_teacher(
         return student_state, "random (teacher is another family, mode or revision)"
     if teacher_spec.arch != "ultralight":
         return student_state, "random (channel transfer is implemented for the Ultralight family)"
+    if teacher_spec.folded or student_spec.folded:
+        return student_state, "random (an s2d stem has no first level to transfer channels into)"
     wider = [i for i, (s, t) in enumerate(zip(student_spec.widths, teacher_spec.widths, strict=True)) if s > t]
     if wider:
         return student_state, f"random (student wider than teacher at w{wider[0]})"

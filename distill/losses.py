@@ -66,16 +66,18 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class FeatureAdapters(nn.Module):
-    """1x1 convs mapping student feature maps to the teacher's channel counts."""
+    """1x1 convs mapping student feature maps to the teacher's channel counts, for the maps
+    both have (an s2d stem has no 160x160 `up4`)."""
 
     def __init__(self, student_channels: dict[str, int], teacher_channels: dict[str, int]) -> None:
         super().__init__()
+        shared = [k for k in FEATURES if k in student_channels and k in teacher_channels]
         self.maps = nn.ModuleDict(
-            {k: nn.Conv2d(student_channels[k], teacher_channels[k], 1, bias=False) for k in FEATURES}
+            {k: nn.Conv2d(student_channels[k], teacher_channels[k], 1, bias=False) for k in shared}
         )
 
     def loss(self, student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> torch.Tensor:
-        terms = [F.mse_loss(self.maps[k](student[k]), teacher[k]) for k in FEATURES]
+        terms = [F.mse_loss(self.maps[k](student[k]), teacher[k]) for k in self.maps]
         return torch.stack(terms).mean()
 
 

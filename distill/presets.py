@@ -55,17 +55,20 @@ def widths_for_ratio(
     return best
 
 
-def resolve_student(teacher: GeneratorSpec, student: str, arch: str | None = None) -> GeneratorSpec:
+def resolve_student(
+    teacher: GeneratorSpec, student: str, arch: str | None = None, stem: str | None = None
+) -> GeneratorSpec:
     """A preset name (x4, x10, x20, x30) or five explicit widths, in the teacher's family
-    (or `arch`) and with the teacher's conventions: its revision, window and crop filter.
+    (or `arch`, and with `stem`'s first level) and with the teacher's conventions: its revision,
+    window and crop filter.
 
     A student of another family keeps the teacher's audio window and crop filter; the
     MobileOne family exists only with the 2026-05-23 conventions, so a student of an older
     revision's teacher can be MobileOne only if the window agrees."""
+    from dataclasses import replace
+
     base = teacher
     if arch is not None and arch != teacher.arch:
-        from dataclasses import replace
-
         from dhm.spec import MOBILEONE_REVISION, REVISIONS, LATEST_REVISION
 
         revision = MOBILEONE_REVISION if arch == "mobileone" else LATEST_REVISION
@@ -76,6 +79,8 @@ def resolve_student(teacher: GeneratorSpec, student: str, arch: str | None = Non
                 f"the teacher ({teacher.describe_conventions()}) a {teacher.window}-frame one"
             )
         base = replace(teacher, arch=arch, revision=revision, crop_interpolation=teacher.crop_interpolation)
+    if stem is not None and stem != base.stem:
+        base = replace(base, stem=stem)
     if student in STUDENT_PRESETS:
         widths = widths_for_ratio(teacher, STUDENT_PRESETS[student], base)
     else:

@@ -23,16 +23,18 @@ def test_candidates_are_in_packs_and_within_their_mac_share(pack):
         w = widths_for(TEACHER, TEACHER, ratio, pack)
         assert all(v % pack == 0 for v in w), w
         assert generator_cost(TEACHER.with_widths(w))[0] <= t_macs / ratio
-    specs = candidates(TEACHER, ("ultralight", "mobileone"), (pack,))
-    assert len(specs) == len(set(specs)) and {s.arch for s in specs} == {"ultralight", "mobileone"}
+    specs = candidates(TEACHER, families(TEACHER, None), (pack,))
+    assert len(specs) == len(set(specs))
+    assert {(s.arch, s.stem) for s in specs} == {(a, t) for a in ("ultralight", "mobileone") for t in ("full", "s2d")}
     assert all(v % pack == 0 for s in specs for v in s.widths)
 
 
 def test_families_follow_the_teachers_window():
-    assert families(TEACHER, None) == ("ultralight", "mobileone")
+    both = ("full", "s2d")
+    assert families(TEACHER, None) == tuple((a, t) for a in ("ultralight", "mobileone") for t in both)
     old = GeneratorSpec(widths="mobile", revision="2024-10-14")  # 16-frame window: no MobileOne student
-    assert families(old, None) == ("ultralight",)
-    assert families(TEACHER, "mobileone") == ("mobileone",)
+    assert families(old, None) == (("ultralight", "full"), ("ultralight", "s2d"))
+    assert families(TEACHER, "mobileone", "s2d") == (("mobileone", "s2d"),)
 
 
 def _fake_cache(tmp_path, specs, ms_of):
@@ -56,7 +58,7 @@ def test_the_choice_is_the_largest_candidate_under_the_budget(tmp_path):
     assert record["teacher"]["speedup"] == 1.0 and record["chosen"]["speedup"] > 1
     text = "\n".join(markdown(record))
     assert "Student by latency budget: 9 ms on mnn fp32, 2 thread(s), host" in text
-    assert f"**{chosen.arch} {','.join(map(str, chosen.widths))}**" in text
+    assert f"**{chosen.arch}{' s2d' if chosen.folded else ''} {','.join(map(str, chosen.widths))}**" in text
     assert text.count("✓") == len(fits) + 1  # the chosen line's mark, and one per fitting candidate
 
     with pytest.raises(SpecError, match=r"--budget-ms 2: no student fits; the fastest candidate .* takes 3\.\d+ ms"):
@@ -100,14 +102,16 @@ def test_distill_by_budget_writes_the_choice_into_the_report(teacher, synth_hube
     monkeypatch.setenv("DHM_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "s"
     r = run_cli("distill", "--teacher", teacher, "--data", synth_hubert, "-o", out, "--student", "auto",
-                "--budget-ms", "1000", "--student-arch", "ultralight", "--budget-runs", "5", "--steps", "2",
+                "--budget-ms", "1000", "--student-arch", "ultralight", "--student-stem", "s2d", "--budget-runs", "5",
+                "--steps", "2",
                 "--eval-every", "2", "--eval-frames", "4", "--batch-size", "2", "--quiet")  # fmt: skip
     assert r.exit_code == 0, r.output
     report = json.loads((out / "report.json").read_text())
     b = report["budget"]
     # 1000 ms fits everything: the widest candidate (in packs) is the student
     assert b["chosen"]["macs"] == max(c["macs"] for c in b["candidates"])
-    assert report["model"]["spec"]["widths"] == b["chosen"]["widths"]
+    assert report["model"]["spec"]["widths"] == b["chosen"]["widths"] and report["model"]["spec"]["stem"] == "s2d"
+    assert {c["stem"] for c in b["candidates"]} == {"s2d"}
     assert all(w % 4 == 0 for w in b["chosen"]["widths"]) and b["chosen"]["macs"] < b["teacher"]["macs"]
     assert "## Student by latency budget: 1000 ms" in (out / "report.md").read_text()
 

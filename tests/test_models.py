@@ -118,6 +118,35 @@ def test_dhm_checkpoint_roundtrip(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+@pytest.mark.parametrize(
+    "arch,revision,reparameterized",
+    [("ultralight", "2026-05-23", False), ("ultralight", "2025-06-15", False), ("mobileone", "2026-05-23", False),
+     ("mobileone", "2026-05-23", True)],
+)  # fmt: skip
+def test_an_s2d_student_folds_the_first_level_and_reads_back_as_s2d(tmp_path, arch, revision, reparameterized):
+    from dhm.models.build import build_model
+
+    spec = GeneratorSpec(arch=arch, widths=(8, 16, 24, 32, 48), revision=revision, stem="s2d")
+    full = GeneratorSpec(arch=arch, widths=spec.widths, revision=revision)
+    torch.manual_seed(0)
+    model = build_model(spec, reparameterized=reparameterized).eval()
+    # no 160x160 level: fewer MACs at the same widths, no down1/up4, and no 160x160 map to match
+    assert generator_cost(spec)[0] < 0.85 * generator_cost(full)[0]
+    assert not any(k.startswith(("down1.", "up4.")) for k in model.state_dict())
+    face, audio = (torch.rand(s) for s in spec.input_shapes(2).values())
+    out, maps = model.features(face, audio)
+    assert out.shape == (2, 3, 160, 160) and sorted(maps) == ["fuse", "up1", "up2", "up3"]
+    assert maps["up3"].shape == (2, 8, 80, 80)  # w0 paints at 80x80, unfolded to 3x160x160
+    assert detect_spec(model.state_dict()) == spec or revision != "2026-05-23"
+    path = save_checkpoint(tmp_path / "s.pt", model, spec)
+    ckpt = load_checkpoint(path)
+    assert ckpt.spec == spec and ckpt.spec.to_dict()["stem"] == "s2d"
+    assert torch.equal(ckpt.model(face, audio), model(face, audio))
+    assert "stem" not in full.to_dict() and GeneratorSpec.from_dict(full.to_dict()) == full
+    with pytest.raises(SpecError, match="unknown stem 'half'"):
+        GeneratorSpec(stem="half")
+
+
 # ------------------------------------------------------------------ bad checkpoints
 
 

@@ -339,6 +339,8 @@ def test_mobileone_trains_and_distils_from_the_cli(tmp_path, teacher, synth_hube
         tmp_path / "mo2",
         "--student",
         "4,4,8,8,8",
+        "--student-stem",
+        "s2d",
         "--steps",
         "2",
         "--batch-size",
@@ -353,6 +355,7 @@ def test_mobileone_trains_and_distils_from_the_cli(tmp_path, teacher, synth_hube
     r = run_cli("export", tmp_path / "mo2" / "student.pt", "-o", tmp_path / "e", "--target", "mnn")
     assert r.exit_code == 0, r.output
     assert "MobileOne reparameterized" in (tmp_path / "e" / "report.md").read_text()
+    assert json.loads((tmp_path / "e" / "manifest.json").read_text())["generator"]["stem"] == "s2d"
     r = run_cli(
         "train",
         "--data",
@@ -371,8 +374,9 @@ def test_mobileone_trains_and_distils_from_the_cli(tmp_path, teacher, synth_hube
 
 def test_the_manifest_schema_knows_every_revision():
     from dhm.manifest import schema
-    from dhm.spec import ARCHS, INTERPOLATIONS, WINDOWS
+    from dhm.spec import ARCHS, INTERPOLATIONS, STEMS, WINDOWS
 
     gen = schema()["properties"]["generator"]["properties"]
     assert gen["revision"]["enum"] == list(REVISIONS) and gen["arch"]["enum"] == list(ARCHS)
+    assert gen["stem"]["enum"] == list(STEMS)
     assert gen["window"]["enum"] == list(WINDOWS) and gen["crop_interpolation"]["enum"] == list(INTERPOLATIONS)

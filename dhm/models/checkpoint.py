@@ -159,7 +159,7 @@ def _declared_spec(metadata: Mapping[str, Any], detected: GeneratorSpec, source:
         spec = GeneratorSpec.from_dict(dict(declared))
     except SpecError as exc:
         raise CheckpointError(f"{source}: unreadable dhm metadata ({exc})") from None
-    same = (spec.arch, spec.mode, spec.widths) == (detected.arch, detected.mode, detected.widths)
+    same = all(getattr(spec, a) == getattr(detected, a) for a in ("arch", "stem", "mode", "widths"))
     if not same or spec.revision not in equivalent_revisions(detected):
         raise CheckpointError(
             f"{source}: metadata says {spec.describe()} ({spec.describe_conventions()}) "

@@ -7,7 +7,7 @@ from typing import Any
 
 from dhm.io import human_size
 from dhm.metrics import file_size, format_count, generator_cost
-from dhm.spec import ARCH_NAMES, INTERPOLATION_NAMES, describe_window
+from dhm.spec import ARCH_NAMES, INTERPOLATION_NAMES, STEM_NAMES, describe_window
 
 
 def checkpoint_info(path: str | os.PathLike[str], crop_interpolation: str | None = None) -> dict[str, Any]:
@@ -26,7 +26,8 @@ def checkpoint_info(path: str | os.PathLike[str], crop_interpolation: str | None
     facts: dict[str, Any] = {
         "path": str(path),
         "arch": spec.arch,
-        "arch_text": ARCH_NAMES[spec.arch],
+        "stem": spec.stem,
+        "arch_text": ARCH_NAMES[spec.arch] + (f", {STEM_NAMES[spec.stem]}" if spec.folded else ""),
         "revision": spec.revision,
         "revision_text": (
             f"{rev.label}, upstream {rev.commits} ({rev.period})"

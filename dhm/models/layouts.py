@@ -47,47 +47,66 @@ class Layout:
     audio_in_key: str
     audio_in_dim: int  # the dim of audio_in_key that holds the audio input channels
     wenet_mid_key: str  # the wenet branch's conv1 output channels (dim 0)
+    stem: str = "full"
 
     def describe(self) -> str:
         return self.name
 
 
-def _ultralight(wrapped: bool) -> Layout:
+def _stage_keys(inc: str, down: str, up3: str, stem: str) -> tuple[str, str, str, str, str]:
+    """Keys whose dim 0 holds w0 … w4. An s2d model has no down1: inc gives w1, and up3 paints
+    with w0 channels."""
+    if stem == "s2d":
+        return (up3, inc, *(down.format(i) for i in range(2, 5)))  # type: ignore[return-value]
+    return (inc, *(down.format(i) for i in range(1, 5)))  # type: ignore[return-value]
+
+
+def _ultralight(wrapped: bool, stem: str = "full") -> Layout:
     w = ".0" if wrapped else ""
+    name = "ultralight wrapped" if wrapped else "ultralight 2026-05-23"
     return Layout(
-        name="ultralight wrapped" if wrapped else "ultralight 2026-05-23",
+        name=name + (" s2d" if stem == "s2d" else ""),
         arch="ultralight",
         wrapped=wrapped,
         reparameterized=False,
-        width_keys=(
+        width_keys=_stage_keys(
             f"inc.inconv{w}.conv.6.weight",
-            *(f"down{i}.maxpool_conv{w}.double_conv.0.conv.6.weight" for i in range(1, 5)),
-        ),  # type: ignore[arg-type]
+            f"down{{}}.maxpool_conv{w}.double_conv.0.conv.6.weight",
+            "up3.conv.double_conv.1.conv.6.weight",
+            stem,
+        ),
         audio_in_key="audio_model.conv1.conv.0.weight",
         audio_in_dim=1,
         wenet_mid_key="audio_model.conv1.conv.6.weight",
+        stem=stem,
     )
 
 
-def _mobileone(reparameterized: bool) -> Layout:
+def _mobileone(reparameterized: bool, stem: str = "full") -> Layout:
     leaf = "reparam_conv.weight" if reparameterized else "rbr_conv.0.conv.weight"
     return Layout(
-        name="mobileone " + ("reparameterized" if reparameterized else "trained"),
+        name="mobileone " + ("reparameterized" if reparameterized else "trained") + (" s2d" if stem == "s2d" else ""),
         arch="mobileone",
         wrapped=False,
         reparameterized=reparameterized,
-        width_keys=(
+        width_keys=_stage_keys(
             f"inc.inconv.pointwise.{leaf}",
-            *(f"down{i}.maxpool_conv.double_conv.0.pointwise.{leaf}" for i in range(1, 5)),
-        ),  # type: ignore[arg-type]
+            f"down{{}}.maxpool_conv.double_conv.0.pointwise.{leaf}",
+            f"up3.conv.double_conv.1.pointwise.{leaf}",
+            stem,
+        ),
         # The depthwise block's output channels equal its input channels.
         audio_in_key=f"audio_model.conv1.depthwise.{leaf}",
         audio_in_dim=0,
         wenet_mid_key=f"audio_model.conv1.pointwise.{leaf}",
+        stem=stem,
     )
 
 
-LAYOUTS = (_ultralight(True), _ultralight(False), _mobileone(False), _mobileone(True))
+# Full layouts first: an s2d layout's keys are a subset of a full one's (no down1, no up4).
+LAYOUTS = tuple(
+    make(form, stem) for stem in ("full", "s2d") for make in (_ultralight, _mobileone) for form in (True, False)
+)
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,8 @@ class Detected:
         text = self.spec.describe_conventions()
         if self.spec.arch == "mobileone":
             text += ", " + ("reparameterized" if self.reparameterized else "trained multi-branch") + " form"
+        if self.spec.folded:
+            text += ", s2d stem"
         if self.equivalent:
             text += f" (the same network as upstream {', '.join(self.equivalent)})"
         return text
@@ -167,7 +188,7 @@ def detect(state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Det
     # Revisions that build the same network read and run it identically; name the latest
     # whose training code could train this mode, and list the others.
     chosen = max(matches, key=lambda r: (mode in r.trained_modes, r.id))
-    spec = GeneratorSpec(arch=layout.arch, mode=mode, widths=widths, revision=chosen.id)  # type: ignore[arg-type]
+    spec = GeneratorSpec(arch=layout.arch, mode=mode, widths=widths, revision=chosen.id, stem=layout.stem)  # type: ignore[arg-type]
     others = tuple(r.id for r in matches if r is not chosen)
     return Detected(spec=spec, reparameterized=layout.reparameterized, equivalent=others)
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dhm.models.ultralight import OutConv, pad_concat
+from dhm.models.ultralight import OutConv, UNet, pad_concat, stage_widths
 from dhm.spec import GeneratorSpec
 
 CONV_BRANCHES = 2
@@ -218,7 +218,7 @@ class AudioConv(nn.Module):
         return self.conv7(x)
 
 
-class MobileOneModel(nn.Module):
+class MobileOneModel(UNet):
     """The FeatherTalk generator; `reparameterized` builds the inference form."""
 
     def __init__(self, spec: GeneratorSpec, reparameterized: bool = False) -> None:
@@ -234,35 +234,20 @@ class MobileOneModel(nn.Module):
             DoubleConvMobileOne(2 * w4, w4, stride=1, reparameterized=r),
             DoubleConvMobileOne(w4, w3, stride=1, reparameterized=r),
         )
-        self.inc = InConvMobileOne(spec.face_channels, w0, reparameterized=r)
-        self.down1 = Down(w0, w1, r)
+        inc_in, inc_out, up3_out, out_channels = stage_widths(spec)
+        self.inc = InConvMobileOne(inc_in, inc_out, reparameterized=r)
+        if not spec.folded:
+            self.down1 = Down(w0, w1, r)
         self.down2 = Down(w1, w2, r)
         self.down3 = Down(w2, w3, r)
         self.down4 = Down(w3, w4, r)
         self.up1 = Up(w3 + w3, w3 // 2, r)
         self.up2 = Up(w3 // 2 + w2, w2 // 2, r)
-        self.up3 = Up(w2 // 2 + w1, w1 // 2, r)
-        self.up4 = Up(w1 // 2 + w0, w0, r)
-        self.outc = OutConv(w0, 3)
-
-    def forward(self, x: torch.Tensor, audio_feat: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(x, audio_feat))
-
-    def features(self, x: torch.Tensor, audio_feat: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x1 = self.inc(x)
-        x2 = self.down1(x1)
-        x3 = self.down2(x2)
-        x4 = self.down3(x3)
-        x5 = self.down4(x4)
-        fused = self.fuse_conv(torch.cat([x5, self.audio_model(audio_feat)], dim=1))
-        u1 = self.up1(fused, x4)
-        u2 = self.up2(u1, x3)
-        u3 = self.up3(u2, x2)
-        u4 = self.up4(u3, x1)
-        return self.outc(u4), {"fuse": fused, "up1": u1, "up2": u2, "up3": u3, "up4": u4}
-
-    def logits(self, x: torch.Tensor, audio_feat: torch.Tensor) -> torch.Tensor:
-        return self.features(x, audio_feat)[0]
+        self.up3 = Up(w2 // 2 + w1, up3_out, r)
+        if not spec.folded:
+            self.up4 = Up(w1 // 2 + w0, w0, r)
+        self.outc = OutConv(w0, out_channels)
+        self._fold_modules(spec)
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dhm.spec import GeneratorSpec
+from dhm.spec import FOLD, GeneratorSpec
 
 
 class InvertedResidual(nn.Module):
@@ -173,7 +173,58 @@ class AudioConvWenet(_AudioConv):
         self._build_tail(mid, ch[3], ch[4], conv3_stride=(1, 2))
 
 
-class Model(nn.Module):
+class UNet(nn.Module):
+    """The forward pass both families share: encoder, audio fusion at 10x10, decoder.
+
+    With the full stem the first level runs at 160x160 (`inc`, `down1` ... `up4`); with the s2d
+    stem the face is folded to 24 channels at 80x80, `inc` starts at the second level (width
+    w1), `up3` paints with w0 channels and `outc`'s 12 channels unfold into the 3x160x160 output.
+    """
+
+    folded: bool
+
+    def _fold_modules(self, spec: GeneratorSpec) -> None:
+        self.folded = spec.folded
+        if self.folded:
+            self.to_depth = nn.PixelUnshuffle(FOLD)
+            self.to_space = nn.PixelShuffle(FOLD)
+
+    def forward(self, x: torch.Tensor, audio_feat: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x, audio_feat))
+
+    def features(self, x: torch.Tensor, audio_feat: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Pre-sigmoid output and the intermediate maps distillation matches."""
+        if self.folded:
+            x1, x2 = None, self.inc(self.to_depth(x))
+        else:
+            x1 = self.inc(x)
+            x2 = self.down1(x1)
+        x3 = self.down2(x2)
+        x4 = self.down3(x3)
+        x5 = self.down4(x4)
+        fused = self.fuse_conv(torch.cat([x5, self.audio_model(audio_feat)], dim=1))
+        u1 = self.up1(fused, x4)
+        u2 = self.up2(u1, x3)
+        u3 = self.up3(u2, x2)
+        maps = {"fuse": fused, "up1": u1, "up2": u2, "up3": u3}
+        if x1 is None:
+            return self.to_space(self.outc(u3)), maps
+        u4 = self.up4(u3, x1)
+        return self.outc(u4), {**maps, "up4": u4}
+
+    def logits(self, x: torch.Tensor, audio_feat: torch.Tensor) -> torch.Tensor:
+        return self.features(x, audio_feat)[0]
+
+
+def stage_widths(spec: GeneratorSpec) -> tuple[int, int, int, int]:
+    """(inc's input channels, inc's output channels, up3's output channels, outc's channels)."""
+    w0, w1 = spec.widths[:2]
+    if spec.folded:
+        return spec.face_channels * FOLD * FOLD, w1, w0, 3 * FOLD * FOLD
+    return spec.face_channels, w0, w1 // 2, 3
+
+
+class Model(UNet):
     """The avatar generator: (face [B,6,160,160], audio) -> out [B,3,160,160] in [0,1]."""
 
     def __init__(self, spec: GeneratorSpec | None = None) -> None:
@@ -191,8 +242,10 @@ class Model(nn.Module):
         else:
             self.audio_model = AudioConvWenet(spec.widths, audio_in, rev.wenet_branch, rev.wenet_conv1_residual)
         self.fuse_conv = nn.Sequential(DoubleConvDW(2 * w4, w4, stride=1), DoubleConvDW(w4, w3, stride=1))
-        self.inc = InConvDw(spec.face_channels, w0, rev.wrapped)
-        self.down1 = Down(w0, w1, rev.wrapped)
+        inc_in, inc_out, up3_out, out_channels = stage_widths(spec)
+        self.inc = InConvDw(inc_in, inc_out, rev.wrapped)
+        if not spec.folded:
+            self.down1 = Down(w0, w1, rev.wrapped)
         self.down2 = Down(w1, w2, rev.wrapped)
         self.down3 = Down(w2, w3, rev.wrapped)
         self.down4 = Down(w3, w4, rev.wrapped)
@@ -200,26 +253,8 @@ class Model(nn.Module):
         # these equal Ultralight's ch[4], ch[3], ch[2], ch[1].
         self.up1 = Up(w3 + w3, w3 // 2)
         self.up2 = Up(w3 // 2 + w2, w2 // 2)
-        self.up3 = Up(w2 // 2 + w1, w1 // 2)
-        self.up4 = Up(w1 // 2 + w0, w0)
-        self.outc = OutConv(w0, 3)
-
-    def forward(self, x: torch.Tensor, audio_feat: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(x, audio_feat))
-
-    def features(self, x: torch.Tensor, audio_feat: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Pre-sigmoid output and the intermediate maps distillation matches."""
-        x1 = self.inc(x)
-        x2 = self.down1(x1)
-        x3 = self.down2(x2)
-        x4 = self.down3(x3)
-        x5 = self.down4(x4)
-        fused = self.fuse_conv(torch.cat([x5, self.audio_model(audio_feat)], dim=1))
-        u1 = self.up1(fused, x4)
-        u2 = self.up2(u1, x3)
-        u3 = self.up3(u2, x2)
-        u4 = self.up4(u3, x1)
-        return self.outc(u4), {"fuse": fused, "up1": u1, "up2": u2, "up3": u3, "up4": u4}
-
-    def logits(self, x: torch.Tensor, audio_feat: torch.Tensor) -> torch.Tensor:
-        return self.features(x, audio_feat)[0]
+        self.up3 = Up(w2 // 2 + w1, up3_out)
+        if not spec.folded:
+            self.up4 = Up(w1 // 2 + w0, w0)
+        self.outc = OutConv(w0, out_channels)
+        self._fold_modules(spec)
