@@ -193,20 +193,24 @@ def snap_preset(
 
 
 def preset_front(teacher: GeneratorSpec, settings: Any, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """Every preset in widths rounded to 4 and to 8, timed, and which of them are on the Pareto
-    front of latency against MACs (no other is both faster and larger)."""
+    """Every preset in widths rounded to 4 and to 8, with either stem, timed, and which of them are
+    on the Pareto front of latency against MACs (no other is both faster and larger)."""
+    from dataclasses import replace
+
     from dhm.bench.probe import probe_latency
     from dhm.distill.presets import STUDENT_PRESETS
     from dhm.metrics import generator_cost
 
     names, specs = [], []
     teacher_macs = generator_cost(teacher)[0]
-    for preset, ratio in STUDENT_PRESETS.items():
-        for pack in PACKS:
-            spec = teacher.with_widths(widths_for(teacher, teacher, ratio, pack))
-            if generator_cost(spec)[0] <= teacher_macs / ratio:  # the smallest widths of a pack may not fit
-                names.append(f"{preset} /{pack}")
-                specs.append(spec)
+    for stem in STEMS:
+        family = replace(teacher, stem=stem)
+        for preset, ratio in STUDENT_PRESETS.items():
+            for pack in PACKS:
+                spec = family.with_widths(widths_for(teacher, family, ratio, pack))
+                if generator_cost(spec)[0] <= teacher_macs / ratio:  # the smallest widths of a pack may not fit
+                    names.append(f"{preset} /{pack}" + (f" {stem}" if spec.folded else ""))
+                    specs.append(spec)
     rows = probe_latency([teacher, *specs], settings, log)
     for name, r in zip(["teacher", *names], rows, strict=True):
         r["name"] = name
@@ -226,8 +230,8 @@ def preset_front(teacher: GeneratorSpec, settings: Any, log: Callable[[str], Non
 def front_markdown(front: dict[str, Any]) -> list[str]:
     lines = [
         f"Presets timed untrained on {front['engine']} {front['precision']}, {front['threads']} thread(s), "
-        f"{front['device']} (/4, /8: widths rounded to 4 or 8 channels; ◆ on the Pareto front of latency "
-        "against MACs):",
+        f"{front['device']} (/4, /8: widths rounded to 4 or 8 channels; s2d: the 160x160 level folded into "
+        "channels, `--student-stem s2d`; ◆ on the Pareto front of latency against MACs):",
         "",
         "| preset | widths | MMACs | p50 ms | GFLOPS | speed-up | speed-up / MAC cut | front |",
         "|---|---|---:|---:|---:|---:|---:|:-:|",

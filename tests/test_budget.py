@@ -118,6 +118,7 @@ def test_distill_by_budget_writes_the_choice_into_the_report(teacher, synth_hube
     info = run_cli("info", teacher, "--latency", "--budget-runs", "5")
     assert info.exit_code == 0, info.output
     assert "| teacher | " + ",".join(map(str, TEACHER_WIDTHS)) in info.output and "| x10 /4 |" in info.output
+    assert "| x10 /4 s2d |" in info.output
 
 
 def test_int8_losses_are_read_by_op_type():
