@@ -5,8 +5,8 @@ Most of a MAC cut does not become speed when the widths fall between the channel
 engine's kernels work in (MNN's CPU kernels pack 4 or 8 channels), so candidates are the
 teacher's widths scaled and rounded to a pack, in the teacher's family and, where the
 conventions allow, the other one, each with either stem (full, or s2d: the 160x160 level folded
-into channels, which the floor of small students' latency sits in); each is timed untrained (dhm.bench.probe) and the one with
-the most MACs under the budget is the student.
+into channels, where the floor of small students' latency sits); each is timed untrained
+(dhm.bench.probe) and the one with the most MACs under the budget is the student.
 """
 
 from __future__ import annotations

@@ -137,6 +137,8 @@ def test_an_s2d_student_folds_the_first_level_and_reads_back_as_s2d(tmp_path, ar
     out, maps = model.features(face, audio)
     assert out.shape == (2, 3, 160, 160) and sorted(maps) == ["fuse", "up1", "up2", "up3"]
     assert maps["up3"].shape == (2, 8, 80, 80)  # w0 paints at 80x80, unfolded to 3x160x160
+    # the 3x3 smoothing across the unfolded 2x2 blocks starts as the identity
+    assert torch.allclose(out, model.to_space(model.outc(maps["up3"])), atol=1e-6)
     assert detect_spec(model.state_dict()) == spec or revision != "2026-05-23"
     path = save_checkpoint(tmp_path / "s.pt", model, spec)
     ckpt = load_checkpoint(path)
