@@ -191,7 +191,7 @@ class UNet(nn.Module):
             self.to_space = nn.PixelShuffle(FOLD)
             # Each 2x2 block's pixels come from one position's 12 channels: alone they learn a
             # faint checkerboard at the lips' edges. One 3x3 convolution on the 3 output channels
-            # (2 MMACs, no measurable time on MNN) joins neighbouring blocks; it starts as the identity.
+            # (2 MMACs; its time on MNN is within noise) joins neighbouring blocks. It starts as the identity.
             self.smooth = nn.Conv2d(3, 3, 3, padding=1)
             with torch.no_grad():
                 self.smooth.weight.zero_()
