@@ -187,7 +187,8 @@ def train(
     default=None,
     type=click.Choice(list(STEMS)),
     help="The student's first level: full (at 160x160, as upstream; the default) or s2d (folded into channels "
-    "at 80x80: faster per MAC on phone CPUs). --budget-ms tries both unless this is given.",
+    "at 80x80: more MACs for the same time per frame on MNN, faster training steps). --budget-ms tries both "
+    "unless this is given.",
 )
 @crop_interpolation_option
 @click.option(
