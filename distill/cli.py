@@ -153,6 +153,25 @@ def train(
     click.echo(f"wrote {out / 'model.pt'} and report.md")
 
 
+def _student_kind(command: Any) -> Any:
+    """--student-arch and --student-stem: which network the student is, beside its widths."""
+    arch = click.option(
+        "--student-arch",
+        default=None,
+        type=click.Choice(list(ARCHS)),
+        help="The student's family (default: the teacher's); it keeps the teacher's audio window and crop filter.",
+    )
+    stem = click.option(
+        "--student-stem",
+        default=None,
+        type=click.Choice(list(STEMS)),
+        help="The student's first level: full (at 160x160, as upstream; the default) or s2d (folded into channels "
+        "at 80x80: more MACs for the same time per frame on MNN, faster training steps). --budget-ms tries both "
+        "unless this is given.",
+    )
+    return arch(stem(command))
+
+
 @click.command()
 @click.option(
     "--teacher", required=True, type=click.Path(path_type=Path), help="Teacher checkpoint (Ultralight or dhm)."
@@ -176,20 +195,7 @@ def train(
     "--snap-packs", is_flag=True, help="Round a preset's widths to 4 or 8 channels, whichever measures faster."
 )
 @click_options(ProbeSettings)
-@click.option(
-    "--student-arch",
-    default=None,
-    type=click.Choice(list(ARCHS)),
-    help="The student's family (default: the teacher's); it keeps the teacher's audio window and crop filter.",
-)
-@click.option(
-    "--student-stem",
-    default=None,
-    type=click.Choice(list(STEMS)),
-    help="The student's first level: full (at 160x160, as upstream; the default) or s2d (folded into channels "
-    "at 80x80: more MACs for the same time per frame on MNN, faster training steps). --budget-ms tries both "
-    "unless this is given.",
-)
+@_student_kind
 @crop_interpolation_option
 @click.option(
     "--init",
