@@ -260,6 +260,11 @@ STEM_NAMES = {"full": "full-resolution first level", "s2d": "space-to-depth stem
 FOLD = 2  # the s2d stem's factor: 2x2 pixels per position
 
 
+def stem_tag(stem: str | None) -> str:
+    """' s2d' after a name for a folded stem; nothing for upstream's full one."""
+    return "" if stem in (None, "full") else f" {stem}"
+
+
 def parse_widths(text: str | tuple[int, ...] | list[int]) -> tuple[int, int, int, int, int]:
     """Parse a preset name or `w0,w1,w2,w3,w4` into five positive widths."""
     if isinstance(text, str):
@@ -449,8 +454,7 @@ class GeneratorSpec:
     def describe(self) -> str:
         widths = ",".join(str(w) for w in self.widths)
         preset = f" ({self.preset})" if self.preset else ""
-        stem = " s2d" if self.folded else ""
-        return f"{self.arch}{stem}/{self.mode} widths {widths}{preset}"
+        return f"{self.arch}{stem_tag(self.stem)}/{self.mode} widths {widths}{preset}"
 
     def describe_conventions(self) -> str:
         """e.g. 'ultralight 2026-05-23 layout, hubert, 8-frame window (i-4 … i+3), INTER_AREA crops'."""
@@ -483,5 +487,6 @@ __all__ = [
     "describe_window",
     "parse_widths",
     "revision",
+    "stem_tag",
     "window_bounds",
 ]

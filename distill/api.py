@@ -17,7 +17,7 @@ from dhm.io import atomic_path, human_size
 from dhm.metrics import file_size, generator_cost
 from dhm.models import LoadedCheckpoint, file_sha256, load_checkpoint
 from dhm.plots import image_strip, line_chart
-from dhm.spec import GeneratorSpec
+from dhm.spec import GeneratorSpec, stem_tag
 from dhm.distill.loop import RunConfig, RunResult, dataset_hash, run_training
 from dhm.distill.weights import DISTILL_DEFAULTS, DISTILL_EMA, DISTILL_LR, TRAIN_DEFAULTS, LossWeights
 from dhm.distill.presets import DEFAULT_PRESET, resolve_student
@@ -304,7 +304,8 @@ def _fmt_q(q: dict[str, Any] | None) -> str:
 
 def _widths_cell(spec: dict[str, Any]) -> str:
     """Widths, with the stem where it is not upstream's full-resolution one."""
-    return ",".join(map(str, spec["widths"])) + (" (s2d stem)" if spec.get("stem", "full") != "full" else "")
+    tag = stem_tag(spec.get("stem"))
+    return ",".join(map(str, spec["widths"])) + (f" ({tag.strip()} stem)" if tag else "")
 
 
 def _markdown(r: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dhm.errors import SpecError
-from dhm.spec import ARCHS, STEMS, GeneratorSpec
+from dhm.spec import ARCHS, STEMS, GeneratorSpec, stem_tag
 
 PACKS = (4, 8)
 # students from 1/2 to 1/80 of the teacher's MACs, spaced evenly in log MACs
@@ -66,13 +66,14 @@ def families(teacher: GeneratorSpec, arch: str | None, stem: str | None = None) 
     allows; `stem` alone, else both."""
     from dhm.distill.presets import resolve_student
 
-    archs: list[str] = [arch] if arch is not None else []
-    for a in ARCHS if arch is None else ():
+    def allowed(a: str) -> bool:
         try:
             resolve_student(teacher, "x10", a)
-            archs.append(a)
         except SpecError:
-            pass
+            return False
+        return True
+
+    archs = [arch] if arch is not None else [a for a in ARCHS if allowed(a)]
     return tuple((a, s) for a in archs for s in ((stem,) if stem else STEMS))
 
 
@@ -127,8 +128,7 @@ def choose_student(
 
 
 def _name(row: dict[str, Any]) -> str:
-    stem = " s2d" if row.get("stem", "full") != "full" else ""
-    return f"{row['arch']}{stem} {','.join(map(str, row['widths']))}"
+    return f"{row['arch']}{stem_tag(row.get('stem'))} {','.join(map(str, row['widths']))}"
 
 
 def markdown(record: dict[str, Any]) -> list[str]:
@@ -196,21 +196,19 @@ def snap_preset(
 def preset_front(teacher: GeneratorSpec, settings: Any, log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Every preset in widths rounded to 4 and to 8, with either stem, timed, and which of them are
     on the Pareto front of latency against MACs (no other is both faster and larger)."""
-    from dataclasses import replace
-
     from dhm.bench.probe import probe_latency
-    from dhm.distill.presets import STUDENT_PRESETS
+    from dhm.distill.presets import STUDENT_PRESETS, resolve_student
     from dhm.metrics import generator_cost
 
     names, specs = [], []
     teacher_macs = generator_cost(teacher)[0]
     for stem in STEMS:
-        family = replace(teacher, stem=stem)
+        family = resolve_student(teacher, ",".join(map(str, teacher.widths)), None, stem)
         for preset, ratio in STUDENT_PRESETS.items():
             for pack in PACKS:
                 spec = family.with_widths(widths_for(teacher, family, ratio, pack))
                 if generator_cost(spec)[0] <= teacher_macs / ratio:  # the smallest widths of a pack may not fit
-                    names.append(f"{preset} /{pack}" + (f" {stem}" if spec.folded else ""))
+                    names.append(f"{preset} /{pack}{stem_tag(stem)}")
                     specs.append(spec)
     rows = probe_latency([teacher, *specs], settings, log)
     for name, r in zip(["teacher", *names], rows, strict=True):

@@ -32,6 +32,7 @@ from dhm.spec import (
     WINDOWS,
     Revision,
     describe_window,
+    stem_tag,
 )
 
 
@@ -65,7 +66,7 @@ def _ultralight(wrapped: bool, stem: str = "full") -> Layout:
     w = ".0" if wrapped else ""
     name = "ultralight wrapped" if wrapped else "ultralight 2026-05-23"
     return Layout(
-        name=name + (" s2d" if stem == "s2d" else ""),
+        name=name + stem_tag(stem),
         arch="ultralight",
         wrapped=wrapped,
         reparameterized=False,
@@ -85,7 +86,7 @@ def _ultralight(wrapped: bool, stem: str = "full") -> Layout:
 def _mobileone(reparameterized: bool, stem: str = "full") -> Layout:
     leaf = "reparam_conv.weight" if reparameterized else "rbr_conv.0.conv.weight"
     return Layout(
-        name="mobileone " + ("reparameterized" if reparameterized else "trained") + (" s2d" if stem == "s2d" else ""),
+        name="mobileone " + ("reparameterized" if reparameterized else "trained") + stem_tag(stem),
         arch="mobileone",
         wrapped=False,
         reparameterized=reparameterized,

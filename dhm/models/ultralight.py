@@ -193,11 +193,8 @@ class UNet(nn.Module):
             # faint checkerboard at the lips' edges. One 3x3 convolution on the 3 output channels
             # (2 MMACs; its time on MNN is within noise) joins neighbouring blocks. It starts as the identity.
             self.smooth = nn.Conv2d(3, 3, 3, padding=1)
-            with torch.no_grad():
-                self.smooth.weight.zero_()
-                self.smooth.bias.zero_()
-                for c in range(3):
-                    self.smooth.weight[c, c, 1, 1] = 1.0
+            nn.init.dirac_(self.smooth.weight)
+            nn.init.zeros_(self.smooth.bias)
 
     def forward(self, x: torch.Tensor, audio_feat: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(x, audio_feat))
